@@ -1,0 +1,70 @@
+"""Start the sam3_ros tracker node.
+
+    ros2 launch sam3_ros tracker.launch.py camera_topic:=/camera/color/image_raw prompt:="person, forklift"
+
+The node is a lifecycle (managed) node; by default this launch configures and activates it.
+Several cameras in one node: camera_topic:="/cam_front/image_raw,/cam_rear/image_raw".
+One node per camera: include this file once per camera with its own `namespace` (see multi_camera.launch.py).
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.conditions import IfCondition
+from launch.events import matches_action
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import LifecycleNode
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
+
+ARGUMENTS = [
+    ("camera_topic", "/camera/image_raw", "camera topic(s) to segment; comma-separated for several"),
+    ("compressed", "false", "true if the topics carry sensor_msgs/CompressedImage (jpeg/png)"),
+    ("params_file", PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
+     "ROS 2 parameter file with every tracker setting"),
+    ("model", "tiny-random", "built-in model name (tiny-random, toy) or a local directory with SAM 3 weights"),
+    ("prompt", "", "initial noun phrases, comma-separated, e.g. 'person, forklift'"),
+    ("namespace", "", "namespace of the node and its topics (one per camera or robot)"),
+    ("devices", "auto", "devices: auto, cpu, cuda:0, or several comma-separated (cuda:0,cuda:1)"),
+    ("autostart", "true", "configure and activate the lifecycle node at launch; false leaves it unconfigured"),
+    ("log_level", "info", "logging level of the node"),
+]
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [DeclareLaunchArgument(name, default_value=default, description=doc)
+                for name, default, doc in ARGUMENTS]
+    node = LifecycleNode(
+        package="sam3_ros",
+        executable="tracker_node",
+        name="sam3_tracker",
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                "input.topics": LaunchConfiguration("camera_topic"),
+                "input.compressed": LaunchConfiguration("compressed"),
+                "model": LaunchConfiguration("model"),
+                "prompt.text": LaunchConfiguration("prompt"),
+                "devices": LaunchConfiguration("devices"),
+            },
+        ],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+    )
+    autostart = IfCondition(LaunchConfiguration("autostart"))
+    configure = EmitEvent(
+        event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_CONFIGURE),
+        condition=autostart,
+    )
+    activate_when_configured = RegisterEventHandler(
+        OnStateTransition(
+            target_lifecycle_node=node,
+            goal_state="inactive",
+            entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                                  transition_id=Transition.TRANSITION_ACTIVATE))],
+        ),
+        condition=autostart,
+    )
+    return LaunchDescription([*declared, node, activate_when_configured, configure])

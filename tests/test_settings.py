@@ -1,0 +1,76 @@
+"""The settings object: defaults load, every field is validated with a message naming it."""
+
+import pytest
+import yaml
+
+from sam3_ros.resources import shared_file
+from sam3_ros.settings import Settings, SettingsError, describe, parse_override
+
+
+def test_defaults_load_and_match_the_dataclass():
+    s = Settings.default()
+    assert s.flat() == Settings().flat()  # config/tracker.yaml lists every default as the code has it
+    assert s.output.instances_topic == "/sam3/instances"
+
+
+def test_yaml_is_a_ros_parameter_file():
+    data = yaml.safe_load(shared_file("config", "tracker.yaml").read_text())
+    assert list(data) == ["/**"] and "ros__parameters" in data["/**"]
+
+
+def test_every_setting_is_documented():
+    for name, doc, _ in describe():
+        assert doc, name
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ({"detection.score_threshold": -0.1}, "detection.score_threshold"),
+        ({"tracking.assoc_iou_threshold": 1.5}, "tracking.assoc_iou_threshold"),
+        ({"backend": "onnx"}, "backend"),
+        ({"input.topics": [""]}, "input.topics"),
+        ({"input.topics": []}, "input.topics"),
+        ({"output.instances_topic": ""}, "output.instances_topic"),
+        ({"tracking.max_objects": 0}, "tracking.max_objects"),
+        ({"tracking.max_objects": "many"}, "tracking.max_objects"),
+        ({"memory.num_maskmem": 2.5}, "memory.num_maskmem"),
+        ({"input.compressed": "yes"}, "input.compressed"),
+        ({"devices": ["gpu"]}, "devices[0]"),
+        ({"detection.nms_iou_threshold": float("nan")}, "detection.nms_iou_threshold"),
+        ({"detection.new_object_threshold": 0.2}, "detection.new_object_threshold"),
+        ({"input.topics": ["/a", "/a"]}, "input.topics"),
+        ({"unknown_field": 1}, "unknown_field"),
+        ({"tracking.not_a_field": 1}, "tracking.not_a_field"),
+    ],
+)
+def test_bad_value_names_the_field(override, field):
+    with pytest.raises(SettingsError) as err:
+        Settings.default(override)
+    assert str(err.value).startswith(field) or field in str(err.value)
+
+
+def test_overrides_and_string_lists():
+    s = Settings.default({"input.topics": "/cam0/image, /cam1/image", "tracking": {"max_objects": 8}})
+    assert s.input.topics == ["/cam0/image", "/cam1/image"]
+    assert s.tracking.max_objects == 8
+    assert s.replace(**{"prompt.text": "person, forklift"}).prompt.phrases() == ["person", "forklift"]
+
+
+def test_parse_override():
+    assert parse_override("tracking.max_objects=8") == ("tracking.max_objects", 8)
+    assert parse_override("devices=[cuda:0, cuda:1]") == ("devices", ["cuda:0", "cuda:1"])
+    with pytest.raises(SettingsError, match="key=value"):
+        parse_override("no_equals_sign")
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(SettingsError, match="cannot read"):
+        Settings.from_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [unclosed")
+    with pytest.raises(SettingsError, match="not valid YAML"):
+        Settings.from_yaml(bad)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("tracking:\n  max_objects: 3\n")
+    assert Settings.from_yaml(plain).tracking.max_objects == 3
