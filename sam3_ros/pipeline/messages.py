@@ -1,0 +1,53 @@
+"""Engine ``Instances`` -> ``sam3_ros/msg/InstanceArray`` (a rosbags dataclass, transport-neutral).
+
+The DDS-direct transport serializes these dataclasses directly; the rclpy layer converts them field
+by field; evaluation writes them to bags. RLE encoding happens here, once per published frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..codec import rle
+from ..engine.types import Instances, _host
+from ..interfaces import typestore
+
+
+def stamp_to_time(stamp_ns: int):
+    """builtin_interfaces/Time from nanoseconds."""
+    Time = typestore().types["builtin_interfaces/msg/Time"]
+    return Time(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
+
+
+def time_to_ns(time) -> int:
+    """Nanoseconds from builtin_interfaces/Time."""
+    return int(time.sec) * 1_000_000_000 + int(time.nanosec)
+
+
+def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropped_frames: int = 0,
+                         num_positive_exemplars: int = 0, num_negative_exemplars: int = 0):
+    """Build the ``InstanceArray`` for one processed frame (header copied from the source image)."""
+    types = typestore().types
+    Instance, InstanceArray, Header = (types["sam3_ros/msg/Instance"], types["sam3_ros/msg/InstanceArray"],
+                                       types["std_msgs/msg/Header"])
+    h, w = instances.image_size
+    order = np.argsort(np.asarray(_host(instances.ids)), kind="stable")
+    ids, scores = np.asarray(_host(instances.ids))[order], np.asarray(_host(instances.scores))[order]
+    boxes = np.asarray(_host(instances.boxes), np.float32)[order]
+    detected = np.asarray(_host(instances.detected))[order]
+    age = np.asarray(_host(instances.age))[order]
+    lost = np.asarray(_host(instances.frames_since_detected))[order]
+    concepts = [instances.concepts[i] for i in order]
+    counts = rle.encode(np.asarray(_host(instances.masks), bool)[order]) if len(order) else []
+    items = [
+        Instance(id=int(ids[i]), concept=concepts[i], score=float(scores[i]), box=boxes[i].copy(),
+                 mask_height=h, mask_width=w, mask_rle=counts[i], age=int(age[i]), detected=bool(detected[i]),
+                 frames_since_detected=int(lost[i]))
+        for i in range(len(order))
+    ]
+    return InstanceArray(
+        header=Header(stamp=stamp_to_time(instances.stamp_ns), frame_id=instances.frame_id),
+        camera=instances.camera, instances=items, prompt=list(instances.phrases),
+        num_positive_exemplars=num_positive_exemplars, num_negative_exemplars=num_negative_exemplars,
+        latency_ms=float(latency_ms), dropped_frames=int(dropped_frames),
+    )
