@@ -1,0 +1,195 @@
+"""The SAM 3 paper's concept-segmentation metrics, plus tracking metrics, accumulated frame by frame.
+
+A *datapoint* is one (frame, noun phrase) pair. It is positive when the ground truth has at least one
+object of that phrase in the frame. Only predictions with score > 0.5 count, everywhere.
+
+- pmF1: positive micro F1. Over positive datapoints, predictions and ground truth of the phrase are
+  matched one-to-one (Hungarian, mask IoU >= t); TP/FP/FN are summed over datapoints, F1 is taken at
+  each t in 0.50:0.05:0.95 and averaged over t.
+- IL_MCC: Matthews correlation of "the phrase is present" (ground truth) vs "at least one prediction
+  of the phrase" over all datapoints. When the correlation is undefined (a zero marginal), it is 1 if
+  there are no errors and 0 otherwise.
+- cgF1 = 100 * pmF1 * IL_MCC.
+- HOTA, IDF1 (percent) and ID switches over the whole clip (:mod:`.tracking`); ground truth and
+  predictions only match within the same phrase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from ..codec import rle
+from ..kernels.reference import mask_iou
+from .tracking import TrackFrame, hota, identity_metrics
+
+IOU_THRESHOLDS = np.round(np.arange(0.50, 0.951, 0.05), 2)
+SCORE_THRESHOLD = 0.5  # predictions at or below this score are ignored (counted)
+
+
+@dataclass
+class FrameObjects:
+    """Objects in one frame: ground truth (``scores`` None) or predictions."""
+
+    ids: np.ndarray  # (N,) int64
+    concepts: list[str]
+    masks: np.ndarray  # (N, H, W) bool
+    scores: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.ids = np.asarray(self.ids, np.int64).reshape(-1)
+        self.masks = np.asarray(self.masks, bool)
+        if self.masks.ndim != 3 or len(self.masks) != len(self.ids) or len(self.concepts) != len(self.ids):
+            raise ValueError(f"need N ids, N concepts and (N, H, W) masks; got {len(self.ids)} ids, "
+                             f"{len(self.concepts)} concepts, masks of shape {self.masks.shape}")
+        if self.scores is not None:
+            self.scores = np.asarray(self.scores, float).reshape(-1)
+            if len(self.scores) != len(self.ids):
+                raise ValueError(f"{len(self.scores)} scores for {len(self.ids)} objects")
+
+    @classmethod
+    def from_message(cls, msg) -> "FrameObjects":
+        """Predictions from a ``sam3_ros/msg/InstanceArray`` (masks decoded from RLE)."""
+        items = list(msg.instances)
+        sizes = {(int(i.mask_height), int(i.mask_width)) for i in items}
+        if len(sizes) > 1:
+            raise ValueError(f"instances of one message have different mask sizes: {sorted(sizes)}")
+        h, w = sizes.pop() if sizes else (0, 0)
+        masks = np.stack([rle.decode(i.mask_rle, h, w) for i in items]) if items else np.zeros((0, h, w), bool)
+        return cls(ids=[i.id for i in items], concepts=[i.concept for i in items], masks=masks,
+                   scores=[i.score for i in items])
+
+    def subset(self, keep: np.ndarray) -> "FrameObjects":
+        keep = np.asarray(keep, bool)
+        return FrameObjects(self.ids[keep], [c for c, k in zip(self.concepts, keep) if k], self.masks[keep],
+                            None if self.scores is None else self.scores[keep])
+
+
+def f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """F1 per threshold; 0 where there is nothing at all (no ground truth, no predictions)."""
+    denom = 2 * tp + fp + fn
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+
+
+def mcc(tp: int, fp: int, fn: int, tn: int) -> float:
+    """Matthews correlation; 1 without errors and 0 with errors when it is undefined."""
+    denom = float(tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+    if denom == 0:
+        return 1.0 if fp + fn == 0 else 0.0
+    return float((tp * tn - fp * fn) / np.sqrt(denom))
+
+
+def matches_per_threshold(iou: np.ndarray) -> np.ndarray:
+    """Most one-to-one matches with IoU >= t, for each t in ``IOU_THRESHOLDS``."""
+    if iou.size == 0:
+        return np.zeros(len(IOU_THRESHOLDS), np.int64)
+    out = []
+    for t in IOU_THRESHOLDS:
+        ok = iou >= t - 1e-9
+        rows, cols = linear_sum_assignment(-ok.astype(float))
+        out.append(int(ok[rows, cols].sum()))
+    return np.array(out, np.int64)
+
+
+@dataclass
+class _ConceptCounts:
+    tp: np.ndarray = field(default_factory=lambda: np.zeros(len(IOU_THRESHOLDS), np.int64))
+    fp: np.ndarray = field(default_factory=lambda: np.zeros(len(IOU_THRESHOLDS), np.int64))
+    fn: np.ndarray = field(default_factory=lambda: np.zeros(len(IOU_THRESHOLDS), np.int64))
+    image: np.ndarray = field(default_factory=lambda: np.zeros(4, np.int64))  # IL tp, fp, fn, tn
+    positive_frames: int = 0
+    gt_objects: set = field(default_factory=set)
+
+    def add(self, other: "_ConceptCounts") -> None:
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+        self.image += other.image
+        self.positive_frames += other.positive_frames
+        self.gt_objects |= other.gt_objects
+
+    def concept_metrics(self) -> dict:
+        pm = float(np.mean(f1(self.tp, self.fp, self.fn))) if self.positive_frames else None
+        il = mcc(*[int(v) for v in self.image])
+        return {"cgF1": None if pm is None else 100.0 * pm * il, "pmF1": pm, "IL_MCC": il}
+
+
+class Scorer:
+    """Accumulates ground truth vs predictions frame by frame, for a fixed list of noun phrases."""
+
+    def __init__(self, phrases: list[str]):
+        if not phrases:
+            raise ValueError("scoring needs at least one noun phrase")
+        self.phrases = list(dict.fromkeys(phrases))
+        self._counts = {p: _ConceptCounts() for p in self.phrases}
+        self._tracks: list[tuple[TrackFrame, list[str], list[str]]] = []
+        self.frames = 0
+        self.ignored_low_score = 0  # predictions with score <= 0.5
+        self.ignored_other_concept = 0  # predictions of a phrase outside the scored list
+
+    def add(self, gt: FrameObjects, pred: FrameObjects) -> None:
+        """Score one frame."""
+        if pred.scores is None:
+            raise ValueError("predictions need scores")
+        if len(pred.ids) and len(gt.ids) and pred.masks.shape[1:] != gt.masks.shape[1:]:
+            raise ValueError(f"prediction masks are {pred.masks.shape[1:]}, ground truth {gt.masks.shape[1:]}")
+        confident = pred.scores > SCORE_THRESHOLD
+        known = np.array([c in self._counts for c in pred.concepts], bool)
+        self.ignored_low_score += int((~confident).sum())
+        self.ignored_other_concept += int((confident & ~known).sum())
+        pred = pred.subset(confident & known)
+        gt = gt.subset(np.array([c in self._counts for c in gt.concepts], bool))
+        if len(gt.ids) and len(pred.ids):
+            iou = mask_iou(torch.from_numpy(gt.masks), torch.from_numpy(pred.masks)).numpy().astype(float)
+        else:
+            iou = np.zeros((len(gt.ids), len(pred.ids)))
+        same = np.array(gt.concepts, object)[:, None] == np.array(pred.concepts, object)[None, :]
+        iou = np.where(same.reshape(iou.shape), iou, 0.0)
+        for phrase, counts in self._counts.items():
+            g = np.array([c == phrase for c in gt.concepts], bool)
+            p = np.array([c == phrase for c in pred.concepts], bool)
+            n_gt, n_pred = int(g.sum()), int(p.sum())
+            counts.image[_il_cell(n_gt, n_pred)] += 1
+            if n_gt:
+                matched = matches_per_threshold(iou[np.ix_(g, p)])
+                counts.tp += matched
+                counts.fp += n_pred - matched
+                counts.fn += n_gt - matched
+                counts.positive_frames += 1
+                counts.gt_objects.update(gt.ids[g].tolist())
+        self._tracks.append((TrackFrame(gt.ids, pred.ids, iou), list(gt.concepts), list(pred.concepts)))
+        self.frames += 1
+
+    def _track_frames(self, phrase: str | None) -> list[TrackFrame]:
+        if phrase is None:
+            return [t for t, _, _ in self._tracks]
+        out = []
+        for t, gc, pc in self._tracks:
+            g, p = np.array([c == phrase for c in gc], bool), np.array([c == phrase for c in pc], bool)
+            out.append(TrackFrame(t.gt_ids[g], t.pred_ids[p], t.similarity[np.ix_(g, p)]))
+        return out
+
+    def _tracking(self, phrase: str | None) -> dict:
+        frames = self._track_frames(phrase)
+        idf1, switches = identity_metrics(frames)
+        return {"HOTA": 100.0 * hota(frames), "IDF1": 100.0 * idf1, "id_switches": switches}
+
+    def result(self) -> dict:
+        """Overall metrics and ``per_concept`` (HOTA, IDF1 in percent; cgF1 in percent; pmF1 in [0, 1])."""
+        total = _ConceptCounts()
+        per_concept = {}
+        for phrase, counts in self._counts.items():
+            total.add(counts)
+            per_concept[phrase] = {**counts.concept_metrics(), **self._tracking(phrase),
+                                   "positive_frames": counts.positive_frames, "gt_objects": len(counts.gt_objects)}
+        return {**total.concept_metrics(), **self._tracking(None), "per_concept": per_concept}
+
+
+def _il_cell(n_gt: int, n_pred: int) -> int:
+    """Index into the image-level confusion counts (tp, fp, fn, tn)."""
+    if n_gt:
+        return 0 if n_pred else 2
+    return 1 if n_pred else 3
