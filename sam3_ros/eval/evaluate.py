@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .bags import INSTANCES_TYPE, BagWriter, camera_topic, read_messages, topics
 from .groundtruth import GroundTruth
 from .metrics import FrameObjects, Scorer
+from ..pipeline.messages import time_to_ns
 from .replay import Arrival, Processor, Replay
 
 INSTANCES_TOPIC = "/sam3/instances"
@@ -37,7 +38,7 @@ class EvalRun:
     output_bag: Path | None = None
 
 
-def _outputs_by_deadline(arrivals: list[Arrival], period_ns: int, outputs: Iterator[tuple[int, object]]):
+def outputs_by_deadline(arrivals: list[Arrival], period_ns: int, outputs: Iterator[tuple[int, object]]):
     """For each arrival, the latest output published before the next arrival (None if none yet)."""
     latest, pending = None, next(outputs, None)
     for i, arrival in enumerate(arrivals):
@@ -52,7 +53,7 @@ def score_outputs(gt: GroundTruth, phrases: list[str], arrivals: list[Arrival], 
     """Score (publish time, InstanceArray) outputs, in publish order, against the ground truth."""
     scorer = Scorer(phrases)
     empty = FrameObjects([], [], np.zeros((0, gt.height, gt.width), bool), scores=[])
-    for arrival, msg in _outputs_by_deadline(arrivals, period_ns, outputs):
+    for arrival, msg in outputs_by_deadline(arrivals, period_ns, outputs):
         t = gt.frame_index(arrival.position, arrival.stamp_ns)
         if t is not None:
             scorer.add(gt.frame(t), empty if msg is None else FrameObjects.from_message(msg))
@@ -73,27 +74,53 @@ def evaluate(bag: str | Path, gt: GroundTruth, processor: Processor, out_dir: st
     if output_bag.exists():
         raise ValueError(f"{output_bag} exists already; choose another --out directory")
     replay = Replay(processor, pacing, rate)
-    latencies, published = [], 0
+    latencies = []
     with BagWriter(output_bag) as writer, tqdm(total=topics(bag)[topic][1], desc=f"replay ({pacing})", unit="frame",
                                                disable=not progress) as bar:
         for out in replay.run(read_messages(bag, topic)):
             writer.write(INSTANCES_TOPIC, INSTANCES_TYPE, out.time_ns, out.msg)
             latencies.append(((out.arrival_ns - replay.arrivals[0].arrival_ns) / 1e9, out.latency_ms))
-            published += 1
             bar.update(len(replay.arrivals) - bar.n)
         bar.update(len(replay.arrivals) - bar.n)
     scorer = score_outputs(gt, phrases, replay.arrivals, replay.period_ns, read_messages(output_bag, INSTANCES_TOPIC))
+    return _run(scorer, latencies, len(replay.arrivals), replay.wall_s, replay.failed, output_bag)
+
+
+def score_recording(recorded: str | Path, gt: GroundTruth, *, phrases: list[str] | None = None,
+                    topic: str | None = None) -> EvalRun:
+    """Score a recording of the camera topic and ``/sam3/instances`` (``launch/bag_eval.launch.py``): both
+    logged at their receive times, so this is the realtime result that ROS delivered."""
+    topic = camera_topic(recorded, topic)
+    arrivals = [Arrival(i, time_to_ns(msg.header.stamp), int(log_ns))
+                for i, (log_ns, msg) in enumerate(read_messages(recorded, topic))]
+    if not arrivals:
+        raise ValueError(f"recording {recorded} has no messages on {topic}")
+    arrival_of = {a.stamp_ns: a.arrival_ns for a in arrivals}
+    latencies, last = [], arrivals[0].arrival_ns
+    for log_ns, msg in read_messages(recorded, INSTANCES_TOPIC):
+        source = arrival_of.get(time_to_ns(msg.header.stamp))
+        if source is not None:  # an output for a frame recorded before it
+            latencies.append(((source - arrivals[0].arrival_ns) / 1e9, (log_ns - source) / 1e6))
+        last = max(last, log_ns)
+    period_ns = int(np.median(np.diff([a.arrival_ns for a in arrivals]))) if len(arrivals) > 1 else 0
+    scorer = score_outputs(gt, list(phrases or gt.phrases), arrivals, period_ns,
+                           read_messages(recorded, INSTANCES_TOPIC))
+    return _run(scorer, latencies, len(arrivals), (last - arrivals[0].arrival_ns) / 1e9, 0, Path(recorded))
+
+
+def _run(scorer: Scorer, latencies: list[tuple[float, float]], frames: int, wall_s: float, failed: int,
+         output_bag: Path) -> EvalRun:
     lat = np.array([ms for _, ms in latencies]) if latencies else np.zeros(1)
     accuracy = scorer.result()
     per_concept = accuracy.pop("per_concept")
     report = {
         **accuracy,
-        "fps": published / replay.wall_s if replay.wall_s > 0 else 0.0,
+        "fps": len(latencies) / wall_s if wall_s > 0 else 0.0,
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))},
-        "frames": len(replay.arrivals),
-        "dropped": len(replay.arrivals) - published,
+        "frames": frames,
+        "dropped": frames - len(latencies),
         "per_concept": per_concept,
     }
-    return EvalRun(report=report, latencies=latencies, wall_s=replay.wall_s, failed=replay.failed,
+    return EvalRun(report=report, latencies=latencies, wall_s=wall_s, failed=failed,
                    ignored_low_score=scorer.ignored_low_score, ignored_other_concept=scorer.ignored_other_concept,
                    output_bag=output_bag)
