@@ -63,6 +63,7 @@ def test_no_predictions():
 def test_all_negative_frames():
     r = score([(gt(), pred()), (gt(), pred())])
     assert r["pmF1"] is None and r["cgF1"] is None  # no positive datapoint: undefined, not zero
+    assert r["HOTA"] is None and r["IDF1"] is None
     assert r["IL_MCC"] == 1.0
     # A false positive on an all-negative clip: IL tp=0 fp=1 fn=0 tn=3
     r = score([(gt(), pred((5, "cat", A, 0.9))), (gt(), pred())])
@@ -78,6 +79,7 @@ def test_false_positive_on_absent_concept_lowers_il_mcc_not_pmf1():
     assert r["pmF1"] == pytest.approx(1.0)
     assert r["cgF1"] == pytest.approx(100 * 2 / math.sqrt(12))
     assert r["per_concept"]["dog"]["IL_MCC"] == 0.0 and r["per_concept"]["dog"]["pmF1"] is None
+    assert r["per_concept"]["dog"]["HOTA"] is None
 
 
 def test_id_swap_lowers_idf1_and_hota_but_not_pmf1():

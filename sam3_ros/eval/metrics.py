@@ -173,8 +173,11 @@ class Scorer:
         return out
 
     def _tracking(self, phrase: str | None) -> dict:
+        """HOTA and IDF1 are undefined (None) without ground-truth objects, like pmF1."""
         frames = self._track_frames(phrase)
         idf1, switches = identity_metrics(frames)
+        if not any(len(f.gt_ids) for f in frames):
+            return {"HOTA": None, "IDF1": None, "id_switches": switches}
         return {"HOTA": 100.0 * hota(frames), "IDF1": 100.0 * idf1, "id_switches": switches}
 
     def result(self) -> dict:
