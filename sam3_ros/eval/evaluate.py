@@ -36,6 +36,12 @@ class EvalRun:
     ignored_low_score: int = 0
     ignored_other_concept: int = 0
     output_bag: Path | None = None
+    arrivals: list[Arrival] = field(default_factory=list)
+    period_ns: int = 0
+
+    def held_outputs(self) -> Iterator[tuple[Arrival, object]]:
+        """Each camera frame with the output a subscriber held for it (the one it was scored against)."""
+        return outputs_by_deadline(self.arrivals, self.period_ns, read_messages(self.output_bag, INSTANCES_TOPIC))
 
 
 def outputs_by_deadline(arrivals: list[Arrival], period_ns: int, outputs: Iterator[tuple[int, object]]):
@@ -83,7 +89,7 @@ def evaluate(bag: str | Path, gt: GroundTruth, processor: Processor, out_dir: st
             bar.update(len(replay.arrivals) - bar.n)
         bar.update(len(replay.arrivals) - bar.n)
     scorer = score_outputs(gt, phrases, replay.arrivals, replay.period_ns, read_messages(output_bag, INSTANCES_TOPIC))
-    return _run(scorer, latencies, len(replay.arrivals), replay.wall_s, replay.failed, output_bag)
+    return _run(scorer, latencies, replay.arrivals, replay.period_ns, replay.wall_s, replay.failed, output_bag)
 
 
 def score_recording(recorded: str | Path, gt: GroundTruth, *, phrases: list[str] | None = None,
@@ -105,11 +111,12 @@ def score_recording(recorded: str | Path, gt: GroundTruth, *, phrases: list[str]
     period_ns = int(np.median(np.diff([a.arrival_ns for a in arrivals]))) if len(arrivals) > 1 else 0
     scorer = score_outputs(gt, list(phrases or gt.phrases), arrivals, period_ns,
                            read_messages(recorded, INSTANCES_TOPIC))
-    return _run(scorer, latencies, len(arrivals), (last - arrivals[0].arrival_ns) / 1e9, 0, Path(recorded))
+    return _run(scorer, latencies, arrivals, period_ns, (last - arrivals[0].arrival_ns) / 1e9, 0, Path(recorded))
 
 
-def _run(scorer: Scorer, latencies: list[tuple[float, float]], frames: int, wall_s: float, failed: int,
-         output_bag: Path) -> EvalRun:
+def _run(scorer: Scorer, latencies: list[tuple[float, float]], arrivals: list[Arrival], period_ns: int,
+         wall_s: float, failed: int, output_bag: Path) -> EvalRun:
+    frames = len(arrivals)
     lat = np.array([ms for _, ms in latencies]) if latencies else np.zeros(1)
     accuracy = scorer.result()
     per_concept = accuracy.pop("per_concept")
@@ -123,4 +130,4 @@ def _run(scorer: Scorer, latencies: list[tuple[float, float]], frames: int, wall
     }
     return EvalRun(report=report, latencies=latencies, wall_s=wall_s, failed=failed,
                    ignored_low_score=scorer.ignored_low_score, ignored_other_concept=scorer.ignored_other_concept,
-                   output_bag=output_bag)
+                   output_bag=output_bag, arrivals=arrivals, period_ns=period_ns)

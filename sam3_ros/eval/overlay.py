@@ -28,13 +28,16 @@ def draw(rgb: np.ndarray, msg) -> np.ndarray:
     if msg is None:
         return out
     h, w = out.shape[:2]
+    shown = []
     for inst in msg.instances:
         if (int(inst.mask_height), int(inst.mask_width)) != (h, w):
             raise ValueError(f"instance {inst.id} mask is {inst.mask_width}x{inst.mask_height}, frame is {w}x{h}")
         mask = rle.decode(inst.mask_rle, h, w)
-        color = np.array(id_color(int(inst.id)), np.float32)
-        out[mask] = (out[mask] * (1 - ALPHA) + color * ALPHA).astype(np.uint8)
-    for inst in msg.instances:
+        if mask.any():
+            color = np.array(id_color(int(inst.id)), np.float32)
+            out[mask] = (out[mask] * (1 - ALPHA) + color * ALPHA).astype(np.uint8)
+            shown.append(inst)
+    for inst in shown:  # labels last, so no mask covers them
         x0, y0 = int(inst.box[0]), int(inst.box[1])
         label = f"{inst.id} {inst.concept}".strip()
         cv2.putText(out, label, (x0, max(10, y0 - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, id_color(int(inst.id)), 1,
