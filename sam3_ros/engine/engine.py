@@ -1,0 +1,425 @@
+"""The streaming SAM 3 engine: detector + batched tracker + bounded memory bank + merge.
+
+One ``Engine`` serves one camera stream. ``step`` runs, per frame: preprocessing on the device, the
+vision encoder, the detector for every phrase in one batch, the tracker for every object in one
+batch, the merge (on device), memory encoding for every object in one batch, and the outputs at
+source resolution. The host reads one small tensor per frame (which detections start objects and
+which objects expire) to keep its list of live objects.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..settings import Settings
+from .detector import Detector
+from .loading import LoadedModel, load_model
+from .mask_ops import fill_holes, logits_to_masks, masks_to_boxes
+from .memory_bank import MemoryBank
+from .merge import MergeThresholds, NO_OBJECT_LOGIT, NEVER_OCCLUDED, associate, occlusion_suppression, suppress_shrunk
+from .preprocess import frame_tensor, to_pixels
+from .tracker import BatchedTracker
+from .types import ConceptPrompt, Frame, Instances
+
+
+@dataclass
+class EngineCounters:
+    """Things the engine dropped or refused, for diagnostics."""
+
+    frames: int = 0
+    objects_created: int = 0
+    objects_expired: int = 0  # removed after keep_alive_frames without a detector match
+    detections_over_limit: int = 0  # new detections not admitted because of tracking.max_objects
+    bad_input: int = 0
+
+
+@dataclass
+class _Objects:
+    """Live objects in creation order (host view) and their per-slot state (device)."""
+
+    slots: list[int] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+
+
+def resolve_device(settings: Settings) -> torch.device:
+    """The engine's device from ``settings.devices[0]`` (auto = cuda:0 when present, else cpu)."""
+    name = settings.devices[0]
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"devices: {name} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def resolve_dtype(settings: Settings, device: torch.device) -> torch.dtype:
+    """Compute precision: auto = bf16 on GPU, fp32 on CPU."""
+    if settings.precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return torch.bfloat16 if settings.precision == "bf16" else torch.float32
+
+
+def load_engine(settings: Settings | None = None, loaded: LoadedModel | None = None) -> "Engine":
+    """Build an engine for ``settings`` (default: the packaged defaults), loading ``settings.model``
+    unless an already ``loaded`` model is given."""
+    settings = settings or Settings.default()
+    device = resolve_device(settings)
+    dtype = resolve_dtype(settings, device)
+    loaded = loaded or load_model(settings.model, device, dtype)
+    return Engine(loaded, settings, device, dtype)
+
+
+class Engine:
+    """Streaming segmentation and tracking of concept prompts (see ``sam3_ros.engine.types``)."""
+
+    def __init__(self, loaded: LoadedModel, settings: Settings, device: torch.device, dtype: torch.dtype):
+        self.settings, self.device, self.dtype = settings, device, dtype
+        self.model = loaded.model
+        config = self.model.config
+        tracker_model = self.model.tracker_model
+        tcfg = tracker_model.config
+        self.image_size = int(tracker_model.image_size)
+        self.low_res = int(config.low_res_mask_size)
+        h, w = tracker_model.backbone_feature_sizes[-1]
+        self.bank = MemoryBank(
+            settings.tracking.max_objects,
+            num_maskmem=tcfg.num_maskmem,  # temporal encodings exist for exactly these (model weights)
+            max_cond=min(settings.memory.max_cond_frames, tcfg.max_cond_frame_num),
+            max_pointers=min(settings.memory.max_object_pointers, tcfg.max_object_pointers_in_encoder),
+            tokens=h * w, mem_dim=tracker_model.mem_dim, hidden=tracker_model.hidden_dim, device=device, dtype=dtype,
+        )
+        self.recent_window = min(settings.memory.num_maskmem, tcfg.num_maskmem)
+        self.bank.num_maskmem = self.recent_window
+        self.tracker = BatchedTracker(tracker_model, self.bank)
+        self.detector = Detector(self.model.detector_model, loaded.tokenize)
+        det, trk = settings.detection, settings.tracking
+        self.thresholds = MergeThresholds(
+            assoc_iou=trk.assoc_iou_threshold, track_assoc_iou=trk.track_assoc_iou_threshold,
+            new_object=det.new_object_threshold, high_conf=config.high_conf_thresh, high_iou=config.high_iou_thresh,
+            occlusion_iou=config.suppress_overlapping_based_on_recent_occlusion_threshold,
+        )
+        cap = settings.tracking.max_objects
+        self._concept = torch.full((cap,), -1, dtype=torch.long, device=device)
+        self._score = torch.zeros(cap, dtype=torch.float32, device=device)
+        self._first_frame = torch.zeros(cap, dtype=torch.long, device=device)
+        self._last_detected = torch.zeros(cap, dtype=torch.long, device=device)
+        self._last_occluded = torch.full((cap,), NEVER_OCCLUDED, dtype=torch.long, device=device)
+        self._objects = _Objects()
+        self._next_id = 1
+        self._frame = -1  # index of the last processed frame
+        self._last = None  # (feats, pos, (H, W)) of the last frame, for add_points
+        self.counters = EngineCounters()
+        self.phrases: list[str] = []
+        self._boxes = torch.zeros(0, 4)
+        self._box_labels = torch.zeros(0, dtype=torch.bool)
+        initial = settings.prompt.phrases()
+        if initial:
+            self.set_prompt(ConceptPrompt(phrases=initial))
+
+    # -- prompts and objects ---------------------------------------------------------------------------
+    def set_prompt(self, prompt: ConceptPrompt, keep_tracks: bool = False) -> None:
+        """Replace the concept prompt. Without ``keep_tracks`` every object is dropped; with it, objects
+        of phrases still in the prompt (and click-created ones) are kept, the others dropped."""
+        limits = self.settings.prompt
+        if not isinstance(prompt, ConceptPrompt):
+            raise ValueError(f"set_prompt expects a ConceptPrompt, got {type(prompt).__name__}")
+        phrases = [p.strip() if isinstance(p, str) else p for p in prompt.phrases]
+        for i, p in enumerate(phrases):
+            if not isinstance(p, str) or not p:
+                raise ValueError(f"prompt phrase {i} is empty or not a string: {prompt.phrases[i]!r}")
+            if len(p) > limits.max_phrase_chars:
+                raise ValueError(f"prompt phrase {i} has {len(p)} characters, more than "
+                                 f"prompt.max_phrase_chars={limits.max_phrase_chars}")
+        if len(phrases) > limits.max_phrases:
+            raise ValueError(f"prompt has {len(phrases)} phrases, more than prompt.max_phrases={limits.max_phrases}")
+        if len(set(phrases)) != len(phrases):
+            raise ValueError("prompt lists the same phrase twice")
+        boxes = np.asarray(prompt.boxes, dtype=np.float32).reshape(-1, 4) if np.size(prompt.boxes) else np.zeros((0, 4), np.float32)
+        labels = np.asarray(prompt.box_labels, dtype=bool).reshape(-1)
+        if len(labels) != len(boxes):
+            raise ValueError(f"prompt has {len(boxes)} exemplar boxes but {len(labels)} box labels")
+        if len(boxes) > limits.max_exemplar_boxes:
+            raise ValueError(f"prompt has {len(boxes)} exemplar boxes, more than "
+                             f"prompt.max_exemplar_boxes={limits.max_exemplar_boxes}")
+        if not phrases and not len(boxes):
+            raise ValueError("prompt is empty: give at least one phrase or exemplar box")
+        size = self._last[2] if self._last is not None else None
+        for i, box in enumerate(boxes):
+            self._check_box(box, size, f"exemplar box {i}")
+        old_phrases = self.phrases
+        self.phrases, self._boxes, self._box_labels = phrases, torch.from_numpy(boxes), torch.from_numpy(labels)
+        if not keep_tracks:
+            self._drop(list(self._objects.slots))
+            return
+        remap = torch.tensor([phrases.index(p) if p in phrases else -2 for p in old_phrases] + [-1],
+                             dtype=torch.long, device=self.device)
+        self._concept.copy_(remap[self._concept])  # -1 (clicks) maps to itself through the last entry
+        concepts = self._concept.cpu()  # prompt changes are rare: one sync is fine here
+        self._drop([s for s in self._objects.slots if int(concepts[s]) == -2])
+
+    def add_points(self, obj_id: int | None, points, labels, box=None) -> int:
+        """Refine object ``obj_id`` or start a new one (``None``) from clicks on the last frame.
+
+        ``points`` (P, 2) xy source pixels, ``labels`` (P,) 1 = on the object / 0 = background,
+        ``box`` optional xyxy source pixels. Returns the object's id.
+        """
+        if self._last is None:
+            raise ValueError("add_points needs a processed frame first (call step)")
+        feats, pos, size = self._last
+        slot = None
+        if obj_id is not None:
+            slot = self._slot_of(obj_id)
+        pts = np.asarray(points, dtype=np.float32).reshape(-1, 2) if points is not None and np.size(points) else np.zeros((0, 2), np.float32)
+        lbl = np.asarray(labels, dtype=np.int64).reshape(-1) if labels is not None else np.zeros((0,), np.int64)
+        if len(pts) != len(lbl):
+            raise ValueError(f"add_points: {len(pts)} points but {len(lbl)} labels")
+        if not np.isin(lbl, (0, 1)).all():
+            raise ValueError("add_points: labels must be 1 (object) or 0 (background)")
+        if len(pts) == 0 and box is None:
+            raise ValueError("add_points: give at least one point or a box")
+        h, w = size
+        if len(pts) and (not np.isfinite(pts).all() or (pts[:, 0] < 0).any() or (pts[:, 1] < 0).any()
+                         or (pts[:, 0] > w).any() or (pts[:, 1] > h).any()):
+            raise ValueError(f"add_points: points must lie inside the {w}x{h} image")
+        scale = np.array([self.image_size / w, self.image_size / h], np.float32)
+        box_t = None
+        if box is not None:
+            b = np.asarray(box, dtype=np.float32).reshape(-1)
+            if b.shape != (4,):
+                raise ValueError(f"add_points: box must be 4 numbers xyxy, got shape {np.shape(box)}")
+            self._check_box(b, size, "add_points box")
+            box_t = torch.from_numpy((b.reshape(2, 2) * scale).reshape(1, 1, 4)).to(self.device, self.dtype)
+        if len(pts) == 0:  # a box alone: the prompt encoder still wants a (padding) point
+            pts, lbl = np.zeros((1, 2), np.float32), np.full((1,), -10, np.int64)
+        points_t = torch.from_numpy(pts * scale).view(1, 1, -1, 2).to(self.device, self.dtype)
+        labels_t = torch.from_numpy(lbl).view(1, 1, -1).to(self.device, torch.int32)
+        with torch.inference_mode():
+            slot_t = None if slot is None else torch.tensor([slot], device=self.device)
+            out = self.tracker.from_points(feats, pos, slot_t, self._frame, points_t, labels_t, box_t)
+            if slot is None:
+                (slot,), obj_id = self._create([ -1], self._frame), self._objects.ids[-1]
+                slot_t = torch.tensor([slot], device=self.device)
+            self.tracker.remember(feats, slot_t, self._frame, out, torch.ones(1, dtype=torch.bool, device=self.device),
+                                  binarize=True)
+            self._last_detected[slot_t] = self._frame
+        return obj_id
+
+    def remove(self, obj_id: int) -> None:
+        """Stop tracking ``obj_id`` (its id is not reused)."""
+        self._drop([self._slot_of(obj_id)])
+
+    def reset(self) -> None:
+        """Forget every object and the frame history; the prompt stays. Ids keep increasing."""
+        self._drop(list(self._objects.slots))
+        self.bank.clear()
+        self._frame, self._last = -1, None
+
+    # -- the frame loop ----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self, frame: Frame) -> Instances:
+        """Process one frame; returns every live object's mask, box, score and id."""
+        timings: dict[str, float] = {}
+        clock = _Clock(self.device, timings)
+        try:
+            image = frame_tensor(frame, self.device, self.settings.input.max_image_pixels)
+        except ValueError:
+            self.counters.bad_input += 1
+            raise
+        size = (int(image.shape[0]), int(image.shape[1]))
+        if len(self._boxes) and not self._boxes_fit(size):
+            self.counters.bad_input += 1
+            raise ValueError(f"exemplar boxes of the prompt lie outside this {size[1]}x{size[0]} frame")
+        t = self._frame + 1
+        pixels = to_pixels(image, self.image_size, self.dtype)
+        clock.lap("preprocess")
+        vision = self.model.detector_model.get_vision_features(pixel_values=pixels)
+        feats, pos = self.model.get_vision_features_for_tracker(vision)
+        clock.lap("encoder")
+        dets = self._detect(vision, size)
+        clock.lap("detector")
+
+        slots = torch.tensor(self._objects.slots, dtype=torch.long, device=self.device)
+        n = slots.numel()
+        if n:
+            prop = self.tracker.propagate(feats, pos, slots, t)
+            trk = fill_holes(prop["low_res"], self.settings.tracking.hole_fill_area)[:, 0]
+        else:
+            prop, trk = None, torch.zeros(0, self.low_res, self.low_res, device=self.device, dtype=self.dtype)
+        clock.lap("tracker")
+
+        concept = self._concept[slots]
+        assoc = associate(dets["masks"], dets["scores"], dets["valid"], dets["concept"], trk, concept, self.thresholds)
+        every = self.settings.tracking.recondition_every
+        recondition = torch.zeros(n, dtype=torch.bool, device=self.device)
+        if n and every > 0 and t % every == 0:
+            recondition = (assoc.recondition_det >= 0) & (prop["object_score_logits"][:, 0] > self.thresholds.high_conf)
+        suppress, self._last_occluded[slots] = occlusion_suppression(
+            trk, concept, self._last_occluded[slots], t, self.thresholds.occlusion_iou)
+        trk = torch.where(suppress[:, None, None], torch.full_like(trk, NO_OBJECT_LOGIT), trk)
+        self._last_detected[slots] = torch.where(assoc.confirmed, t, self._last_detected[slots])
+        self._score[slots] = torch.where(assoc.matched, assoc.best_score, self._score[slots])
+        if n:  # memory of tracked objects: their final masks, pixel-exclusive within a concept
+            memory_masks = suppress_shrunk(trk[:, None], concept, len(self.phrases))
+            present = (memory_masks > 0).flatten(1).any(dim=1, keepdim=True)
+            logits = torch.where(present, 10.0, -10.0).to(memory_masks.dtype)
+            self.tracker.remember(feats, slots, t, prop, recondition, binarize=False,
+                                  high_res=memory_masks, object_score_logits=logits)
+        clock.lap("merge")
+
+        # the one host read per frame: which detections start objects, which objects expire
+        expired = (t - self._last_detected[slots]) > self.settings.tracking.keep_alive_frames
+        expired &= concept >= 0  # click-created objects have no detector to confirm them
+        plan = torch.cat([assoc.is_new, expired]).cpu()
+        is_new, expired_host = plan[: assoc.is_new.numel()], plan[assoc.is_new.numel():]
+        alive = [i for i in range(n) if not expired_host[i]]
+        new_dets = self._admit(torch.nonzero(is_new).flatten().tolist(), dets["scores"], len(alive))
+
+        out_logits = torch.where((recondition & (assoc.recondition_det >= 0))[:, None, None],
+                                 dets["masks"][assoc.recondition_det.clamp(min=0)] if dets["masks"].shape[0] else trk, trk)
+        keep = torch.tensor(alive, dtype=torch.long, device=self.device)
+        out_slots = slots[keep]
+        out_logits = out_logits[keep]
+        if new_dets:
+            new_idx = torch.tensor(new_dets, dtype=torch.long, device=self.device)
+            new_slots = torch.tensor(self._create(dets["concept"][new_idx].tolist(), t), device=self.device)
+            self._score[new_slots] = dets["scores"][new_idx]
+            det_masks = dets["masks"][new_idx][:, None]
+            start = self.tracker.from_masks(feats, det_masks >= 0.5)
+            self.tracker.remember(feats, new_slots, t, start, torch.ones_like(new_slots, dtype=torch.bool), binarize=True)
+            if n:
+                # the reference re-runs the tracker with binarized memory for existing, not re-conditioned
+                # objects on frames that start new ones; we do the same to compute the same function
+                redo = keep[~recondition[keep]]
+                if redo.numel():
+                    again = {k: v[redo] for k, v in prop.items()}
+                    self.tracker.remember(feats, slots[redo], t, again, torch.zeros_like(redo, dtype=torch.bool),
+                                          binarize=True)
+            new_logits = fill_holes(dets["masks"][new_idx][:, None], self.settings.tracking.hole_fill_area)[:, 0]
+            out_slots = torch.cat([out_slots, new_slots])
+            out_logits = torch.cat([out_logits, new_logits.to(out_logits.dtype)])
+        expired_slots = [self._objects.slots[i] for i in range(n) if expired_host[i]]
+        self.counters.objects_expired += len(expired_slots)
+        self._drop(expired_slots)
+        clock.lap("spawn")
+
+        masks = logits_to_masks(out_logits, size)
+        result = Instances(
+            ids=torch.tensor([self._objects.ids[self._objects.slots.index(s)] for s in out_slots.tolist()],
+                             dtype=torch.long, device=self.device) if out_slots.numel() else torch.zeros(0, dtype=torch.long, device=self.device),
+            scores=self._score[out_slots], boxes=masks_to_boxes(masks), masks=masks,
+            concept_index=self._concept[out_slots], detected=(self._last_detected[out_slots] == t),
+            age=t - self._first_frame[out_slots], frames_since_detected=t - self._last_detected[out_slots],
+            phrases=list(self.phrases), stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, camera=frame.camera,
+            image_size=size, timings_ms=timings,
+        )
+        clock.lap("output")
+        self._frame, self._last = t, (feats, pos, size)
+        self.counters.frames += 1
+        return result
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _detect(self, vision, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        if not self.phrases and not len(self._boxes):
+            z = torch.zeros(0, device=self.device)
+            return {"masks": torch.zeros(0, self.low_res, self.low_res, device=self.device, dtype=self.dtype),
+                    "boxes": torch.zeros(0, 4, device=self.device), "scores": z, "valid": z.bool(), "concept": z.long()}
+        boxes = labels = None
+        if len(self._boxes):
+            h, w = size
+            xyxy = self._boxes.to(self.device) / torch.tensor([w, h, w, h], device=self.device)
+            boxes = torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1).to(self.dtype)
+            labels = self._box_labels.to(self.device).long()
+        det = self.settings.detection
+        return self.detector.detect(vision, self.phrases, boxes, labels, det.score_threshold, det.nms_iou_threshold)
+
+    def _admit(self, candidates: list[int], scores: torch.Tensor, live: int) -> list[int]:
+        """New detections that fit under ``tracking.max_objects`` (highest scores first when not all do)."""
+        room = self.settings.tracking.max_objects - live
+        if len(candidates) <= room:
+            return candidates
+        self.counters.detections_over_limit += len(candidates) - max(room, 0)
+        if room <= 0:
+            return []
+        order = torch.argsort(scores[candidates], descending=True, stable=True)[:room].tolist()
+        return [candidates[i] for i in order]
+
+    def _create(self, concepts: list[int], frame: int) -> list[int]:
+        slots = self.bank.allocate(len(concepts))
+        index = torch.tensor(slots, device=self.device)
+        self._concept[index] = torch.tensor(concepts, dtype=torch.long, device=self.device)
+        self._first_frame[index] = frame
+        self._last_detected[index] = frame
+        self._last_occluded[index] = NEVER_OCCLUDED
+        self._score[index] = 1.0
+        for slot in slots:
+            self._objects.slots.append(slot)
+            self._objects.ids.append(self._next_id)
+            self._next_id += 1
+        self.counters.objects_created += len(slots)
+        return slots
+
+    def _drop(self, slots: list[int]) -> None:
+        if not slots:
+            return
+        gone = set(slots)
+        kept = [(s, i) for s, i in zip(self._objects.slots, self._objects.ids) if s not in gone]
+        self._objects.slots = [s for s, _ in kept]
+        self._objects.ids = [i for _, i in kept]
+        self.bank.free(slots)
+
+    def _slot_of(self, obj_id) -> int:
+        if isinstance(obj_id, bool) or not isinstance(obj_id, (int, np.integer)):
+            raise ValueError(f"object id must be an integer, got {obj_id!r}")
+        try:
+            return self._objects.slots[self._objects.ids.index(int(obj_id))]
+        except ValueError:
+            raise ValueError(f"unknown object id {obj_id} (live ids: {self._objects.ids})") from None
+
+    @staticmethod
+    def _check_box(box: np.ndarray, size: tuple[int, int] | None, what: str) -> None:
+        if not np.isfinite(box).all():
+            raise ValueError(f"{what} has non-finite coordinates: {box.tolist()}")
+        x0, y0, x1, y1 = box.tolist()
+        if not (x1 > x0 and y1 > y0):
+            raise ValueError(f"{what} must be xyxy with x1 > x0 and y1 > y0, got {box.tolist()}")
+        if x0 < 0 or y0 < 0 or (size is not None and (x1 > size[1] or y1 > size[0])):
+            where = f"the {size[1]}x{size[0]} image" if size else "the image"
+            raise ValueError(f"{what} {box.tolist()} lies outside {where}")
+
+    def _boxes_fit(self, size: tuple[int, int]) -> bool:
+        h, w = size
+        b = self._boxes
+        return bool(((b[:, 0] >= 0) & (b[:, 1] >= 0) & (b[:, 2] <= w) & (b[:, 3] <= h)).all())
+
+    @property
+    def live_ids(self) -> list[int]:
+        """Ids of the objects being tracked, in creation order."""
+        return list(self._objects.ids)
+
+    def tensor_bytes(self) -> int:
+        """Bytes held by the engine's per-stream tensors (memory bank + per-object state + last frame)."""
+        total = self.bank.tensor_bytes()
+        total += sum(t.numel() * t.element_size() for t in (
+            self._concept, self._score, self._first_frame, self._last_detected, self._last_occluded))
+        if self._last is not None:
+            total += sum(t.numel() * t.element_size() for t in (*self._last[0], *self._last[1]))
+        return total
+
+
+class _Clock:
+    """Per-stage wall times in ms (synchronizing CUDA so each stage is charged its own work)."""
+
+    def __init__(self, device: torch.device, into: dict[str, float]):
+        self.cuda = device.type == "cuda"
+        self.into = into
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.into[stage] = (now - self.last) * 1000.0
+        self.last = now

@@ -1,0 +1,64 @@
+"""Model loading: a built-in name (``tiny-random``) or a local directory in transformers format.
+
+Never downloads. A missing or unreadable model gives one ``ModelLoadError`` naming the path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..models import BUILTIN_MODELS, HashTokenizer, build_tiny_random
+
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+class ModelLoadError(ValueError):
+    """The model named by ``Settings.model`` cannot be loaded (message names the path and what is wrong)."""
+
+
+@dataclass
+class LoadedModel:
+    """A SAM 3 video model with the tokenizer for its text encoder."""
+
+    name: str
+    model: Any  # transformers Sam3VideoModel, eval mode, on its device
+    tokenize: Callable[[list[str]], dict[str, torch.Tensor]]  # phrases -> input_ids, attention_mask (P, L)
+
+
+def load_model(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Load ``spec`` (built-in name or local directory) onto ``device`` in ``dtype``."""
+    if spec == "tiny-random":
+        model, tokenize = build_tiny_random(), HashTokenizer()
+    elif spec in BUILTIN_MODELS:
+        raise ModelLoadError(f"built-in model {spec!r} is not available in this build")
+    else:
+        model, tokenize = _load_directory(Path(spec).expanduser())
+    return LoadedModel(name=spec, model=model.to(device=device, dtype=dtype).eval(), tokenize=tokenize)
+
+
+def _load_directory(path: Path):
+    from transformers import AutoTokenizer, Sam3VideoModel
+
+    if not path.is_dir():
+        raise ModelLoadError(
+            f"model {str(path)!r} is neither a built-in name ({', '.join(BUILTIN_MODELS)}) nor a directory"
+        )
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"model directory {path} has no config.json (expected transformers format)")
+    if not any((path / name).is_file() for name in _WEIGHT_FILES):
+        raise ModelLoadError(f"model directory {path} has no weights ({' or '.join(_WEIGHT_FILES)})")
+    try:
+        model = Sam3VideoModel.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:  # corrupt json/safetensors, wrong architecture, missing tokenizer files
+        raise ModelLoadError(f"cannot load model from {path}: {type(exc).__name__}: {exc}") from None
+
+    def tokenize(phrases: list[str]) -> dict[str, torch.Tensor]:
+        out = tokenizer(phrases, padding="max_length", max_length=32, truncation=True, return_tensors="pt")
+        return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+
+    return model, tokenize

@@ -1,0 +1,78 @@
+"""Mask post-processing on device: connected components, hole filling, boxes, resizing.
+
+Torch ops (any device); the kernels issue may replace the connected-components labelling with a CUDA
+kernel of the same signature.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+_CHECK_EVERY = 8  # label propagation steps between convergence checks (each check is one host sync)
+
+
+def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """8-connected components of a boolean (B, 1, H, W) mask.
+
+    Returns ``(labels, areas)``, both (B, 1, H, W) int32: a per-image component label (0 = outside
+    ``mask``) and, at every pixel of ``mask``, the area of its component (0 outside).
+    """
+    b, _, h, w = mask.shape
+    big = h * w + 1
+    index = torch.arange(1, h * w + 1, device=mask.device, dtype=torch.int32).view(1, 1, h, w)
+    labels = torch.where(mask, index, torch.full_like(index, big)).float()
+    converged = not bool(mask.any())  # one sync to skip empty batches
+    while not converged:  # the min label of each component spreads until nothing changes
+        for _ in range(_CHECK_EVERY):
+            previous = labels
+            labels = torch.where(mask, -F.max_pool2d(-labels, kernel_size=3, stride=1, padding=1), labels)
+        converged = torch.equal(labels, previous)
+    labels = torch.where(mask, labels, torch.zeros_like(labels)).to(torch.int64)
+    flat = labels.view(b, -1)
+    counts = torch.zeros(b, big, dtype=torch.int64, device=mask.device).scatter_add_(1, flat, torch.ones_like(flat))
+    areas = torch.where(flat > 0, counts.gather(1, flat), torch.zeros_like(flat)).view(b, 1, h, w)
+    return labels.to(torch.int32), areas.to(torch.int32)
+
+
+def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
+    """Fill background holes and remove foreground sprinkles of at most ``max_area`` pixels.
+
+    ``logits`` is (B, 1, H, W) mask scores; the semantics are those of SAM 3's
+    ``fill_holes_in_mask_scores``: small background components become 0.1, then foreground
+    components smaller than both ``max_area`` and half the mask's area become -0.1.
+    """
+    if max_area <= 0 or logits.shape[0] == 0:
+        return logits
+    background = logits <= 0
+    _, areas = connected_components(background)
+    logits = torch.where(background & (areas <= max_area), torch.full_like(logits, 0.1), logits)
+    foreground = logits > 0
+    limit = foreground.sum(dim=(2, 3), keepdim=True, dtype=torch.int32).floor_divide(2).clamp(max=max_area)
+    _, areas = connected_components(foreground)
+    return torch.where(foreground & (areas <= limit), torch.full_like(logits, -0.1), logits)
+
+
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight xyxy boxes (N, 4) float32 of boolean masks (N, H, W); empty masks give zeros."""
+    n, h, w = masks.shape
+    if n == 0:
+        return torch.zeros(0, 4, dtype=torch.float32, device=masks.device)
+    rows, cols = masks.any(dim=2), masks.any(dim=1)
+    ys = torch.arange(h, device=masks.device, dtype=torch.float32)
+    xs = torch.arange(w, device=masks.device, dtype=torch.float32)
+    inf = torch.tensor(float("inf"), device=masks.device)
+    x0 = torch.where(cols, xs, inf).amin(1)
+    x1 = torch.where(cols, xs, -inf).amax(1) + 1
+    y0 = torch.where(rows, ys, inf).amin(1)
+    y1 = torch.where(rows, ys, -inf).amax(1) + 1
+    boxes = torch.stack([x0, y0, x1, y1], dim=1)
+    return torch.where(cols.any(1, keepdim=True), boxes, torch.zeros_like(boxes))
+
+
+def logits_to_masks(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Low-res mask logits (N, h, w) -> boolean masks (N, H, W) at ``size`` (bilinear, > 0)."""
+    if logits.shape[0] == 0:
+        return torch.zeros(0, *size, dtype=torch.bool, device=logits.device)
+    up = F.interpolate(logits[:, None].float(), size=size, mode="bilinear", align_corners=False)
+    return up[:, 0] > 0

@@ -1,0 +1,106 @@
+"""Detections x tracks, on device with no per-object loops: SAM 3's streaming merge heuristics.
+
+Semantics follow ``Sam3VideoModel`` (``_associate_det_trk``, re-conditioning, recent-occlusion
+overlap suppression, per-concept pixel non-overlap with shrink suppression); IoU comes from
+``sam3_ros.kernels.reference.mask_iou`` (the CUDA kernel shares its signature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..kernels.reference import mask_iou
+
+NO_OBJECT_LOGIT = -10.0
+NEVER_OCCLUDED = -1
+
+
+@dataclass
+class MergeThresholds:
+    assoc_iou: float  # detection-track IoU that counts as a match
+    track_assoc_iou: float  # IoU for a track to count as confirmed (else "unmatched")
+    new_object: float  # score a detection needs to start a new object
+    high_conf: float  # detection score (and track logit) needed to re-condition a track
+    high_iou: float  # IoU needed to re-condition a track
+    occlusion_iou: float  # overlap above which the most recently occluded of two tracks is suppressed
+
+
+@dataclass
+class Association:
+    is_new: torch.Tensor  # (D,) bool: detection starts a new object
+    matched: torch.Tensor  # (N,) bool: track matched by a detection (IoU >= assoc)
+    confirmed: torch.Tensor  # (N,) bool: track matched with IoU >= track_assoc
+    best_det: torch.Tensor  # (N,) long: highest-IoU detection of each track
+    best_score: torch.Tensor  # (N,) float: that detection's score (0 if unmatched)
+    recondition_det: torch.Tensor  # (N,) long: detection re-conditioning each track, -1 for none
+
+
+def associate(det_masks: torch.Tensor, det_scores: torch.Tensor, det_valid: torch.Tensor, det_concept: torch.Tensor,
+              trk_masks: torch.Tensor, trk_concept: torch.Tensor, t: MergeThresholds) -> Association:
+    """Match detections (D, h, w logits) with tracks (N, h, w logits) of the same concept."""
+    d, n = det_masks.shape[0], trk_masks.shape[0]
+    device = det_masks.device
+    ious = mask_iou(det_masks > 0, trk_masks > 0) if d and n else torch.zeros(d, n, device=device)
+    ious = torch.where((det_concept[:, None] == trk_concept[None, :]) & det_valid[:, None], ious, torch.zeros_like(ious))
+    over_assoc = ious >= t.assoc_iou
+    is_new = det_valid & (det_scores >= t.new_object) & ~over_assoc.any(dim=1)
+    matched = over_assoc.any(dim=0)
+    confirmed = (ious >= t.track_assoc_iou).any(dim=0)
+    if d:
+        best_iou, best_det = ious.max(dim=0)
+    else:
+        best_iou, best_det = ious.new_zeros(n), torch.zeros(n, dtype=torch.long, device=device)
+    best_score = torch.where(matched, det_scores[best_det] if d else best_iou, torch.zeros_like(best_iou))
+    # a confident detection re-conditions the track it overlaps most; when several pick the same
+    # track the last one wins, as in the reference's dict update
+    if d and n:
+        det_best_trk = ious.argmax(dim=1)
+        strong = (det_scores >= t.high_conf) & ~is_new & (ious.max(dim=1).values >= t.high_iou)
+        picks = (det_best_trk[:, None] == torch.arange(n, device=device)[None, :]) & strong[:, None]
+        det_index = torch.arange(d, device=device)[:, None].expand(d, n)
+        recondition_det = torch.where(picks, det_index, torch.full_like(det_index, -1)).amax(dim=0)
+    else:
+        recondition_det = torch.full((n,), -1, dtype=torch.long, device=device)
+    return Association(is_new, matched, confirmed, best_det, best_score, recondition_det)
+
+
+def occlusion_suppression(trk_masks: torch.Tensor, trk_concept: torch.Tensor, last_occluded: torch.Tensor,
+                          frame: int, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tracks to suppress (N,) and updated last-occluded frames (N,).
+
+    Of two same-concept tracks overlapping with IoU >= ``threshold``, the more recently occluded one
+    is suppressed (if the other was ever occluded). Empty or suppressed tracks count as occluded now.
+    """
+    n = trk_masks.shape[0]
+    binary = trk_masks > 0
+    suppress = torch.zeros(n, dtype=torch.bool, device=trk_masks.device)
+    if n > 1 and threshold > 0:
+        overlap = (mask_iou(binary, binary) >= threshold) & (trk_concept[:, None] == trk_concept[None, :])
+        overlap.fill_diagonal_(False)
+        later = last_occluded[:, None] > last_occluded[None, :]
+        suppress = (overlap & later & (last_occluded[None, :] > NEVER_OCCLUDED)).any(dim=1)
+    occluded = ~binary.flatten(1).any(dim=1) | suppress
+    return suppress, torch.where(occluded, torch.full_like(last_occluded, frame), last_occluded)
+
+
+def suppress_shrunk(logits: torch.Tensor, concept: torch.Tensor, num_concepts: int,
+                    shrink_threshold: float = 0.3) -> torch.Tensor:
+    """Per concept, keep each pixel for its highest-scoring object; objects whose area then falls
+    below ``shrink_threshold`` of the original are pushed below ``NO_OBJECT_LOGIT`` (N, 1, h, w).
+    ``concept`` values lie in [-1, num_concepts) (-1: click-created objects, a group of their own)."""
+    n = logits.shape[0]
+    if n <= 1:
+        return logits
+    own = torch.arange(n, device=logits.device)[:, None, None]
+    winner = torch.zeros_like(logits[:, 0], dtype=torch.long)
+    for c in range(-1, num_concepts):  # a loop over concepts (few), not objects
+        member = concept == c
+        group = torch.where(member[:, None, None], logits[:, 0], torch.full_like(logits[:, 0], -torch.inf))
+        winner = torch.where(member[:, None, None], group.argmax(dim=0, keepdim=True), winner)  # ties: lowest index
+    exclusive = torch.where((winner == own)[:, None], logits, logits.clamp(max=NO_OBJECT_LOGIT))
+    before = (logits > 0).sum(dim=(-1, -2)).clamp(min=1)
+    after = (exclusive > 0).sum(dim=(-1, -2))
+    keep = (after / before) >= shrink_threshold
+    return torch.where(keep[..., None, None], logits, logits.clamp(max=NO_OBJECT_LOGIT))

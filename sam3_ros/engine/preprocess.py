@@ -1,0 +1,42 @@
+"""Frame validation and preprocessing on the model's device (uint8 HxWx3 in, normalized NCHW out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .types import Frame
+
+
+def frame_tensor(frame: Frame, device: torch.device, max_pixels: int) -> torch.Tensor:
+    """The frame's image as a uint8 (H, W, 3) tensor on ``device``; ``ValueError`` if it is not one."""
+    if not isinstance(frame, Frame):
+        raise ValueError(f"step() expects a Frame, got {type(frame).__name__}")
+    image = frame.image
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f"frame image must be uint8, got {image.dtype}")
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    elif torch.is_tensor(image):
+        if image.dtype != torch.uint8:
+            raise ValueError(f"frame image must be uint8, got {image.dtype}")
+    else:
+        raise ValueError(f"frame image must be a numpy array or torch tensor, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"frame image must be H x W x 3 (RGB), got shape {tuple(image.shape)}")
+    h, w = int(image.shape[0]), int(image.shape[1])
+    if h == 0 or w == 0:
+        raise ValueError(f"frame image is empty ({h} x {w})")
+    if h * w > max_pixels:
+        raise ValueError(f"frame image has {h * w} pixels, more than input.max_image_pixels={max_pixels}")
+    return image.to(device, non_blocking=True)
+
+
+def to_pixels(image: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 (H, W, 3) -> (1, 3, size, size) in ``dtype``, resized (bilinear) and normalized to [-1, 1]
+    (SAM 3's processor: rescale 1/255, mean 0.5, std 0.5)."""
+    x = image.permute(2, 0, 1)[None].float()
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return ((x / 255.0 - 0.5) / 0.5).to(dtype)

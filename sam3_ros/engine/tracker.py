@@ -1,0 +1,205 @@
+"""SAM 3's tracker for all objects at once: one memory-attention + mask-decoder pass per frame.
+
+The reference (``Sam3TrackerVideoModel.forward``) loops over objects because each one has a different
+number of memories. Here every object's memories come padded to a fixed size from the
+``MemoryBank`` with a validity mask, and memory attention masks the padding out of the softmax, which
+computes the same function as attending to the valid memories only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import (
+    NO_OBJ_SCORE,
+    apply_rotary_pos_emb_2d,
+    get_1d_sine_pe,
+)
+
+from .memory_bank import MemoryBank
+
+
+class BatchedTracker:
+    """Wraps a ``Sam3TrackerVideoModel`` (weights only) and a ``MemoryBank``."""
+
+    def __init__(self, model, bank: MemoryBank):
+        self.model = model
+        self.bank = bank
+        self.hidden = model.hidden_dim
+        self.mem_dim = model.mem_dim
+        self.feature_sizes = [tuple(s) for s in model.backbone_feature_sizes]
+        self.pointer_norm = float(model.config.max_object_pointers_in_encoder - 1)
+
+    # -- per-frame features --------------------------------------------------------------------------
+    def high_res_features(self, feats: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+        """The two high-resolution feature maps (HW, 1, C) as (n, C, h, w) views."""
+        return [x.permute(1, 2, 0).reshape(1, x.shape[2], *s).expand(n, -1, -1, -1)
+                for x, s in zip(feats[:-1], self.feature_sizes[:-1])]
+
+    # -- propagation ----------------------------------------------------------------------------------
+    def propagate(self, feats: list[torch.Tensor], pos: list[torch.Tensor], slots: torch.Tensor, frame: int) -> dict:
+        """Track the objects in ``slots`` (N,) into ``frame``; returns low_res/high_res mask logits
+        (N, 1, h, w), object_score_logits (N, 1) and object pointers (N, hidden)."""
+        n = slots.numel()
+        pix_feat = self.memory_conditioned(feats[-1], pos[-1], slots, frame)
+        return self._decode(self.high_res_features(feats, n) + [pix_feat], self.model._use_multimask(False, None))
+
+    def memory_conditioned(self, feat: torch.Tensor, feat_pos: torch.Tensor, slots: torch.Tensor,
+                           frame: int) -> torch.Tensor:
+        """Current top-level features (HW, 1, C) fused with each object's memory -> (N, C, h, w)."""
+        n = slots.numel()
+        h, w = self.feature_sizes[-1]
+        memory, memory_pos, key_valid, num_pointer_tokens = self._memory_tokens(slots, frame, feat.dtype)
+        query = feat.transpose(0, 1).expand(n, -1, -1)
+        query_pos = feat_pos.transpose(0, 1).expand(n, -1, -1)
+        fused = self._memory_attention(query, query_pos, memory, memory_pos, key_valid, num_pointer_tokens)
+        return fused.transpose(1, 2).reshape(n, self.hidden, h, w)
+
+    def _memory_tokens(self, slots: torch.Tensor, frame: int, dtype: torch.dtype):
+        model, bank = self.model, self.bank
+        features, temporal_index, feature_valid, pointers, offsets, pointer_valid = bank.gather(slots, frame)
+        n, k, tokens, _ = features.shape
+        spatial = features.to(dtype).reshape(n, k * tokens, self.mem_dim)
+        tpe = model.memory_temporal_positional_encoding.view(-1, self.mem_dim)[temporal_index]  # (N, K, mem)
+        spatial_pos = (bank.mem_pos[None, None] + tpe[:, :, None]).reshape(n, k * tokens, self.mem_dim)
+        spatial_valid = feature_valid[:, :, None].expand(n, k, tokens).reshape(n, k * tokens)
+
+        p = pointers.shape[1]
+        if model.config.enable_temporal_pos_encoding_for_object_pointers:
+            sine = get_1d_sine_pe(offsets.reshape(-1).float() / self.pointer_norm, dim=self.hidden)
+            pointer_pos = model.temporal_positional_encoding_projection_layer(sine.to(pointers.dtype)).view(n, p, -1)
+        else:
+            pointer_pos = pointers.new_zeros(n, p, self.mem_dim)
+        splits = self.hidden // self.mem_dim  # a pointer wider than a memory token becomes `splits` tokens
+        pointer_tokens = pointers.reshape(n, p * splits, self.mem_dim)
+        pointer_pos = pointer_pos.repeat_interleave(splits, dim=1)
+        pointer_valid = pointer_valid.repeat_interleave(splits, dim=1)
+        memory = torch.cat([spatial, pointer_tokens.to(dtype)], dim=1)
+        memory_pos = torch.cat([spatial_pos, pointer_pos], dim=1).to(dtype)
+        return memory, memory_pos, torch.cat([spatial_valid, pointer_valid], dim=1), p * splits
+
+    def _memory_attention(self, query, query_pos, memory, memory_pos, key_valid, num_pointer_tokens):
+        """``Sam3TrackerVideoMemoryAttention.forward`` over a batch, with padded memory keys masked."""
+        attention = self.model.memory_attention
+        output = query + 0.1 * query_pos
+        rope = attention.rotary_emb(output, attention.position_ids)
+        output = output.unsqueeze(1)
+        memory, memory_pos = memory.unsqueeze(1), memory_pos.unsqueeze(1)
+        mask = key_valid[:, None, None, :]  # (N, heads, queries, keys), broadcast
+        for layer in attention.layers:
+            x = layer.layer_norm1(output)
+            output = output + _rope_attention(layer.self_attn, x, x, x, rope, 0, None)
+            x = layer.layer_norm2(output)
+            output = output + _rope_attention(layer.cross_attn_image, x, memory + memory_pos, memory, rope,
+                                              num_pointer_tokens, mask)
+            x = layer.layer_norm3(output)
+            output = output + layer.linear2(layer.activation(layer.linear1(x)))
+        return attention.layer_norm(output)[:, 0]
+
+    # -- new objects and clicks -------------------------------------------------------------------------
+    def from_masks(self, feats: list[torch.Tensor], masks: torch.Tensor) -> dict:
+        """Start objects from binary masks (N, 1, h, w): ``Sam3TrackerVideoModel._use_mask_as_output``
+        for a batch (the reference calls it one object at a time; its pointer broadcasting assumes N=1)."""
+        model = self.model
+        n = masks.shape[0]
+        h, w = self.feature_sizes[-1]
+        pix_feat = feats[-1].permute(1, 2, 0).reshape(1, self.hidden, h, w).expand(n, -1, -1, -1)
+        mask = masks.to(pix_feat.dtype)
+        if mask.shape[-2:] != (model.image_size, model.image_size):
+            mask = F.interpolate(mask.float(), size=(model.image_size, model.image_size), align_corners=False,
+                                 mode="bilinear", antialias=True).to(pix_feat.dtype)
+        high_res = mask * 20.0 - 10.0  # the reference's out_scale / out_bias: logits of a given mask
+        low_res = F.interpolate(high_res.float(), size=model.prompt_encoder.mask_input_size, align_corners=False,
+                                mode="bilinear", antialias=True).to(pix_feat.dtype)
+        pointer = self._decode(self.high_res_features(feats, n) + [pix_feat], True,
+                               masks=model.mask_downsample(mask))["pointers"]
+        appearing = masks.flatten(1).any(dim=1, keepdim=True).to(pix_feat.dtype)  # (N, 1)
+        pointer = appearing * pointer + (1 - appearing) * model.no_object_pointer
+        return {"low_res": low_res, "high_res": high_res, "object_score_logits": 20.0 * appearing - 10.0,
+                "pointers": pointer}
+
+    def from_points(self, feats, pos, slot: torch.Tensor | None, frame: int, points: torch.Tensor,
+                    labels: torch.Tensor, box: torch.Tensor | None) -> dict:
+        """One object from clicks (1, 1, P, 2) / labels (1, 1, P) / box (1, 1, 4) in model pixels:
+        a new object (``slot`` None, no memory) or a refinement of ``slot`` (memory-conditioned)."""
+        h, w = self.feature_sizes[-1]
+        if slot is None:
+            pix_feat = (feats[-1] + self.model.no_memory_embedding).permute(1, 2, 0).reshape(1, self.hidden, h, w)
+        else:
+            pix_feat = self.memory_conditioned(feats[-1], pos[-1], slot.view(1), frame)
+        multimask = self.model._use_multimask(slot is None, {"point_labels": labels})
+        return self._decode(self.high_res_features(feats, 1) + [pix_feat], multimask, points, labels, box)
+
+    def _decode(self, embeddings: list[torch.Tensor], multimask: bool, points=None, labels=None, boxes=None,
+                masks=None) -> dict:
+        """``Sam3TrackerVideoModel._single_frame_forward`` (from image embeddings) for a batch of N
+        objects: the reference picks the best of several masks with indexing that is only right for N=1."""
+        model = self.model
+        n = embeddings[-1].shape[0]
+        if points is None and boxes is None:  # no clicks: one padding point per object
+            points = embeddings[-1].new_zeros(n, 1, 1, 2)
+            labels = -torch.ones(n, 1, 1, dtype=torch.int32, device=points.device)
+        if masks is not None and masks.shape[-2:] != model.prompt_encoder.mask_input_size:
+            masks = F.interpolate(masks.float(), size=model.prompt_encoder.mask_input_size, align_corners=False,
+                                  mode="bilinear", antialias=True).to(masks.dtype)
+        sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=boxes,
+                                             input_masks=masks)
+        low, iou, tokens, object_logits = model.mask_decoder(
+            image_embeddings=embeddings[-1],
+            image_positional_embeddings=model.get_image_wide_positional_embeddings().repeat(n, 1, 1, 1),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
+            high_resolution_features=embeddings[:-1],
+        )
+        low, iou, tokens, object_logits = low[:, 0], iou[:, 0], tokens[:, 0], object_logits.reshape(n, 1)
+        appearing = object_logits > 0
+        low = torch.where(appearing[:, :, None, None], low, NO_OBJ_SCORE)
+        if multimask:
+            best = iou.argmax(dim=-1)
+            rows = torch.arange(n, device=low.device)
+            low = low[rows, best]
+            token = tokens[rows, best] if tokens.shape[1] > 1 else tokens[:, 0]
+        else:
+            low, token = low[:, 0], tokens[:, 0]
+        low = low[:, None]
+        high = F.interpolate(low.float(), size=(model.image_size, model.image_size), mode="bilinear",
+                             align_corners=False).to(low.dtype)
+        pointer = model.object_pointer_proj(token)
+        weight = appearing.to(pointer.dtype)
+        pointer = weight * pointer + (1 - weight) * model.no_object_pointer
+        return {"low_res": low, "high_res": high, "object_score_logits": object_logits, "pointers": pointer}
+
+    # -- memory ---------------------------------------------------------------------------------------------
+    def encode(self, feats: list[torch.Tensor], high_res: torch.Tensor, object_score_logits: torch.Tensor,
+               binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Memory features (N, tokens, mem_dim) and their positional encoding (tokens, mem_dim)."""
+        n = high_res.shape[0]
+        features, pos = self.model._encode_new_memory(
+            current_vision_feats=feats[-1].expand(-1, n, -1), pred_masks_high_res=high_res,
+            object_score_logits=object_score_logits.reshape(n, 1, 1), is_mask_from_pts=binarize,
+        )
+        return features.transpose(0, 1), pos[:, 0]
+
+    def remember(self, feats, slots: torch.Tensor, frame: int, out: dict, conditioning: torch.Tensor,
+                 binarize: bool, high_res: torch.Tensor | None = None, object_score_logits=None) -> None:
+        """Encode and store frame ``frame``'s memory for ``slots`` (masks default to ``out``'s)."""
+        if slots.numel() == 0:
+            return
+        high_res = out["high_res"] if high_res is None else high_res
+        scores = out["object_score_logits"] if object_score_logits is None else object_score_logits
+        features, pos = self.encode(feats, high_res, scores, binarize)
+        self.bank.write(slots, frame, features, out["pointers"], pos, conditioning)
+
+
+def _rope_attention(attn, query, key, value, rope, num_k_exclude_rope: int, mask: torch.Tensor | None):
+    """``Sam3TrackerVideoRoPEAttention.forward`` with an optional boolean key mask (True = attend)."""
+    b, pb = query.shape[:2]
+    shape = (b * pb, -1, attn.num_attention_heads, attn.head_dim)
+    q = attn.q_proj(query).view(*shape).transpose(1, 2)
+    k = attn.k_proj(key).view(*shape).transpose(1, 2)
+    v = attn.v_proj(value).view(*shape).transpose(1, 2)
+    cos, sin = rope
+    q, k = apply_rotary_pos_emb_2d(q, k, cos, sin, repeat_freqs_k=attn.rope_k_repeat,
+                                   num_k_exclude_rope=num_k_exclude_rope)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
+    out = out.transpose(1, 2).reshape(b, pb, -1, attn.num_attention_heads * attn.head_dim)
+    return attn.o_proj(out)
