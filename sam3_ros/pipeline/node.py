@@ -25,7 +25,7 @@ from ..settings import Settings
 from .diagnostics import Diagnostics
 from .messages import image_message, instances_to_message, time_to_ns
 from .overlay import label_image, overlay_image
-from .requests import parse_add_points, parse_phrases, parse_prompt_text, parse_set_prompt
+from .requests import parse_add_points, parse_prompt_text, parse_set_prompt
 from .slot import LatestSlot
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,6 @@ class _Camera:
     slot: LatestSlot = field(default_factory=LatestSlot)
     image_size: tuple[int, int] | None = None  # (H, W) of the latest processed image
     stamp_ns: int | None = None  # stamp of the latest processed image
-    known_ids: set[int] = field(default_factory=set)  # ids of the last output, plus add_points since
     exemplars: tuple[int, int] = (0, 0)  # positive, negative exemplar boxes in the active prompt
     worker: threading.Thread | None = None
 
@@ -74,10 +73,6 @@ class TrackerNode:
         self.diagnostics = Diagnostics(list(self.cameras))
         self._stop = threading.Event()
         self._diagnostics_thread: threading.Thread | None = None
-        initial = parse_phrases(settings.prompt.phrases(), settings.prompt)
-        if initial:
-            for camera in self.cameras.values():
-                camera.engine.set_prompt(ConceptPrompt(phrases=initial), keep_tracks=False)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -145,11 +140,7 @@ class TrackerNode:
                 raise ValueError(f"stamp {stamp} ns is not the latest processed image of {camera.name} "
                                  f"({camera.stamp_ns} ns); use 0 for the latest")
             points = parse_add_points(request, camera.image_size)
-            if points.object_id is not None and points.object_id not in camera.known_ids:
-                raise ValueError(f"unknown object id {points.object_id} on {camera.name}")
-            object_id = int(camera.engine.add_points(points.object_id, points.points, points.labels, points.box))
-            camera.known_ids.add(object_id)
-            return object_id
+            return int(camera.engine.add_points(points.object_id, points.points, points.labels, points.box))
 
         targets = self._targets(request.camera, single=True)
         ids = self._call("add_points", targets, run)
@@ -162,22 +153,23 @@ class TrackerNode:
         """``RemoveObject``: stop tracking ``object_id`` (on ``camera``, or wherever it is tracked)."""
         object_id = int(request.object_id)
 
-        def run(camera: _Camera) -> None:
-            camera.engine.remove(object_id)
-            camera.known_ids.discard(object_id)
+        def run(camera: _Camera) -> bool:
+            if not request.camera and object_id not in camera.engine.live_ids:
+                return False  # "" = whichever camera tracks it: not this one
+            camera.engine.remove(object_id)  # ValueError naming the live ids if unknown
+            return True
 
-        targets = self._targets(request.camera)
-        if isinstance(targets, list):
-            targets = [c for c in targets if object_id in c.known_ids] or Reply(
-                False, f"unknown object id {object_id}" + (f" on {request.camera}" if request.camera else ""))
-        done = self._call("remove_object", targets, run)
+        def check(removed: list[bool]) -> None:
+            if not any(removed):
+                raise ValueError(f"unknown object id {object_id}: no camera tracks it")
+
+        done = self._call("remove_object", self._targets(request.camera), run, check)
         return done if isinstance(done, Reply) else Reply(True, f"removed object {object_id}")
 
     def reset(self, request: Any = None) -> Reply:
         """``Trigger`` reset: remove every tracked object on every camera (the prompt stays)."""
         def run(camera: _Camera) -> None:
             camera.engine.reset()
-            camera.known_ids.clear()
 
         done = self._call("reset", list(self.cameras.values()), run)
         return done if isinstance(done, Reply) else Reply(True, f"reset {len(self.cameras)} camera(s)")
@@ -192,14 +184,18 @@ class TrackerNode:
             return Reply(False, f"several cameras ({', '.join(self.cameras)}): name one in the request")
         return list(self.cameras.values())
 
-    def _call(self, service: str, targets: list[_Camera] | Reply, run: Callable[[_Camera], Any]) -> list | Reply:
-        """Run ``run(camera)`` on each target's worker and wait; a ValueError becomes a failed Reply."""
+    def _call(self, service: str, targets: list[_Camera] | Reply, run: Callable[[_Camera], Any],
+              check: Callable[[list], None] | None = None) -> list | Reply:
+        """Run ``run(camera)`` on each target's worker and wait, then ``check`` the results; a ValueError
+        from either becomes a failed Reply."""
         if isinstance(targets, Reply):
             self.diagnostics.count(f"{service}.rejected")
             return targets
         futures = [camera.slot.submit(lambda c=camera: run(c)) for camera in targets]
         try:
             results = [future.result(COMMAND_TIMEOUT_S) for future in futures]
+            if check is not None:
+                check(results)
         except (ValueError, RuntimeError) as exc:  # bad request, or the node is shutting down
             self.diagnostics.count(f"{service}.rejected")
             return Reply(False, str(exc))
@@ -213,8 +209,6 @@ class TrackerNode:
         camera.engine.set_prompt(prompt, keep_tracks=keep_tracks)
         labels = np.asarray(prompt.box_labels, bool)
         camera.exemplars = (int(labels.sum()), int((~labels).sum()))
-        if not keep_tracks:
-            camera.known_ids.clear()
 
     # -- worker ------------------------------------------------------------------------------------
     def _work(self, camera: _Camera) -> None:
@@ -258,7 +252,6 @@ class TrackerNode:
         positive, negative = camera.exemplars
         out = instances_to_message(instances, dropped_frames=camera.slot.dropped, num_positive_exemplars=positive,
                                    num_negative_exemplars=negative)
-        camera.known_ids = {int(item.id) for item in out.instances}
         if self.settings.output.overlay:
             self._publish("overlay", image_message(rgb_to_image_fields(overlay_image(rgb, instances), "bgr8"),
                                                    frame.stamp_ns, frame.frame_id))
