@@ -46,7 +46,7 @@ def _check_size(height: int, width: int, max_pixels: int) -> None:
 
 
 def image_to_rgb(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode a ``sensor_msgs/Image`` (anything with its fields) to an RGB uint8 (H, W, 3) array."""
+    """Decode a ``sensor_msgs/Image`` (anything with its fields) to a new RGB uint8 (H, W, 3) array."""
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     encoding = str(msg.encoding).lower()
     if encoding not in _LAYOUTS:
@@ -71,7 +71,7 @@ def image_to_rgb(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if order == "mono":
         return np.repeat(pixels, 3, axis=2)
     rgb = pixels[..., [2, 1, 0]] if order.startswith("bgr") else pixels[..., :3]
-    return np.ascontiguousarray(rgb)
+    return np.require(rgb, requirements=["C", "W"])  # an owned, writable copy: the message buffer is read-only
 
 
 def _stretch_to_rgb(values: np.ndarray) -> np.ndarray:
@@ -125,7 +125,7 @@ def compressed_to_rgb(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         with PILImage.open(io.BytesIO(data)) as image:
             _check_size(image.height, image.width, max_pixels)  # header only: nothing decoded yet
             image.load()
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))
     except (OSError, SyntaxError, PILImage.DecompressionBombError) as exc:  # truncated or corrupt stream
         raise ValueError(f"cannot decode {kind} data ({len(data)} bytes): {exc}") from None
 

@@ -24,12 +24,27 @@ def time_to_ns(time) -> int:
     return int(time.sec) * 1_000_000_000 + int(time.nanosec)
 
 
+def header(stamp_ns: int, frame_id: str = ""):
+    """std_msgs/Header with a stamp in nanoseconds."""
+    return typestore().types["std_msgs/msg/Header"](stamp=stamp_to_time(stamp_ns), frame_id=frame_id)
+
+
+def image_message(fields: dict, stamp_ns: int, frame_id: str = ""):
+    """sensor_msgs/Image from ``sam3_ros.codec.image.rgb_to_image_fields`` output and a stamp."""
+    return typestore().types["sensor_msgs/msg/Image"](header=header(stamp_ns, frame_id), **fields)
+
+
+def compressed_message(data: bytes, fmt: str, stamp_ns: int, frame_id: str = ""):
+    """sensor_msgs/CompressedImage holding ``data`` (jpeg or png bytes)."""
+    return typestore().types["sensor_msgs/msg/CompressedImage"](
+        header=header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(data, np.uint8))
+
+
 def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropped_frames: int = 0,
                          num_positive_exemplars: int = 0, num_negative_exemplars: int = 0):
     """Build the ``InstanceArray`` for one processed frame (header copied from the source image)."""
     types = typestore().types
-    Instance, InstanceArray, Header = (types["sam3_ros/msg/Instance"], types["sam3_ros/msg/InstanceArray"],
-                                       types["std_msgs/msg/Header"])
+    Instance, InstanceArray = types["sam3_ros/msg/Instance"], types["sam3_ros/msg/InstanceArray"]
     h, w = instances.image_size
     order = np.argsort(np.asarray(_host(instances.ids)), kind="stable")
     ids, scores = np.asarray(_host(instances.ids))[order], np.asarray(_host(instances.scores))[order]
@@ -46,7 +61,7 @@ def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropp
         for i in range(len(order))
     ]
     return InstanceArray(
-        header=Header(stamp=stamp_to_time(instances.stamp_ns), frame_id=instances.frame_id),
+        header=header(instances.stamp_ns, instances.frame_id),
         camera=instances.camera, instances=items, prompt=list(instances.phrases),
         num_positive_exemplars=num_positive_exemplars, num_negative_exemplars=num_negative_exemplars,
         latency_ms=float(latency_ms), dropped_frames=int(dropped_frames),

@@ -1,0 +1,117 @@
+"""Per-camera counters and the ``/diagnostics`` message built from them once a period.
+
+Everything per frame goes here instead of the log: input and output counts (rates over the last
+period), stale drops, rejected inputs by reason, latency percentiles over a bounded window, object count.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+
+from ..interfaces import typestore
+from .messages import header
+
+LATENCY_WINDOW = 1000  # latest latencies kept per camera: bounded memory, stable percentiles
+DIAGNOSTICS_NAME = "sam3_tracker"
+
+
+class CameraStats:
+    """Counters of one camera; ``rejected`` is keyed by a short reason (e.g. ``bad image``)."""
+
+    def __init__(self) -> None:
+        self.published = 0
+        self.rejected: Counter[str] = Counter()
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.objects = 0
+        self.last_error = ""
+
+
+class Diagnostics:
+    """Thread-safe counters of all cameras, plus the prompt topic and service calls."""
+
+    def __init__(self, cameras: list[str]):
+        self._lock = threading.Lock()
+        self.cameras = {camera: CameraStats() for camera in cameras}
+        self.node: Counter[str] = Counter()  # prompt topic and service outcomes
+        self._last_counts: dict[str, tuple[int, int]] = {camera: (0, 0) for camera in cameras}
+        self._last_time = time.monotonic()
+
+    def published(self, camera: str, latency_ms: float, objects: int) -> None:
+        with self._lock:
+            stats = self.cameras[camera]
+            stats.published += 1
+            stats.latencies_ms.append(latency_ms)
+            stats.objects = objects
+
+    def rejected(self, camera: str, reason: str, error: str) -> None:
+        """Count an input that could not be processed (and remember the latest error text)."""
+        with self._lock:
+            self.cameras[camera].rejected[reason] += 1
+            self.cameras[camera].last_error = error
+
+    def count(self, event: str) -> None:
+        """Count a node-level event, e.g. ``prompt topic rejected``."""
+        with self._lock:
+            self.node[event] += 1
+
+    def rejected_total(self, camera: str) -> int:
+        with self._lock:
+            return sum(self.cameras[camera].rejected.values())
+
+    def message(self, stamp_ns: int, received: dict[str, int], dropped: dict[str, int]):
+        """A ``diagnostic_msgs/DiagnosticArray``: one status per camera and one for the node.
+
+        ``received``/``dropped`` are the slots' cumulative counts (images in, images replaced unprocessed).
+        """
+        types = typestore().types
+        Status, KeyValue = types["diagnostic_msgs/msg/DiagnosticStatus"], types["diagnostic_msgs/msg/KeyValue"]
+        now = time.monotonic()
+        with self._lock:
+            period = max(now - self._last_time, 1e-6)
+            self._last_time = now
+            statuses = []
+            for camera, stats in self.cameras.items():
+                last_in, last_out = self._last_counts[camera]
+                self._last_counts[camera] = (received[camera], stats.published)
+                lat = np.asarray(stats.latencies_ms, np.float64)
+                p50, p99 = (np.percentile(lat, [50, 99]) if lat.size else (0.0, 0.0))
+                values = {
+                    "input_hz": (received[camera] - last_in) / period,
+                    "output_hz": (stats.published - last_out) / period,
+                    "received": received[camera], "published": stats.published, "dropped_stale": dropped[camera],
+                    "rejected": sum(stats.rejected.values()),
+                    **{f"rejected.{reason}": n for reason, n in sorted(stats.rejected.items())},
+                    "latency_p50_ms": p50, "latency_p99_ms": p99, "objects": stats.objects,
+                    "last_error": stats.last_error,
+                }
+                rejected = sum(stats.rejected.values())
+                level = Status.WARN if rejected or dropped[camera] else Status.OK  # WARN: inputs are lost
+                statuses.append(Status(
+                    level=level, name=f"{DIAGNOSTICS_NAME}: {camera}", message="ok" if not level
+                    else f"{dropped[camera]} stale drops, {rejected} rejected inputs", hardware_id=camera,
+                    values=[KeyValue(key=k, value=_text(v)) for k, v in values.items()]))
+            node_values = {**{k: n for k, n in sorted(self.node.items())}, **gpu_memory()}
+            statuses.append(Status(level=Status.OK, name=DIAGNOSTICS_NAME, message="ok", hardware_id="",
+                                   values=[KeyValue(key=k, value=_text(v)) for k, v in node_values.items()]))
+        return types["diagnostic_msgs/msg/DiagnosticArray"](header=header(stamp_ns), status=statuses)
+
+
+def _text(value) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def gpu_memory() -> dict[str, float]:
+    """MiB allocated and reserved by torch on each CUDA device (empty without torch loaded or CUDA)."""
+    torch = sys.modules.get("torch")  # the engine imports torch; the diagnostics do not pull it in
+    if torch is None or not torch.cuda.is_available():
+        return {}
+    out = {}
+    for index in range(torch.cuda.device_count()):
+        out[f"gpu{index}.allocated_mib"] = torch.cuda.memory_allocated(index) / 2**20
+        out[f"gpu{index}.reserved_mib"] = torch.cuda.memory_reserved(index) / 2**20
+    return out

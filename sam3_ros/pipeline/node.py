@@ -1,0 +1,285 @@
+"""The tracker node's logic, shared by both transports (rclpy and DDS-direct).
+
+Data flow per camera: the transport calls ``on_image`` (never blocks) -> latest-wins slot -> the
+camera's worker thread: decode -> ``engine.step`` -> ``InstanceArray`` (+ overlay, labels) ->
+``publish``. Service requests are validated on the caller's thread, then run on the camera's worker
+between two frames (the engine is never used from two threads), and answered with a ``Reply``.
+A diagnostics thread publishes counters once a period. Outputs go through one callable,
+``publish(kind, message)`` with kind in ``OUTPUTS``; messages are rosbags dataclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..codec.image import compressed_to_rgb, image_to_rgb, rgb_to_image_fields
+from ..engine.types import ConceptPrompt, Frame
+from ..settings import Settings
+from .diagnostics import Diagnostics
+from .messages import image_message, instances_to_message, time_to_ns
+from .overlay import label_image, overlay_image
+from .requests import parse_add_points, parse_prompt_text, parse_set_prompt
+from .slot import LatestSlot
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("instances", "overlay", "labels", "diagnostics")
+COMMAND_TIMEOUT_S = 30.0  # longest a service waits for the worker (one engine step, plus model warm-up)
+
+
+@dataclass
+class Reply:
+    """A service answer, transport-neutral: ``success``, ``message`` and (add_points) ``object_id``."""
+
+    success: bool
+    message: str
+    object_id: int = -1
+
+
+def is_compressed_topic(settings: Settings, topic: str) -> bool:
+    """Whether ``topic`` carries ``CompressedImage``: all topics with ``input.compressed``, and topics named
+    ``.../compressed`` as image_transport names them."""
+    return settings.input.compressed or topic.rstrip("/").endswith("/compressed")
+
+
+@dataclass
+class _Camera:
+    """One input stream: its engine, slot, worker and what the services need to know about it."""
+
+    name: str
+    engine: Any
+    slot: LatestSlot = field(default_factory=LatestSlot)
+    image_size: tuple[int, int] | None = None  # (H, W) of the latest processed image
+    stamp_ns: int | None = None  # stamp of the latest processed image
+    exemplars: tuple[int, int] = (0, 0)  # positive, negative exemplar boxes in the active prompt
+    worker: threading.Thread | None = None
+
+
+class TrackerNode:
+    """Transport-neutral tracker node. ``engine_factory(camera)`` builds one engine per camera."""
+
+    def __init__(self, settings: Settings, engine_factory: Callable[[str], Any],
+                 publish: Callable[[str, Any], None]):
+        self.settings = settings
+        self._publish = publish
+        self.cameras = {topic: _Camera(topic, engine_factory(topic)) for topic in settings.input.topics}
+        self.diagnostics = Diagnostics(list(self.cameras))
+        self._stop = threading.Event()
+        self._diagnostics_thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start one worker per camera and the diagnostics thread."""
+        self._stop.clear()
+        for camera in self.cameras.values():
+            camera.slot = LatestSlot()  # a stopped node's slots are closed; counts restart with the node
+            camera.worker = threading.Thread(target=self._work, args=(camera,), name=f"worker:{camera.name}",
+                                             daemon=True)
+            camera.worker.start()
+        self._diagnostics_thread = threading.Thread(target=self._report, name="diagnostics", daemon=True)
+        self._diagnostics_thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the workers (each finishes its current frame) and the diagnostics thread."""
+        self._stop.set()
+        for camera in self.cameras.values():
+            camera.slot.close()
+        deadline = time.monotonic() + timeout
+        threads = [c.worker for c in self.cameras.values()] + [self._diagnostics_thread]
+        for thread in threads:
+            if thread is not None:
+                thread.join(max(deadline - time.monotonic(), 0.0))
+
+    # -- inputs from the transport -----------------------------------------------------------------
+    def on_image(self, camera: str, message: Any) -> None:
+        """A ``sensor_msgs/Image`` or ``CompressedImage`` arrived on ``camera`` (cheap: only stores it)."""
+        self.cameras[camera].slot.put(message)
+
+    def on_prompt_text(self, message: Any) -> None:
+        """``/sam3/prompt`` (std_msgs/String, comma-separated phrases): a new prompt for every camera."""
+        try:
+            phrases = parse_prompt_text(message.data, self.settings.prompt)
+        except ValueError as exc:
+            self.diagnostics.count("prompt_topic.rejected")
+            log.warning("ignored /sam3/prompt: %s", exc)
+            return
+        for camera in self.cameras.values():
+            future = camera.slot.submit(lambda c=camera: self._set_prompt(c, ConceptPrompt(phrases=phrases), False))
+            future.add_done_callback(self._count_prompt_topic_result)
+
+    def _count_prompt_topic_result(self, future) -> None:
+        self.diagnostics.count("prompt_topic.rejected" if future.exception() else "prompt_topic.accepted")
+
+    # -- services ----------------------------------------------------------------------------------
+    def set_prompt(self, request: Any) -> Reply:
+        """``SetPrompt``: phrases and/or exemplar boxes, for one camera or all ("")."""
+        def run(camera: _Camera):
+            prompt = parse_set_prompt(request, self.settings.prompt, camera.image_size)
+            self._set_prompt(camera, prompt, bool(request.keep_tracks))
+            return prompt
+
+        prompts = self._call("set_prompt", self._targets(request.camera), run)
+        if isinstance(prompts, Reply):
+            return prompts
+        prompt = prompts[0]
+        return Reply(True, f"prompt set on {len(prompts)} camera(s): phrases {prompt.phrases}, "
+                           f"{len(prompt.boxes)} exemplar box(es)")
+
+    def add_points(self, request: Any) -> Reply:
+        """``AddPoints``: refine object ``object_id`` or create one (-1) from clicks and/or a box."""
+        def run(camera: _Camera) -> int:
+            stamp = time_to_ns(request.stamp)
+            if stamp and stamp != camera.stamp_ns:
+                raise ValueError(f"stamp {stamp} ns is not the latest processed image of {camera.name} "
+                                 f"({camera.stamp_ns} ns); use 0 for the latest")
+            points = parse_add_points(request, camera.image_size)
+            return int(camera.engine.add_points(points.object_id, points.points, points.labels, points.box))
+
+        targets = self._targets(request.camera, single=True)
+        ids = self._call("add_points", targets, run)
+        if isinstance(ids, Reply):
+            return ids
+        verb = "created" if int(request.object_id) == -1 else "refined"
+        return Reply(True, f"{verb} object {ids[0]}", object_id=ids[0])
+
+    def remove_object(self, request: Any) -> Reply:
+        """``RemoveObject``: stop tracking ``object_id`` (on ``camera``, or wherever it is tracked)."""
+        object_id = int(request.object_id)
+
+        def run(camera: _Camera) -> bool:
+            if not request.camera and object_id not in camera.engine.live_ids:
+                return False  # "" = whichever camera tracks it: not this one
+            camera.engine.remove(object_id)  # ValueError naming the live ids if unknown
+            return True
+
+        def check(removed: list[bool]) -> None:
+            if not any(removed):
+                raise ValueError(f"unknown object id {object_id}: no camera tracks it")
+
+        done = self._call("remove_object", self._targets(request.camera), run, check)
+        return done if isinstance(done, Reply) else Reply(True, f"removed object {object_id}")
+
+    def reset(self, request: Any = None) -> Reply:
+        """``Trigger`` reset: remove every tracked object on every camera (the prompt stays)."""
+        def run(camera: _Camera) -> None:
+            camera.engine.reset()
+
+        done = self._call("reset", list(self.cameras.values()), run)
+        return done if isinstance(done, Reply) else Reply(True, f"reset {len(self.cameras)} camera(s)")
+
+    def _targets(self, camera: str, single: bool = False) -> list[_Camera] | Reply:
+        """The cameras a request names ("" = all, or the only one when ``single``), or an error Reply."""
+        if camera:
+            if camera not in self.cameras:
+                return Reply(False, f"unknown camera {camera!r}; cameras: {', '.join(self.cameras)}")
+            return [self.cameras[camera]]
+        if single and len(self.cameras) > 1:
+            return Reply(False, f"several cameras ({', '.join(self.cameras)}): name one in the request")
+        return list(self.cameras.values())
+
+    def _call(self, service: str, targets: list[_Camera] | Reply, run: Callable[[_Camera], Any],
+              check: Callable[[list], None] | None = None) -> list | Reply:
+        """Run ``run(camera)`` on each target's worker and wait, then ``check`` the results; a ValueError
+        from either becomes a failed Reply."""
+        if isinstance(targets, Reply):
+            self.diagnostics.count(f"{service}.rejected")
+            return targets
+        futures = [camera.slot.submit(lambda c=camera: run(c)) for camera in targets]
+        try:
+            results = [future.result(COMMAND_TIMEOUT_S) for future in futures]
+            if check is not None:
+                check(results)
+        except (ValueError, RuntimeError) as exc:  # bad request, or the node is shutting down
+            self.diagnostics.count(f"{service}.rejected")
+            return Reply(False, str(exc))
+        except FutureTimeout:
+            self.diagnostics.count(f"{service}.timeout")
+            return Reply(False, f"{service} did not finish within {COMMAND_TIMEOUT_S} s")
+        self.diagnostics.count(f"{service}.accepted")
+        return results
+
+    def _set_prompt(self, camera: _Camera, prompt: ConceptPrompt, keep_tracks: bool) -> None:
+        camera.engine.set_prompt(prompt, keep_tracks=keep_tracks)
+        labels = np.asarray(prompt.box_labels, bool)
+        camera.exemplars = (int(labels.sum()), int((~labels).sum()))
+
+    # -- worker ------------------------------------------------------------------------------------
+    def _work(self, camera: _Camera) -> None:
+        while not self._stop.is_set():
+            commands, pending = camera.slot.take()
+            for command, future in commands:
+                try:
+                    future.set_result(command())
+                except Exception as exc:  # reported to the waiting service; unexpected ones logged too
+                    if not isinstance(exc, ValueError):
+                        log.exception("command on %s failed", camera.name)
+                    future.set_exception(exc)
+            if pending is not None:
+                self._process(camera, pending.message, pending.received_at)
+
+    def _reject(self, camera: _Camera, reason: str, error: Exception) -> None:
+        self.diagnostics.rejected(camera.name, reason, str(error))
+        if self.diagnostics.rejected_total(camera.name) in (1, 10, 100, 1000, 10000):  # sparse: counters have the rest
+            log.warning("%s: dropped an input (%s): %s", camera.name, reason, error,
+                        exc_info=None if isinstance(error, ValueError) else error)
+
+    def _process(self, camera: _Camera, message: Any, received_at: float) -> None:
+        limit = self.settings.input.max_image_pixels
+        try:
+            compressed = hasattr(message, "format")
+            rgb = compressed_to_rgb(message, max_pixels=limit) if compressed else image_to_rgb(message, max_pixels=limit)
+        except ValueError as exc:
+            self._reject(camera, "bad_image", exc)
+            return
+        frame = Frame(image=rgb, stamp_ns=time_to_ns(message.header.stamp), frame_id=str(message.header.frame_id),
+                      camera=camera.name)
+        try:
+            instances = camera.engine.step(frame)
+        except ValueError as exc:
+            self._reject(camera, "engine_rejected", exc)
+            return
+        except Exception as exc:  # an engine bug must not stop the camera: count it, log it sparsely
+            self._reject(camera, "engine_error", exc)
+            return
+        camera.image_size, camera.stamp_ns = rgb.shape[:2], frame.stamp_ns
+        positive, negative = camera.exemplars
+        out = instances_to_message(instances, dropped_frames=camera.slot.dropped, num_positive_exemplars=positive,
+                                   num_negative_exemplars=negative)
+        if self.settings.output.overlay:
+            self._publish("overlay", image_message(rgb_to_image_fields(overlay_image(rgb, instances), "bgr8"),
+                                                   frame.stamp_ns, frame.frame_id))
+        if self.settings.output.label_image:
+            self._publish("labels", image_message(rgb_to_image_fields(label_image(instances), "mono16"),
+                                                  frame.stamp_ns, frame.frame_id))
+        out.latency_ms = (time.monotonic() - received_at) * 1e3
+        self._publish("instances", out)
+        self.diagnostics.published(camera.name, out.latency_ms, len(out.instances))
+
+    def _report(self) -> None:
+        period = self.settings.output.diagnostics_period_s
+        while not self._stop.wait(period):
+            received = {name: c.slot.received for name, c in self.cameras.items()}
+            dropped = {name: c.slot.dropped for name, c in self.cameras.items()}
+            self._publish("diagnostics", self.diagnostics.message(time.time_ns(), received, dropped))
+
+
+def engine_factory(settings: Settings) -> Callable[[str], Any]:
+    """``camera -> engine``: one engine per camera. With several devices and ``placement: cameras``,
+    camera i runs on device i modulo the number of devices."""
+    from ..engine import load_engine  # heavy (torch, transformers): only when a node is built
+
+    cameras, devices = list(settings.input.topics), list(settings.devices)
+
+    def make(camera: str) -> Any:
+        if settings.placement == "cameras" and len(devices) > 1:
+            return load_engine(settings.replace(devices=[devices[cameras.index(camera) % len(devices)]]))
+        return load_engine(settings)
+
+    return make

@@ -1,0 +1,49 @@
+"""The tracker node on the DDS-direct transport: ``TrackerNode`` wired to Cyclone DDS topics and services."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..interfaces import typestore
+from ..pipeline.node import Reply, TrackerNode, is_compressed_topic
+from ..settings import Settings
+from . import names
+from .dds import Participant
+
+
+def reply_message(reply: Reply, response_type: str) -> Any:
+    """The service's response message (rosbags dataclass) carrying ``reply``'s fields."""
+    _, fields = typestore().fielddefs[response_type]
+    return typestore().types[response_type](**{name: getattr(reply, name) for name, _ in fields})
+
+
+class DdsTrackerNode:
+    """Creates the publishers, then ``TrackerNode`` (loads the engines), then subscriptions and services."""
+
+    def __init__(self, settings: Settings, engine_factory: Callable[[str], Any], participant: Participant):
+        self.participant = participant
+        out = settings.output
+        publishers = {
+            "instances": participant.publisher(out.instances_topic, names.INSTANCES_TYPE, "reliable"),
+            "diagnostics": participant.publisher(names.DIAGNOSTICS_TOPIC, names.DIAGNOSTICS_TYPE, "reliable"),
+        }
+        if out.overlay:
+            publishers["overlay"] = participant.publisher(names.OVERLAY_TOPIC, names.IMAGE_TYPE, "reliable")
+        if out.label_image:
+            publishers["labels"] = participant.publisher(names.LABELS_TOPIC, names.IMAGE_TYPE, "reliable")
+        self.node = TrackerNode(settings, engine_factory, lambda kind, message: publishers[kind].publish(message))
+        self.node.start()
+        for topic in settings.input.topics:
+            kind = names.COMPRESSED_TYPE if is_compressed_topic(settings, topic) else names.IMAGE_TYPE
+            participant.subscribe(topic, kind, lambda message, t=topic: self.node.on_image(t, message),
+                                  settings.input.qos, settings.input.qos_depth)
+        participant.subscribe(names.PROMPT_TOPIC, names.PROMPT_TYPE, self.node.on_prompt_text, "reliable")
+        for name, (srv_type, method) in names.SERVICES.items():
+            handler = getattr(self.node, method)
+            participant.service(name, srv_type, lambda request, h=handler, t=srv_type:
+                                reply_message(h(request), f"{t}_Response"))
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop reading (no new inputs), then stop the workers."""
+        self.participant.close(timeout / 2)
+        self.node.stop(timeout / 2)
