@@ -18,6 +18,7 @@ from sam3_ros.eval.benchmark import gt_path_for, write_benchmark
 from sam3_ros.eval.evaluate import INSTANCES_TOPIC, evaluate
 from sam3_ros.eval.groundtruth import GroundTruth
 from sam3_ros.eval.metrics import FrameObjects
+from sam3_ros.eval.replay import Replay
 from sam3_ros.eval.synthetic import World, WorldConfig, hard_negatives
 from sam3_ros.pipeline.messages import instances_to_message, time_to_ns
 
@@ -134,7 +135,7 @@ class GroundTruthProcessor:
 def test_perfect_outputs_score_100_through_the_whole_path(tmp_path):
     bag, gt_path = write_benchmark(tmp_path / "clip", SMALL)
     gt = GroundTruth.load(gt_path)
-    run = evaluate(bag, gt, GroundTruthProcessor(gt), tmp_path / "out", progress=False)
+    run = evaluate(bag, gt, Replay(GroundTruthProcessor(gt)), tmp_path / "out", progress=False)
     r = run.report
     assert r["cgF1"] == pytest.approx(100) and r["HOTA"] == pytest.approx(100) and r["IDF1"] == pytest.approx(100)
     assert r["frames"] == SMALL.frames and r["dropped"] == 0 and r["id_switches"] == 0

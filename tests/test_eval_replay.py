@@ -40,8 +40,8 @@ def outputs(bag):
 
 
 def test_lockstep_replay_twice_gives_identical_outputs(tmp_path):
-    first = evaluate(BAG, GT, processor(**PERMISSIVE), tmp_path / "a", progress=False)
-    second = evaluate(BAG, GT, processor(**PERMISSIVE), tmp_path / "b", progress=False)
+    first = evaluate(BAG, GT, Replay(processor(**PERMISSIVE)), tmp_path / "a", progress=False)
+    second = evaluate(BAG, GT, Replay(processor(**PERMISSIVE)), tmp_path / "b", progress=False)
     a, b = outputs(first.output_bag), outputs(second.output_bag)
     assert len(a) == GT.length and a == b
     assert sum(len(frame[-1]) for frame in a) > 0  # the comparison covers real masks, not empty frames
@@ -55,8 +55,7 @@ def test_lockstep_replay_twice_gives_identical_outputs(tmp_path):
 
 def test_realtime_with_a_slow_engine_drops_frames_and_counts_them(tmp_path):
     delay = 0.2  # three frame periods at 15 fps
-    run = evaluate(BAG, GT, SlowedProcessor(processor(), delay), tmp_path / "rt", pacing="realtime",
-                   progress=False)
+    run = evaluate(BAG, GT, Replay(SlowedProcessor(processor(), delay), "realtime"), tmp_path / "rt", progress=False)
     recorded = list(bags.read_messages(run.output_bag, INSTANCES_TOPIC))
     r = run.report
     assert r["frames"] == GT.length

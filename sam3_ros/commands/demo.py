@@ -15,7 +15,7 @@ from .make_bag import parse_size
 RANDOM_MODEL_OVERRIDES = {"detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
                           "tracking.keep_alive_frames": 0}
 PRODUCTS = ("sample", "sample.gt.json", "instances", "overlay.mp4", "report.json", "report.md", "latency.png",
-            "per_concept.png")
+            "per_concept.png", "node.log", "node_settings.yaml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,19 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=parse_size, default=(320, 240), help="image size WIDTHxHEIGHT")
     parser.add_argument("--model", default="tiny-random", help="built-in model name or a local SAM 3 directory")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    parser.add_argument("--transport", choices=("dds", "inproc"), default="dds",
+                        help="dds: the node in a subprocess over DDS-direct; inproc: the node logic in this process")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..codec.image import image_to_rgb
     from ..eval.bags import read_messages
     from ..eval.benchmark import write_benchmark
-    from ..eval.evaluate import evaluate
+    from ..eval.evaluate import replay_bag
     from ..eval.groundtruth import GroundTruth
     from ..eval.overlay import write_video
-    from ..eval.replay import EngineProcessor
     from ..eval.report import summary, write_report
     from ..eval.synthetic import WorldConfig
-    from ..codec.image import image_to_rgb
-    from ..engine import load_engine
     from ..settings import Settings, parse_override
 
     out = Path(args.out)
@@ -55,14 +55,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     topic = "/camera/image_raw"
     bag, gt_path = write_benchmark(out / "sample", config, topic=topic, progress=True)
-    gt = GroundTruth.load(gt_path)
-    processor = EngineProcessor(load_engine(settings), gt.phrases, topic)
-    result = evaluate(bag, gt, processor, out, pacing="lockstep", topic=topic)
+    result, context = replay_bag(bag, GroundTruth.load(gt_path), settings, out, transport=args.transport, topic=topic)
     # Overlay: each camera frame with the output a subscriber held at that moment.
     frames = (image_to_rgb(cam) for _, cam in read_messages(bag, topic))
     write_video(out / "overlay.mp4", ((rgb, msg) for rgb, (_, msg) in zip(frames, result.held_outputs())), config.fps)
-    context = {"bag": str(bag), "pacing": "lockstep", "model": settings.model, "transport": "in-process",
-               "device": str(processor.engine.device)}
     write_report(out, result, context)
     print(summary(result, context))
     print(f"wrote {out / 'overlay.mp4'}, {out / 'report.md'} (report.json, latency.png, per_concept.png)")

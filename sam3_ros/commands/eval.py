@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-TRANSPORTS = ("inproc",)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", help="rosbag2 directory with the camera topic")
@@ -27,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "drops what the node cannot keep up with")
     parser.add_argument("--rate", type=float, default=1.0, help="realtime playback rate (1 = recorded speed)")
     parser.add_argument("--topic", help="camera topic (default: the bag's only image topic)")
-    parser.add_argument("--transport", choices=TRANSPORTS, default="inproc", help="how frames reach the node logic")
+    parser.add_argument("--transport", choices=("inproc", "dds"), default="inproc",
+                        help="inproc: the node's per-frame logic in this process; dds: the real node "
+                        "(sam3-ros node --transport dds) in a subprocess, driven over DDS-direct")
     parser.add_argument("--recorded", help="score a recording made by launch/bag_eval.launch.py instead of "
                         "replaying (camera topic + /sam3/instances at receive times)")
     parser.add_argument("--out", default="eval_out", help="output directory (report, plots, instances bag)")
@@ -45,21 +45,13 @@ def load_settings(args: argparse.Namespace):
     return Settings.from_yaml(args.params, overrides) if args.params else Settings.default(overrides)
 
 
-def in_process(settings, phrases: list[str], camera: str):
-    """The node's per-frame logic with the engine in this process."""
-    from ..engine import load_engine
-    from ..eval.replay import EngineProcessor
-
-    return EngineProcessor(load_engine(settings), phrases, camera)
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..eval.bags import camera_topic
     from ..eval.benchmark import gt_path_for
-    from ..eval.evaluate import evaluate, score_recording
+    from ..eval.evaluate import replay_bag, score_recording
     from ..eval.groundtruth import GroundTruth
     from ..eval.report import summary, write_report
 
+    out = Path(args.out)
     try:
         gt = GroundTruth.load(args.gt or gt_path_for(args.bag), args.video)
         phrases = [p.strip() for p in args.prompt.split(",") if p.strip()] if args.prompt else gt.phrases
@@ -67,17 +59,12 @@ def run(args: argparse.Namespace) -> int:
             result = score_recording(args.recorded, gt, phrases=phrases, topic=args.topic)
             context = {"bag": args.recorded, "pacing": "recorded", "model": "(recorded)", "transport": "ROS 2"}
         else:
-            settings = load_settings(args)
-            topic = camera_topic(args.bag, args.topic)
-            processor = in_process(settings, phrases, topic)
-            result = evaluate(args.bag, gt, processor, args.out, phrases=phrases, pacing=args.pacing, topic=topic,
-                              rate=args.rate)
-            context = {"bag": args.bag, "pacing": args.pacing, "model": settings.model,
-                       "transport": "in-process", "device": str(processor.engine.device)}
+            result, context = replay_bag(args.bag, gt, load_settings(args), out, phrases=phrases,
+                                         transport=args.transport, pacing=args.pacing, rate=args.rate, topic=args.topic)
     except ValueError as exc:  # bad bag, ground truth, settings or prompt: say what, no traceback
         print(f"sam3-ros eval: {exc}")
         return 1
-    write_report(args.out, result, context)
+    write_report(out, result, context)
     print(summary(result, context))
-    print(f"report: {Path(args.out) / 'report.md'}")
+    print(f"report: {out / 'report.md'}")
     return 0

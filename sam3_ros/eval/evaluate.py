@@ -19,7 +19,7 @@ from .bags import INSTANCES_TYPE, BagWriter, camera_topic, read_messages, topics
 from .groundtruth import GroundTruth
 from .metrics import FrameObjects, Scorer
 from ..pipeline.messages import time_to_ns
-from .replay import Arrival, Processor, Replay
+from .replay import Arrival, Replay, median_period
 
 INSTANCES_TOPIC = "/sam3/instances"
 OUTPUT_BAG = "instances"  # DIR/instances: the outputs as a rosbag2 (mcap)
@@ -66,12 +66,14 @@ def score_outputs(gt: GroundTruth, phrases: list[str], arrivals: list[Arrival], 
     return scorer
 
 
-def evaluate(bag: str | Path, gt: GroundTruth, processor: Processor, out_dir: str | Path, *,
-             phrases: list[str] | None = None, pacing: str = "lockstep", topic: str | None = None,
-             rate: float = 1.0, progress: bool = True) -> EvalRun:
-    """Replay ``bag`` through ``processor``, write ``out_dir/instances`` and return the scored run.
+def evaluate(bag: str | Path, gt: GroundTruth, replay: Replay, out_dir: str | Path, *,
+             phrases: list[str] | None = None, topic: str | None = None, progress: bool = True) -> EvalRun:
+    """Run ``replay`` over the bag's camera topic, write ``out_dir/instances`` and return the scored run.
 
-    ``phrases`` are the noun phrases scored (default: the ground truth's, positives and negatives)."""
+    ``replay`` is a :class:`Replay` (in-process or lockstep through the node) or anything with its
+    interface (``run``, ``arrivals``, ``period_ns``, ``wall_s``, ``failed``, ``pacing``), e.g. the
+    realtime replay through the node. ``phrases`` are the noun phrases scored (default: the ground
+    truth's, positives and negatives)."""
     phrases = list(phrases or gt.phrases)
     topic = camera_topic(bag, topic)
     out_dir = Path(out_dir)
@@ -79,9 +81,8 @@ def evaluate(bag: str | Path, gt: GroundTruth, processor: Processor, out_dir: st
     output_bag = out_dir / OUTPUT_BAG
     if output_bag.exists():
         raise ValueError(f"{output_bag} exists already; choose another --out directory")
-    replay = Replay(processor, pacing, rate)
     latencies = []
-    with BagWriter(output_bag) as writer, tqdm(total=topics(bag)[topic][1], desc=f"replay ({pacing})", unit="frame",
+    with BagWriter(output_bag) as writer, tqdm(total=topics(bag)[topic][1], desc=f"replay ({replay.pacing})", unit="frame",
                                                disable=not progress) as bar:
         for out in replay.run(read_messages(bag, topic)):
             writer.write(INSTANCES_TOPIC, INSTANCES_TYPE, out.time_ns, out.msg)
@@ -108,7 +109,7 @@ def score_recording(recorded: str | Path, gt: GroundTruth, *, phrases: list[str]
         if source is not None:  # an output for a frame recorded before it
             latencies.append(((source - arrivals[0].arrival_ns) / 1e9, (log_ns - source) / 1e6))
         last = max(last, log_ns)
-    period_ns = int(np.median(np.diff([a.arrival_ns for a in arrivals]))) if len(arrivals) > 1 else 0
+    period_ns = median_period(arrivals)
     scorer = score_outputs(gt, list(phrases or gt.phrases), arrivals, period_ns,
                            read_messages(recorded, INSTANCES_TOPIC))
     return _run(scorer, latencies, arrivals, period_ns, (last - arrivals[0].arrival_ns) / 1e9, 0, Path(recorded))
@@ -131,3 +132,37 @@ def _run(scorer: Scorer, latencies: list[tuple[float, float]], arrivals: list[Ar
     return EvalRun(report=report, latencies=latencies, wall_s=wall_s, failed=failed,
                    ignored_low_score=scorer.ignored_low_score, ignored_other_concept=scorer.ignored_other_concept,
                    output_bag=output_bag, arrivals=arrivals, period_ns=period_ns)
+
+
+def replay_bag(bag: str | Path, gt: GroundTruth, settings, out_dir: str | Path, *, phrases: list[str] | None = None,
+               transport: str = "inproc", pacing: str = "lockstep", rate: float = 1.0, topic: str | None = None,
+               progress: bool = True) -> tuple[EvalRun, dict]:
+    """Replay ``bag`` through the node logic with ``settings`` and score it; returns the run and a
+    description of the setup for the report.
+
+    ``transport``: ``inproc`` runs the node's per-frame logic (engine) in this process; ``dds`` runs the
+    real node (``sam3-ros node --transport dds``) in a subprocess and drives it over DDS-direct."""
+    from contextlib import ExitStack
+
+    if transport not in ("inproc", "dds"):
+        raise ValueError(f"unknown transport {transport!r}; choose inproc or dds")
+    phrases = list(phrases or gt.phrases)
+    topic = camera_topic(bag, topic)
+    settings = settings.replace(**{"input.topics": [topic]})
+    context = {"bag": str(bag), "pacing": pacing, "model": settings.model}
+    with ExitStack() as stack:
+        if transport == "dds":
+            from .node_process import NodeProcess, NodeProcessor, NodeRealtimeReplay
+
+            node = stack.enter_context(NodeProcess(settings, out_dir))
+            replay = (NodeRealtimeReplay(node, topic, phrases, rate) if pacing == "realtime"
+                      else Replay(NodeProcessor(node, topic, phrases)))
+            context["transport"] = f"the node over DDS-direct (domain {node.domain}, log {node.log_path.name})"
+        else:
+            from ..engine import load_engine
+            from .replay import EngineProcessor
+
+            engine = load_engine(settings)
+            replay = Replay(EngineProcessor(engine, phrases, topic), pacing, rate)
+            context.update(transport="in-process", device=str(engine.device))
+        return evaluate(bag, gt, replay, out_dir, phrases=phrases, topic=topic, progress=progress), context

@@ -162,6 +162,10 @@ class Replay:
 
     @property
     def period_ns(self) -> int:
-        """Median spacing of the arrivals (0 with fewer than two frames)."""
-        times = np.array([a.arrival_ns for a in self.arrivals], np.int64)
-        return int(np.median(np.diff(times))) if len(times) > 1 else 0
+        return median_period(self.arrivals)
+
+
+def median_period(arrivals: list[Arrival]) -> int:
+    """Median spacing of the arrivals in ns (0 with fewer than two frames)."""
+    times = np.array([a.arrival_ns for a in arrivals], np.int64)
+    return int(np.median(np.diff(times))) if len(times) > 1 else 0
