@@ -48,6 +48,7 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "psutil>=5.9",
+        "opencv-python-headless>=4.8",
     ],
     extras_require={
         "cuda": ["cuda-python>=12.6"],

@@ -9,18 +9,16 @@ import numpy as np
 
 from ..codec.image import rgb_to_image_fields
 from ..interfaces import typestore
-from ..pipeline.messages import stamp_to_time
+from ..pipeline.messages import image_message
+from ..ros.names import COMPRESSED_TYPE, IMAGE_TYPE
 
 STORAGES = ("mcap", "sqlite3")
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-INSTANCES_TYPE = "sam3_ros/msg/InstanceArray"
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 
 
-def image_message(rgb: np.ndarray, stamp_ns: int, frame_id: str):
-    """A ``sensor_msgs/Image`` (rgb8) with the given header."""
-    types = typestore().types
-    header = types["std_msgs/msg/Header"](stamp=stamp_to_time(stamp_ns), frame_id=frame_id)
-    return types["sensor_msgs/msg/Image"](header=header, **rgb_to_image_fields(rgb, "rgb8"))
+def is_compressed(msg) -> bool:
+    """True for a ``sensor_msgs/CompressedImage``, False for a ``sensor_msgs/Image``."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
 
 
 class BagWriter:
@@ -59,7 +57,7 @@ def write_camera_bag(path: str | Path, frames: Iterable[tuple[int, np.ndarray]],
     count = 0
     with BagWriter(path, storage) as bag:
         for stamp_ns, rgb in frames:
-            bag.write(topic, IMAGE_TYPES[0], stamp_ns, image_message(rgb, stamp_ns, frame_id))
+            bag.write(topic, IMAGE_TYPE, stamp_ns, image_message(rgb_to_image_fields(rgb), stamp_ns, frame_id))
             count += 1
     return count
 

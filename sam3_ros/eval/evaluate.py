@@ -15,10 +15,11 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from .bags import INSTANCES_TYPE, BagWriter, camera_topic, read_messages, topics
+from ..pipeline.messages import time_to_ns
+from ..ros.names import INSTANCES_TYPE
+from .bags import BagWriter, camera_topic, read_messages, topics
 from .groundtruth import GroundTruth
 from .metrics import FrameObjects, Scorer
-from ..pipeline.messages import time_to_ns
 from .replay import Arrival, Replay, median_period
 
 INSTANCES_TOPIC = "/sam3/instances"

@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 import yaml
 
 from ..pipeline.messages import time_to_ns
+from .bags import is_compressed
 from .replay import Arrival, Published, median_period
 
 STARTUP_TIMEOUT_S = 120.0  # importing torch and building the model, on a busy 2-core machine
@@ -78,6 +79,16 @@ class NodeProcess:
                 self.process.wait()
 
 
+def camera_publisher(node: NodeProcess, topic: str, image_msg):
+    """The publisher for this kind of camera message, matched with the node (samples written before
+    discovery completes are lost)."""
+    compressed = is_compressed(image_msg)
+    publisher = node.client.camera(topic, compressed)
+    if not publisher.wait_for_subscribers(1, REPLY_TIMEOUT_S):
+        raise RuntimeError(f"the node does not subscribe to {topic} ({'compressed' if compressed else 'raw'} images)")
+    return publisher
+
+
 def set_prompt(node: NodeProcess, phrases: list[str]) -> None:
     """Prompt the node through its set_prompt service; ValueError if it refuses."""
     reply = node.client.set_prompt(list(phrases))
@@ -97,8 +108,7 @@ class NodeProcessor:
         set_prompt(node, phrases)
 
     def process(self, image_msg):
-        compressed = hasattr(image_msg, "format") and not hasattr(image_msg, "encoding")
-        self.node.client.camera(self.topic, compressed, qos="reliable").publish(image_msg)
+        camera_publisher(self.node, self.topic, image_msg).publish(image_msg)
         try:
             return self.node.client.wait_for_instances(stamp_ns=time_to_ns(image_msg.header.stamp),
                                                        timeout=self.timeout)
@@ -163,8 +173,7 @@ class NodeRealtimeReplay:
                 last_stamp = time_to_ns(msg.header.stamp)
                 arrival = Arrival(position, last_stamp, int(log_ns))
                 self.arrivals.append(arrival)
-                compressed = hasattr(msg, "format") and not hasattr(msg, "encoding")
-                self.node.client.camera(self.topic, compressed).publish(msg)
+                camera_publisher(self.node, self.topic, msg).publish(msg)
                 sent[last_stamp] = (arrival, time.perf_counter())
             # The newest frame always gets processed: wait for its answer.
             deadline = time.perf_counter() + self.timeout

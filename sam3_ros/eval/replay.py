@@ -22,6 +22,7 @@ import numpy as np
 from ..codec.image import compressed_to_rgb, image_to_rgb
 from ..engine.types import ConceptPrompt, Frame
 from ..pipeline.messages import instances_to_message, time_to_ns
+from .bags import is_compressed
 
 PACINGS = ("lockstep", "realtime")
 
@@ -41,8 +42,7 @@ class EngineProcessor:
 
     def process(self, image_msg):
         start = time.perf_counter()
-        is_compressed = hasattr(image_msg, "format") and not hasattr(image_msg, "encoding")
-        rgb = compressed_to_rgb(image_msg) if is_compressed else image_to_rgb(image_msg)
+        rgb = compressed_to_rgb(image_msg) if is_compressed(image_msg) else image_to_rgb(image_msg)
         frame = Frame(image=rgb, stamp_ns=time_to_ns(image_msg.header.stamp), frame_id=image_msg.header.frame_id,
                       camera=self.camera)
         instances = self.engine.step(frame)

@@ -80,7 +80,10 @@ def identity_metrics(frames: list[TrackFrame]) -> tuple[float, int]:
     """(IDF1 in [0, 1], number of ID switches) with motmetrics, matching at IoU >= 0.5.
 
     IDF1 is 0 when there is nothing to match (motmetrics gives NaN)."""
-    import motmetrics
+    try:
+        import motmetrics
+    except ImportError:
+        raise ImportError("IDF1 and ID switches need motmetrics: pip install 'sam3_ros[eval]'") from None
 
     acc = motmetrics.MOTAccumulator(auto_id=True)
     for f in frames:
