@@ -155,3 +155,42 @@ def test_make_bag_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "make-bag", str(tmp_path / "c"), "--size", "3x3"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode != 0 and "too small" in bad.stdout + bad.stderr
+
+
+def test_make_bag_from_image_files(tmp_path):
+    from PIL import Image
+
+    frames = [np.full((20, 30, 3), 40 * i, np.uint8) for i in range(3)]
+    (tmp_path / "frames").mkdir()
+    for i, rgb in enumerate(frames):
+        Image.fromarray(rgb).save(tmp_path / "frames" / f"{i:04d}.png")
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "make-bag", str(tmp_path / "b"), "--images",
+                          str(tmp_path / "frames"), "--fps", "10"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    read = list(bags.read_messages(tmp_path / "b", "/camera/image_raw"))
+    assert [time_to_ns(m.header.stamp) for _, m in read] == [0, 100_000_000, 200_000_000]
+    assert all(np.array_equal(image_to_rgb(m), rgb) for (_, m), rgb in zip(read, frames))
+
+
+def test_overlay_colours_masks_by_id_and_rejects_wrong_sizes():
+    from sam3_ros.eval.overlay import ALPHA, draw, id_color
+
+    gt = GroundTruth.load(DATA / "synthetic_seed0.gt.json")
+    truth = gt.frame(0)
+    rgb = np.full((gt.height, gt.width, 3), 100, np.uint8)
+    n = len(truth.ids)
+    instances = Instances(ids=truth.ids, scores=np.ones(n, np.float32), boxes=np.zeros((n, 4), np.float32),
+                          masks=truth.masks, concept_index=np.zeros(n, np.int64), detected=np.ones(n, bool),
+                          age=np.zeros(n, np.int64), frames_since_detected=np.zeros(n, np.int64),
+                          phrases=["x"], image_size=(gt.height, gt.width))
+    msg = instances_to_message(instances)
+    out = draw(rgb, msg)
+    first = truth.masks[0]
+    expected = (100 * (1 - ALPHA) + np.array(id_color(int(truth.ids[0]))) * ALPHA).astype(np.uint8)
+    inside = out[first]
+    assert (np.abs(inside.astype(int) - expected).max(axis=1) <= 1).mean() > 0.9  # labels cover a few pixels
+    assert (out[~truth.masks.any(0)] == 100).mean() > 0.95  # background untouched except label text
+    assert np.array_equal(draw(rgb, None), rgb)
+    with pytest.raises(ValueError, match="mask is"):
+        draw(rgb[:10, :10], msg)

@@ -1,4 +1,8 @@
-"""``sam3-ros make-bag OUT``: write the synthetic benchmark bag and its ground truth (OUT.gt.json)."""
+"""``sam3-ros make-bag OUT``: write the synthetic benchmark bag and its ground truth (OUT.gt.json).
+
+``--images DIR`` instead writes a folder of frames (a real dataset's video, in file-name order) as a
+camera bag, to evaluate against that dataset's own SA-Co/VEval or YTVIS JSON (``sam3-ros eval OUT --gt``).
+"""
 
 from __future__ import annotations
 
@@ -23,12 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage plugin")
     parser.add_argument("--topic", default="/camera/image_raw", help="camera topic")
     parser.add_argument("--frame-id", default="camera", help="header frame_id of the images")
+    parser.add_argument("--images", metavar="DIR", help="write these frames (jpg/png, sorted by name) instead "
+                        "of a synthetic clip; stamps are spaced by --fps")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..eval.benchmark import write_benchmark
     from ..eval.synthetic import WorldConfig
 
+    if args.images:
+        return _from_images(args)
     try:
         config = WorldConfig(width=args.size[0], height=args.size[1], frames=args.frames, fps=args.fps, seed=args.seed)
         bag, gt = write_benchmark(args.out, config, storage=args.storage, topic=args.topic, frame_id=args.frame_id,
@@ -37,4 +45,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"sam3-ros make-bag: {exc}")
         return 1
     print(f"wrote {bag} ({args.storage}, {args.frames} frames on {args.topic}) and {gt}")
+    return 0
+
+
+def _from_images(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from ..eval.bags import write_camera_bag
+
+    files = sorted(p for p in Path(args.images).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        print(f"sam3-ros make-bag: no .jpg/.png frames in {args.images}")
+        return 1
+    step_ns = round(1e9 / args.fps)
+    frames = ((i * step_ns, np.asarray(Image.open(f).convert("RGB"))) for i, f in enumerate(files))
+    count = write_camera_bag(args.out, frames, topic=args.topic, frame_id=args.frame_id, storage=args.storage)
+    print(f"wrote {args.out} ({args.storage}, {count} frames from {args.images} on {args.topic})")
     return 0
