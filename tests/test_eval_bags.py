@@ -194,3 +194,30 @@ def test_overlay_colours_masks_by_id_and_rejects_wrong_sizes():
     assert np.array_equal(draw(rgb, None), rgb)
     with pytest.raises(ValueError, match="mask is"):
         draw(rgb[:10, :10], msg)
+
+
+def test_reads_plain_ytvis_ground_truth():
+    """A YTVIS file as datasets ship it: no video_np_pairs, no stamps, compressed and list RLE mixed."""
+    from sam3_ros.codec import rle
+    from sam3_ros.eval.groundtruth import compress
+
+    h, w = 6, 5
+    a, b = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    a[1:3, 1:4] = True
+    b[4:, :2] = True
+    data = {
+        "videos": [{"id": 7, "width": w, "height": h, "length": 2, "file_names": ["v/0.jpg", "v/1.jpg"]}],
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "cat"}],
+        "annotations": [
+            {"id": 11, "video_id": 7, "category_id": 2, "iscrowd": 0,
+             "segmentations": [compress(rle.encode(a[None])[0], h, w), None]},
+            {"id": 12, "video_id": 7, "category_id": 1, "iscrowd": 0,
+             "segmentations": [None, {"size": [h, w], "counts": rle.encode(b[None])[0].tolist()}]},
+        ],
+    }
+    gt = GroundTruth(data)
+    assert gt.phrases == ["dog", "person"]  # categories with a masklet in the video; "cat" is elsewhere
+    assert gt.frame_index(1, stamp_ns=123) == 1 and gt.frame_index(2, stamp_ns=0) is None  # paired by order
+    f0, f1 = gt.frame(0), gt.frame(1)
+    assert list(f0.ids) == [11] and f0.concepts == ["dog"] and np.array_equal(f0.masks[0], a)
+    assert list(f1.ids) == [12] and f1.concepts == ["person"] and np.array_equal(f1.masks[0], b)
