@@ -125,7 +125,9 @@ class Scorer:
             raise ValueError("scoring needs at least one noun phrase")
         self.phrases = list(dict.fromkeys(phrases))
         self._counts = {p: _ConceptCounts() for p in self.phrases}
-        self._tracks: list[tuple[TrackFrame, list[str], list[str]]] = []
+        # Per frame, for the tracking metrics (which need two passes over the clip): ids, phrase indices
+        # and only the non-zero IoUs, so a long clip costs a few bytes per object and frame.
+        self._tracks: list[tuple[np.ndarray, ...]] = []
         self.frames = 0
         self.ignored_low_score = 0  # predictions with score <= 0.5
         self.ignored_other_concept = 0  # predictions of a phrase outside the scored list
@@ -160,16 +162,23 @@ class Scorer:
                 counts.fn += n_gt - matched
                 counts.positive_frames += 1
                 counts.gt_objects.update(gt.ids[g].tolist())
-        self._tracks.append((TrackFrame(gt.ids, pred.ids, iou), list(gt.concepts), list(pred.concepts)))
+        rows, cols = np.nonzero(iou)
+        index = {p: i for i, p in enumerate(self.phrases)}
+        self._tracks.append((gt.ids, pred.ids, np.array([index[c] for c in gt.concepts], np.int16),
+                             np.array([index[c] for c in pred.concepts], np.int16), rows.astype(np.int32),
+                             cols.astype(np.int32), iou[rows, cols].astype(np.float32)))
         self.frames += 1
 
     def _track_frames(self, phrase: str | None) -> list[TrackFrame]:
-        if phrase is None:
-            return [t for t, _, _ in self._tracks]
+        """The clip as tracking frames, all phrases together or one phrase."""
         out = []
-        for t, gc, pc in self._tracks:
-            g, p = np.array([c == phrase for c in gc], bool), np.array([c == phrase for c in pc], bool)
-            out.append(TrackFrame(t.gt_ids[g], t.pred_ids[p], t.similarity[np.ix_(g, p)]))
+        for gt_ids, pred_ids, gc, pc, rows, cols, values in self._tracks:
+            sim = np.zeros((len(gt_ids), len(pred_ids)))
+            sim[rows, cols] = values
+            if phrase is not None:
+                g, p = gc == self.phrases.index(phrase), pc == self.phrases.index(phrase)
+                gt_ids, pred_ids, sim = gt_ids[g], pred_ids[p], sim[np.ix_(g, p)]
+            out.append(TrackFrame(gt_ids, pred_ids, sim))
         return out
 
     def _tracking(self, phrase: str | None) -> dict:
