@@ -4,7 +4,6 @@ the whole replay -> output bag -> scoring path with a processor that publishes t
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
