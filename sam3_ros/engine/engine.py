@@ -68,7 +68,7 @@ def load_engine(settings: Settings | None = None, loaded: LoadedModel | None = N
     settings = settings or Settings.default()
     device = resolve_device(settings)
     dtype = resolve_dtype(settings, device)
-    loaded = loaded or load_model(settings.model, device, dtype)
+    loaded = loaded or load_model(settings.model, device, dtype, settings.image_size)
     return Engine(loaded, settings, device, dtype)
 
 
