@@ -12,11 +12,11 @@ frames <= ``max_cond_frames``) stays inside the window where our bounded memory 
 reference's unbounded memory would read.
 """
 
-import numpy as np
 import pytest
 import torch
 
-from sam3_ros.engine import Frame, ConceptPrompt, load_engine, load_model
+from sam3_ros.commands.bench_engine import moving_shapes
+from sam3_ros.engine import ConceptPrompt, Frame, load_engine, load_model
 from sam3_ros.engine.mask_ops import logits_to_masks
 from sam3_ros.engine.preprocess import to_pixels
 from sam3_ros.engine.reference import ReferenceLoop
@@ -24,22 +24,6 @@ from sam3_ros.kernels.reference import mask_iou
 from sam3_ros.settings import Settings
 
 SIZE = 112
-
-
-def moving_frames(n: int, seed: int = 0) -> list[np.ndarray]:
-    """Frames of a textured background with three shapes moving at different speeds."""
-    rng = np.random.default_rng(seed)
-    background = (rng.integers(0, 60, (SIZE, SIZE, 3))).astype(np.uint8)
-    frames = []
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    for t in range(n):
-        img = background.copy()
-        disc = (yy - 40 - t) ** 2 + (xx - 30 - 0.5 * t) ** 2 < 14 ** 2
-        img[disc] = (230, 40, 40)
-        img[60:85, (10 + 2 * t) % 80:(10 + 2 * t) % 80 + 25] = (40, 220, 60)
-        img[(5 + t) % 90:(5 + t) % 90 + 18, 80:100] = (50, 60, 240)
-        frames.append(img)
-    return frames
 
 
 def parity_settings(max_objects: int, **extra) -> Settings:
@@ -67,7 +51,7 @@ def test_batched_tracker_equals_per_object_reference(objects):
     settings = parity_settings(objects, **{"tracking.recondition_every": 3})
     loaded = load_model("tiny-random")
     reference = ReferenceLoop(loaded, settings, ["shape"])
-    frames = [to_pixels(torch.from_numpy(f), SIZE, torch.float32) for f in moving_frames(10)]
+    frames = [to_pixels(torch.from_numpy(f), SIZE, torch.float32) for f in moving_shapes(10, SIZE, SIZE)]
     for pixels in frames[:9]:
         reference.step(pixels)
     session = reference.session
@@ -103,7 +87,7 @@ def test_engine_equals_reference_streaming_loop():
     engine.set_prompt(ConceptPrompt(phrases=["shape"]))
     ours_to_ref: dict[int, int] = {}
     seen = 0
-    for t, image in enumerate(moving_frames(40)):
+    for t, image in enumerate(moving_shapes(40, SIZE, SIZE)):
         ours = engine.step(Frame(image, stamp_ns=t))
         ref = reference.step(to_pixels(torch.from_numpy(image), SIZE, torch.float32))
         assert len(ours) == len(ref), f"frame {t}: {len(ours)} objects vs reference {len(ref)}"
