@@ -51,8 +51,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"sam3-ros node: {exc}", file=sys.stderr)
         return 2
     if pick_transport(args.transport) == "rclpy":
-        from ..ros.rclpy_node import main
-
+        try:
+            from ..ros.rclpy_node import main
+        except ImportError as exc:
+            print(f"sam3-ros node: the rclpy transport needs a sourced ROS 2 install ({exc}); "
+                  "use --transport dds without one", file=sys.stderr)
+            return 2
         return main(args.ros_args, settings)
     return run_dds(settings, args.namespace)
 

@@ -62,13 +62,22 @@ class _Camera:
     worker: threading.Thread | None = None
 
 
+def decode_image(message: Any, max_pixels: int) -> np.ndarray:
+    """RGB uint8 array of a ``sensor_msgs/Image`` or ``CompressedImage`` (told apart by ``format``)."""
+    if hasattr(message, "format"):
+        return compressed_to_rgb(message, max_pixels=max_pixels)
+    return image_to_rgb(message, max_pixels=max_pixels)
+
+
 class TrackerNode:
-    """Transport-neutral tracker node. ``engine_factory(camera)`` builds one engine per camera."""
+    """Transport-neutral tracker node. ``engine_factory(camera)`` builds one engine per camera;
+    ``decode(message, max_pixels)`` turns an image message into RGB (ValueError for bad input)."""
 
     def __init__(self, settings: Settings, engine_factory: Callable[[str], Any],
-                 publish: Callable[[str, Any], None]):
+                 publish: Callable[[str, Any], None], decode: Callable[[Any, int], np.ndarray] = decode_image):
         self.settings = settings
         self._publish = publish
+        self._decode = decode
         self.cameras = {topic: _Camera(topic, engine_factory(topic)) for topic in settings.input.topics}
         self.diagnostics = Diagnostics(list(self.cameras))
         self._stop = threading.Event()
@@ -231,10 +240,8 @@ class TrackerNode:
                         exc_info=None if isinstance(error, ValueError) else error)
 
     def _process(self, camera: _Camera, message: Any, received_at: float) -> None:
-        limit = self.settings.input.max_image_pixels
         try:
-            compressed = hasattr(message, "format")
-            rgb = compressed_to_rgb(message, max_pixels=limit) if compressed else image_to_rgb(message, max_pixels=limit)
+            rgb = self._decode(message, self.settings.input.max_image_pixels)
         except ValueError as exc:
             self._reject(camera, "bad_image", exc)
             return
