@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import signal
 import sys
 import threading
@@ -75,8 +76,13 @@ def run_dds(settings, namespace: str = "") -> int:
     logging.getLogger("sam3_ros.node").info(
         "ready: DDS domain %d, cameras %s, instances on %s", participant.domain, ", ".join(settings.input.topics),
         settings.output.instances_topic)
-    while not stop.wait(0.2):
+    while not stop.wait(0.1):
         pass
     node.close()
     logging.getLogger("sam3_ros.node").info("stopped")
-    return 0
+    # Everything of ours is stopped and released above. Interpreter teardown of torch/transformers
+    # modules alone takes seconds on a busy machine; skip it so that SIGTERM exits promptly.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
