@@ -2,9 +2,13 @@
 
     ros2 launch sam3_ros tracker.launch.py camera_topic:=/camera/color/image_raw prompt:="person, forklift"
 
-The node is a lifecycle (managed) node; by default this launch configures and activates it.
-Several cameras in one node: camera_topic:="/cam_front/image_raw,/cam_rear/image_raw".
-One node per camera: include this file once per camera with its own `namespace` (see multi_camera.launch.py).
+The node is a lifecycle (managed) node; by default this launch configures and activates it
+(autostart:=false leaves it unconfigured for a lifecycle manager).
+Several cameras in one node: camera_topic:="/cam_front/image_raw,/cam_rear/image_raw" (one engine per
+camera, one worker each; outputs tell cameras apart by InstanceArray.camera). Topics ending in
+/compressed carry sensor_msgs/CompressedImage, as image_transport names them.
+One node per camera: include this file once per camera with its own `namespace` and a relative
+instances_topic (see multi_camera.launch.py); services then live under /<namespace>/sam3/.
 """
 
 from launch import LaunchDescription
@@ -15,6 +19,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
@@ -27,9 +32,17 @@ ARGUMENTS = [
     ("prompt", "", "initial noun phrases, comma-separated, e.g. 'person, forklift'"),
     ("namespace", "", "namespace of the node and its topics (one per camera or robot)"),
     ("devices", "auto", "devices: auto, cpu, cuda:0, or several comma-separated (cuda:0,cuda:1)"),
+    ("instances_topic", "/sam3/instances",
+     "InstanceArray output topic; a relative name (sam3/instances) lands under the namespace"),
+    ("overlay", "false", "also publish sam3/overlay (bgr8 image with colored masks, ids and concepts, for rviz)"),
     ("autostart", "true", "configure and activate the lifecycle node at launch; false leaves it unconfigured"),
     ("log_level", "info", "logging level of the node"),
 ]
+
+
+def _string(name: str) -> ParameterValue:
+    # Launch arguments are text; keep them text (Settings turns "a,b" into a list where a list is expected).
+    return ParameterValue(LaunchConfiguration(name), value_type=str)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -44,11 +57,13 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[
             LaunchConfiguration("params_file"),
             {
-                "input.topics": LaunchConfiguration("camera_topic"),
-                "input.compressed": LaunchConfiguration("compressed"),
-                "model": LaunchConfiguration("model"),
-                "prompt.text": LaunchConfiguration("prompt"),
-                "devices": LaunchConfiguration("devices"),
+                "input.topics": _string("camera_topic"),
+                "input.compressed": ParameterValue(LaunchConfiguration("compressed"), value_type=bool),
+                "model": _string("model"),
+                "prompt.text": _string("prompt"),
+                "devices": _string("devices"),
+                "output.instances_topic": _string("instances_topic"),
+                "output.overlay": ParameterValue(LaunchConfiguration("overlay"), value_type=bool),
             },
         ],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],

@@ -36,7 +36,8 @@ QOS_PROFILES = ("sensor_data", "reliable", "best_effort")
 @dataclass
 class InputSettings:
     topics: list[str] = _spec(["/camera/image_raw"], "camera topics to subscribe to", nonempty=True)
-    compressed: bool = _spec(False, "topics carry sensor_msgs/CompressedImage (jpeg/png) instead of Image")
+    compressed: bool = _spec(False, "all topics carry sensor_msgs/CompressedImage (jpeg/png) instead of Image; "
+                             "topics named .../compressed always do")
     qos: str = _spec("sensor_data", "image subscription QoS profile", choices=QOS_PROFILES)
     qos_depth: int = _spec(1, "image subscription history depth", lo=1, hi=100)
     max_image_pixels: int = _spec(4096 * 4096, "larger images are dropped (counted)", lo=1)

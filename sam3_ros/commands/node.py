@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import signal
 import sys
 import threading
@@ -51,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"sam3-ros node: {exc}", file=sys.stderr)
         return 2
     if pick_transport(args.transport) == "rclpy":
-        from ..ros.rclpy_node import main
-
+        try:
+            from ..ros.rclpy_node import main
+        except ImportError as exc:
+            print(f"sam3-ros node: the rclpy transport needs a sourced ROS 2 install ({exc}); "
+                  "use --transport dds without one", file=sys.stderr)
+            return 2
         return main(args.ros_args, settings)
     return run_dds(settings, args.namespace)
 
@@ -71,8 +76,13 @@ def run_dds(settings, namespace: str = "") -> int:
     logging.getLogger("sam3_ros.node").info(
         "ready: DDS domain %d, cameras %s, instances on %s", participant.domain, ", ".join(settings.input.topics),
         settings.output.instances_topic)
-    while not stop.wait(0.2):
+    while not stop.wait(0.1):
         pass
     node.close()
     logging.getLogger("sam3_ros.node").info("stopped")
-    return 0
+    # Everything of ours is stopped and released above. Interpreter teardown of torch/transformers
+    # modules alone takes seconds on a busy machine; skip it so that SIGTERM exits promptly.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -62,13 +62,22 @@ class _Camera:
     worker: threading.Thread | None = None
 
 
+def decode_image(message: Any, max_pixels: int) -> np.ndarray:
+    """RGB uint8 array of a ``sensor_msgs/Image`` or ``CompressedImage`` (told apart by ``format``)."""
+    if hasattr(message, "format"):
+        return compressed_to_rgb(message, max_pixels=max_pixels)
+    return image_to_rgb(message, max_pixels=max_pixels)
+
+
 class TrackerNode:
-    """Transport-neutral tracker node. ``engine_factory(camera)`` builds one engine per camera."""
+    """Transport-neutral tracker node. ``engine_factory(camera)`` builds one engine per camera;
+    ``decode(message, max_pixels)`` turns an image message into RGB (ValueError for bad input)."""
 
     def __init__(self, settings: Settings, engine_factory: Callable[[str], Any],
-                 publish: Callable[[str, Any], None]):
+                 publish: Callable[[str, Any], None], decode: Callable[[Any, int], np.ndarray] = decode_image):
         self.settings = settings
         self._publish = publish
+        self._decode = decode
         self.cameras = {topic: _Camera(topic, engine_factory(topic)) for topic in settings.input.topics}
         self.diagnostics = Diagnostics(list(self.cameras))
         self._stop = threading.Event()
@@ -120,34 +129,40 @@ class TrackerNode:
     # -- services ----------------------------------------------------------------------------------
     def set_prompt(self, request: Any) -> Reply:
         """``SetPrompt``: phrases and/or exemplar boxes, for one camera or all ("")."""
-        def run(camera: _Camera):
-            prompt = parse_set_prompt(request, self.settings.prompt, camera.image_size)
-            self._set_prompt(camera, prompt, bool(request.keep_tracks))
-            return prompt
+        keep_tracks = bool(request.keep_tracks)
 
-        prompts = self._call("set_prompt", self._targets(request.camera), run)
-        if isinstance(prompts, Reply):
-            return prompts
-        prompt = prompts[0]
-        return Reply(True, f"prompt set on {len(prompts)} camera(s): phrases {prompt.phrases}, "
-                           f"{len(prompt.boxes)} exemplar box(es)")
+        def plan():  # every camera's prompt is validated before any camera changes
+            prompts = [(c, parse_set_prompt(request, self.settings.prompt, c.image_size))
+                       for c in self._targets(request.camera)]
+            return [(c, lambda c=c, p=p: self._set_prompt(c, p, keep_tracks)) for c, p in prompts]
+
+        done = self._call("set_prompt", plan)
+        if isinstance(done, Reply):
+            return done
+        return Reply(True, f"prompt set on {len(done)} camera(s): phrases {done[0].phrases}, "
+                           f"{len(done[0].boxes)} exemplar box(es)")
 
     def add_points(self, request: Any) -> Reply:
         """``AddPoints``: refine object ``object_id`` or create one (-1) from clicks and/or a box."""
+        stamp = time_to_ns(request.stamp)
+
         def run(camera: _Camera) -> int:
-            stamp = time_to_ns(request.stamp)
-            if stamp and stamp != camera.stamp_ns:
+            if stamp and stamp != camera.stamp_ns:  # checked on the worker: the latest image moves on
                 raise ValueError(f"stamp {stamp} ns is not the latest processed image of {camera.name} "
                                  f"({camera.stamp_ns} ns); use 0 for the latest")
             points = parse_add_points(request, camera.image_size)
             return int(camera.engine.add_points(points.object_id, points.points, points.labels, points.box))
 
-        targets = self._targets(request.camera, single=True)
-        ids = self._call("add_points", targets, run)
-        if isinstance(ids, Reply):
-            return ids
+        def plan():
+            (camera,) = self._targets(request.camera, single=True)
+            parse_add_points(request, camera.image_size)  # reject bad clicks without waiting for the worker
+            return [(camera, lambda: run(camera))]
+
+        done = self._call("add_points", plan)
+        if isinstance(done, Reply):
+            return done
         verb = "created" if int(request.object_id) == -1 else "refined"
-        return Reply(True, f"{verb} object {ids[0]}", object_id=ids[0])
+        return Reply(True, f"{verb} object {done[0]}", object_id=done[0])
 
     def remove_object(self, request: Any) -> Reply:
         """``RemoveObject``: stop tracking ``object_id`` (on ``camera``, or wherever it is tracked)."""
@@ -163,36 +178,32 @@ class TrackerNode:
             if not any(removed):
                 raise ValueError(f"unknown object id {object_id}: no camera tracks it")
 
-        done = self._call("remove_object", self._targets(request.camera), run, check)
+        done = self._call("remove_object", lambda: [(c, lambda c=c: run(c)) for c in self._targets(request.camera)],
+                          check)
         return done if isinstance(done, Reply) else Reply(True, f"removed object {object_id}")
 
     def reset(self, request: Any = None) -> Reply:
         """``Trigger`` reset: remove every tracked object on every camera (the prompt stays)."""
-        def run(camera: _Camera) -> None:
-            camera.engine.reset()
-
-        done = self._call("reset", list(self.cameras.values()), run)
+        done = self._call("reset", lambda: [(c, c.engine.reset) for c in self.cameras.values()])
         return done if isinstance(done, Reply) else Reply(True, f"reset {len(self.cameras)} camera(s)")
 
-    def _targets(self, camera: str, single: bool = False) -> list[_Camera] | Reply:
-        """The cameras a request names ("" = all, or the only one when ``single``), or an error Reply."""
+    def _targets(self, camera: str, single: bool = False) -> list[_Camera]:
+        """The cameras a request names ("" = all, or the only one when ``single``); ValueError otherwise."""
         if camera:
             if camera not in self.cameras:
-                return Reply(False, f"unknown camera {camera!r}; cameras: {', '.join(self.cameras)}")
+                raise ValueError(f"unknown camera {camera!r}; cameras: {', '.join(self.cameras)}")
             return [self.cameras[camera]]
         if single and len(self.cameras) > 1:
-            return Reply(False, f"several cameras ({', '.join(self.cameras)}): name one in the request")
+            raise ValueError(f"several cameras ({', '.join(self.cameras)}): name one in the request")
         return list(self.cameras.values())
 
-    def _call(self, service: str, targets: list[_Camera] | Reply, run: Callable[[_Camera], Any],
+    def _call(self, service: str, plan: Callable[[], list[tuple[_Camera, Callable[[], Any]]]],
               check: Callable[[list], None] | None = None) -> list | Reply:
-        """Run ``run(camera)`` on each target's worker and wait, then ``check`` the results; a ValueError
-        from either becomes a failed Reply."""
-        if isinstance(targets, Reply):
-            self.diagnostics.count(f"{service}.rejected")
-            return targets
-        futures = [camera.slot.submit(lambda c=camera: run(c)) for camera in targets]
+        """Validate with ``plan()`` on the caller's thread, giving (camera, command) pairs; run each command
+        on its camera's worker (between frames) and wait; then ``check`` the results. A ValueError from
+        any step becomes a failed Reply, counted in the diagnostics."""
         try:
+            futures = [camera.slot.submit(command) for camera, command in plan()]
             results = [future.result(COMMAND_TIMEOUT_S) for future in futures]
             if check is not None:
                 check(results)
@@ -205,10 +216,11 @@ class TrackerNode:
         self.diagnostics.count(f"{service}.accepted")
         return results
 
-    def _set_prompt(self, camera: _Camera, prompt: ConceptPrompt, keep_tracks: bool) -> None:
+    def _set_prompt(self, camera: _Camera, prompt: ConceptPrompt, keep_tracks: bool) -> ConceptPrompt:
         camera.engine.set_prompt(prompt, keep_tracks=keep_tracks)
         labels = np.asarray(prompt.box_labels, bool)
         camera.exemplars = (int(labels.sum()), int((~labels).sum()))
+        return prompt
 
     # -- worker ------------------------------------------------------------------------------------
     def _work(self, camera: _Camera) -> None:
@@ -231,10 +243,8 @@ class TrackerNode:
                         exc_info=None if isinstance(error, ValueError) else error)
 
     def _process(self, camera: _Camera, message: Any, received_at: float) -> None:
-        limit = self.settings.input.max_image_pixels
         try:
-            compressed = hasattr(message, "format")
-            rgb = compressed_to_rgb(message, max_pixels=limit) if compressed else image_to_rgb(message, max_pixels=limit)
+            rgb = self._decode(message, self.settings.input.max_image_pixels)
         except ValueError as exc:
             self._reject(camera, "bad_image", exc)
             return

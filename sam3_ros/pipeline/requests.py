@@ -70,8 +70,9 @@ def parse_set_prompt(request, limits: PromptSettings, image_size: tuple[int, int
     """A ``SetPrompt`` request -> ``ConceptPrompt``. ``image_size`` (H, W) of the latest processed
     image is needed only when exemplar boxes are given."""
     phrases = parse_phrases(list(request.phrases), limits)
-    flat = _finite(np.asarray(request.boxes, np.float32).reshape(-1), "boxes")
-    labels = np.asarray(request.box_labels, bool).reshape(-1)
+    # np.array copies: message arrays can be read-only views of the received buffer
+    flat = _finite(np.array(request.boxes, np.float32).reshape(-1), "boxes")
+    labels = np.array(request.box_labels, bool).reshape(-1)
     if flat.size % 4:
         raise ValueError(f"boxes has {flat.size} values; expected 4 per box [x_min, y_min, x_max, y_max]")
     count = flat.size // 4
@@ -94,9 +95,9 @@ def parse_add_points(request, image_size: tuple[int, int] | None) -> PointsReque
     object_id = int(request.object_id)
     if object_id < -1:
         raise ValueError(f"object_id {object_id} is invalid; use -1 for a new object or a published id")
-    points = _finite(np.asarray(request.points, np.float32).reshape(-1), "points")
-    labels = np.asarray(request.labels).reshape(-1)
-    box = _finite(np.asarray(request.box, np.float32).reshape(-1), "box")
+    points = _finite(np.array(request.points, np.float32).reshape(-1), "points")
+    labels = np.array(request.labels).reshape(-1)
+    box = _finite(np.array(request.box, np.float32).reshape(-1), "box")
     if points.size % 2:
         raise ValueError(f"points has {points.size} values; expected 2 per point [x, y]")
     points = points.reshape(-1, 2)

@@ -17,7 +17,8 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from cyclonedds.core import GuardCondition, Policy, Qos, ReadCondition, SampleState, ViewState, InstanceState, WaitSet
+from cyclonedds.core import (DDSException, GuardCondition, InstanceState, Policy, Qos, ReadCondition, SampleState,
+                             ViewState, WaitSet)
 from cyclonedds.domain import DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
@@ -115,14 +116,23 @@ class _ReaderThread:
         self.thread.start()
 
     def _run(self) -> None:
-        while not self._participant.closing:
-            self._waitset.wait(_WAKE_PERIOD)
-            for sample in self.reader.take(16):
-                if isinstance(sample, Received):  # others are InvalidSample (writer gone): nothing to read
-                    try:
-                        self._on_sample(sample.data)
-                    except Exception:  # a bad callback must not kill the reader
-                        log.exception("callback on %s failed", self.thread.name)
+        try:
+            while not self._participant.closing:
+                self._waitset.wait(_WAKE_PERIOD)
+                for sample in self.reader.take(16):
+                    if isinstance(sample, Received):  # others are InvalidSample (writer gone): nothing to read
+                        self._deliver(sample.data)
+        except DDSException:
+            if not self._participant.closing:  # entities deleted under us at shutdown are expected
+                raise
+
+    def _deliver(self, data: bytes) -> None:
+        try:
+            self._on_sample(data)
+        except DDSException:
+            raise
+        except Exception:  # a bad callback must not kill the reader
+            log.exception("callback on %s failed", self.thread.name)
 
     def publisher_count(self) -> int:
         return len(self.reader.get_matched_publications())
@@ -247,8 +257,13 @@ class Participant:
         return client
 
     def close(self, timeout: float = 1.0) -> None:
-        """Stop every reader thread (they finish their current callback first)."""
+        """Stop every reader thread (each finishes its current callback, up to ``timeout`` in all), then
+        delete the participant and everything in it, so that peers see it leave at once."""
+        if self.closing:
+            return
         self.closing = True
         self.guard.set(True)
+        deadline = time.monotonic() + timeout
         for reader in self._readers:
-            reader.thread.join(timeout)
+            reader.thread.join(max(deadline - time.monotonic(), 0.0))
+        self.dp.__del__()  # cyclonedds deletes entities when collected; this is that deletion, now

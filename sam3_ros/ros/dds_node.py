@@ -44,6 +44,6 @@ class DdsTrackerNode:
                                 reply_message(h(request), f"{t}_Response"))
 
     def close(self, timeout: float = 1.0) -> None:
-        """Stop reading (no new inputs), then stop the workers."""
-        self.participant.close(timeout / 2)
+        """Stop the workers (each finishes and publishes its current frame), then the DDS side."""
         self.node.stop(timeout / 2)
+        self.participant.close(timeout / 2)

@@ -1,0 +1,200 @@
+"""rclpy transport: the tracker as a lifecycle (managed) node on a robot. Thin: all logic is in
+``sam3_ros.pipeline.node.TrackerNode``; this module adapts rclpy to it.
+
+- configure: read the parameters into ``Settings`` and load one engine per camera (publishers created)
+- activate: start the workers, subscribe to the cameras and ``sam3/prompt``, offer the services
+- deactivate: drop subscriptions and services, stop the workers (engines and tracks stay)
+- cleanup: free the engines and the GPU memory they held
+
+Written against the documented rclpy API (Humble/Jazzy); our CI has no ROS 2, so it is compile-checked
+there and exercised through the shared pipeline, which the DDS-direct tests drive end to end.
+Importing this module needs rclpy.
+"""
+
+from __future__ import annotations
+
+import array
+import sys
+from typing import Any
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosidl_runtime_py.utilities import get_message, get_service
+
+from ..pipeline.node import Reply, TrackerNode, decode_image, engine_factory, is_compressed_topic
+from ..settings import Settings, SettingsError, describe
+from . import names
+
+NODE_NAME = "sam3_tracker"
+# numpy dtype -> array.array typecode, for rclpy's sequence fields
+_TYPECODES = {np.dtype(k): v for k, v in (("u1", "B"), ("i1", "b"), ("u2", "H"), ("i2", "h"), ("u4", "I"),
+                                          ("i4", "i"), ("u8", "Q"), ("i8", "q"), ("f4", "f"), ("f8", "d"))}
+
+
+def qos_profile(profile: str, depth: int | None = None) -> QoSProfile:
+    """rclpy QoS for our profile names (the same mapping as the DDS-direct transport)."""
+    from .dds import QOS_PROFILES
+
+    reliable, default_depth = QOS_PROFILES[profile]
+    return QoSProfile(
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        history=HistoryPolicy.KEEP_LAST, depth=depth or default_depth, durability=DurabilityPolicy.VOLATILE)
+
+
+def to_rclpy(message: Any) -> Any:
+    """A rosbags message dataclass (what the pipeline builds) as the rclpy message of the same type."""
+    cls = get_message(message.__msgtype__)
+    out = cls()
+    for name, kind in cls.get_fields_and_field_types().items():
+        value = getattr(message, name)
+        if hasattr(value, "__msgtype__"):
+            value = to_rclpy(value)
+        elif isinstance(value, list):
+            value = [to_rclpy(v) if hasattr(v, "__msgtype__") else v for v in value]
+        elif isinstance(value, np.ndarray) and kind.startswith("sequence<"):
+            value = value.tolist() if value.dtype == bool else array.array(_TYPECODES[value.dtype], value.tobytes())
+        elif kind == "octet":  # rosbags keeps `byte` as int, rclpy wants one byte
+            value = bytes([int(value)])
+        setattr(out, name, value)
+    return out
+
+
+def decode_with_cv_bridge(message: Any, max_pixels: int) -> np.ndarray:
+    """Our codec first; cv_bridge (where installed) for encodings the codec does not know."""
+    try:
+        return decode_image(message, max_pixels)
+    except ValueError as exc:
+        if "unsupported image encoding" not in str(exc):
+            raise
+        try:
+            from cv_bridge import CvBridge
+        except ImportError:
+            raise exc from None
+        if int(message.height) * int(message.width) > max_pixels:
+            raise ValueError(f"image of {message.width}x{message.height} pixels exceeds the limit of {max_pixels}")
+        return np.asarray(CvBridge().imgmsg_to_cv2(message, desired_encoding="rgb8"))
+
+
+class TrackerLifecycleNode(LifecycleNode):
+    """The lifecycle node. Parameters are declared from ``settings.describe()`` with ``defaults``' values."""
+
+    def __init__(self, defaults: Settings):
+        super().__init__(NODE_NAME)
+        values = defaults.flat()
+        for name, doc, _ in describe():
+            # dynamic typing: launch arguments arrive as strings ("a,b" for lists); Settings converts them
+            self.declare_parameter(name, values[name], ParameterDescriptor(description=doc, dynamic_typing=True))
+        self.tracker: TrackerNode | None = None
+        self.settings: Settings | None = None
+        self._publishers: dict[str, Any] = {}
+        self._inputs: list[Any] = []  # subscriptions and services, alive while active
+        self._camera_group = MutuallyExclusiveCallbackGroup()  # callbacks only store the image: cheap
+        self._service_group = ReentrantCallbackGroup()  # services wait for the worker: never block cameras
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.settings = Settings.from_dict({name: self.get_parameter(name).value for name, _, _ in describe()})
+        except SettingsError as exc:
+            self.get_logger().error(f"invalid parameters: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        out = self.settings.output
+        topics = {"instances": (out.instances_topic, names.INSTANCES_TYPE),
+                  "diagnostics": (names.DIAGNOSTICS_TOPIC, names.DIAGNOSTICS_TYPE)}
+        if out.overlay:
+            topics["overlay"] = (names.OVERLAY_TOPIC, names.IMAGE_TYPE)
+        if out.label_image:
+            topics["labels"] = (names.LABELS_TOPIC, names.IMAGE_TYPE)
+        self._publishers = {kind: self.create_lifecycle_publisher(get_message(kind_type), topic, qos_profile("reliable"))
+                            for kind, (topic, kind_type) in topics.items()}
+        try:
+            self.tracker = TrackerNode(self.settings, engine_factory(self.settings), self._publish,
+                                       decode=decode_with_cv_bridge)
+        except ValueError as exc:  # e.g. a model directory with missing files
+            self.get_logger().error(f"cannot load the model: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"configured: model {self.settings.model}, cameras {self.settings.input.topics}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _publish(self, kind: str, message: Any) -> None:
+        self._publishers[kind].publish(to_rclpy(message))
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        settings, tracker = self.settings, self.tracker
+        tracker.start()
+        camera_qos = qos_profile(settings.input.qos, settings.input.qos_depth)
+        for topic in settings.input.topics:
+            kind = names.COMPRESSED_TYPE if is_compressed_topic(settings, topic) else names.IMAGE_TYPE
+            self._inputs.append(self.create_subscription(
+                get_message(kind), topic, lambda message, t=topic: tracker.on_image(t, message), camera_qos,
+                callback_group=self._camera_group))
+        self._inputs.append(self.create_subscription(get_message(names.PROMPT_TYPE), names.PROMPT_TOPIC,
+                                                     tracker.on_prompt_text, qos_profile("reliable"),
+                                                     callback_group=self._service_group))
+        for name, (srv_type, method) in names.SERVICES.items():
+            self._inputs.append(self.create_service(get_service(srv_type), name, self._serve(getattr(tracker, method)),
+                                                    callback_group=self._service_group))
+        return super().on_activate(state)
+
+    @staticmethod
+    def _serve(handler):
+        def callback(request, response):
+            reply: Reply = handler(request)
+            for field in response.get_fields_and_field_types():
+                setattr(response, field, getattr(reply, field))
+            return response
+
+        return callback
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        return super().on_deactivate(state)
+
+    def _stop_inputs(self) -> None:
+        for entity in self._inputs:
+            if hasattr(entity, "srv_type"):
+                self.destroy_service(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._inputs.clear()
+        if self.tracker is not None:
+            self.tracker.stop()
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        for publisher in self._publishers.values():
+            self.destroy_lifecycle_publisher(publisher)
+        self._publishers.clear()
+        self.tracker = None  # drops the engines and their tensors
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+
+def main(ros_args: list[str] | None, defaults: Settings) -> int:
+    """Run the lifecycle node until shutdown (``ros2 launch`` drives its transitions)."""
+    rclpy.init(args=["--ros-args", *ros_args] if ros_args else None)
+    node = TrackerLifecycleNode(defaults)
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_inputs()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
