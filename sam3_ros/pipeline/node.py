@@ -5,7 +5,8 @@ camera's worker thread: decode -> ``engine.step`` -> ``InstanceArray`` (+ overla
 ``publish``. Service requests are validated on the caller's thread, then run on the camera's worker
 between two frames (the engine is never used from two threads), and answered with a ``Reply``.
 A diagnostics thread publishes counters once a period. Outputs go through one callable,
-``publish(kind, message)`` with kind in ``OUTPUTS``; messages are rosbags dataclasses.
+``publish(kind, message)``, kind one of ``instances``, ``overlay``, ``labels``, ``diagnostics``;
+messages are rosbags dataclasses (the rclpy transport converts them).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from .slot import LatestSlot
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("instances", "overlay", "labels", "diagnostics")
 COMMAND_TIMEOUT_S = 30.0  # longest a service waits for the worker (one engine step, plus model warm-up)
 
 

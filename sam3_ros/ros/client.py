@@ -112,14 +112,15 @@ class TrackerClient:
         """Publish an RGB array as ``sensor_msgs/CompressedImage`` (jpeg or png)."""
         self.camera(topic, True, qos).publish(compressed_message(rgb_to_compressed(rgb, fmt), fmt, stamp_ns, frame_id))
 
-    def wait_for_node(self, cameras: Sequence[str] = (), timeout: float = 30.0) -> bool:
-        """True once the node's instances, services, and the given camera topics have matched."""
+    def wait_for_node(self, cameras: Sequence[str] = (), timeout: float = 30.0, qos: str = "sensor_data") -> bool:
+        """True once the node's instances, services, and the given camera topics (published with ``qos``;
+        a best-effort camera does not match a node reading with ``input.qos: reliable``) have matched."""
         deadline = time.monotonic() + timeout
         ok = self.instances.wait_for_publishers(1, timeout) and self._prompt.wait_for_subscribers(1, timeout)
         for name in names.SERVICES:
             ok = ok and self._client(name).wait_for_service(max(deadline - time.monotonic(), 0.1))
         for topic in cameras:
-            ok = ok and self.camera(topic).wait_for_subscribers(1, max(deadline - time.monotonic(), 0.1))
+            ok = ok and self.camera(topic, qos=qos).wait_for_subscribers(1, max(deadline - time.monotonic(), 0.1))
         return bool(ok)
 
     # -- prompts -----------------------------------------------------------------------------------
