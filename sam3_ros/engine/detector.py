@@ -7,6 +7,7 @@ from collections import OrderedDict
 import torch
 
 from ..kernels.reference import mask_nms
+from .roi_align import install_for_transformers
 
 _TEXT_CACHE_SIZE = 64
 
@@ -15,10 +16,12 @@ class Detector:
     """Runs ``Sam3Model`` (weights only) on one frame's vision features for the current prompt."""
 
     def __init__(self, model, tokenize):
+        install_for_transformers()  # exemplar boxes need roi_align
         self.model = model
         self.tokenize = tokenize
         self._text: OrderedDict[tuple[str, ...], tuple] = OrderedDict()  # phrases -> (embeds, mask)
 
+    @torch.inference_mode()
     def text_embeddings(self, phrases: list[str], device: torch.device):
         """Text features of ``phrases``, computed once per distinct prompt (LRU cache)."""
         key = tuple(phrases)
@@ -31,7 +34,7 @@ class Detector:
         self._text[key] = (embeds, mask)
         if len(self._text) > _TEXT_CACHE_SIZE:
             self._text.popitem(last=False)
-        return embeds, mask
+        return self._text[key]
 
     def detect(self, vision_embeds, phrases: list[str], boxes: torch.Tensor | None, box_labels: torch.Tensor | None,
                score_threshold: float, nms_iou_threshold: float) -> dict[str, torch.Tensor]:

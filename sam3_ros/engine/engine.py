@@ -68,7 +68,7 @@ def load_engine(settings: Settings | None = None, loaded: LoadedModel | None = N
     settings = settings or Settings.default()
     device = resolve_device(settings)
     dtype = resolve_dtype(settings, device)
-    loaded = loaded or load_model(settings.model, device, dtype)
+    loaded = loaded or load_model(settings.model, device, dtype, settings.image_size)
     return Engine(loaded, settings, device, dtype)
 
 
@@ -86,13 +86,11 @@ class Engine:
         h, w = tracker_model.backbone_feature_sizes[-1]
         self.bank = MemoryBank(
             settings.tracking.max_objects,
-            num_maskmem=tcfg.num_maskmem,  # temporal encodings exist for exactly these (model weights)
+            num_maskmem=min(settings.memory.num_maskmem, tcfg.num_maskmem),
             max_cond=min(settings.memory.max_cond_frames, tcfg.max_cond_frame_num),
             max_pointers=min(settings.memory.max_object_pointers, tcfg.max_object_pointers_in_encoder),
             tokens=h * w, mem_dim=tracker_model.mem_dim, hidden=tracker_model.hidden_dim, device=device, dtype=dtype,
         )
-        self.recent_window = min(settings.memory.num_maskmem, tcfg.num_maskmem)
-        self.bank.num_maskmem = self.recent_window
         self.tracker = BatchedTracker(tracker_model, self.bank)
         self.detector = Detector(self.model.detector_model, loaded.tokenize)
         det, trk = settings.detection, settings.tracking
@@ -102,6 +100,7 @@ class Engine:
             occlusion_iou=config.suppress_overlapping_based_on_recent_occlusion_threshold,
         )
         cap = settings.tracking.max_objects
+        self._ids = torch.zeros(cap, dtype=torch.long, device=device)
         self._concept = torch.full((cap,), -1, dtype=torch.long, device=device)
         self._score = torch.zeros(cap, dtype=torch.float32, device=device)
         self._first_frame = torch.zeros(cap, dtype=torch.long, device=device)
@@ -200,7 +199,8 @@ class Engine:
             slot_t = None if slot is None else torch.tensor([slot], device=self.device)
             out = self.tracker.from_points(feats, pos, slot_t, self._frame, points_t, labels_t, box_t)
             if slot is None:
-                (slot,), obj_id = self._create([ -1], self._frame), self._objects.ids[-1]
+                (slot,) = self._create(torch.tensor([-1], device=self.device), self._frame)
+                obj_id = self._objects.ids[-1]
                 slot_t = torch.tensor([slot], device=self.device)
             self.tracker.remember(feats, slot_t, self._frame, out, torch.ones(1, dtype=torch.bool, device=self.device),
                                   binarize=True)
@@ -269,22 +269,23 @@ class Engine:
                                   high_res=memory_masks, object_score_logits=logits)
         clock.lap("merge")
 
-        # the one host read per frame: which detections start objects, which objects expire
+        # the one host read per frame: which detections start objects (and their scores), which objects expire
         expired = (t - self._last_detected[slots]) > self.settings.tracking.keep_alive_frames
         expired &= concept >= 0  # click-created objects have no detector to confirm them
-        plan = torch.cat([assoc.is_new, expired]).cpu()
-        is_new, expired_host = plan[: assoc.is_new.numel()], plan[assoc.is_new.numel():]
-        alive = [i for i in range(n) if not expired_host[i]]
-        new_dets = self._admit(torch.nonzero(is_new).flatten().tolist(), dets["scores"], len(alive))
+        d = assoc.is_new.numel()
+        plan = torch.cat([assoc.is_new.float(), dets["scores"].float(), expired.float()]).cpu().numpy()
+        is_new, det_scores, expired_host = plan[:d] > 0, plan[d:2 * d], plan[2 * d:] > 0
+        alive = np.flatnonzero(~expired_host)
+        new_dets = self._admit(np.flatnonzero(is_new), det_scores, len(alive))
 
         out_logits = torch.where((recondition & (assoc.recondition_det >= 0))[:, None, None],
                                  dets["masks"][assoc.recondition_det.clamp(min=0)] if dets["masks"].shape[0] else trk, trk)
-        keep = torch.tensor(alive, dtype=torch.long, device=self.device)
+        keep = torch.from_numpy(alive).to(self.device)
         out_slots = slots[keep]
         out_logits = out_logits[keep]
-        if new_dets:
-            new_idx = torch.tensor(new_dets, dtype=torch.long, device=self.device)
-            new_slots = torch.tensor(self._create(dets["concept"][new_idx].tolist(), t), device=self.device)
+        if len(new_dets):
+            new_idx = torch.from_numpy(new_dets).to(self.device)
+            new_slots = torch.tensor(self._create(dets["concept"][new_idx], t), device=self.device)
             self._score[new_slots] = dets["scores"][new_idx]
             det_masks = dets["masks"][new_idx][:, None]
             start = self.tracker.from_masks(feats, det_masks >= 0.5)
@@ -300,15 +301,14 @@ class Engine:
             new_logits = fill_holes(dets["masks"][new_idx][:, None], self.settings.tracking.hole_fill_area)[:, 0]
             out_slots = torch.cat([out_slots, new_slots])
             out_logits = torch.cat([out_logits, new_logits.to(out_logits.dtype)])
-        expired_slots = [self._objects.slots[i] for i in range(n) if expired_host[i]]
+        expired_slots = [self._objects.slots[i] for i in np.flatnonzero(expired_host)]
         self.counters.objects_expired += len(expired_slots)
         self._drop(expired_slots)
         clock.lap("spawn")
 
         masks = logits_to_masks(out_logits, size)
         result = Instances(
-            ids=torch.tensor([self._objects.ids[self._objects.slots.index(s)] for s in out_slots.tolist()],
-                             dtype=torch.long, device=self.device) if out_slots.numel() else torch.zeros(0, dtype=torch.long, device=self.device),
+            ids=self._ids[out_slots],
             scores=self._score[out_slots], boxes=masks_to_boxes(masks), masks=masks,
             concept_index=self._concept[out_slots], detected=(self._last_detected[out_slots] == t),
             age=t - self._first_frame[out_slots], frames_since_detected=t - self._last_detected[out_slots],
@@ -335,21 +335,22 @@ class Engine:
         det = self.settings.detection
         return self.detector.detect(vision, self.phrases, boxes, labels, det.score_threshold, det.nms_iou_threshold)
 
-    def _admit(self, candidates: list[int], scores: torch.Tensor, live: int) -> list[int]:
+    def _admit(self, candidates: np.ndarray, scores: np.ndarray, live: int) -> np.ndarray:
         """New detections that fit under ``tracking.max_objects`` (highest scores first when not all do)."""
-        room = self.settings.tracking.max_objects - live
+        room = max(self.settings.tracking.max_objects - live, 0)
         if len(candidates) <= room:
             return candidates
-        self.counters.detections_over_limit += len(candidates) - max(room, 0)
-        if room <= 0:
-            return []
-        order = torch.argsort(scores[candidates], descending=True, stable=True)[:room].tolist()
-        return [candidates[i] for i in order]
+        self.counters.detections_over_limit += len(candidates) - room
+        order = np.argsort(-scores[candidates], kind="stable")[:room]
+        return candidates[order]
 
-    def _create(self, concepts: list[int], frame: int) -> list[int]:
-        slots = self.bank.allocate(len(concepts))
+    def _create(self, concepts: torch.Tensor, frame: int) -> list[int]:
+        """New objects of the given concepts (N,) first seen at ``frame``; returns their slots."""
+        slots = self.bank.allocate(concepts.numel())
         index = torch.tensor(slots, device=self.device)
-        self._concept[index] = torch.tensor(concepts, dtype=torch.long, device=self.device)
+        first_id = self._next_id
+        self._concept[index] = concepts
+        self._ids[index] = torch.arange(first_id, first_id + len(slots), device=self.device)
         self._first_frame[index] = frame
         self._last_detected[index] = frame
         self._last_occluded[index] = NEVER_OCCLUDED
@@ -403,7 +404,7 @@ class Engine:
         """Bytes held by the engine's per-stream tensors (memory bank + per-object state + last frame)."""
         total = self.bank.tensor_bytes()
         total += sum(t.numel() * t.element_size() for t in (
-            self._concept, self._score, self._first_frame, self._last_detected, self._last_occluded))
+            self._ids, self._concept, self._score, self._first_frame, self._last_detected, self._last_occluded))
         if self._last is not None:
             total += sum(t.numel() * t.element_size() for t in (*self._last[0], *self._last[1]))
         return total

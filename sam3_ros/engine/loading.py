@@ -11,9 +11,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..models import BUILTIN_MODELS, HashTokenizer, build_tiny_random
+from ..models import BUILTIN_MODELS, TINY_IMAGE_SIZE, HashTokenizer, build_tiny_random
 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # without them transformers builds an empty-vocabulary tokenizer
 
 
 class ModelLoadError(ValueError):
@@ -29,14 +30,21 @@ class LoadedModel:
     tokenize: Callable[[list[str]], dict[str, torch.Tensor]]  # phrases -> input_ids, attention_mask (P, L)
 
 
-def load_model(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load ``spec`` (built-in name or local directory) onto ``device`` in ``dtype``."""
+def load_model(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+               image_size: int = 0) -> LoadedModel:
+    """Load ``spec`` (built-in name or local directory) onto ``device`` in ``dtype``.
+
+    ``image_size`` (0 = the model's own) picks another input side for built-in models.
+    """
     if spec == "tiny-random":
-        model, tokenize = build_tiny_random(), HashTokenizer()
+        model, tokenize = build_tiny_random(image_size=image_size or TINY_IMAGE_SIZE), HashTokenizer()
     elif spec in BUILTIN_MODELS:
         raise ModelLoadError(f"built-in model {spec!r} is not available in this build")
     else:
         model, tokenize = _load_directory(Path(spec).expanduser())
+        if image_size and image_size != model.config.image_size:
+            raise ModelLoadError(f"image_size={image_size}: only built-in models can change their input size "
+                                 f"(model {spec} uses {model.config.image_size})")
     return LoadedModel(name=spec, model=model.to(device=device, dtype=dtype).eval(), tokenize=tokenize)
 
 
@@ -51,6 +59,8 @@ def _load_directory(path: Path):
         raise ModelLoadError(f"model directory {path} has no config.json (expected transformers format)")
     if not any((path / name).is_file() for name in _WEIGHT_FILES):
         raise ModelLoadError(f"model directory {path} has no weights ({' or '.join(_WEIGHT_FILES)})")
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelLoadError(f"model directory {path} has no tokenizer ({' or '.join(_TOKENIZER_FILES)})")
     try:
         model = Sam3VideoModel.from_pretrained(path, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -23,10 +23,16 @@ def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     index = torch.arange(1, h * w + 1, device=mask.device, dtype=torch.int32).view(1, 1, h, w)
     labels = torch.where(mask, index, torch.full_like(index, big)).float()
     converged = not bool(mask.any())  # one sync to skip empty batches
-    while not converged:  # the min label of each component spreads until nothing changes
+    flat = labels.view(b, -1)
+    while not converged:
+        # the min label of each component spreads to neighbours, and every pixel jumps to the label
+        # of the pixel its label names (pointer jumping), so long components converge in few steps
         for _ in range(_CHECK_EVERY):
             previous = labels
             labels = torch.where(mask, -F.max_pool2d(-labels, kernel_size=3, stride=1, padding=1), labels)
+            flat = labels.view(b, -1)
+            jumped = flat.gather(1, (flat.long() - 1).clamp(0, h * w - 1))
+            labels = torch.where(mask, torch.minimum(labels, jumped.view_as(labels)), labels)
         converged = torch.equal(labels, previous)
     labels = torch.where(mask, labels, torch.zeros_like(labels)).to(torch.int64)
     flat = labels.view(b, -1)

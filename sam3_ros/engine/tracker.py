@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import (
     NO_OBJ_SCORE,
-    apply_rotary_pos_emb_2d,
     get_1d_sine_pe,
 )
 
@@ -190,6 +189,31 @@ class BatchedTracker:
         self.bank.write(slots, frame, features, out["pointers"], pos, conditioning)
 
 
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``x * cos + rotate_pairwise(x) * sin`` in fp32 (transformers' 2D RoPE), without the
+    stack/flatten temporaries; the same products and sums, so the same rounding."""
+    x = x.float()
+    pairs = x.unflatten(-1, (-1, 2))
+    even, odd = pairs[..., 0], pairs[..., 1]
+    c, s = cos.unflatten(-1, (-1, 2))[..., 0], sin.unflatten(-1, (-1, 2))[..., 0]
+    return torch.stack((even * c + (-odd) * s, odd * c + even * s), dim=-1).flatten(-2)
+
+
+def _rope_keys(k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_exclude: int, repeat: bool) -> torch.Tensor:
+    """RoPE on the spatial keys (all but the last ``num_exclude``), broadcasting the per-position
+    angles over memory frames instead of repeating them (``apply_rotary_pos_emb_2d``'s ``repeat``)."""
+    spatial, rest = k[..., : k.shape[-2] - num_exclude, :], k[..., k.shape[-2] - num_exclude:, :]
+    if spatial.shape[-2] == 0:
+        return k
+    tokens = cos.shape[-2]
+    if repeat and spatial.shape[-2] != tokens:
+        frames = spatial.unflatten(-2, (-1, tokens))  # (..., frames, tokens, dim)
+        rotated = _rope(frames, cos[..., None, :, :], sin[..., None, :, :]).flatten(-3, -2)
+    else:
+        rotated = _rope(spatial, cos, sin)
+    return torch.cat([rotated.type_as(k), rest], dim=-2)
+
+
 def _rope_attention(attn, query, key, value, rope, num_k_exclude_rope: int, mask: torch.Tensor | None):
     """``Sam3TrackerVideoRoPEAttention.forward`` with an optional boolean key mask (True = attend)."""
     b, pb = query.shape[:2]
@@ -198,8 +222,7 @@ def _rope_attention(attn, query, key, value, rope, num_k_exclude_rope: int, mask
     k = attn.k_proj(key).view(*shape).transpose(1, 2)
     v = attn.v_proj(value).view(*shape).transpose(1, 2)
     cos, sin = rope
-    q, k = apply_rotary_pos_emb_2d(q, k, cos, sin, repeat_freqs_k=attn.rope_k_repeat,
-                                   num_k_exclude_rope=num_k_exclude_rope)
+    q, k = _rope(q, cos, sin).type_as(q), _rope_keys(k, cos, sin, num_k_exclude_rope, attn.rope_k_repeat)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
     out = out.transpose(1, 2).reshape(b, pb, -1, attn.num_attention_heads * attn.head_dim)
     return attn.o_proj(out)
