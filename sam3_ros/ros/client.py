@@ -7,6 +7,10 @@ Used by the tests, ``sam3-ros eval``/``demo`` (replay a bag through the node) an
     client.set_prompt(["person"])
     client.publish_image("/camera/image_raw", rgb, stamp_ns=1)
     result = client.wait_for_instances(stamp_ns=1)
+
+Cameras publish best effort (sensor data QoS) by default, as real cameras do; a replay that must not
+lose a frame (lockstep) runs the node with ``--set input.qos=reliable`` and passes ``qos="reliable"``
+here (a best-effort camera does not match a reliable reader).
 """
 
 from __future__ import annotations
