@@ -109,3 +109,8 @@ def test_node_restarts_after_stop_as_a_lifecycle_deactivate_activate(settings, e
     assert node.reset().success
     outputs.wait_diagnostics()  # the diagnostics thread runs again too
     node.stop()
+
+
+def test_cameras_on_one_device_share_the_weights_not_the_tracks(engines):
+    a, b = (engines[c] for c in CAMERAS)
+    assert a is not b and a.model is b.model
