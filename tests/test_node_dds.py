@@ -323,3 +323,14 @@ def test_sigint_stops_a_namespaced_node_within_2s(tmp_path):
         client.close()
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.parametrize("env,args,expected", [
+    ({"ROS_DOMAIN_ID": "999"}, [], "ROS_DOMAIN_ID='999' is not an integer in [0, 232]"),
+    ({}, ["--set", "model=/nonexistent/sam3"], "/nonexistent/sam3"),
+    ({}, ["--set", "detection.score_threshold=2"], "detection.score_threshold: 2.0 is outside [0.0, 1.0]"),
+])
+def test_bad_configuration_exits_2_with_a_reason(env, args, expected):
+    out = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *args],
+                         env={**node_env(), **env}, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and expected in out.stderr, out.stderr[-2000:]

@@ -71,8 +71,12 @@ def run_dds(settings, namespace: str = "") -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    participant = Participant(namespace=namespace)
-    node = DdsTrackerNode(settings, engine_factory(settings), participant)
+    try:
+        participant = Participant(namespace=namespace)
+        node = DdsTrackerNode(settings, engine_factory(settings), participant)
+    except ValueError as exc:  # bad ROS_DOMAIN_ID or namespace, a model that cannot be loaded
+        print(f"sam3-ros node: {exc}", file=sys.stderr)
+        return 2
     logging.getLogger("sam3_ros.node").info(
         "ready: DDS domain %d, cameras %s, instances on %s", participant.domain, ", ".join(settings.input.topics),
         settings.output.instances_topic)

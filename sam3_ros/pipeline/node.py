@@ -5,7 +5,8 @@ camera's worker thread: decode -> ``engine.step`` -> ``InstanceArray`` (+ overla
 ``publish``. Service requests are validated on the caller's thread, then run on the camera's worker
 between two frames (the engine is never used from two threads), and answered with a ``Reply``.
 A diagnostics thread publishes counters once a period. Outputs go through one callable,
-``publish(kind, message)`` with kind in ``OUTPUTS``; messages are rosbags dataclasses.
+``publish(kind, message)``, kind one of ``instances``, ``overlay``, ``labels``, ``diagnostics``;
+messages are rosbags dataclasses (the rclpy transport converts them).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from .slot import LatestSlot
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("instances", "overlay", "labels", "diagnostics")
 COMMAND_TIMEOUT_S = 30.0  # longest a service waits for the worker (one engine step, plus model warm-up)
 
 
@@ -281,15 +281,24 @@ class TrackerNode:
 
 
 def engine_factory(settings: Settings) -> Callable[[str], Any]:
-    """``camera -> engine``: one engine per camera. With several devices and ``placement: cameras``,
-    camera i runs on device i modulo the number of devices."""
-    from ..engine import load_engine  # heavy (torch, transformers): only when a node is built
+    """``camera -> engine``: one engine (tracks, memory) per camera; cameras on the same device share one
+    copy of the model weights. With several devices and ``placement: cameras``, camera i runs on device
+    i modulo the number of devices."""
+    from ..engine import load_engine, load_model  # heavy (torch, transformers): only when a node is built
+    from ..engine.engine import resolve_device, resolve_dtype
 
     cameras, devices = list(settings.input.topics), list(settings.devices)
+    models: dict[tuple[str, Any], Any] = {}  # (device, dtype) -> loaded model
 
     def make(camera: str) -> Any:
+        own = settings
         if settings.placement == "cameras" and len(devices) > 1:
-            return load_engine(settings.replace(devices=[devices[cameras.index(camera) % len(devices)]]))
-        return load_engine(settings)
+            own = settings.replace(devices=[devices[cameras.index(camera) % len(devices)]])
+        device = resolve_device(own)
+        dtype = resolve_dtype(own, device)
+        key = (str(device), dtype)
+        if key not in models:
+            models[key] = load_model(own.model, device, dtype, own.image_size)
+        return load_engine(own, models[key])
 
     return make

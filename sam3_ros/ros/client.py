@@ -7,6 +7,10 @@ Used by the tests, ``sam3-ros eval``/``demo`` (replay a bag through the node) an
     client.set_prompt(["person"])
     client.publish_image("/camera/image_raw", rgb, stamp_ns=1)
     result = client.wait_for_instances(stamp_ns=1)
+
+Cameras publish best effort (sensor data QoS) by default, as real cameras do; a replay that must not
+lose a frame (lockstep) runs the node with ``--set input.qos=reliable`` and passes ``qos="reliable"``
+here (a best-effort camera does not match a reliable reader).
 """
 
 from __future__ import annotations
@@ -112,14 +116,15 @@ class TrackerClient:
         """Publish an RGB array as ``sensor_msgs/CompressedImage`` (jpeg or png)."""
         self.camera(topic, True, qos).publish(compressed_message(rgb_to_compressed(rgb, fmt), fmt, stamp_ns, frame_id))
 
-    def wait_for_node(self, cameras: Sequence[str] = (), timeout: float = 30.0) -> bool:
-        """True once the node's instances, services, and the given camera topics have matched."""
+    def wait_for_node(self, cameras: Sequence[str] = (), timeout: float = 30.0, qos: str = "sensor_data") -> bool:
+        """True once the node's instances, services, and the given camera topics (published with ``qos``;
+        a best-effort camera does not match a node reading with ``input.qos: reliable``) have matched."""
         deadline = time.monotonic() + timeout
         ok = self.instances.wait_for_publishers(1, timeout) and self._prompt.wait_for_subscribers(1, timeout)
         for name in names.SERVICES:
             ok = ok and self._client(name).wait_for_service(max(deadline - time.monotonic(), 0.1))
         for topic in cameras:
-            ok = ok and self.camera(topic).wait_for_subscribers(1, max(deadline - time.monotonic(), 0.1))
+            ok = ok and self.camera(topic, qos=qos).wait_for_subscribers(1, max(deadline - time.monotonic(), 0.1))
         return bool(ok)
 
     # -- prompts -----------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class TrackerLifecycleNode(LifecycleNode):
             self.declare_parameter(name, values[name], ParameterDescriptor(description=doc, dynamic_typing=True))
         self.tracker: TrackerNode | None = None
         self.settings: Settings | None = None
-        self._publishers: dict[str, Any] = {}
+        self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []  # subscriptions and services, alive while active
         self._camera_group = MutuallyExclusiveCallbackGroup()  # callbacks only store the image: cheap
         self._service_group = ReentrantCallbackGroup()  # services wait for the worker: never block cameras
@@ -109,7 +109,7 @@ class TrackerLifecycleNode(LifecycleNode):
             topics["overlay"] = (names.OVERLAY_TOPIC, names.IMAGE_TYPE)
         if out.label_image:
             topics["labels"] = (names.LABELS_TOPIC, names.IMAGE_TYPE)
-        self._publishers = {kind: self.create_lifecycle_publisher(get_message(kind_type), topic, qos_profile("reliable"))
+        self._outputs = {kind: self.create_lifecycle_publisher(get_message(kind_type), topic, qos_profile("reliable"))
                             for kind, (topic, kind_type) in topics.items()}
         try:
             self.tracker = TrackerNode(self.settings, engine_factory(self.settings), self._publish,
@@ -121,7 +121,7 @@ class TrackerLifecycleNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _publish(self, kind: str, message: Any) -> None:
-        self._publishers[kind].publish(to_rclpy(message))
+        self._outputs[kind].publish(to_rclpy(message))
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         settings, tracker = self.settings, self.tracker
@@ -169,9 +169,9 @@ class TrackerLifecycleNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
-        for publisher in self._publishers.values():
+        for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
-        self._publishers.clear()
+        self._outputs.clear()
         self.tracker = None  # drops the engines and their tensors
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
@@ -185,7 +185,7 @@ class TrackerLifecycleNode(LifecycleNode):
 
 def main(ros_args: list[str] | None, defaults: Settings) -> int:
     """Run the lifecycle node until shutdown (``ros2 launch`` drives its transitions)."""
-    rclpy.init(args=["--ros-args", *ros_args] if ros_args else None)
+    rclpy.init(args=["tracker_node", "--ros-args", *ros_args] if ros_args else None)  # argv[0]: program name
     node = TrackerLifecycleNode(defaults)
     executor = MultiThreadedExecutor()
     executor.add_node(node)

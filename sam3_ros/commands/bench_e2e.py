@@ -1,0 +1,168 @@
+"""``sam3-ros bench e2e``: camera frames in, published InstanceArray out, through the node over DDS.
+
+Same frames, same settings, one run: (1) in process, ``engine.step`` + ``instances_to_message`` (what
+the node computes per frame, no transport); (2) the node in its own process over DDS-direct, lockstep
+(publish a frame, wait for its InstanceArray): round trip seen by the camera, and the node's own
+receive-to-publish latency; (3) optionally a camera at ``--rate`` Hz: output rate, stale drops, lag.
+Prints a table (median, p99, frames/s, ratio to the in-process time, device) and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WARMUP = 5  # frames excluded from the statistics (first-call allocations, lazy imports)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="tiny-random", help="built-in model name or a local model directory")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--frames", type=int, default=60, help="measured frames per mode (after warm-up)")
+    parser.add_argument("--size", default="128x96", help="camera image size WxH")
+    parser.add_argument("--prompt", default="red circle, blue square", help="noun phrases, comma-separated")
+    parser.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz) of the streaming mode; 0 skips it")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                        help="extra node setting, e.g. detection.score_threshold=0.0 (repeatable)")
+    parser.add_argument("--json", metavar="PATH", help="write the results here")
+
+
+def _frames(count: int, width: int, height: int):
+    """Deterministic frames: noise background with two moving squares."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    for i in range(count):
+        frame = background.copy()
+        s = max(min(width, height) // 5, 2)
+        x = (i * 3) % max(width - s, 1)
+        frame[height // 4: height // 4 + s, x: x + s] = (220, 30, 30)
+        frame[height // 2: height // 2 + s, width - s - x // 2: width - x // 2] = (30, 30, 220)
+        yield frame
+
+
+def _stats(values_ms: list[float], reference_ms: float | None = None) -> dict:
+    import numpy as np
+
+    values = np.asarray(values_ms, np.float64)
+    median = float(np.median(values))
+    return {"median_ms": median, "p99_ms": float(np.percentile(values, 99)), "fps": 1000.0 / median,
+            "n": int(values.size), "ratio_to_in_process": median / reference_ms if reference_ms else 1.0}
+
+
+def _device_name(settings) -> str:
+    import torch
+
+    from ..engine.engine import resolve_device
+
+    device = resolve_device(settings)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+
+
+def _in_process(settings, frames) -> list[float]:
+    from tqdm import tqdm
+
+    from ..engine import Frame, load_engine
+    from ..pipeline.messages import instances_to_message
+
+    engine = load_engine(settings)
+    times = []
+    for i, rgb in enumerate(tqdm(frames, desc="in process", leave=False)):
+        start = time.perf_counter()
+        instances_to_message(engine.step(Frame(image=rgb, stamp_ns=i + 1, frame_id="bench", camera="/bench")))
+        times.append((time.perf_counter() - start) * 1e3)
+    return times[WARMUP:]
+
+
+def _start_node(domain: int, overrides: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    sets = [arg for text in overrides for arg in ("--set", text)]
+    return subprocess.Popen([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets,
+                             "--log-level", "warning"], env=env)
+
+
+def _lockstep(client, frames) -> tuple[list[float], list[float]]:
+    from tqdm import tqdm
+
+    round_trips, latencies = [], []
+    for i, rgb in enumerate(tqdm(frames, desc="node over DDS", leave=False)):
+        stamp = i + 1
+        start = time.perf_counter()
+        client.publish_image("/bench/image_raw", rgb, stamp, frame_id="bench", qos="reliable")
+        message = client.wait_for_instances(stamp, timeout=60)
+        round_trips.append((time.perf_counter() - start) * 1e3)
+        latencies.append(float(message.latency_ms))
+    return round_trips[WARMUP:], latencies[WARMUP:]
+
+
+def _stream(client, frames, rate: float) -> dict:
+    from ..pipeline.messages import time_to_ns
+
+    client.clear()
+    sent = {}
+    base = 10_000_000
+    for i, rgb in enumerate(frames):
+        sent[base + i] = time.perf_counter()
+        client.publish_image("/bench/image_raw", rgb, base + i, frame_id="bench", qos="reliable")
+        time.sleep(max(1.0 / rate - (time.perf_counter() - sent[base + i]), 0.0))
+    last = client.wait_for_instances(base + len(sent) - 1, timeout=60)
+    outputs = [m for m in client.received if time_to_ns(m.header.stamp) in sent]
+    duration = time.perf_counter() - sent[base]
+    return {"rate_hz": rate, "sent": len(sent), "published": len(outputs), "output_fps": len(outputs) / duration,
+            "dropped_stale": int(last.dropped_frames), "latency_p50_ms": _stats([m.latency_ms for m in outputs])["median_ms"]}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..ros.client import TrackerClient
+    from ..settings import Settings, parse_override
+
+    width, _, height = args.size.partition("x")
+    width, height = int(width), int(height)
+    overrides = [f"model={args.model}", f"devices=[{args.device}]", f"prompt.text={args.prompt}",
+                 "input.topics=[/bench/image_raw]", "input.qos=reliable", "input.qos_depth=1", *args.set]
+    settings = Settings.default(dict(parse_override(text) for text in overrides))
+    count = args.frames + WARMUP
+    reference = _in_process(settings, list(_frames(count, width, height)))
+    domain = random.SystemRandom().randint(1, 200)
+    node = _start_node(domain, overrides)
+    client = TrackerClient(domain=domain)
+    try:
+        if not client.wait_for_node(["/bench/image_raw"], timeout=120, qos="reliable"):
+            print("sam3-ros bench e2e: the node did not come up", file=sys.stderr)
+            return 1
+        round_trips, latencies = _lockstep(client, list(_frames(count, width, height)))
+        stream = _stream(client, list(_frames(count, width, height)), args.rate) if args.rate > 0 else None
+    finally:
+        client.close()
+        node.send_signal(signal.SIGTERM)
+        node.wait(10)
+    base = _stats(reference)["median_ms"]
+    rows = {"in process: engine.step + message": _stats(reference),
+            "node over DDS: camera round trip": _stats(round_trips, base),
+            "node over DDS: receive -> publish": _stats(latencies, base)}
+    result = {"benchmark": "e2e", "device": _device_name(settings), "model": args.model, "size": [width, height],
+              "prompt": settings.prompt.phrases(), "frames": args.frames, "rows": rows, "stream": stream}
+    print(f"sam3-ros bench e2e: {args.model}, {width}x{height}, {args.frames} frames, device: {result['device']}")
+    print(f"{'':38s} {'median ms':>10s} {'p99 ms':>9s} {'frames/s':>9s} {'x in-process':>12s}")
+    for name, row in rows.items():
+        print(f"{name:38s} {row['median_ms']:10.2f} {row['p99_ms']:9.2f} {row['fps']:9.1f} "
+              f"{row['ratio_to_in_process']:12.2f}")
+    if stream:
+        print(f"camera at {stream['rate_hz']:.0f} Hz: {stream['published']}/{stream['sent']} frames published "
+              f"({stream['output_fps']:.1f}/s), {stream['dropped_stale']} stale drops, "
+              f"latency p50 {stream['latency_p50_ms']:.1f} ms")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
