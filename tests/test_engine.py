@@ -189,3 +189,17 @@ def test_model_loads_from_a_local_transformers_directory(tmp_path, loaded):
     engine = load_engine(make_settings(model=str(tmp_path), image_size=0), from_disk)
     engine.set_prompt(ConceptPrompt(phrases=["cup"]))
     assert engine.step(Frame(image())).masks.shape[1:] == (48, 64)
+
+
+def test_phrases_in_one_batch_equal_phrases_one_at_a_time(loaded):
+    """Several phrases (padded to one length) in one detector pass give each phrase's own result."""
+    engine = load_engine(make_settings(), loaded)
+    with torch.inference_mode():
+        vision = loaded.model.detector_model.get_vision_features(pixel_values=torch.rand(1, 3, SIZE, SIZE) * 2 - 1)
+        together = engine.detector.detect(vision, ["cup", "red plastic bottle"], None, None, 0.0, 0.0)
+        for i, phrase in enumerate(["cup", "red plastic bottle"]):
+            alone = engine.detector.detect(vision, [phrase], None, None, 0.0, 0.0)
+            part = slice(i * len(alone["scores"]), (i + 1) * len(alone["scores"]))
+            torch.testing.assert_close(together["scores"][part], alone["scores"], atol=1e-5, rtol=0)
+            torch.testing.assert_close(together["masks"][part], alone["masks"], atol=1e-4, rtol=0)
+            assert bool((together["concept"][part] == i).all())

@@ -70,9 +70,8 @@ def _expand_vision(vision_embeds, n: int):
     """The detector's vision features repeated (as views) for ``n`` phrases."""
     if n == 1:
         return vision_embeds
-    expanded = type(vision_embeds)(**{
+    return type(vision_embeds)(**{
         key: (value.expand(n, *value.shape[1:]) if torch.is_tensor(value)
               else tuple(v.expand(n, *v.shape[1:]) for v in value) if isinstance(value, tuple) else value)
         for key, value in vision_embeds.items()
     })
-    return expanded
