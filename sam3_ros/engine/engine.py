@@ -171,6 +171,9 @@ class Engine:
         slot = None
         if obj_id is not None:
             slot = self._slot_of(obj_id)
+        elif self.bank.free_slots == 0:
+            raise ValueError(f"add_points: tracking.max_objects={self.settings.tracking.max_objects} objects are "
+                             "tracked already; remove one first")
         pts = np.asarray(points, dtype=np.float32).reshape(-1, 2) if points is not None and np.size(points) else np.zeros((0, 2), np.float32)
         lbl = np.asarray(labels, dtype=np.int64).reshape(-1) if labels is not None else np.zeros((0,), np.int64)
         if len(pts) != len(lbl):
@@ -285,6 +288,9 @@ class Engine:
         keep = torch.from_numpy(alive).to(self.device)
         out_slots = slots[keep]
         out_logits = out_logits[keep]
+        expired_slots = [live[i] for i in np.flatnonzero(expired_host)]
+        self.counters.objects_expired += len(expired_slots)
+        self._drop(expired_slots)  # before new objects take slots: max_objects counts live objects only
         if len(new_dets):
             new_idx = torch.from_numpy(new_dets).to(self.device)
             created = self._create(dets["concept"][new_idx], t)
@@ -303,9 +309,6 @@ class Engine:
             new_logits = fill_holes(dets["masks"][new_idx][:, None], self.settings.tracking.hole_fill_area)[:, 0]
             out_slots = torch.cat([out_slots, new_slots])
             out_logits = torch.cat([out_logits, new_logits.to(out_logits.dtype)])
-        expired_slots = [self._objects.slots[i] for i in np.flatnonzero(expired_host)]
-        self.counters.objects_expired += len(expired_slots)
-        self._drop(expired_slots)
         clock.lap("spawn")
 
         masks = logits_to_masks(out_logits, size)
