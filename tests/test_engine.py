@@ -189,3 +189,53 @@ def test_model_loads_from_a_local_transformers_directory(tmp_path, loaded):
     engine = load_engine(make_settings(model=str(tmp_path), image_size=0), from_disk)
     engine.set_prompt(ConceptPrompt(phrases=["cup"]))
     assert engine.step(Frame(image())).masks.shape[1:] == (48, 64)
+
+
+def test_phrases_in_one_batch_equal_phrases_one_at_a_time(loaded):
+    """Several phrases (padded to one length) in one detector pass give each phrase's own result."""
+    engine = load_engine(make_settings(), loaded)
+    with torch.inference_mode():
+        vision = loaded.model.detector_model.get_vision_features(pixel_values=torch.rand(1, 3, SIZE, SIZE) * 2 - 1)
+        together = engine.detector.detect(vision, ["cup", "red plastic bottle"], None, None, 0.0, 0.0)
+        for i, phrase in enumerate(["cup", "red plastic bottle"]):
+            alone = engine.detector.detect(vision, [phrase], None, None, 0.0, 0.0)
+            part = slice(i * len(alone["scores"]), (i + 1) * len(alone["scores"]))
+            torch.testing.assert_close(together["scores"][part], alone["scores"], atol=1e-5, rtol=0)
+            torch.testing.assert_close(together["masks"][part], alone["masks"], atol=1e-4, rtol=0)
+            assert bool((together["concept"][part] == i).all())
+
+
+def test_expired_objects_free_their_slots_for_new_ones_on_the_same_frame(loaded):
+    engine = load_engine(make_settings(**{"tracking.max_objects": 2, "tracking.keep_alive_frames": 1,
+                                           "tracking.track_assoc_iou_threshold": 1.0}), loaded)
+    engine.set_prompt(ConceptPrompt(phrases=["thing"]))
+    ids = [engine.step(Frame(image(seed=t))).ids.tolist() for t in range(6)]
+    assert all(len(i) == 2 for i in ids) and engine.counters.objects_expired >= 2
+    assert ids[-1] != ids[0]
+    with pytest.raises(ValueError, match="max_objects"):
+        engine.add_points(None, [[5, 5]], [1])
+
+
+def test_keep_tracks_keeps_objects_of_phrases_still_prompted(loaded):
+    engine = load_engine(make_settings(), loaded)
+    engine.set_prompt(ConceptPrompt(phrases=["cup", "bottle"]))
+    out = engine.step(Frame(image()))
+    assert {"cup", "bottle"} <= set(out.concepts)
+    engine.set_prompt(ConceptPrompt(phrases=["bottle", "plate"]), keep_tracks=True)
+    kept = [i for i, c in zip(out.ids.tolist(), out.concepts) if c == "bottle"]
+    assert engine.live_ids == kept
+    after = engine.step(Frame(image(seed=1)))
+    assert all(c == "bottle" for i, c in zip(after.ids.tolist(), after.concepts) if i in kept)
+    engine.set_prompt(ConceptPrompt(phrases=["cup"]))
+    assert engine.live_ids == []
+
+
+def test_bf16_precision_runs_on_cpu(loaded):
+    engine = load_engine(make_settings(precision="bf16"), load_model("tiny-random", dtype=torch.bfloat16,
+                                                                      image_size=SIZE))
+    engine.set_prompt(ConceptPrompt(phrases=["cup"], boxes=np.array([[2, 2, 30, 30]], np.float32),
+                                    box_labels=np.array([True])))
+    for seed in range(3):
+        out = engine.step(Frame(image(seed=seed)))
+    assert len(out) > 0 and out.scores.dtype == torch.float32 and out.masks.dtype == torch.bool
+    assert engine.add_points(out.ids[0].item(), [[5, 5]], [1]) == out.ids[0].item()

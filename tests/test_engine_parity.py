@@ -12,6 +12,7 @@ frames <= ``max_cond_frames``) stays inside the window where our bounded memory 
 reference's unbounded memory would read.
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,9 +42,8 @@ def load_bank_from_reference(engine, session, slots):
                    **{f: (o, True) for f, o in outputs["cond_frame_outputs"].items()}}
         for frame in sorted(entries):
             out, cond = entries[frame]
-            engine.bank.write(torch.tensor([slot]), frame, out["maskmem_features"][:, 0][None],
-                              out["object_pointer"].reshape(1, -1), out["maskmem_pos_enc"][:, 0],
-                              torch.tensor([cond]))
+            engine.bank.write([slot], frame, out["maskmem_features"][:, 0][None],
+                              out["object_pointer"].reshape(1, -1), out["maskmem_pos_enc"][:, 0], np.array([cond]))
 
 
 @pytest.mark.parametrize("objects", [1, 3, 8])
@@ -66,7 +66,7 @@ def test_batched_tracker_equals_per_object_reference(objects):
         feats, pos = loaded.model.get_vision_features_for_tracker(vision)
         session.cache.cache_vision_features(frame_idx, {"vision_feats": feats, "vision_pos_embeds": pos})
         expected = loaded.model.tracker_model(inference_session=session, frame_idx=frame_idx, run_mem_encoder=False)
-        ours = engine.tracker.propagate(feats, pos, torch.tensor(slots), frame_idx)
+        ours = engine.tracker.propagate(feats, pos, slots, frame_idx)
     diff = (ours["low_res"][:, 0] - expected.pred_masks[:, 0]).abs().max().item()
     assert diff < 1e-4, f"mask logits differ by {diff}"
     score_diff = (ours["object_score_logits"].flatten() - expected.object_score_logits.flatten()).abs().max().item()

@@ -2,7 +2,8 @@
 
 Both run in one process on the same weights and frames (moving synthetic shapes), with the same
 thresholds and the same NMS / hole filling. Prints ms/frame (median, p99) per stage, frames/s and
-the ratio, and the bytes each side holds for its stream after the warm-up and at the end.
+the ratio, and the bytes each side holds for its stream after the warm-up and at the end. The reference's stages
+are its ``Sam3VideoModel`` steps (its "encoder" is the rest of its step, preprocessing included).
 """
 
 from __future__ import annotations
@@ -143,17 +144,21 @@ def run(args: argparse.Namespace) -> int:
             ours_bytes.append(engine.tensor_bytes())
 
     reference = ReferenceLoop(loaded, settings, phrases)
-    ref_total, ref_counts, ref_bytes = [], [], []
+    ref_total, ref_stages, ref_counts, ref_bytes = [], {}, [], []
     for t, image in enumerate(frames):
         sync()
         start = time.perf_counter()
         pixels = to_pixels(torch.from_numpy(image).to(device), loaded.model.config.image_size, engine.dtype)
         masks = reference.step(pixels)
+        upsample = time.perf_counter()
         if masks:
             logits_to_masks(torch.stack(list(masks.values())), (height, width))
         sync()
         if t >= WARMUP:
             ref_total.append((time.perf_counter() - start) * 1000)
+            reference.timings_ms["output"] += (time.perf_counter() - upsample) * 1000
+            for stage, ms in reference.timings_ms.items():
+                ref_stages.setdefault(stage, []).append(ms)
             ref_counts.append(len(masks))
         if t + 1 in (WARMUP, args.frames):
             ref_bytes.append(_session_bytes(reference.session))
@@ -165,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 "tensor_bytes": {f"after_{WARMUP}_frames": held[0], f"after_{args.frames}_frames": held[-1]}}
 
     ours = entry("sam3_ros", ours_total, ours_stages, ours_counts, ours_bytes)
-    ref = entry("reference", ref_total, {"total": ref_total}, ref_counts, ref_bytes)
+    ref = entry("reference", ref_total, ref_stages, ref_counts, ref_bytes)
     result = {"device": device_name(args.device), "model": args.model, "objects": args.objects,
               "frames": args.frames, "size": f"{width}x{height}", "precision": str(engine.dtype).replace("torch.", ""),
               "results": [ours, ref], "speedup": ref["ms_p50"] / ours["ms_p50"]}
@@ -184,7 +189,8 @@ def _print(result: dict) -> None:
         held = list(r["tensor_bytes"].values())
         print(f"{r['impl']:<10} {'total':<11} {r['ms_p50']:>8.2f} {r['ms_p99']:>8.2f} {r['fps']:>7.1f} "
               f"{r['objects_median']:>7.0f} {held[0]:>14,} -> {held[-1]:>12,}")
-        for stage, s in r["stages"].items():
-            if stage != "total":
+        for stage in ("preprocess", "encoder", "detector", "tracker", "merge", "spawn", "output"):
+            if stage in r["stages"]:
+                s = r["stages"][stage]
                 print(f"{'':<10} {stage:<11} {s['p50']:>8.2f} {s['p99']:>8.2f}")
     print(f"speedup (reference ms p50 / ours ms p50): {result['speedup']:.2f}x")

@@ -51,7 +51,7 @@ class Detector:
         if boxes is not None and boxes.shape[0] > 0:
             kwargs = {"input_boxes": boxes[None].expand(p, -1, -1), "input_boxes_labels": box_labels[None].expand(p, -1)}
         out = self.model(vision_embeds=batched, text_embeds=embeds, attention_mask=mask, **kwargs)
-        scores = out.pred_logits.sigmoid() * out.presence_logits.sigmoid()  # (P, Q)
+        scores = (out.pred_logits.sigmoid() * out.presence_logits.sigmoid()).float()  # (P, Q)
         valid = scores > score_threshold
         masks = out.pred_masks  # (P, Q, h, w)
         if nms_iou_threshold > 0:  # NMS among valid detections of each phrase, as the reference does
@@ -60,7 +60,7 @@ class Detector:
                 valid[i] &= mask_nms(binary, scores[i], nms_iou_threshold)
         q = scores.shape[1]
         return {
-            "masks": masks.flatten(0, 1), "boxes": out.pred_boxes.flatten(0, 1),
+            "masks": masks.flatten(0, 1), "boxes": out.pred_boxes.flatten(0, 1).float(),
             "scores": torch.where(valid, scores, torch.zeros_like(scores)).flatten(), "valid": valid.flatten(),
             "concept": torch.arange(p, device=device).repeat_interleave(q),
         }
@@ -70,9 +70,8 @@ def _expand_vision(vision_embeds, n: int):
     """The detector's vision features repeated (as views) for ``n`` phrases."""
     if n == 1:
         return vision_embeds
-    expanded = type(vision_embeds)(**{
+    return type(vision_embeds)(**{
         key: (value.expand(n, *value.shape[1:]) if torch.is_tensor(value)
               else tuple(v.expand(n, *v.shape[1:]) for v in value) if isinstance(value, tuple) else value)
         for key, value in vision_embeds.items()
     })
-    return expanded

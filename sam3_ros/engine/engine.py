@@ -171,6 +171,9 @@ class Engine:
         slot = None
         if obj_id is not None:
             slot = self._slot_of(obj_id)
+        elif self.bank.free_slots == 0:
+            raise ValueError(f"add_points: tracking.max_objects={self.settings.tracking.max_objects} objects are "
+                             "tracked already; remove one first")
         pts = np.asarray(points, dtype=np.float32).reshape(-1, 2) if points is not None and np.size(points) else np.zeros((0, 2), np.float32)
         lbl = np.asarray(labels, dtype=np.int64).reshape(-1) if labels is not None else np.zeros((0,), np.int64)
         if len(pts) != len(lbl):
@@ -196,15 +199,12 @@ class Engine:
         points_t = torch.from_numpy(pts * scale).view(1, 1, -1, 2).to(self.device, self.dtype)
         labels_t = torch.from_numpy(lbl).view(1, 1, -1).to(self.device, torch.int32)
         with torch.inference_mode():
-            slot_t = None if slot is None else torch.tensor([slot], device=self.device)
-            out = self.tracker.from_points(feats, pos, slot_t, self._frame, points_t, labels_t, box_t)
+            out = self.tracker.from_points(feats, pos, slot, self._frame, points_t, labels_t, box_t)
             if slot is None:
                 (slot,) = self._create(torch.tensor([-1], device=self.device), self._frame)
                 obj_id = self._objects.ids[-1]
-                slot_t = torch.tensor([slot], device=self.device)
-            self.tracker.remember(feats, slot_t, self._frame, out, torch.ones(1, dtype=torch.bool, device=self.device),
-                                  binarize=True)
-            self._last_detected[slot_t] = self._frame
+            self.tracker.remember(feats, [slot], self._frame, out, np.ones(1, bool), binarize=True)
+            self._last_detected[slot] = self._frame
         return obj_id
 
     def remove(self, obj_id: int) -> None:
@@ -241,10 +241,11 @@ class Engine:
         dets = self._detect(vision, size)
         clock.lap("detector")
 
-        slots = torch.tensor(self._objects.slots, dtype=torch.long, device=self.device)
-        n = slots.numel()
+        live = list(self._objects.slots)
+        slots = torch.tensor(live, dtype=torch.long, device=self.device)
+        n = len(live)
         if n:
-            prop = self.tracker.propagate(feats, pos, slots, t)
+            prop = self.tracker.propagate(feats, pos, live, t)
             trk = fill_holes(prop["low_res"], self.settings.tracking.hole_fill_area)[:, 0]
         else:
             prop, trk = None, torch.zeros(0, self.low_res, self.low_res, device=self.device, dtype=self.dtype)
@@ -261,49 +262,53 @@ class Engine:
         trk = torch.where(suppress[:, None, None], torch.full_like(trk, NO_OBJECT_LOGIT), trk)
         self._last_detected[slots] = torch.where(assoc.confirmed, t, self._last_detected[slots])
         self._score[slots] = torch.where(assoc.matched, assoc.best_score, self._score[slots])
+
+        # the one host read per frame: which detections start objects (and their scores), which objects
+        # expire, which are re-conditioned
+        expired = (t - self._last_detected[slots]) > self.settings.tracking.keep_alive_frames
+        expired &= concept >= 0  # click-created objects have no detector to confirm them
+        d = assoc.is_new.numel()
+        plan = torch.cat([assoc.is_new.float(), dets["scores"].float(), expired.float(), recondition.float()])
+        plan = plan.cpu().numpy()
+        is_new, det_scores = plan[:d] > 0, plan[d:2 * d]
+        expired_host, recondition_host = plan[2 * d:2 * d + n] > 0, plan[2 * d + n:] > 0
+        alive = np.flatnonzero(~expired_host)
+        new_dets = self._admit(np.flatnonzero(is_new), det_scores, len(alive))
+
         if n:  # memory of tracked objects: their final masks, pixel-exclusive within a concept
             memory_masks = suppress_shrunk(trk[:, None], concept, len(self.phrases))
             present = (memory_masks > 0).flatten(1).any(dim=1, keepdim=True)
             logits = torch.where(present, 10.0, -10.0).to(memory_masks.dtype)
-            self.tracker.remember(feats, slots, t, prop, recondition, binarize=False,
+            self.tracker.remember(feats, live, t, prop, recondition_host, binarize=False,
                                   high_res=memory_masks, object_score_logits=logits)
         clock.lap("merge")
-
-        # the one host read per frame: which detections start objects (and their scores), which objects expire
-        expired = (t - self._last_detected[slots]) > self.settings.tracking.keep_alive_frames
-        expired &= concept >= 0  # click-created objects have no detector to confirm them
-        d = assoc.is_new.numel()
-        plan = torch.cat([assoc.is_new.float(), dets["scores"].float(), expired.float()]).cpu().numpy()
-        is_new, det_scores, expired_host = plan[:d] > 0, plan[d:2 * d], plan[2 * d:] > 0
-        alive = np.flatnonzero(~expired_host)
-        new_dets = self._admit(np.flatnonzero(is_new), det_scores, len(alive))
 
         out_logits = torch.where((recondition & (assoc.recondition_det >= 0))[:, None, None],
                                  dets["masks"][assoc.recondition_det.clamp(min=0)] if dets["masks"].shape[0] else trk, trk)
         keep = torch.from_numpy(alive).to(self.device)
         out_slots = slots[keep]
         out_logits = out_logits[keep]
+        expired_slots = [live[i] for i in np.flatnonzero(expired_host)]
+        self.counters.objects_expired += len(expired_slots)
+        self._drop(expired_slots)  # before new objects take slots: max_objects counts live objects only
         if len(new_dets):
             new_idx = torch.from_numpy(new_dets).to(self.device)
-            new_slots = torch.tensor(self._create(dets["concept"][new_idx], t), device=self.device)
+            created = self._create(dets["concept"][new_idx], t)
+            new_slots = torch.tensor(created, device=self.device)
             self._score[new_slots] = dets["scores"][new_idx]
             det_masks = dets["masks"][new_idx][:, None]
             start = self.tracker.from_masks(feats, det_masks >= 0.5)
-            self.tracker.remember(feats, new_slots, t, start, torch.ones_like(new_slots, dtype=torch.bool), binarize=True)
-            if n:
+            self.tracker.remember(feats, created, t, start, np.ones(len(created), bool), binarize=True)
+            redo = alive[~recondition_host[alive]]
+            if len(redo):
                 # the reference re-runs the tracker with binarized memory for existing, not re-conditioned
                 # objects on frames that start new ones; we do the same to compute the same function
-                redo = keep[~recondition[keep]]
-                if redo.numel():
-                    again = {k: v[redo] for k, v in prop.items()}
-                    self.tracker.remember(feats, slots[redo], t, again, torch.zeros_like(redo, dtype=torch.bool),
-                                          binarize=True)
+                again = {k: v[torch.from_numpy(redo).to(self.device)] for k, v in prop.items()}
+                self.tracker.remember(feats, [live[i] for i in redo], t, again, np.zeros(len(redo), bool),
+                                      binarize=True)
             new_logits = fill_holes(dets["masks"][new_idx][:, None], self.settings.tracking.hole_fill_area)[:, 0]
             out_slots = torch.cat([out_slots, new_slots])
             out_logits = torch.cat([out_logits, new_logits.to(out_logits.dtype)])
-        expired_slots = [self._objects.slots[i] for i in np.flatnonzero(expired_host)]
-        self.counters.objects_expired += len(expired_slots)
-        self._drop(expired_slots)
         clock.lap("spawn")
 
         masks = logits_to_masks(out_logits, size)

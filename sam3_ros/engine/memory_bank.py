@@ -9,6 +9,7 @@ Slots are reused after ``free``; nothing grows with the stream length.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 _NEVER = -(2**40)  # frame index of an empty ring entry (never inside any window)
@@ -33,6 +34,7 @@ class MemoryBank:
         self.ring_ptr = torch.zeros(capacity, self.pointer_ring, hidden, dtype=dtype, **kw)
         self.ring_frame = torch.full((capacity, self.pointer_ring), _NEVER, dtype=torch.long, **kw)
         self.mem_pos = torch.zeros(tokens, mem_dim, dtype=dtype, **kw)  # identical for every memory entry
+        self._cond_count = np.zeros(capacity, dtype=np.int64)  # host: conditioning entries in use per slot
         self._free = list(range(capacity - 1, -1, -1))
 
     # -- slots -------------------------------------------------------------------------------------
@@ -51,6 +53,7 @@ class MemoryBank:
         if not slots:
             return
         index = torch.tensor(slots, device=self.cond_valid.device)
+        self._cond_count[slots] = 0
         self.cond_valid[index] = False
         self.cond_frame[index] = _NEVER
         self.recent_frame[index] = _NEVER
@@ -60,28 +63,34 @@ class MemoryBank:
     def clear(self) -> None:
         """Forget every object."""
         self.cond_valid.zero_()
+        self._cond_count[:] = 0
         for frames in (self.cond_frame, self.recent_frame, self.ring_frame):
             frames.fill_(_NEVER)
         self._free = list(range(self.capacity - 1, -1, -1))
 
     # -- writing -----------------------------------------------------------------------------------
-    def write(self, slots: torch.Tensor, frame: int, features: torch.Tensor, pointers: torch.Tensor,
-              pos: torch.Tensor, conditioning: torch.Tensor) -> None:
-        """Store frame ``frame``'s memory of the objects in ``slots`` (N,).
+    def write(self, slots: list[int], frame: int, features: torch.Tensor, pointers: torch.Tensor,
+              pos: torch.Tensor, conditioning: np.ndarray) -> None:
+        """Store frame ``frame``'s memory of the objects in ``slots``.
 
         ``features`` (N, tokens, mem_dim), ``pointers`` (N, hidden), ``pos`` (tokens, mem_dim);
         ``conditioning`` (N,) bool marks entries that also become conditioning memory (prompted or
         re-conditioned frames), replacing that object's oldest conditioning entry when all are taken.
         """
-        if slots.numel() == 0:
+        if not slots:
             return
+        self._cond_count[slots] = np.minimum(self._cond_count[slots] + conditioning, self.max_cond)
+        device = self.cond_valid.device
+        conditioning = torch.from_numpy(np.asarray(conditioning, dtype=bool)).to(device)
+        slots = torch.tensor(slots, device=device)
         self.mem_pos.copy_(pos)
         r, p = frame % self.recent, frame % self.pointer_ring
         self.recent_feat[slots, r] = features.to(torch.bfloat16)
         self.recent_frame[slots, r] = frame
         self.ring_ptr[slots, p] = pointers
         self.ring_frame[slots, p] = frame
-        # conditioning: an object's free entry if any, else its oldest one; others write back unchanged
+        # conditioning: an object's first free entry if any (so entries in use form a prefix), else its
+        # oldest one; objects not conditioned on this frame write their entry back unchanged
         age = torch.where(self.cond_valid[slots], self.cond_frame[slots], torch.full_like(self.cond_frame[slots], _NEVER))
         target = age.argmin(dim=1)
         keep = ~conditioning
@@ -93,15 +102,18 @@ class MemoryBank:
         self.cond_valid[slots, target] = old_valid | conditioning
 
     # -- reading -----------------------------------------------------------------------------------
-    def gather(self, slots: torch.Tensor, frame: int):
-        """What the tracker reads at ``frame`` for ``slots``, padded to a fixed size with validity masks.
+    def gather(self, slots: list[int], frame: int):
+        """What the tracker reads at ``frame`` for ``slots``, padded to a common size with validity masks.
 
         Returns ``(features (N, K, tokens, mem_dim) bf16, temporal_index (N, K), feature_valid (N, K),
         pointers (N, P, hidden), pointer_offsets (N, P), pointer_valid (N, P))`` with
-        ``K = max_cond + num_maskmem - 1`` and ``P = max_cond + max_pointers - 1``. Conditioning
+        ``K = C + num_maskmem - 1`` and ``P = C + max_pointers - 1``, where C is the most conditioning
+        entries any of ``slots`` uses (a host-side count, so padding costs no sync). Conditioning
         memories use temporal index -1 (the reference's offset 0, read as ``encoding[0 - 1]``).
         """
-        cond_frame, cond_valid = self.cond_frame[slots], self.cond_valid[slots]
+        used = int(self._cond_count[slots].max())
+        slots = torch.tensor(slots, device=self.cond_valid.device)
+        cond_frame, cond_valid = self.cond_frame[slots, :used], self.cond_valid[slots, :used]
         recent_frame, ring_frame = self.recent_frame[slots], self.ring_frame[slots]
 
         def in_cond(frames: torch.Tensor) -> torch.Tensor:
@@ -109,7 +121,7 @@ class MemoryBank:
 
         recent_offset = frame - recent_frame
         recent_valid = (recent_offset >= 1) & (recent_offset <= self.num_maskmem - 1) & ~in_cond(recent_frame)
-        features = torch.cat([self.cond_feat[slots], self.recent_feat[slots]], dim=1)
+        features = torch.cat([self.cond_feat[slots, :used], self.recent_feat[slots]], dim=1)
         temporal_index = torch.cat([
             torch.full_like(cond_frame, -1),  # the reference reads offset 0 as encoding[0 - 1]
             (recent_offset - 1).clamp(0, self.num_maskmem - 1)], dim=1)
@@ -117,7 +129,7 @@ class MemoryBank:
 
         ring_offset = frame - ring_frame
         ring_valid = (ring_offset >= 1) & (ring_offset <= self.max_pointers - 1) & ~in_cond(ring_frame)
-        pointers = torch.cat([self.cond_ptr[slots], self.ring_ptr[slots]], dim=1)
+        pointers = torch.cat([self.cond_ptr[slots, :used], self.ring_ptr[slots]], dim=1)
         pointer_offsets = torch.cat([frame - cond_frame, ring_offset], dim=1)
         pointer_valid = torch.cat([cond_valid & (cond_frame <= frame), ring_valid], dim=1)
         pointer_offsets = torch.where(pointer_valid, pointer_offsets, torch.zeros_like(pointer_offsets))

@@ -9,6 +9,7 @@ duration of each step, so both sides apply the same post-processing.
 from __future__ import annotations
 
 import contextlib
+import time
 
 import torch
 from transformers.models.sam3_video import modeling_sam3_video as reference_module
@@ -17,6 +18,12 @@ from ..kernels.reference import mask_nms
 from ..settings import Settings
 from .loading import LoadedModel
 from .mask_ops import fill_holes as _engine_fill_holes
+
+
+# Sam3VideoModel's per-frame steps, named as the engine's stages
+_STAGES = {"run_detection": "detector", "run_tracker_propagation": "tracker",
+           "run_tracker_update_planning_phase": "merge", "run_tracker_update_execution_phase": "spawn",
+           "build_outputs": "output"}
 
 
 def _nms_masks(pred_probs, pred_masks, prob_threshold, iou_threshold):
@@ -60,15 +67,35 @@ class ReferenceLoop:
         dtype = next(model.parameters()).dtype
         self.session = reference_module.Sam3VideoInferenceSession(
             inference_device=device, inference_state_device=device, video_storage_device=device, dtype=dtype)
+        self.timings_ms: dict[str, float] = {}  # per stage, of the last step
+        for name, stage in _STAGES.items():  # instance attributes shadow the methods: time each stage
+            setattr(model, name, self._timed(getattr(model, name), stage, device))
         for phrase in phrases:
             prompt_id = self.session.add_prompt(phrase)
             tokens = loaded.tokenize([phrase])
             self.session.prompt_input_ids[prompt_id] = tokens["input_ids"].to(device)
             self.session.prompt_attention_masks[prompt_id] = tokens["attention_mask"].to(device)
 
+    def _timed(self, method, stage: str, device: torch.device):
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+        def timed(*args, **kwargs):
+            sync()
+            start = time.perf_counter()
+            result = method(*args, **kwargs)
+            sync()
+            self.timings_ms[stage] = self.timings_ms.get(stage, 0.0) + (time.perf_counter() - start) * 1000
+            return result
+        return timed
+
     @torch.inference_mode()
     def step(self, pixels: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Process one preprocessed frame (1, 3, S, S); returns object id -> low-res mask logits (h, w)."""
+        """Process one preprocessed frame (1, 3, S, S); returns object id -> low-res mask logits (h, w).
+        ``timings_ms`` then holds this step's stages; "encoder" is the rest of the step."""
+        self.timings_ms = {}
+        start = time.perf_counter()
         with same_postprocessing():
             out = self.model(inference_session=self.session, frame=pixels)
+        total = (time.perf_counter() - start) * 1000
+        self.timings_ms["encoder"] = total - sum(self.timings_ms.values())
         return {obj_id: mask[0] for obj_id, mask in out.obj_id_to_mask.items()}

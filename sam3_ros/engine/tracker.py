@@ -8,6 +8,7 @@ computes the same function as attending to the valid memories only.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import (
@@ -36,17 +37,17 @@ class BatchedTracker:
                 for x, s in zip(feats[:-1], self.feature_sizes[:-1])]
 
     # -- propagation ----------------------------------------------------------------------------------
-    def propagate(self, feats: list[torch.Tensor], pos: list[torch.Tensor], slots: torch.Tensor, frame: int) -> dict:
-        """Track the objects in ``slots`` (N,) into ``frame``; returns low_res/high_res mask logits
+    def propagate(self, feats: list[torch.Tensor], pos: list[torch.Tensor], slots: list[int], frame: int) -> dict:
+        """Track the objects in bank ``slots`` into ``frame``; returns low_res/high_res mask logits
         (N, 1, h, w), object_score_logits (N, 1) and object pointers (N, hidden)."""
-        n = slots.numel()
+        n = len(slots)
         pix_feat = self.memory_conditioned(feats[-1], pos[-1], slots, frame)
         return self._decode(self.high_res_features(feats, n) + [pix_feat], self.model._use_multimask(False, None))
 
-    def memory_conditioned(self, feat: torch.Tensor, feat_pos: torch.Tensor, slots: torch.Tensor,
+    def memory_conditioned(self, feat: torch.Tensor, feat_pos: torch.Tensor, slots: list[int],
                            frame: int) -> torch.Tensor:
         """Current top-level features (HW, 1, C) fused with each object's memory -> (N, C, h, w)."""
-        n = slots.numel()
+        n = len(slots)
         h, w = self.feature_sizes[-1]
         memory, memory_pos, key_valid, num_pointer_tokens = self._memory_tokens(slots, frame, feat.dtype)
         query = feat.transpose(0, 1).expand(n, -1, -1)
@@ -54,7 +55,7 @@ class BatchedTracker:
         fused = self._memory_attention(query, query_pos, memory, memory_pos, key_valid, num_pointer_tokens)
         return fused.transpose(1, 2).reshape(n, self.hidden, h, w)
 
-    def _memory_tokens(self, slots: torch.Tensor, frame: int, dtype: torch.dtype):
+    def _memory_tokens(self, slots: list[int], frame: int, dtype: torch.dtype):
         model, bank = self.model, self.bank
         features, temporal_index, feature_valid, pointers, offsets, pointer_valid = bank.gather(slots, frame)
         n, k, tokens, _ = features.shape
@@ -117,7 +118,7 @@ class BatchedTracker:
         return {"low_res": low_res, "high_res": high_res, "object_score_logits": 20.0 * appearing - 10.0,
                 "pointers": pointer}
 
-    def from_points(self, feats, pos, slot: torch.Tensor | None, frame: int, points: torch.Tensor,
+    def from_points(self, feats, pos, slot: int | None, frame: int, points: torch.Tensor,
                     labels: torch.Tensor, box: torch.Tensor | None) -> dict:
         """One object from clicks (1, 1, P, 2) / labels (1, 1, P) / box (1, 1, 4) in model pixels:
         a new object (``slot`` None, no memory) or a refinement of ``slot`` (memory-conditioned)."""
@@ -125,7 +126,7 @@ class BatchedTracker:
         if slot is None:
             pix_feat = (feats[-1] + self.model.no_memory_embedding).permute(1, 2, 0).reshape(1, self.hidden, h, w)
         else:
-            pix_feat = self.memory_conditioned(feats[-1], pos[-1], slot.view(1), frame)
+            pix_feat = self.memory_conditioned(feats[-1], pos[-1], [slot], frame)
         multimask = self.model._use_multimask(slot is None, {"point_labels": labels})
         return self._decode(self.high_res_features(feats, 1) + [pix_feat], multimask, points, labels, box)
 
@@ -178,10 +179,11 @@ class BatchedTracker:
         )
         return features.transpose(0, 1), pos[:, 0]
 
-    def remember(self, feats, slots: torch.Tensor, frame: int, out: dict, conditioning: torch.Tensor,
+    def remember(self, feats, slots: list[int], frame: int, out: dict, conditioning: np.ndarray,
                  binarize: bool, high_res: torch.Tensor | None = None, object_score_logits=None) -> None:
-        """Encode and store frame ``frame``'s memory for ``slots`` (masks default to ``out``'s)."""
-        if slots.numel() == 0:
+        """Encode and store frame ``frame``'s memory for bank ``slots`` (masks default to ``out``'s);
+        ``conditioning`` (N,) bool marks entries that become conditioning memory."""
+        if not slots:
             return
         high_res = out["high_res"] if high_res is None else high_res
         scores = out["object_score_logits"] if object_score_logits is None else object_score_logits
