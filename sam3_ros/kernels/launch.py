@@ -1,0 +1,87 @@
+"""Load compiled kernels with the CUDA driver API and launch them on the current torch stream.
+
+Modules are loaded once per (device, source) into torch's primary context; arguments are torch tensors
+(passed as device pointers) or ctypes scalars/structures (passed by value).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from functools import lru_cache
+
+import torch
+
+from sam3_ros.kernels.nvrtc import KernelsUnavailable, cubin
+
+
+def _driver():
+    try:
+        from cuda.bindings import driver
+    except ImportError as exc:
+        raise KernelsUnavailable(
+            f"cuda-python is not installed ({exc}); install it with `pip install 'sam3_ros[cuda]'`"
+        ) from exc
+    return driver
+
+
+def _check(driver, result, what: str):
+    err, *rest = result
+    if err != driver.CUresult.CUDA_SUCCESS:
+        name = driver.cuGetErrorName(err)[1]
+        raise KernelsUnavailable(f"CUDA driver {what} failed: {name.decode() if name else err}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+def device_arch(device: torch.device) -> str:
+    """NVRTC architecture name of a CUDA device, e.g. ``"sm_90"``."""
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"sm_{major}{minor}"
+
+
+@lru_cache(maxsize=None)
+def _module(device_index: int, name: str):
+    if not torch.cuda.is_available():
+        raise KernelsUnavailable("no CUDA device (or torch was built without CUDA)")
+    driver = _driver()
+    device = torch.device("cuda", device_index)
+    image = cubin(name, device_arch(device))
+    with torch.cuda.device(device):
+        torch.cuda.current_stream(device)  # makes torch create (and make current) its primary context
+        module = _check(driver, driver.cuModuleLoadData(image), f"loading {name}.cu")
+    return driver, module
+
+
+@lru_cache(maxsize=None)
+def function(device_index: int, source: str, kernel: str):
+    """The ``CUfunction`` of ``kernel`` in ``kernels/<source>.cu``, compiled and loaded for one device."""
+    driver, module = _module(device_index, source)
+    return driver, _check(driver, driver.cuModuleGetFunction(module, kernel.encode()), f"finding {kernel}")
+
+
+def launch(source: str, kernel: str, grid, block, args, device: torch.device, shared_bytes: int = 0) -> None:
+    """Launch ``kernel`` from ``kernels/<source>.cu`` on ``device``'s current torch stream.
+
+    ``grid`` and ``block`` are 1- to 3-tuples; ``args`` holds tensors (device pointers), Python ints
+    (C ``int``), floats (C ``float``) or ctypes values, in the kernel's parameter order.
+    """
+    driver, func = function(device.index, source, kernel)
+    values = []
+    for arg in args:
+        if isinstance(arg, torch.Tensor):
+            if arg.device != device:
+                raise ValueError(f"{kernel}: tensor on {arg.device}, expected {device}")
+            values.append(ctypes.c_void_p(arg.data_ptr()))
+        elif isinstance(arg, (ctypes._SimpleCData, ctypes.Structure)):
+            values.append(arg)
+        elif isinstance(arg, int):
+            values.append(ctypes.c_int(arg))
+        elif isinstance(arg, float):
+            values.append(ctypes.c_float(arg))
+        else:
+            raise TypeError(f"{kernel}: cannot pass {type(arg).__name__} to a kernel")
+    pointers = (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
+    grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
+    stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
+    with torch.cuda.device(device):
+        _check(driver, driver.cuLaunchKernel(func, *grid, *block, shared_bytes, stream, ctypes.addressof(pointers), 0),
+               f"launching {kernel}")
