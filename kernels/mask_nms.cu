@@ -6,14 +6,17 @@
 // triangle only); (3) one warp walks the sorted list and ORs the rows of kept candidates into a
 // "removed" bitset in shared memory: the sequential part is n steps of a few word operations.
 
-// iou: (n, n) float32; scores: (n,) float32, finite; order: (n,) int32 scratch;
-// over: (n, words) u64 scratch with words = ceil(n / 64); keep: (n,) bytes out (torch.bool).
-// Grid: 1 block; dynamic shared memory: words * 8 bytes.
+// iou: (n, n) float32; scores: (n,) float32, finite; order: (n,) int32 scratch; keep: (n,) bytes out
+// (torch.bool). The (n, words) u64 bit matrix, words = ceil(n / 64), lives in shared memory when
+// over_global is null (dynamic shared memory: (1 + n) * words * 8 bytes), else in over_global (words * 8).
+// Grid: 1 block.
 extern "C" __global__ void nms_from_iou(const float* __restrict__ iou, const float* __restrict__ scores, int n,
                                         float threshold, int* __restrict__ order,
-                                        unsigned long long* __restrict__ over, unsigned char* __restrict__ keep) {
+                                        unsigned long long* over_global, unsigned char* __restrict__ keep) {
     extern __shared__ unsigned long long removed[];
     const int words = (n + 63) / 64;
+    // Shared memory when it fits: the sequential step below reads one row per kept candidate.
+    unsigned long long* over = over_global ? over_global : removed + words;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         const float s = scores[i];
         int rank = 0;

@@ -19,8 +19,7 @@ struct MergeConfig {
 
 // Detection flags kept in shared memory between phases.
 #define VALID 1
-#define NEW 2    // would spawn, before the max-object limit
-#define SPAWN 4  // spawns
+#define NEW 2  // would spawn, before the max-object limit
 
 __device__ __forceinline__ float masked_iou(const float* iou, const long long* det_prompt,
                                             const long long* trk_prompt, int m, int d, int t) {
@@ -32,7 +31,7 @@ __device__ __forceinline__ float masked_iou(const float* iou, const long long* d
 // trk_nonempty (m,) bool; keep_alive_in (m,) int64; next_id_in (1,) int64.
 // Outputs: det_track (n,) int64, det_new_id (n,) int64, trk_matched / trk_unmatched (m,) bool,
 // trk_recondition_det (m,) int64, keep_alive_out (m,) int64, next_id_out (1,) int64.
-// Grid: 1 block; dynamic shared memory: n * (4 + 4 + 1) bytes.
+// Grid: 1 block; dynamic shared memory: n * (4 + 4 + 1 + 1) bytes.
 extern "C" __global__ void merge_plan(const float* __restrict__ iou, const float* __restrict__ det_scores,
                                       const long long* __restrict__ det_prompt,
                                       const long long* __restrict__ trk_prompt,
@@ -48,6 +47,7 @@ extern "C" __global__ void merge_plan(const float* __restrict__ iou, const float
     float* best_iou = (float*)smem;
     int* best_trk = (int*)(best_iou + n);
     unsigned char* flags = (unsigned char*)(best_trk + n);
+    unsigned char* spawn = flags + n;  // separate from flags: phase 2 writes it while others read flags
     __shared__ int spawned;
     if (threadIdx.x == 0) spawned = 0;
 
@@ -74,6 +74,7 @@ extern "C" __global__ void merge_plan(const float* __restrict__ iou, const float
     // Phase 2a, per detection: max-object limit keeps the best-scoring spawns (ties: lower index).
     const long long room = cfg.max_objects - m;
     for (int d = threadIdx.x; d < n; d += blockDim.x) {
+        spawn[d] = 0;
         if (!(flags[d] & NEW)) continue;
         const float s = det_scores[d];
         long long rank = 0;
@@ -82,7 +83,7 @@ extern "C" __global__ void merge_plan(const float* __restrict__ iou, const float
             rank += (flags[e] & NEW) && (t > s || (t == s && e < d));
         }
         if (rank < room) {
-            flags[d] |= SPAWN;
+            spawn[d] = 1;
             atomicAdd(&spawned, 1);
         }
     }
@@ -116,9 +117,9 @@ extern "C" __global__ void merge_plan(const float* __restrict__ iou, const float
     const long long next_id = next_id_in[0];
     for (int d = threadIdx.x; d < n; d += blockDim.x) {
         long long id = -1;
-        if (flags[d] & SPAWN) {
+        if (spawn[d]) {
             id = next_id;
-            for (int e = 0; e < d; ++e) id += (flags[e] & SPAWN) != 0;
+            for (int e = 0; e < d; ++e) id += spawn[e];
         }
         det_new_id[d] = id;
     }

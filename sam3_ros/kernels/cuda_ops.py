@@ -18,6 +18,9 @@ from sam3_ros.kernels.reference import MergeConfig, MergePlan, _check_merge_shap
 _PACK_WARPS = 8  # must match PACK_WARPS in mask_iou.cu
 _TILE = 16  # must match TILE in mask_iou.cu
 _THREADS = 256
+_SHARED_BYTES = 48 * 1024  # dynamic shared memory a block gets without opting in
+_RLE_SEGMENT_ROWS = 64  # must match SEG in rle.cu
+_GRID_Y = 65535  # largest gridDim.y: pack_masks puts one mask per block row
 
 
 def _require_cuda(*tensors: torch.Tensor) -> torch.device:
@@ -36,6 +39,8 @@ def _bool_masks(masks: torch.Tensor, what: str) -> torch.Tensor:
 def _pack(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Bit-packed (N, ceil(H*W/32)) int32 masks and their (N,) int32 areas."""
     n, hw = masks.shape[0], masks.shape[1] * masks.shape[2]
+    if n > _GRID_Y:
+        raise ValueError(f"mask_iou kernel takes at most {_GRID_Y} masks, got {n}")
     words = (hw + 31) // 32
     bits = torch.empty((n, words), dtype=torch.int32, device=masks.device)
     area = torch.zeros(n, dtype=torch.int32, device=masks.device)
@@ -78,10 +83,11 @@ def nms_from_iou(iou: torch.Tensor, scores: torch.Tensor, iou_threshold: float) 
         return keep
     words = (n + 63) // 64
     order = torch.empty(n, dtype=torch.int32, device=device)
-    over = torch.empty((n, words), dtype=torch.int64, device=device)
+    in_shared = (1 + n) * words * 8 <= _SHARED_BYTES
+    over = ctypes.c_void_p(0) if in_shared else torch.empty((n, words), dtype=torch.int64, device=device)
     launch("mask_nms", "nms_from_iou", (1,), (_THREADS,),
            (iou.float().contiguous(), scores.float().contiguous(), n, float(iou_threshold), order, over, keep),
-           device, shared_bytes=words * 8)
+           device, shared_bytes=(1 + n) * words * 8 if in_shared else words * 8)
     return keep
 
 
@@ -122,7 +128,7 @@ def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.
            (iou.float().contiguous(), det_scores.float().contiguous(), det_prompt.long().contiguous(),
             trk_prompt.long().contiguous(), trk_nonempty.bool().contiguous(), keep_alive.long().contiguous(),
             next_id.long().contiguous(), n, m, cfg, *out),
-           device, shared_bytes=n * 9)
+           device, shared_bytes=n * 10)
     return out
 
 
@@ -133,17 +139,18 @@ def rle_encode(masks: torch.Tensor) -> list[np.ndarray]:
     n, h, w = masks.shape
     if n == 0 or h * w == 0:
         return [np.zeros(1, np.uint32) for _ in range(n)]  # the reference's counts of an empty mask
-    blocks = min((n * w + _THREADS - 1) // _THREADS, 65535)
-    col_edges = torch.empty((n, w), dtype=torch.int32, device=device)
-    launch("rle", "rle_count_edges", (blocks,), (_THREADS,), (masks, n, h, w, col_edges), device)
-    ends = torch.cumsum(col_edges.view(-1), 0)
-    starts = ends - col_edges.view(-1)
+    segments = (h + _RLE_SEGMENT_ROWS - 1) // _RLE_SEGMENT_ROWS
+    blocks = min((n * w * segments + _THREADS - 1) // _THREADS, 65535)  # grid-stride loops cover the rest
+    seg_edges = torch.empty(n * w * segments, dtype=torch.int32, device=device)
+    launch("rle", "rle_count_edges", (blocks,), (_THREADS,), (masks, n, h, w, segments, seg_edges), device)
+    ends = torch.cumsum(seg_edges, 0)
+    starts = ends - seg_edges
     # The one sizing sync: each mask's first edge offset, and the total.
-    bounds = torch.cat([starts.view(n, w)[:, 0], ends[-1:]]).cpu().numpy()
+    bounds = torch.cat([starts.view(n, w * segments)[:, 0], ends[-1:]]).cpu().numpy()
     total = int(bounds[-1])
     edges = torch.empty(total, dtype=torch.int32, device=device)
     counts = torch.empty(total, dtype=torch.int32, device=device)
-    launch("rle", "rle_write_edges", (blocks,), (_THREADS,), (masks, n, h, w, starts, edges), device)
+    launch("rle", "rle_write_edges", (blocks,), (_THREADS,), (masks, n, h, w, segments, starts, edges), device)
     launch("rle", "rle_edges_to_counts", (min((total + _THREADS - 1) // _THREADS, 65535),), (_THREADS,),
            (edges, ctypes.c_longlong(total), counts), device)
     host = counts.cpu().numpy().view(np.uint32)
