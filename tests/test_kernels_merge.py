@@ -46,7 +46,7 @@ def _brute_merge(iou, scores, nonempty, keep_alive, next_id, cfg, det_prompt, tr
                 trk_recondition_det=recondition, keep_alive=alive, next_id=[next_id + len(spawn)])
 
 
-def _random_case(seed, n, m, prompts=1):
+def random_merge_case(seed, n, m, prompts=1):
     g = torch.Generator().manual_seed(seed)
     iou = torch.round(torch.rand(n, m, generator=g) * 10) / 10  # values exactly at thresholds, ties
     iou[torch.rand(n, m, generator=g) < 0.8] = 0.0  # sparse, so that some detections spawn
@@ -69,7 +69,7 @@ CONFIGS = [MergeConfig(), MergeConfig(max_objects=9, decrease_keep_alive_when_em
 def test_merge_plan_matches_brute_force(n, m, prompts, config):
     cfg = CONFIGS[config]
     for seed in range(3):
-        iou, scores, nonempty, alive, next_id, det_prompt, trk_prompt = _random_case(seed * 97 + n + m, n, m, prompts)
+        iou, scores, nonempty, alive, next_id, det_prompt, trk_prompt = random_merge_case(seed * 97 + n + m, n, m, prompts)
         plan = merge_plan(iou, scores, nonempty, alive, next_id, cfg, det_prompt, trk_prompt)
         expected = _brute_merge(iou.numpy(), scores.numpy(), nonempty.tolist(), alive.tolist(), int(next_id),
                                 cfg, det_prompt.tolist(), trk_prompt.tolist())
@@ -89,7 +89,7 @@ def test_merge_plan_object_limit_keeps_best_scores_lower_index_on_ties():
 
 
 def test_merge_plan_without_prompts_equals_one_prompt():
-    iou, scores, nonempty, alive, next_id, _, _ = _random_case(3, 10, 6)
+    iou, scores, nonempty, alive, next_id, _, _ = random_merge_case(3, 10, 6)
     one = torch.zeros(10, dtype=torch.long), torch.zeros(6, dtype=torch.long)
     a = merge_plan(iou, scores, nonempty, alive, next_id)
     b = merge_plan(iou, scores, nonempty, alive, next_id, MergeConfig(), *one)
@@ -97,7 +97,7 @@ def test_merge_plan_without_prompts_equals_one_prompt():
 
 
 def test_merge_plan_bad_input():
-    iou, scores, nonempty, alive, next_id, det_prompt, trk_prompt = _random_case(0, 4, 3)
+    iou, scores, nonempty, alive, next_id, det_prompt, trk_prompt = random_merge_case(0, 4, 3)
     with pytest.raises(ValueError, match="det_scores must have shape"):
         merge_plan(iou, scores[:3], nonempty, alive, next_id)
     with pytest.raises(ValueError, match="both det_prompt and trk_prompt"):

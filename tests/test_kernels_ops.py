@@ -16,6 +16,7 @@ def test_no_gpu_is_a_clear_error():
 
     with pytest.raises(KernelsUnavailable, match="no CUDA device"):
         function(0, "mask_iou", "pair_iou")
+    assert "no CUDA device" in ops.kernel_status(torch.device("cuda"))
 
 
 def test_ops_on_cpu_tensors_are_the_references():
@@ -29,7 +30,7 @@ def test_ops_on_cpu_tensors_are_the_references():
                           torch.tensor([1]))
     assert all(torch.equal(x, y) for x, y in zip(plan, reference.merge_plan(
         iou, scores, torch.ones(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long), torch.tensor([1]))))
-    assert ops.unavailable_reason() is None  # CPU tensors never try the kernels
+    assert ops.kernel_status(torch.device("cpu")) == "cpu is not a CUDA device"
 
 
 def _coco_decode(counts, h, w):

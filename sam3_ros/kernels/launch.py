@@ -40,8 +40,6 @@ def device_arch(device: torch.device) -> str:
 
 @lru_cache(maxsize=None)
 def _module(device_index: int, name: str):
-    if not torch.cuda.is_available():
-        raise KernelsUnavailable("no CUDA device (or torch was built without CUDA)")
     driver = _driver()
     device = torch.device("cuda", device_index)
     image = cubin(name, device_arch(device))
@@ -52,10 +50,17 @@ def _module(device_index: int, name: str):
 
 
 @lru_cache(maxsize=None)
-def function(device_index: int, source: str, kernel: str):
-    """The ``CUfunction`` of ``kernel`` in ``kernels/<source>.cu``, compiled and loaded for one device."""
+def _function(device_index: int, source: str, kernel: str):
     driver, module = _module(device_index, source)
     return driver, _check(driver, driver.cuModuleGetFunction(module, kernel.encode()), f"finding {kernel}")
+
+
+def function(device_index: int | None, source: str, kernel: str):
+    """The ``CUfunction`` of ``kernel`` in ``kernels/<source>.cu``, compiled and loaded for one device
+    (None: the current one); ``KernelsUnavailable`` says why it cannot be."""
+    if not torch.cuda.is_available():
+        raise KernelsUnavailable("no CUDA device (or torch was built without CUDA)")
+    return _function(torch.cuda.current_device() if device_index is None else device_index, source, kernel)
 
 
 def launch(source: str, kernel: str, grid, block, args, device: torch.device, shared_bytes: int = 0) -> None:

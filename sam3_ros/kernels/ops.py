@@ -2,8 +2,8 @@
 
 Same signatures and results as ``sam3_ros.kernels.reference`` (and ``sam3_ros.codec.rle.encode`` for
 ``rle_encode``). The first CUDA call compiles (or loads from the disk cache) the kernels; if that fails
-(no cuda-python, no NVRTC, unsupported GPU) the reason is logged once, kept in ``unavailable_reason()``,
-and every later call uses the reference.
+(no cuda-python, no NVRTC, unsupported GPU) the reason is logged once, kept (``kernel_status``), and
+every later call uses the reference.
 """
 
 from __future__ import annotations
@@ -20,29 +20,34 @@ from sam3_ros.kernels.reference import MergeConfig, MergePlan
 
 log = logging.getLogger(__name__)
 _failure: str | None = None
+_KERNELS = (("mask_iou", "pack_masks"), ("mask_iou", "pair_iou"), ("mask_nms", "nms_from_iou"),
+            ("merge_plan", "merge_plan"), ("rle", "rle_count_edges"), ("rle", "rle_write_edges"),
+            ("rle", "rle_edges_to_counts"))
 
 
-def unavailable_reason() -> str | None:
-    """Why the CUDA kernels are not used, once a CUDA call has found out; None if they work (or were not tried)."""
+def kernel_status(device: torch.device) -> str | None:
+    """None if the CUDA kernels run on ``device``; otherwise why not (the first failure is kept for the process)."""
+    global _failure
+    if device.type != "cuda":
+        return f"{device.type} is not a CUDA device"
+    if _failure is None:
+        try:
+            from sam3_ros.kernels.launch import function
+
+            for source, kernel in _KERNELS:
+                function(device.index, source, kernel)
+        except KernelsUnavailable as exc:
+            _failure = str(exc)
+            log.warning("CUDA kernels unavailable, using the torch references: %s", exc)
     return _failure
 
 
 def _cuda(*tensors: torch.Tensor):
-    """The ``cuda_ops`` module when every tensor is on CUDA and the kernels work, else None."""
-    global _failure
-    if _failure is not None or not all(t.is_cuda for t in tensors):
+    """The ``cuda_ops`` module when every tensor is on CUDA and the kernels work there, else None."""
+    if not all(t.is_cuda for t in tensors) or kernel_status(tensors[0].device) is not None:
         return None
-    try:
-        from sam3_ros.kernels import cuda_ops
-        from sam3_ros.kernels.launch import function
+    from sam3_ros.kernels import cuda_ops
 
-        for source, kernel in (("mask_iou", "pack_masks"), ("mask_iou", "pair_iou"), ("mask_nms", "nms_from_iou"),
-                               ("merge_plan", "merge_plan"), ("rle", "rle_count_edges")):
-            function(tensors[0].device.index, source, kernel)
-    except KernelsUnavailable as exc:
-        _failure = str(exc)
-        log.warning("CUDA kernels unavailable, using the torch references: %s", exc)
-        return None
     return cuda_ops
 
 
