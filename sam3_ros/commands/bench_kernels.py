@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per row (default: 200 GPU, 5 CPU)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before each row")
+    parser.add_argument("--row-seconds", type=float, default=3.0,
+                        help="stop a row's timed calls after this long (at least 3 calls)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the command")
     parser.add_argument("--broadcast-limit-gb", type=float, default=None,
                         help="skip broadcast-IoU rows whose N*M*H*W boolean intermediate is larger (default: 16 GPU, 1 CPU)")
@@ -41,15 +43,18 @@ def _device_name(device) -> str:
     return f"CPU {platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
-def _timer(device, repeats: int, warmup: int):
-    """Returns ``time_ms(fn) -> list of per-call milliseconds``."""
+def _timer(device, repeats: int, warmup: int, row_seconds: float):
+    """Returns ``time_ms(fn) -> list of per-call milliseconds`` (``repeats`` calls, fewer past ``row_seconds``)."""
     import torch
 
     def time_ms(fn) -> list[float]:
         for _ in range(warmup):
             fn()
         times = []
+        deadline = time.perf_counter() + row_seconds
         for _ in range(repeats):
+            if len(times) >= 3 and time.perf_counter() > deadline:
+                break
             if device.type == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
@@ -147,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if repeats < 1 or args.warmup < 0:
         raise SystemExit("bench kernels: --repeats must be >= 1 and --warmup >= 0")
     limit = args.broadcast_limit_gb if args.broadcast_limit_gb is not None else (16.0 if gpu else 1.0)
-    time_ms = _timer(device, repeats, args.warmup)
+    time_ms = _timer(device, repeats, args.warmup, args.row_seconds)
     name = _device_name(device)
 
     rows = []
@@ -161,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 times = np.array(time_ms(fn))
                 measured[impl] = float(np.median(times))
                 row.update(status="ok", median_ms=measured[impl], p99_ms=float(np.percentile(times, 99)),
-                           calls_per_s=1e3 / measured[impl], repeats=repeats)
+                           calls_per_s=1e3 / measured[impl], calls=len(times))
             rows.append(row)
         for row in rows[-len(impls):]:
             if row["status"] == "ok" and "reference" in measured:

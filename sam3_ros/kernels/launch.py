@@ -1,7 +1,7 @@
 """Load compiled kernels with the CUDA driver API and launch them on the current torch stream.
 
-Modules are loaded once per (device, source) into torch's primary context; arguments are torch tensors
-(passed as device pointers) or ctypes scalars/structures (passed by value).
+Modules are loaded once per (device, source) into the device's primary context, which torch uses too;
+arguments are torch tensors (passed as device pointers) or ctypes scalars/structures (passed by value).
 """
 
 from __future__ import annotations
@@ -39,14 +39,21 @@ def device_arch(device: torch.device) -> str:
 
 
 @lru_cache(maxsize=None)
+def _primary_context(device_index: int):
+    """The device's primary context: the one torch's runtime calls use."""
+    driver = _driver()
+    torch.cuda.init()
+    _check(driver, driver.cuInit(0), "init")
+    device = _check(driver, driver.cuDeviceGet(device_index), "device lookup")
+    return _check(driver, driver.cuDevicePrimaryCtxRetain(device), "primary context")
+
+
+@lru_cache(maxsize=None)
 def _module(device_index: int, name: str):
     driver = _driver()
-    device = torch.device("cuda", device_index)
-    image = cubin(name, device_arch(device))
-    with torch.cuda.device(device):
-        torch.cuda.current_stream(device)  # makes torch create (and make current) its primary context
-        module = _check(driver, driver.cuModuleLoadData(image), f"loading {name}.cu")
-    return driver, module
+    image = cubin(name, device_arch(torch.device("cuda", device_index)))
+    _check(driver, driver.cuCtxSetCurrent(_primary_context(device_index)), "setting the context")
+    return driver, _check(driver, driver.cuModuleLoadData(image), f"loading {name}.cu")
 
 
 @lru_cache(maxsize=None)
@@ -87,6 +94,7 @@ def launch(source: str, kernel: str, grid, block, args, device: torch.device, sh
     pointers = (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
     grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
     stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
-    with torch.cuda.device(device):
-        _check(driver, driver.cuLaunchKernel(func, *grid, *block, shared_bytes, stream, ctypes.addressof(pointers), 0),
-               f"launching {kernel}")
+    # The calling thread may not have the context bound yet (torch binds it lazily per thread).
+    _check(driver, driver.cuCtxSetCurrent(_primary_context(device.index)), "setting the context")
+    _check(driver, driver.cuLaunchKernel(func, *grid, *block, shared_bytes, stream, ctypes.addressof(pointers), 0),
+           f"launching {kernel}")
