@@ -58,6 +58,9 @@ def test_compile_errors_are_clear():
 
 
 def test_missing_cuda_python_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "cuda.bindings", None)  # simulates an install without cuda-python
+    for name in ("nvrtc", "driver"):  # simulates an install without cuda-python
+        monkeypatch.setitem(sys.modules, f"cuda.bindings.{name}", None)
+        with pytest.raises(KernelsUnavailable, match="cuda-python is not installed"):
+            nvrtc.cuda_binding(name)
     with pytest.raises(KernelsUnavailable, match="cuda-python is not installed"):
-        nvrtc.nvrtc_version()
+        nvrtc.cubin("rle", "sm_90")

@@ -11,17 +11,7 @@ from functools import lru_cache
 
 import torch
 
-from sam3_ros.kernels.nvrtc import KernelsUnavailable, cubin
-
-
-def _driver():
-    try:
-        from cuda.bindings import driver
-    except ImportError as exc:
-        raise KernelsUnavailable(
-            f"cuda-python is not installed ({exc}); install it with `pip install 'sam3_ros[cuda]'`"
-        ) from exc
-    return driver
+from sam3_ros.kernels.nvrtc import KernelsUnavailable, cubin, cuda_binding
 
 
 def _check(driver, result, what: str):
@@ -41,7 +31,7 @@ def device_arch(device: torch.device) -> str:
 @lru_cache(maxsize=None)
 def _primary_context(device_index: int):
     """The device's primary context: the one torch's runtime calls use."""
-    driver = _driver()
+    driver = cuda_binding("driver")
     torch.cuda.init()
     _check(driver, driver.cuInit(0), "init")
     device = _check(driver, driver.cuDeviceGet(device_index), "device lookup")
@@ -50,7 +40,7 @@ def _primary_context(device_index: int):
 
 @lru_cache(maxsize=None)
 def _module(device_index: int, name: str):
-    driver = _driver()
+    driver = cuda_binding("driver")
     image = cubin(name, device_arch(torch.device("cuda", device_index)))
     _check(driver, driver.cuCtxSetCurrent(_primary_context(device_index)), "setting the context")
     return driver, _check(driver, driver.cuModuleLoadData(image), f"loading {name}.cu")

@@ -9,6 +9,7 @@ another GPU recompiles, nothing else does.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -42,14 +43,14 @@ def cache_dir() -> Path:
     return Path(root) / "sam3_ros" / "kernels"
 
 
-def _nvrtc():
+def cuda_binding(name: str):
+    """``cuda.bindings.<name>`` (``nvrtc``, ``driver``); ``KernelsUnavailable`` if cuda-python is missing."""
     try:
-        from cuda.bindings import nvrtc
+        return importlib.import_module(f"cuda.bindings.{name}")
     except ImportError as exc:  # cuda-python missing, or too old to have cuda.bindings
         raise KernelsUnavailable(
             f"cuda-python is not installed ({exc}); install it with `pip install 'sam3_ros[cuda]'`"
         ) from exc
-    return nvrtc
 
 
 def _check(nvrtc, result, what: str):
@@ -61,7 +62,7 @@ def _check(nvrtc, result, what: str):
 
 def nvrtc_version() -> tuple[int, int]:
     """(major, minor) of the NVRTC library that will compile; ``KernelsUnavailable`` if there is none."""
-    nvrtc = _nvrtc()
+    nvrtc = cuda_binding("nvrtc")
     try:
         major, minor = _check(nvrtc, nvrtc.nvrtcVersion(), "version query")
     except RuntimeError as exc:  # cuda-python present but libnvrtc not found
@@ -73,7 +74,7 @@ def compile_source(source: str, name: str, arch: str) -> bytes:
     """Compile CUDA C++ ``source`` for ``arch`` (e.g. ``"sm_90"``) and return the cubin (no cache)."""
     if not (arch.startswith("sm_") and arch[3:].rstrip("a").isdigit()):
         raise ValueError(f"arch must look like 'sm_90', got {arch!r}")
-    nvrtc = _nvrtc()
+    nvrtc = cuda_binding("nvrtc")
     nvrtc_version()
     prog = _check(nvrtc, nvrtc.nvrtcCreateProgram(source.encode(), f"{name}.cu".encode(), 0, [], []), "create")
     try:
