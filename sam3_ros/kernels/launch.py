@@ -60,13 +60,11 @@ def function(device_index: int | None, source: str, kernel: str):
     return _function(torch.cuda.current_device() if device_index is None else device_index, source, kernel)
 
 
-def launch(source: str, kernel: str, grid, block, args, device: torch.device, shared_bytes: int = 0) -> None:
-    """Launch ``kernel`` from ``kernels/<source>.cu`` on ``device``'s current torch stream.
+def kernel_arguments(kernel: str, args, device: torch.device) -> tuple[list, ctypes.Array]:
+    """The ctypes values of ``args`` and the array of pointers to them that a launch takes (keep both alive).
 
-    ``grid`` and ``block`` are 1- to 3-tuples; ``args`` holds tensors (device pointers), Python ints
-    (C ``int``), floats (C ``float``) or ctypes values, in the kernel's parameter order.
+    Tensors become device pointers, Python ints C ``int``, floats C ``float``; ctypes values pass as they are.
     """
-    driver, func = function(device.index, source, kernel)
     values = []
     for arg in args:
         if isinstance(arg, torch.Tensor):
@@ -81,10 +79,24 @@ def launch(source: str, kernel: str, grid, block, args, device: torch.device, sh
             values.append(ctypes.c_float(arg))
         else:
             raise TypeError(f"{kernel}: cannot pass {type(arg).__name__} to a kernel")
-    pointers = (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
-    grid, block = (tuple(grid) + (1, 1))[:3], (tuple(block) + (1, 1))[:3]
+    return values, (ctypes.c_void_p * len(values))(*(ctypes.addressof(v) for v in values))
+
+
+def dims(sizes) -> tuple[int, int, int]:
+    """A 1- to 3-tuple of grid or block sizes, padded with 1s."""
+    return (tuple(sizes) + (1, 1))[:3]
+
+
+def launch(source: str, kernel: str, grid, block, args, device: torch.device, shared_bytes: int = 0) -> None:
+    """Launch ``kernel`` from ``kernels/<source>.cu`` on ``device``'s current torch stream.
+
+    ``grid`` and ``block`` are 1- to 3-tuples; ``args`` as ``kernel_arguments`` takes them, in the kernel's
+    parameter order.
+    """
+    driver, func = function(device.index, source, kernel)
+    _values, pointers = kernel_arguments(kernel, args, device)
     stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
     # The calling thread may not have the context bound yet (torch binds it lazily per thread).
     _check(driver, driver.cuCtxSetCurrent(_primary_context(device.index)), "setting the context")
-    _check(driver, driver.cuLaunchKernel(func, *grid, *block, shared_bytes, stream, ctypes.addressof(pointers), 0),
-           f"launching {kernel}")
+    _check(driver, driver.cuLaunchKernel(func, *dims(grid), *dims(block), shared_bytes, stream,
+                                         ctypes.addressof(pointers), 0), f"launching {kernel}")
