@@ -30,7 +30,7 @@ gpu=$("$PY" -c 'import re, torch; print(re.sub(r"[^a-z0-9]+", "-", torch.cuda.ge
 bench=${PIPESTATUS[0]}
 
 if command -v compute-sanitizer >/dev/null; then
-  small='not 200 and not 1000 and not 720 and not 1080 and not dispatches'
+  small='cuda and not 200 and not 700 and not 1000 and not 720 and not 1080'
   for tool in memcheck racecheck; do
     echo "== compute-sanitizer --tool $tool" | tee -a "$DEST/sanitizer.txt"
     timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 9 \

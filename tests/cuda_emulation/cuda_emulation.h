@@ -1,7 +1,7 @@
 // CPU emulation of the CUDA execution model, to run kernels/*.cu unchanged on machines without a GPU.
 //
-// A test double for the GPU (not for our code): each block runs as real threads, one per CUDA thread,
-// blocks one after another; __syncthreads and __syncwarp are barriers, __ballot_sync votes through the
+// A test double for the GPU (not for our code): one real thread per CUDA thread of a block, running
+// the blocks one after another; __syncthreads and __syncwarp are barriers, __ballot_sync votes through the
 // warp's slots, atomics are std::atomic_ref. __shared__ variables become function statics (shared by
 // the block; blocks do not overlap), dynamic shared memory is a per-launch buffer filled with 0xA5 so
 // that reading it before writing shows. tests/test_kernels_gpu.py rewrites `extern __shared__` and
@@ -44,32 +44,44 @@ void call(void (*kernel)(A...), void** args, std::index_sequence<I...>) {
     kernel(*static_cast<std::remove_cv_t<std::remove_reference_t<A>>*>(args[I])...);
 }
 
+struct BlockState {
+    explicit BlockState(unsigned threads) : sync(threads), warps((threads + 31) / 32) {}
+    std::barrier<> sync;
+    std::vector<Warp> warps;
+};
+
 template <class... A>
 void launch(void (*kernel)(A...), unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
             std::size_t shared_bytes, void** args) {
     grid_dim = {gx, gy, gz};
     block_dim = {bx, by, bz};
-    const unsigned threads = bx * by * bz;
+    const unsigned threads = bx * by * bz, blocks = gx * gy * gz;
     std::unique_ptr<unsigned long long[]> shared(new unsigned long long[shared_bytes / 8 + 1]);
-    for (unsigned z = 0; z < gz; ++z)
-        for (unsigned y = 0; y < gy; ++y)
-            for (unsigned x = 0; x < gx; ++x) {
-                std::memset(shared.get(), 0xA5, shared_bytes);
-                std::barrier<> sync(threads);
-                std::vector<Warp> warps((threads + 31) / 32);
-                Block blk{&sync, &warps, reinterpret_cast<unsigned char*>(shared.get())};
-                std::vector<std::thread> pool;
-                pool.reserve(threads);
-                for (unsigned t = 0; t < threads; ++t)
-                    pool.emplace_back([&, t] {
-                        block = &blk;
-                        block_idx = {x, y, z};
-                        linear_tid = t;
-                        thread_idx = {t % bx, (t / bx) % by, t / (bx * by)};
-                        call(kernel, args, std::index_sequence_for<A...>{});
-                    });
-                for (auto& th : pool) th.join();
+    auto poison = [&]() noexcept { std::memset(shared.get(), 0xA5, shared_bytes); };
+    poison();
+    // One thread per CUDA thread for the whole launch; they run the blocks in turn, and the barrier
+    // between blocks re-poisons dynamic shared memory. A thread that returns from the kernel drops out
+    // of its block's barriers, as an exited CUDA thread no longer counts at __syncthreads.
+    std::barrier between(threads, poison);
+    std::vector<std::unique_ptr<BlockState>> states;
+    for (unsigned b = 0; b < blocks; ++b) states.push_back(std::make_unique<BlockState>(threads));
+    std::vector<std::thread> pool;
+    pool.reserve(threads);
+    for (unsigned t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+            linear_tid = t;
+            thread_idx = {t % bx, (t / bx) % by, t / (bx * by)};
+            for (unsigned b = 0; b < blocks; ++b) {
+                Block blk{&states[b]->sync, &states[b]->warps, reinterpret_cast<unsigned char*>(shared.get())};
+                block = &blk;
+                block_idx = {b % gx, (b / gx) % gy, b / (gx * gy)};
+                call(kernel, args, std::index_sequence_for<A...>{});
+                states[b]->sync.arrive_and_drop();
+                states[b]->warps[t / 32].sync.arrive_and_drop();
+                between.arrive_and_wait();
             }
+        });
+    for (auto& th : pool) th.join();
 }
 }  // namespace emu
 
