@@ -20,6 +20,7 @@ from sam3_ros.kernels.reference import MergeConfig, MergePlan
 
 log = logging.getLogger(__name__)
 _failure: str | None = None
+_ready: set[int | None] = set()  # device indices whose kernels are loaded
 _KERNELS = (("mask_iou", "pack_masks"), ("mask_iou", "pair_iou"), ("mask_nms", "nms_from_iou"),
             ("merge_plan", "merge_plan"), ("rle", "rle_count_edges"), ("rle", "rle_write_edges"),
             ("rle", "rle_edges_to_counts"))
@@ -30,12 +31,13 @@ def kernel_status(device: torch.device) -> str | None:
     global _failure
     if device.type != "cuda":
         return f"{device.type} is not a CUDA device"
-    if _failure is None:
+    if _failure is None and device.index not in _ready:
         try:
             from sam3_ros.kernels.launch import function
 
             for source, kernel in _KERNELS:
                 function(device.index, source, kernel)
+            _ready.add(device.index)
         except KernelsUnavailable as exc:
             _failure = str(exc)
             log.warning("CUDA kernels unavailable, using the torch references: %s", exc)
