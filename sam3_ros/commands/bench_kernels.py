@@ -139,6 +139,11 @@ def _cases(quick: bool, device, broadcast_limit: float):
                                           "reference": lambda full=full: rle.encode(full.cpu().numpy())}
 
 
+def _ratio(row: dict, base: str) -> str:
+    value = row.get(f"speedup_vs_{base}")
+    return "-" if value is None else f"{value:.2f}"
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -190,8 +195,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         note = "" if "meets_target" not in r else ("meets target" if r["meets_target"] else f"target {r['target_ms']} ms")
         print(f"{r['op']:<13} {r['size']:<15} {r['impl']:<10} {r['median_ms']:>10.4f} {r['p99_ms']:>10.4f} "
-              f"{r['calls_per_s']:>10.0f} {r.get('speedup_vs_reference', float('nan')):>7.2f} "
-              f"{r.get('speedup_vs_broadcast', float('nan')):>7.2f}  {note}")
+              f"{r['calls_per_s']:>10.0f} {_ratio(r, 'reference'):>7} {_ratio(r, 'broadcast'):>7}  {note}")
 
     out = args.out or Path("bench/results") / f"kernels-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from sam3_ros.kernels.launch import launch
-from sam3_ros.kernels.reference import MergeConfig, MergePlan, _check_merge_shapes
+from sam3_ros.kernels.reference import MergeConfig, MergePlan, check_merge_inputs
 
 _PACK_WARPS = 8  # must match PACK_WARPS in mask_iou.cu
 _TILE = 16  # must match TILE in mask_iou.cu
@@ -112,7 +112,7 @@ def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.
                trk_prompt: torch.Tensor | None = None) -> MergePlan:
     """Detection-track merge on device; same arguments and result as ``reference.merge_plan``."""
     device = _require_cuda(iou, det_scores, trk_nonempty, keep_alive, next_id)
-    n, m = _check_merge_shapes(iou, det_scores, trk_nonempty, keep_alive, next_id, det_prompt, trk_prompt)
+    n, m = check_merge_inputs(iou, det_scores, trk_nonempty, keep_alive, next_id, det_prompt, trk_prompt)
     if det_prompt is None:  # one prompt for all: every pair may match
         det_prompt = torch.zeros(n, dtype=torch.long, device=device)
         trk_prompt = torch.zeros(m, dtype=torch.long, device=device)

@@ -105,7 +105,7 @@ def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.
     ``max_num_objects`` limit (ties: lower index), and the keep-alive steps of ``_process_hotstart`` (matched:
     +1 up to max; unmatched: -1 down to min, in that order). New ids go in detection order.
     """
-    n, m = _check_merge_shapes(iou, det_scores, trk_nonempty, keep_alive, next_id, det_prompt, trk_prompt)
+    n, m = check_merge_inputs(iou, det_scores, trk_nonempty, keep_alive, next_id, det_prompt, trk_prompt)
     device = iou.device
     if det_prompt is not None:
         iou = torch.where(det_prompt[:, None] == trk_prompt[None, :], iou, torch.zeros_like(iou))
@@ -152,7 +152,8 @@ def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.
                      next_id + spawn_i.sum())
 
 
-def _check_merge_shapes(iou, det_scores, trk_nonempty, keep_alive, next_id, det_prompt, trk_prompt) -> tuple[int, int]:
+def check_merge_inputs(iou, det_scores, trk_nonempty, keep_alive, next_id, det_prompt, trk_prompt) -> tuple[int, int]:
+    """(N, M) of a merge's inputs; ``ValueError`` naming the first input of the wrong shape."""
     if iou.ndim != 2:
         raise ValueError(f"merge: iou must be (N, M), got shape {tuple(iou.shape)}")
     n, m = iou.shape
