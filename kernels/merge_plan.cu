@@ -23,11 +23,11 @@ struct MergeConfig {
 
 __device__ __forceinline__ float masked_iou(const float* iou, const long long* det_prompt,
                                             const long long* trk_prompt, int m, int d, int t) {
-    // Detections and tracks of different prompts never match.
-    return det_prompt[d] == trk_prompt[t] ? iou[(long long)d * m + t] : 0.0f;
+    // Detections and tracks of different prompts never match; no prompt arrays: one prompt for all.
+    return !det_prompt || det_prompt[d] == trk_prompt[t] ? iou[(long long)d * m + t] : 0.0f;
 }
 
-// iou: (n, m) float32; det_scores (n,) float32; det_prompt (n,) / trk_prompt (m,) int64;
+// iou: (n, m) float32; det_scores (n,) float32; det_prompt (n,) / trk_prompt (m,) int64, or both null;
 // trk_nonempty (m,) bool; keep_alive_in (m,) int64; next_id_in (1,) int64.
 // Outputs: det_track (n,) int64, det_new_id (n,) int64, trk_matched / trk_unmatched (m,) bool,
 // trk_recondition_det (m,) int64, keep_alive_out (m,) int64, next_id_out (1,) int64.

@@ -113,21 +113,17 @@ def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.
     """Detection-track merge on device; same arguments and result as ``reference.merge_plan``."""
     device = _require_cuda(iou, det_scores, trk_nonempty, keep_alive, next_id)
     n, m = check_merge_inputs(iou, det_scores, trk_nonempty, keep_alive, next_id, det_prompt, trk_prompt)
-    if det_prompt is None:  # one prompt for all: every pair may match
-        det_prompt = torch.zeros(n, dtype=torch.long, device=device)
-        trk_prompt = torch.zeros(m, dtype=torch.long, device=device)
     cfg = _MergeConfigC(*(getattr(config, name) for name, _ in _MergeConfigC._fields_))
-    long_n = torch.empty(2, n, dtype=torch.long, device=device)
-    out = MergePlan(det_track=long_n[0], det_new_id=long_n[1],
-                    trk_matched=torch.empty(m, dtype=torch.bool, device=device),
-                    trk_unmatched=torch.empty(m, dtype=torch.bool, device=device),
-                    trk_recondition_det=torch.empty(m, dtype=torch.long, device=device),
-                    keep_alive=torch.empty(m, dtype=torch.long, device=device),
-                    next_id=torch.empty(1, dtype=torch.long, device=device))
+    # Two allocations for all outputs: this runs once per frame and allocation costs more than the kernel.
+    longs = torch.empty(2 * n + 2 * m + 1, dtype=torch.long, device=device)
+    flags = torch.empty(2, m, dtype=torch.bool, device=device)
+    det_track, det_new_id, recondition, alive, next_out = longs.split([n, n, m, m, 1])
+    out = MergePlan(det_track, det_new_id, flags[0], flags[1], recondition, alive, next_out)
+    prompts = ((det_prompt.long().contiguous(), trk_prompt.long().contiguous()) if det_prompt is not None
+               else (ctypes.c_void_p(0), ctypes.c_void_p(0)))
     launch("merge_plan", "merge_plan", (1,), (_THREADS,),
-           (iou.float().contiguous(), det_scores.float().contiguous(), det_prompt.long().contiguous(),
-            trk_prompt.long().contiguous(), trk_nonempty.bool().contiguous(), keep_alive.long().contiguous(),
-            next_id.long().contiguous(), n, m, cfg, *out),
+           (iou.float().contiguous(), det_scores.float().contiguous(), *prompts, trk_nonempty.bool().contiguous(),
+            keep_alive.long().contiguous(), next_id.long().contiguous(), n, m, cfg, *out),
            device, shared_bytes=n * 10)
     return out
 
