@@ -24,7 +24,10 @@ def test_bench_kernels_quick(tmp_path):
     for (op, size, impl), row in rows.items():
         if impl == "kernel" and not torch.cuda.is_available():
             assert row["status"].startswith("unavailable: no CUDA device"), row
-        elif impl in ("reference", "broadcast"):
+        elif impl in ("reference", "broadcast", "int8_gemm"):
             assert row["status"] == "ok" and row["median_ms"] > 0 and row["p99_ms"] >= row["median_ms"], row
+        if row["status"] == "ok":
+            assert row["matches_reference"], row
     assert rows[("mask_iou", "8x8", "reference")]["speedup_vs_reference"] == 1.0
+    assert rows[("mask_iou", "8x8", "int8_gemm")]["speedup_vs_broadcast"] > 0
     assert report["device"] in proc.stdout and "median ms" in proc.stdout

@@ -1,6 +1,7 @@
 """``sam3-ros bench kernels``: CUDA kernels vs torch references vs Meta's broadcast IoU; table + JSON.
 
-"broadcast" is transformers' own ``mask_iou`` from the Sam3 video model (N x M x H x W boolean AND/OR).
+"broadcast" is transformers' own ``mask_iou`` from the Sam3 video model (N x M x H x W boolean AND/OR);
+"int8_gemm" a candidate IoU by exact int8 GEMM. Every result is checked against the reference's.
 Sizes are those of issue #4 (mask IoU N = M = 16, 64, 200 at 288x288; NMS over 200; merge of 200
 detections with 64 tracks; RLE of 32 masks at 720p and 1080p). Each row is one call as the engine makes
 it, inputs already on the device: CUDA-event time on a GPU, wall time on a CPU, after warm-up calls.
@@ -86,6 +87,32 @@ def _blobs(n: int, h: int, w: int, device, seed: int):
     return masks.to(device)
 
 
+def _int8_gemm_iou(a, b):
+    """Candidate IoU by an exact int8 GEMM (int32 accumulation; tensor cores on a GPU), to weigh against
+    the popcount kernel ("choose by measurement", issue #4). Bool masks are reinterpreted, not copied."""
+    import torch
+    import torch.nn.functional as F
+
+    n, m = len(a), len(b)
+    fa, fb = a.flatten(1).view(torch.int8), b.flatten(1).view(torch.int8)
+    pad_k = -fa.shape[1] % 8  # torch._int_mm wants k and m multiples of 8, more than 16 rows
+    fa, fb = F.pad(fa, (0, pad_k, 0, max(0, 17 - n))), F.pad(fb, (0, pad_k, 0, -m % 8))
+    inter = torch._int_mm(fa, fb.T)[:n, :m]
+    union = a.flatten(1).sum(1)[:, None] + b.flatten(1).sum(1)[None, :] - inter
+    return torch.where(union > 0, inter.float() / union.clamp(min=1).float(), torch.zeros_like(inter, dtype=torch.float))
+
+
+def _same_result(x, y) -> bool:
+    """Exact equality of two results: tensors, lists of count arrays, or tuples of tensors."""
+    import numpy as np
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.dtype == y.dtype and torch.equal(x.cpu(), y.cpu())
+    return len(x) == len(y) and all(
+        _same_result(u, v) if isinstance(u, torch.Tensor) else np.array_equal(u, v) for u, v in zip(x, y))
+
+
 def _cases(quick: bool, device, broadcast_limit: float):
     """(op, size, {impl: callable or reason string}) for every row group."""
     import torch
@@ -113,7 +140,8 @@ def _cases(quick: bool, device, broadcast_limit: float):
         else:
             broadcast = lambda a=a, b=b: broadcast_iou(a, b)  # noqa: E731
         yield "mask_iou", f"{n}x{n}", {"kernel": kernel(lambda a=a, b=b: cuda_ops.mask_iou(a, b)),
-                                       "reference": lambda a=a, b=b: reference.mask_iou(a, b), "broadcast": broadcast}
+                                       "reference": lambda a=a, b=b: reference.mask_iou(a, b), "broadcast": broadcast,
+                                       "int8_gemm": lambda a=a, b=b: _int8_gemm_iou(a, b)}
 
     n = 8 if quick else 200
     masks = _blobs(n, side, side, device, 3)
@@ -163,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = []
     for op, size, impls in _cases(args.quick, device, limit):
-        measured = {}
+        measured, expected = {}, impls["reference"]()
         for impl, fn in impls.items():
             row = {"op": op, "size": size, "impl": impl}
             if isinstance(fn, str):
@@ -172,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
                 times = np.array(time_ms(fn))
                 measured[impl] = float(np.median(times))
                 row.update(status="ok", median_ms=measured[impl], p99_ms=float(np.percentile(times, 99)),
-                           calls_per_s=1e3 / measured[impl], calls=len(times))
+                           calls_per_s=1e3 / measured[impl], calls=len(times),
+                           matches_reference=_same_result(fn(), expected))
             rows.append(row)
         for row in rows[-len(impls):]:
             if row["status"] == "ok":
@@ -194,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{r['status']}")
             continue
         note = "" if "meets_target" not in r else ("meets target" if r["meets_target"] else f"target {r['target_ms']} ms")
+        if not r["matches_reference"]:
+            note = f"DIFFERS FROM REFERENCE {note}"
         print(f"{r['op']:<13} {r['size']:<15} {r['impl']:<10} {r['median_ms']:>10.4f} {r['p99_ms']:>10.4f} "
               f"{r['calls_per_s']:>10.0f} {_ratio(r, 'reference'):>7} {_ratio(r, 'broadcast'):>7}  {note}")
 
