@@ -31,7 +31,9 @@ def mask_nms(masks: torch.Tensor, scores: torch.Tensor, iou_threshold: float) ->
 
     Visits masks by descending score (ties: lower index first); a mask is suppressed if its IoU with
     an already kept mask is above ``iou_threshold``. Returns a (N,) boolean keep mask in input order.
-    No host synchronization: the loop length is the (host-known) number of masks.
+    No host synchronization: the loop length is the (host-known) number of masks. A mask only ever
+    suppresses lower-scoring ones, so detections under a score threshold may stay in the input: the
+    keep flags of those above it are what NMS over those alone gives (transformers' ``nms_masks``).
     """
     return nms_from_iou(mask_iou(masks, masks), scores, iou_threshold)
 
