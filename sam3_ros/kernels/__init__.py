@@ -1,1 +1,5 @@
-"""Custom CUDA kernels (sources in the package's kernels/ folder) and the torch references that define them."""
+"""Custom CUDA kernels (sources in the repository's kernels/ folder) and the torch references that define them.
+
+``ops`` is the entry point: kernels for CUDA tensors, references otherwise. ``reference`` defines the
+results, ``nvrtc`` compiles the sources, ``launch`` runs them on the torch stream, ``cuda_ops`` wraps them.
+"""
