@@ -1,6 +1,7 @@
 """The engine's contract on the tiny-random model (CPU): outputs, object life cycle, bad input, loading."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -41,7 +42,8 @@ def test_step_returns_instances_at_source_resolution(loaded):
     assert (out.stamp_ns, out.frame_id, out.camera, out.image_size) == (123, "cam", "/cam/image", (48, 64))
     assert {"preprocess", "encoder", "detector", "tracker", "merge", "output"} <= set(out.timings_ms)
     again = engine.step(Frame(image(seed=1)))
-    assert set(again.ids.tolist()) >= set(out.ids.tolist())  # tracked objects keep their ids
+    lost = set(out.ids.tolist()) - set(again.ids.tolist())  # tracked objects keep their ids unless evicted
+    assert len(lost) == engine.counters.objects_evicted + engine.counters.objects_expired
 
 
 def test_max_objects_is_enforced_and_counted(loaded):
@@ -50,6 +52,41 @@ def test_max_objects_is_enforced_and_counted(loaded):
     for seed in range(3):
         assert len(engine.step(Frame(image(seed=seed)))) <= 2
     assert engine.counters.detections_over_limit > 0
+
+
+def test_read_only_frames_are_accepted_without_warnings(loaded):
+    # decoded ROS images are read-only numpy views; torch must not alias them
+    engine = load_engine(make_settings(), loaded)
+    engine.set_prompt(ConceptPrompt(phrases=["thing"]))
+    rgb = image()
+    rgb.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = engine.step(Frame(rgb))
+    assert out.image_size == (48, 64)
+
+
+def test_max_objects_keeps_the_highest_scoring_objects(loaded):
+    # thresholds 0 and a long keep-alive: every frame offers more new detections than there is room for
+    cap = 3
+    engine = load_engine(make_settings(**{"tracking.max_objects": cap, "tracking.keep_alive_frames": 100}), loaded)
+    engine.set_prompt(ConceptPrompt(phrases=["thing", "other"]))
+    seen: set[int] = set()
+    previous: dict[int, float] = {}
+    for seed in range(8):
+        out = engine.step(Frame(image(seed=seed)))
+        ids, scores = out.ids.tolist(), out.scores.tolist()
+        assert len(ids) <= cap and len(set(ids)) == len(ids)
+        new = [i for i in ids if i not in previous]
+        assert not set(new) & seen, "an id was reused"
+        gone = [i for i in previous if i not in ids]
+        if gone and new:  # evicted for newcomers: none of the evicted outscored an admitted newcomer
+            assert max(previous[i] for i in gone) <= min(s for i, s in zip(ids, scores) if i in new)
+        seen |= set(ids)
+        previous = dict(zip(ids, scores))
+    c = engine.counters
+    assert c.objects_evicted > 0 and c.detections_over_limit > 0
+    assert c.objects_created - c.objects_evicted - c.objects_expired == len(engine.live_ids) <= cap
 
 
 def test_lost_objects_expire_and_ids_are_never_reused(loaded):

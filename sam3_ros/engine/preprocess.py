@@ -17,20 +17,27 @@ def frame_tensor(frame: Frame, device: torch.device, max_pixels: int) -> torch.T
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise ValueError(f"frame image must be uint8, got {image.dtype}")
-        image = torch.from_numpy(np.ascontiguousarray(image))
+        _check_shape(image.shape, max_pixels)
+        # decoded ROS messages are read-only buffers; torch tensors must own writable memory
+        writable = image.flags.writeable and image.flags.c_contiguous
+        image = torch.from_numpy(image if writable else np.array(image, order="C"))
     elif torch.is_tensor(image):
         if image.dtype != torch.uint8:
             raise ValueError(f"frame image must be uint8, got {image.dtype}")
+        _check_shape(tuple(image.shape), max_pixels)
     else:
         raise ValueError(f"frame image must be a numpy array or torch tensor, got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"frame image must be H x W x 3 (RGB), got shape {tuple(image.shape)}")
-    h, w = int(image.shape[0]), int(image.shape[1])
+    return image.to(device, non_blocking=True)
+
+
+def _check_shape(shape: tuple[int, ...], max_pixels: int) -> None:
+    if len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"frame image must be H x W x 3 (RGB), got shape {tuple(shape)}")
+    h, w = int(shape[0]), int(shape[1])
     if h == 0 or w == 0:
         raise ValueError(f"frame image is empty ({h} x {w})")
     if h * w > max_pixels:
         raise ValueError(f"frame image has {h * w} pixels, more than input.max_image_pixels={max_pixels}")
-    return image.to(device, non_blocking=True)
 
 
 def to_pixels(image: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
