@@ -74,8 +74,10 @@ class TrackingSettings:
                                    lo=0, hi=100000)
     hole_fill_area: int = _spec(16, "fill mask holes up to this area, in low-res mask pixels (0 = off)",
                                 lo=0, hi=1000000)
-    max_objects: int = _spec(64, "most objects tracked at once per camera (lowest scores removed first)",
-                             lo=1, hi=4096)
+    max_objects: int = _spec(64, "most objects tracked at once per camera", lo=1, hi=4096)
+    at_max_objects: str = _spec("evict_lowest", "at max_objects: evict_lowest (lowest-scoring objects make room "
+                                "for higher-scoring detections) or refuse_new (new detections wait; the reference's "
+                                "rule)", choices=("evict_lowest", "refuse_new"))
 
 
 @dataclass

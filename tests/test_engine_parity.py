@@ -7,7 +7,8 @@ The reference's streaming gaps are handled as follows: NMS and hole filling, whi
 offline, are applied on both sides with the same functions (``ReferenceLoop`` swaps the engine's NMS
 and hole filling into the reference module); objects are never removed by either side within the run
 (keep-alive longer than the run, and the reference never removes in streaming mode); ``max_objects``
-is the same cap on both sides (the reference's ``max_num_objects``); the run (40 frames, conditioning
+is the same cap on both sides (the reference's ``max_num_objects``; ``at_max_objects: refuse_new`` is its
+rule, the default ``evict_lowest`` is tested in ``test_engine.py``); the run (40 frames, conditioning
 frames <= ``max_cond_frames``) stays inside the window where our bounded memory holds everything the
 reference's unbounded memory would read.
 """
@@ -30,7 +31,8 @@ SIZE = 112
 def parity_settings(max_objects: int, **extra) -> Settings:
     return Settings.default({
         "devices": ["cpu"], "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
-        "tracking.max_objects": max_objects, "tracking.keep_alive_frames": 1000, **extra,
+        "tracking.max_objects": max_objects, "tracking.at_max_objects": "refuse_new",
+        "tracking.keep_alive_frames": 1000, **extra,
     })
 
 

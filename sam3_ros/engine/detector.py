@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 import torch
 
-from ..kernels.reference import mask_nms
+from ..kernels.ops import mask_nms
 from .roi_align import install_for_transformers
 
 _TEXT_CACHE_SIZE = 64

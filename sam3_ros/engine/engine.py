@@ -33,6 +33,7 @@ class EngineCounters:
     frames: int = 0
     objects_created: int = 0
     objects_expired: int = 0  # removed after keep_alive_frames without a detector match
+    objects_evicted: int = 0  # removed for a higher-scoring new detection at tracking.max_objects
     detections_over_limit: int = 0  # new detections not admitted because of tracking.max_objects
     bad_input: int = 0
 
@@ -264,16 +265,19 @@ class Engine:
         self._score[slots] = torch.where(assoc.matched, assoc.best_score, self._score[slots])
 
         # the one host read per frame: which detections start objects (and their scores), which objects
-        # expire, which are re-conditioned
+        # expire, which are re-conditioned, and the objects' scores (for max_objects)
         expired = (t - self._last_detected[slots]) > self.settings.tracking.keep_alive_frames
         expired &= concept >= 0  # click-created objects have no detector to confirm them
         d = assoc.is_new.numel()
-        plan = torch.cat([assoc.is_new.float(), dets["scores"].float(), expired.float(), recondition.float()])
+        plan = torch.cat([assoc.is_new.float(), dets["scores"].float(), expired.float(), recondition.float(),
+                          self._score[slots]])
         plan = plan.cpu().numpy()
         is_new, det_scores = plan[:d] > 0, plan[d:2 * d]
-        expired_host, recondition_host = plan[2 * d:2 * d + n] > 0, plan[2 * d + n:] > 0
+        expired_host, recondition_host = plan[2 * d:2 * d + n] > 0, plan[2 * d + n:2 * d + 2 * n] > 0
+        new_dets, evicted = self._admit(np.flatnonzero(is_new), det_scores, np.flatnonzero(~expired_host),
+                                        plan[2 * d + 2 * n:])
+        expired_host[evicted] = True  # from here on an evicted object leaves like an expired one
         alive = np.flatnonzero(~expired_host)
-        new_dets = self._admit(np.flatnonzero(is_new), det_scores, len(alive))
 
         if n:  # memory of tracked objects: their final masks, pixel-exclusive within a concept
             memory_masks = suppress_shrunk(trk[:, None], concept, len(self.phrases))
@@ -289,7 +293,8 @@ class Engine:
         out_slots = slots[keep]
         out_logits = out_logits[keep]
         expired_slots = [live[i] for i in np.flatnonzero(expired_host)]
-        self.counters.objects_expired += len(expired_slots)
+        self.counters.objects_expired += len(expired_slots) - len(evicted)
+        self.counters.objects_evicted += len(evicted)
         self._drop(expired_slots)  # before new objects take slots: max_objects counts live objects only
         if len(new_dets):
             new_idx = torch.from_numpy(new_dets).to(self.device)
@@ -340,14 +345,22 @@ class Engine:
         det = self.settings.detection
         return self.detector.detect(vision, self.phrases, boxes, labels, det.score_threshold, det.nms_iou_threshold)
 
-    def _admit(self, candidates: np.ndarray, scores: np.ndarray, live: int) -> np.ndarray:
-        """New detections that fit under ``tracking.max_objects`` (highest scores first when not all do)."""
-        room = max(self.settings.tracking.max_objects - live, 0)
-        if len(candidates) <= room:
-            return candidates
-        self.counters.detections_over_limit += len(candidates) - room
-        order = np.argsort(-scores[candidates], kind="stable")[:room]
-        return candidates[order]
+    def _admit(self, candidates: np.ndarray, det_scores: np.ndarray, alive: np.ndarray,
+               track_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Enforce ``tracking.max_objects``: new detections (indices ``candidates``) and live objects
+        (indices ``alive`` into this frame's objects) compete by score, the lowest-scoring leave first
+        (ties keep the live object); with ``at_max_objects: refuse_new`` live objects always stay. Returns (admitted detections, highest score first; evicted objects)."""
+        cap = self.settings.tracking.max_objects
+        if len(alive) + len(candidates) <= cap:
+            return candidates, np.zeros(0, dtype=np.int64)
+        if self.settings.tracking.at_max_objects == "refuse_new":
+            track_scores = np.full_like(track_scores, np.inf)
+        pool = np.concatenate([track_scores[alive], det_scores[candidates]])
+        kept = np.argsort(-pool, kind="stable")[:cap]  # stable: live objects come first in the pool
+        admitted = candidates[kept[kept >= len(alive)] - len(alive)]
+        evicted = np.setdiff1d(alive, alive[kept[kept < len(alive)]])
+        self.counters.detections_over_limit += len(candidates) - len(admitted)
+        return admitted, evicted
 
     def _create(self, concepts: torch.Tensor, frame: int) -> list[int]:
         """New objects of the given concepts (N,) first seen at ``frame``; returns their slots."""

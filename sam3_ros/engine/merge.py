@@ -1,8 +1,8 @@
 """Detections x tracks, on device with no per-object loops: SAM 3's streaming merge heuristics.
 
 Semantics follow ``Sam3VideoModel`` (``_associate_det_trk``, re-conditioning, recent-occlusion
-overlap suppression, per-concept pixel non-overlap with shrink suppression); IoU comes from
-``sam3_ros.kernels.reference.mask_iou`` (the CUDA kernel shares its signature).
+overlap suppression, per-concept pixel non-overlap with shrink suppression). IoU and the association
+come from ``sam3_ros.kernels.ops`` (CUDA kernels for CUDA tensors, the torch references otherwise).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..kernels.reference import mask_iou
+from ..kernels.ops import mask_iou, merge_plan
+from ..kernels.reference import MergeConfig
 
 NO_OBJECT_LOGIT = -10.0
 NEVER_OCCLUDED = -1
@@ -39,31 +40,30 @@ class Association:
 
 def associate(det_masks: torch.Tensor, det_scores: torch.Tensor, det_valid: torch.Tensor, det_concept: torch.Tensor,
               trk_masks: torch.Tensor, trk_concept: torch.Tensor, t: MergeThresholds) -> Association:
-    """Match detections (D, h, w logits) with tracks (N, h, w logits) of the same concept."""
+    """Match detections (D, h, w logits) with tracks (N, h, w logits) of the same concept.
+
+    The matching is the kernels' ``merge_plan`` (CUDA kernel on GPU). The engine keeps its own object
+    life cycle on top: a new object also needs ``new_object`` score when there are no tracks yet, ids
+    are given on the host, and expiry counts frames since the last confirmation (``keep_alive_frames``)
+    instead of the plan's keep-alive counters.
+    """
     d, n = det_masks.shape[0], trk_masks.shape[0]
     device = det_masks.device
     ious = mask_iou(det_masks > 0, trk_masks > 0) if d and n else torch.zeros(d, n, device=device)
+    config = MergeConfig(score_threshold=0.0, assoc_iou=t.assoc_iou, track_assoc_iou=t.track_assoc_iou,
+                         new_object_score=t.new_object, high_conf_score=t.high_conf, high_iou=t.high_iou)
+    plan = merge_plan(ious, torch.where(det_valid, det_scores.float(), -1.0),  # invalid: under the threshold
+                      torch.ones(n, dtype=torch.bool, device=device), torch.zeros(n, dtype=torch.long, device=device),
+                      torch.zeros(1, dtype=torch.long, device=device), config, det_concept, trk_concept)
+    is_new = (plan.det_new_id >= 0) & (det_scores >= t.new_object)
     ious = torch.where((det_concept[:, None] == trk_concept[None, :]) & det_valid[:, None], ious, torch.zeros_like(ious))
-    over_assoc = ious >= t.assoc_iou
-    is_new = det_valid & (det_scores >= t.new_object) & ~over_assoc.any(dim=1)
-    matched = over_assoc.any(dim=0)
-    confirmed = (ious >= t.track_assoc_iou).any(dim=0)
     if d:
         best_iou, best_det = ious.max(dim=0)
     else:
         best_iou, best_det = ious.new_zeros(n), torch.zeros(n, dtype=torch.long, device=device)
+    matched = plan.trk_matched
     best_score = torch.where(matched, det_scores[best_det] if d else best_iou, torch.zeros_like(best_iou))
-    # a confident detection re-conditions the track it overlaps most; when several pick the same
-    # track the last one wins, as in the reference's dict update
-    if d and n:
-        det_best_trk = ious.argmax(dim=1)
-        strong = (det_scores >= t.high_conf) & ~is_new & (ious.max(dim=1).values >= t.high_iou)
-        picks = (det_best_trk[:, None] == torch.arange(n, device=device)[None, :]) & strong[:, None]
-        det_index = torch.arange(d, device=device)[:, None].expand(d, n)
-        recondition_det = torch.where(picks, det_index, torch.full_like(det_index, -1)).amax(dim=0)
-    else:
-        recondition_det = torch.full((n,), -1, dtype=torch.long, device=device)
-    return Association(is_new, matched, confirmed, best_det, best_score, recondition_det)
+    return Association(is_new, matched, ~plan.trk_unmatched, best_det, best_score, plan.trk_recondition_det)
 
 
 def occlusion_suppression(trk_masks: torch.Tensor, trk_concept: torch.Tensor, last_occluded: torch.Tensor,
