@@ -109,6 +109,10 @@ def test_node_restarts_after_stop_as_a_lifecycle_deactivate_activate(settings, e
     assert node.reset().success
     outputs.wait_diagnostics()  # the diagnostics thread runs again too
     node.stop()
+    diagnostics = [m for k, m in outputs.messages if k == "diagnostics"][-1]
+    status = next(s for s in diagnostics.status if s.hardware_id == CAMERAS[1])
+    values = {kv.key: kv.value for kv in status.values}
+    assert int(values["engine.frames"]) >= 1 and "engine.objects_evicted" in values  # the engine's own counters
 
 
 def test_cameras_on_one_device_share_the_weights_not_the_tracks(engines):

@@ -53,7 +53,7 @@ def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropp
     age = np.asarray(_host(instances.age))[order]
     lost = np.asarray(_host(instances.frames_since_detected))[order]
     concepts = [instances.concepts[i] for i in order]
-    counts = rle.encode(np.asarray(_host(instances.masks), bool)[order]) if len(order) else []
+    counts = _encode_masks(instances.masks, order) if len(order) else []
     items = [
         Instance(id=int(ids[i]), concept=concepts[i], score=float(scores[i]), box=boxes[i].copy(),
                  mask_height=h, mask_width=w, mask_rle=counts[i], age=int(age[i]), detected=bool(detected[i]),
@@ -66,3 +66,16 @@ def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropp
         num_positive_exemplars=num_positive_exemplars, num_negative_exemplars=num_negative_exemplars,
         latency_ms=float(latency_ms), dropped_frames=int(dropped_frames),
     )
+
+
+def _encode_masks(masks, order: np.ndarray) -> list[np.ndarray]:
+    """COCO RLE counts of ``masks[order]``; torch masks go through the kernels' dispatch, so masks on a
+    GPU are encoded there and only the counts are copied to the host."""
+    if hasattr(masks, "detach"):
+        import torch  # loaded already when the masks are tensors
+
+        from ..kernels.ops import rle_encode
+
+        index = torch.as_tensor(order, dtype=torch.long, device=masks.device)
+        return rle_encode(masks.index_select(0, index).bool())
+    return rle.encode(np.asarray(masks, bool)[order])

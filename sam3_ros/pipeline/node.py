@@ -277,7 +277,9 @@ class TrackerNode:
         while not self._stop.wait(period):
             received = {name: c.slot.received for name, c in self.cameras.items()}
             dropped = {name: c.slot.dropped for name, c in self.cameras.items()}
-            self._publish("diagnostics", self.diagnostics.message(time.time_ns(), received, dropped))
+            engines = {name: dict(vars(c.engine.counters)) for name, c in self.cameras.items()
+                       if hasattr(c.engine, "counters")}
+            self._publish("diagnostics", self.diagnostics.message(time.time_ns(), received, dropped, engines))
 
 
 def engine_factory(settings: Settings) -> Callable[[str], Any]:
