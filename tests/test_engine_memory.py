@@ -26,7 +26,7 @@ def test_memory_is_constant_over_2000_frames_with_8_objects():
         "devices": ["cpu"], "image_size": 28, "tracking.max_objects": 8,
         "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0, "detection.nms_iou_threshold": 0.0,
         "tracking.assoc_iou_threshold": 1.0, "tracking.track_assoc_iou_threshold": 0.0, "tracking.hole_fill_area": 0,
-        "tracking.keep_alive_frames": 100000,
+        "tracking.keep_alive_frames": 100000, "tracking.at_max_objects": "refuse_new",  # the same 8 objects
     })
     engine = load_engine(settings)
     engine.set_prompt(ConceptPrompt(phrases=["thing"]))
