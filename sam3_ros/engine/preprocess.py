@@ -30,6 +30,8 @@ def frame_tensor(frame: Frame, device: torch.device, max_pixels: int) -> torch.T
         raise ValueError(f"frame image is empty ({h} x {w})")
     if h * w > max_pixels:
         raise ValueError(f"frame image has {h * w} pixels, more than input.max_image_pixels={max_pixels}")
+    if device.type == "cuda" and not image.is_cuda:
+        image = image.pin_memory()  # a pageable source would make the copy wait on the host
     return image.to(device, non_blocking=True)
 
 

@@ -1,0 +1,140 @@
+"""Vision encoder backends: pixels (1, 3, S, S) -> ``VisionFeatures``, chosen by ``Settings.backend``.
+
+- ``eager``: the transformers modules as they are.
+- ``compile``: ``torch.compile``; on CUDA ``mode="max-autotune"`` (Triton GEMM autotuning and CUDA graphs
+  for the one fixed input shape), warmed up at construction so the first frame does not pay for it.
+  On CPU the default inductor mode (C++ codegen), also warmed up.
+- ``tensorrt``: a TensorRT engine from the ONNX export, cached on disk (``EngineCache``) and rebuilt
+  when the cached one was built for another GPU, TensorRT, precision, shape or weights.
+- ``auto``: tensorrt when TensorRT is installed and an engine builds, else compile on CUDA, else eager.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+import torch
+
+from .engine_cache import EngineCache, EngineKey, weights_fingerprint
+from .vision import FeatureLayout, VisionEncoder, VisionFeatures
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "tensorrt", "compile", "eager")
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested encoder backend cannot run here (the message names it and why)."""
+
+
+class EagerEncoder:
+    """The plain modules; also the base of the other backends (layout, positions, the call)."""
+
+    name = "eager"
+
+    def __init__(self, model, device: torch.device, dtype: torch.dtype, image_size: int):
+        self.device, self.dtype, self.image_size = torch.device(device), dtype, image_size
+        self.module = VisionEncoder(model).eval()
+        self.layout: FeatureLayout = self.module.reference(self.example())[1]
+
+    def example(self) -> torch.Tensor:
+        """A zero input of the backend's fixed shape."""
+        return torch.zeros(1, 3, self.image_size, self.image_size, device=self.device, dtype=self.dtype)
+
+    def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The flat encoder outputs (``VisionEncoder`` order)."""
+        return self.module(pixels)
+
+    @torch.inference_mode()
+    def __call__(self, pixels: torch.Tensor) -> VisionFeatures:
+        """Features of one frame's pixels (1, 3, S, S) in the backend's dtype, on its device."""
+        if tuple(pixels.shape) != (1, 3, self.image_size, self.image_size):
+            raise ValueError(f"encoder backend {self.name!r} expects pixels (1, 3, {self.image_size}, "
+                             f"{self.image_size}), got {tuple(pixels.shape)}")
+        return self.layout.unflatten(self.run(pixels))
+
+
+class CompiledEncoder(EagerEncoder):
+    """``torch.compile`` of the encoder for its one input shape, warmed up at construction."""
+
+    name = "compile"
+
+    def __init__(self, model, device: torch.device, dtype: torch.dtype, image_size: int, warmup: int = 3):
+        super().__init__(model, device, dtype, image_size)
+        self.cuda = self.device.type == "cuda"
+        mode = "max-autotune" if self.cuda else "default"  # max-autotune on CPU only adds tuning time
+        self._compiled = torch.compile(self.module, mode=mode, dynamic=False)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for _ in range(warmup if self.cuda else 1):  # CUDA graphs record on the second or third call
+                self.run(self.example())
+        log.info("encoder backend compile (%s, %s): warmed up in %.1f s", mode, self.device, time.perf_counter() - start)
+
+    def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if not self.cuda:
+            return self._compiled(pixels)
+        torch.compiler.cudagraph_mark_step_begin()
+        # CUDA-graph outputs live in the graph's memory pool and are overwritten by the next replay; the
+        # engine keeps the last frame's features (and encodes memory from them on a side stream)
+        return tuple(t.clone() for t in self._compiled(pixels))
+
+
+class TensorRTEncoder(EagerEncoder):
+    """A TensorRT engine of the encoder, from the cache or built (minutes) when missing or stale."""
+
+    name = "tensorrt"
+
+    def __init__(self, model, device: torch.device, dtype: torch.dtype, image_size: int, model_name: str,
+                 cache: EngineCache | None = None):
+        from .onnx_export import export_encoder
+        from .tensorrt_runtime import TensorRTEncoder as Runtime, build_serialized_engine, device_identity, tensorrt_version
+
+        version = tensorrt_version()
+        if version is None:
+            raise BackendUnavailable("backend 'tensorrt': TensorRT (its Python package with libraries) is not "
+                                     "installed here; use backend: compile or eager")
+        if torch.device(device).type != "cuda":
+            raise BackendUnavailable(f"backend 'tensorrt' needs a CUDA device, the engine runs on {device}")
+        super().__init__(model, device, dtype, image_size)
+        gpu, capability = device_identity(self.device)
+        precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+        key = EngineKey(model=model_name, weights=weights_fingerprint(model_name), gpu_name=gpu,
+                        compute_capability=capability, tensorrt_version=version, precision=precision,
+                        input_shape=(1, 3, image_size, image_size))
+        cache = cache or EngineCache()
+        found = cache.lookup(key)
+        if not found.usable:
+            log.warning("TensorRT engine %s: %s; building it (this takes minutes)", found.path.name, found.reason)
+            buffer = io.BytesIO()
+            export_encoder(model, image_size, buffer)
+            cache.store(key, build_serialized_engine(buffer.getvalue(), precision))
+        self._engine = Runtime(found.path.read_bytes(), self.device, self.layout.output_names())
+
+    def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self._engine(pixels)
+
+
+def make_encoder(backend: str, model, device: torch.device, dtype: torch.dtype, image_size: int,
+                 model_name: str = "", cache: EngineCache | None = None) -> EagerEncoder:
+    """The encoder backend named ``backend`` (see the module doc). ``BackendUnavailable`` when a named
+    backend cannot run here; ``auto`` falls back (with a log line saying why) instead."""
+    device = torch.device(device)
+    if backend == "eager":
+        return EagerEncoder(model, device, dtype, image_size)
+    if backend == "compile":
+        return CompiledEncoder(model, device, dtype, image_size)
+    if backend == "tensorrt":
+        return TensorRTEncoder(model, device, dtype, image_size, model_name, cache)
+    if backend != "auto":
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if device.type != "cuda":
+        return EagerEncoder(model, device, dtype, image_size)
+    try:
+        return TensorRTEncoder(model, device, dtype, image_size, model_name, cache)
+    except BackendUnavailable as exc:
+        log.info("encoder backend auto: %s; using compile", exc)
+    except Exception as exc:  # the engine failed to build or load: still serve, with the next best backend
+        log.warning("encoder backend auto: TensorRT failed (%s: %s); using compile", type(exc).__name__, exc)
+    return CompiledEncoder(model, device, dtype, image_size)
