@@ -18,7 +18,7 @@ import time
 import torch
 
 from .engine_cache import EngineCache, EngineKey, weights_fingerprint
-from .vision import FeatureLayout, VisionEncoder, VisionFeatures
+from .vision import FeatureLayout, VisionEncoder, VisionFeatures, relative_error
 
 log = logging.getLogger(__name__)
 
@@ -81,36 +81,65 @@ class CompiledEncoder(EagerEncoder):
         return tuple(t.clone() for t in self._compiled(pixels))
 
 
+PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+# max error of a TensorRT engine's features relative to each feature's scale, against torch fp32 (build-engine)
+# or against torch in the engine's dtype (an engine built at start-up); beyond it the engine is not used
+ENGINE_TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2, "fp16": 5e-2}
+
+
+def engine_key(model_name: str, device: torch.device, precision: str, image_size: int) -> EngineKey:
+    """The cache key of the encoder engine for this model, GPU, installed TensorRT, precision and size."""
+    from .tensorrt_runtime import device_identity, tensorrt_version
+
+    version = tensorrt_version()
+    if version is None:
+        raise BackendUnavailable("backend 'tensorrt': TensorRT (its Python package with libraries) is not "
+                                 "installed here; use backend: compile or eager")
+    if device.type != "cuda":
+        raise BackendUnavailable(f"backend 'tensorrt' needs a CUDA device, the engine runs on {device}")
+    gpu, capability = device_identity(device)
+    return EngineKey(model=model_name, weights=weights_fingerprint(model_name), gpu_name=gpu,
+                     compute_capability=capability, tensorrt_version=version, precision=precision,
+                     input_shape=(1, 3, image_size, image_size))
+
+
+def feature_errors(run, reference, pixels: torch.Tensor, names: list[str]) -> dict[str, float]:
+    """Per output name, ``relative_error`` of ``run(pixels)`` against ``reference(pixels)`` (flat outputs)."""
+    with torch.inference_mode():
+        got, expected = run(pixels), reference(pixels.to(next(iter(reference.parameters())).dtype))
+    return {name: relative_error(g, e) for name, g, e in zip(names, got, expected)}
+
+
 class TensorRTEncoder(EagerEncoder):
-    """A TensorRT engine of the encoder, from the cache or built (minutes) when missing or stale."""
+    """A TensorRT engine of the encoder, from the cache, or built (minutes) and checked when missing or stale."""
 
     name = "tensorrt"
 
     def __init__(self, model, device: torch.device, dtype: torch.dtype, image_size: int, model_name: str,
                  cache: EngineCache | None = None):
         from .onnx_export import export_encoder
-        from .tensorrt_runtime import TensorRTEncoder as Runtime, build_serialized_engine, device_identity, tensorrt_version
+        from .tensorrt_runtime import TensorRTEncoder as Runtime, build_serialized_engine
 
-        version = tensorrt_version()
-        if version is None:
-            raise BackendUnavailable("backend 'tensorrt': TensorRT (its Python package with libraries) is not "
-                                     "installed here; use backend: compile or eager")
-        if torch.device(device).type != "cuda":
-            raise BackendUnavailable(f"backend 'tensorrt' needs a CUDA device, the engine runs on {device}")
+        precision = PRECISION_NAMES[dtype]
+        key = engine_key(model_name, torch.device(device), precision, image_size)
         super().__init__(model, device, dtype, image_size)
-        gpu, capability = device_identity(self.device)
-        precision = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-        key = EngineKey(model=model_name, weights=weights_fingerprint(model_name), gpu_name=gpu,
-                        compute_capability=capability, tensorrt_version=version, precision=precision,
-                        input_shape=(1, 3, image_size, image_size))
         cache = cache or EngineCache()
         found = cache.lookup(key)
         if not found.usable:
             log.warning("TensorRT engine %s: %s; building it (this takes minutes)", found.path.name, found.reason)
             buffer = io.BytesIO()
             export_encoder(model, image_size, buffer)
-            cache.store(key, build_serialized_engine(buffer.getvalue(), precision))
-        self._engine = Runtime(found.path.read_bytes(), self.device, self.layout.output_names())
+            serialized = build_serialized_engine(buffer.getvalue(), precision)
+            self._engine = Runtime(serialized, self.device, self.layout.output_names())
+            pixels = torch.rand(self.example().shape, generator=torch.Generator().manual_seed(0)).to(self.device)
+            errors = feature_errors(self._engine, self.module, pixels * 2 - 1, self.layout.output_names())
+            worst = max(errors.values())
+            if not worst <= ENGINE_TOLERANCE[precision]:  # NaN fails too
+                raise RuntimeError(f"TensorRT {precision} engine's features differ from torch by {worst:.3g} "
+                                   f"(relative; limit {ENGINE_TOLERANCE[precision]}): not used")
+            cache.store(key, serialized)
+        else:
+            self._engine = Runtime(found.path.read_bytes(), self.device, self.layout.output_names())
 
     def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self._engine(pixels)

@@ -13,8 +13,12 @@ them. ``build-engine`` then compares the engine's features with fp32 torch befor
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,14 @@ def build_serialized_engine(onnx_bytes: bytes, precision: str, workspace_bytes: 
         raise ValueError(f"TensorRT cannot parse the ONNX model: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    if precision != "fp32":
+    reduced = trt.DataType.BF16 if precision == "bf16" else trt.DataType.HALF
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # TF32 (on by default) would round matmul inputs to 10 bits
+    else:
+        for i in range(network.num_inputs):
+            network.get_input(i).dtype = reduced
+        for i in range(network.num_outputs):
+            network.get_output(i).dtype = reduced  # features come out in the engine's dtype, no extra cast
         config.set_flag(trt.BuilderFlag.BF16 if precision == "bf16" else trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         pinned = pin_attention_to_fp32(network)
@@ -73,7 +84,7 @@ def build_serialized_engine(onnx_bytes: bytes, precision: str, workspace_bytes: 
     return bytes(serialized)
 
 
-def pin_attention_to_fp32(network) -> int:
+def pin_attention_to_fp32(network: trt.INetworkDefinition) -> int:
     """Force fp32 compute and outputs on softmax, normalization and activation x activation matrix
     products (attention scores and their weighted sum); weight matmuls and convolutions stay reduced.
     Returns how many layers were pinned."""
@@ -102,7 +113,7 @@ def device_identity(device: torch.device) -> tuple[str, tuple[int, int]]:
     return str(props.name), (int(props.major), int(props.minor))
 
 
-def _shape(dims) -> tuple[int, ...]:
+def _shape(dims: trt.Dims) -> tuple[int, ...]:
     """A TensorRT ``Dims`` as a tuple."""
     return tuple(int(dims[i]) for i in range(len(dims)))
 

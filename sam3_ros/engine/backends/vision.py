@@ -82,3 +82,10 @@ class FeatureLayout:
         """Names of the flat outputs (ONNX / TensorRT bindings)."""
         return (["last_hidden_state"] + [f"fpn_{i}" for i in range(self.levels)]
                 + [f"tracker_feat_{i}" for i in range(len(self.tracker_pos))])
+
+
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |got - expected| / max |expected| (in fp32): the error relative to the tensor's scale."""
+    got, expected = got.float(), expected.float()
+    scale = float(expected.abs().max()) if expected.numel() else 0.0
+    return float((got - expected).abs().max()) / max(scale, 1e-12) if expected.numel() else 0.0
