@@ -8,9 +8,13 @@
 #   tests     GPU tests: no host sync in step but the plan read, memory stream == inline, compile == eager
 #   engine    bench engine, 1280x720, objects 1/4/16/64: per-stage ms (preprocess, encoder, detector,
 #             tracker, ...) and fps vs the reference loop; backend eager (16 objects also with compile)
-#   e2e       bench e2e at 1280x720 and 1920x1080, objects 1/4/16/64, with the reference loop
-#             (in process; the node over DDS for 720p at 8 objects, the target's case)
+#   e2e       bench e2e in process at 1280x720 and 1920x1080, objects 1/4/16/64, backend eager, with the
+#             reference loop on the same frames
+#   target    the target case: 1280x720, 8 objects, backend compile, in process + the node over
+#             DDS (lockstep and a 30 Hz camera) + the reference loop
 #   tensorrt  build-engine bf16 + bench engine with backend tensorrt (only where TensorRT is installed)
+#   export    export-onnx of the full-size encoder at 1008 px, checked with onnxruntime on the CPU
+#             (needs onnx + onnxruntime; too big for the 23 GB dev box)
 #   all       every stage in turn (about 30 minutes: for a machine without the 10-minute limit)
 #
 # Results go to $OUT (the device tool's folder that comes back) or bench/results/:
@@ -38,8 +42,7 @@ bench_engine() {  # objects backend
 e2e() {  # WxH objects [extra args]
   local size=$1 objects=$2; shift 2
   run "$PY" -m sam3_ros.cli bench e2e --model sam3-random --device cuda --size "$size" --frames "$FRAMES" \
-    --objects "$objects" --backend "${BACKEND:-compile}" --prompt "object" --rate 30 "$@" \
-    --json "$DEST/speed-$gpu-e2e-$size-$objects.json"
+    --objects "$objects" --prompt "object" --rate 30 "$@" --json "$DEST/speed-$gpu-e2e-$size-$objects.json"
 }
 
 case $STAGE in
@@ -50,17 +53,20 @@ case $STAGE in
     bench_engine 16 compile ;;&
   e2e|all)
     for size in 1280x720 1920x1080; do
-      for n in 1 4 16 64; do e2e "$size" "$n" --reference --no-node; done
-    done
-    e2e 1280x720 8 --reference ;;&
+      for n in 1 4 16 64; do e2e "$size" "$n" --backend eager --reference --no-node; done
+    done ;;&
+  target|all)
+    e2e 1280x720 8 --backend compile --reference ;;&
   tensorrt|all)
     if "$PY" -c 'import sys; from sam3_ros.engine.backends.tensorrt_runtime import tensorrt_version as v; sys.exit(v() is None)'; then
       run "$PY" -m sam3_ros.cli build-engine --model sam3-random --precision bf16
       bench_engine 16 tensorrt
     else
       echo "TensorRT is not installed on this machine: stage tensorrt skipped" | tee -a "$log"
-    fi ;;
-  tests|engine|e2e) ;;
-  *) echo "unknown stage $STAGE (tests, engine, e2e, tensorrt, all)"; exit 2 ;;
+    fi ;;&
+  export|all)
+    run "$PY" -m sam3_ros.cli export-onnx --model sam3-random --out "${TMPDIR:-/tmp}/sam3-random-encoder.onnx" ;;
+  tests|engine|e2e|target|tensorrt) ;;
+  *) echo "unknown stage $STAGE (tests, engine, e2e, target, tensorrt, export, all)"; exit 2 ;;
 esac
 exit $status

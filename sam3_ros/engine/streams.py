@@ -16,7 +16,7 @@ def upload(values, device: torch.device, dtype: torch.dtype | None = None) -> to
     """A host array / list as a tensor on ``device``; to CUDA through pinned memory, without blocking
     the host (a plain ``torch.tensor(..., device="cuda")`` waits for the copy: a host sync)."""
     host = torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values, dtype=dtype)
-    if device.type != "cuda":
+    if device.type != "cuda" or host.numel() == 0:  # an empty copy moves nothing and waits for nothing
         return host.to(device)
     return host.pin_memory().to(device, non_blocking=True)
 
