@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.backends.engine_cache import EngineCache
     from ..engine.backends.onnx_export import export_encoder
     from ..engine.backends.tensorrt_runtime import TensorRTEncoder, build_serialized_engine
-    from ..engine.backends.vision import VisionEncoder
+    from ..engine.backends.vision import VisionEncoder, reference_features
     from ..engine.loading import load_model
 
     device = torch.device(args.device)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"sam3-ros build-engine: {args.model} {args.precision} (1, 3, {size}, {size}) built in "
           f"{time.perf_counter() - start:.0f} s ({len(serialized) / 1e6:.0f} MB)")
     reference = VisionEncoder(loaded.model).eval()
-    names = reference.reference(torch.zeros(1, 3, size, size, device=device))[1].output_names()
+    names = reference_features(loaded.model, torch.zeros(1, 3, size, size, device=device))[1].output_names()
     pixels = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
     errors = feature_errors(TensorRTEncoder(serialized, device, names), reference, pixels, names)
     for name, error in errors.items():

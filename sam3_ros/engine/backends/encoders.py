@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 
 import torch
 
 from .engine_cache import EngineCache, EngineKey, weights_fingerprint
-from .vision import FeatureLayout, VisionEncoder, VisionFeatures, relative_error
+from .vision import FeatureLayout, VisionEncoder, VisionFeatures, reference_features, relative_error
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "tensorrt", "compile", "eager")
+_SHARED = "_sam3_ros_compiled_encoders"  # attribute of a model: its compiled encoders, shared by its engines
 
 
 class BackendUnavailable(RuntimeError):
@@ -37,7 +39,7 @@ class EagerEncoder:
     def __init__(self, model, device: torch.device, dtype: torch.dtype, image_size: int):
         self.device, self.dtype, self.image_size = torch.device(device), dtype, image_size
         self.module = VisionEncoder(model).eval()
-        self.layout: FeatureLayout = self.module.reference(self.example())[1]
+        self.layout: FeatureLayout = reference_features(model, self.example())[1]
 
     def example(self) -> torch.Tensor:
         """A zero input of the backend's fixed shape."""
@@ -57,7 +59,11 @@ class EagerEncoder:
 
 
 class CompiledEncoder(EagerEncoder):
-    """``torch.compile`` of the encoder for its one input shape, warmed up at construction."""
+    """``torch.compile`` of the encoder for its one input shape, warmed up at construction.
+
+    One instance serves every engine on the same model, device, dtype and size (``make_encoder``); calls
+    are serialized, since CUDA-graph replays of one graph must not interleave.
+    """
 
     name = "compile"
 
@@ -66,6 +72,7 @@ class CompiledEncoder(EagerEncoder):
         self.cuda = self.device.type == "cuda"
         mode = "max-autotune" if self.cuda else "default"  # max-autotune on CPU only adds tuning time
         self._compiled = torch.compile(self.module, mode=mode, dynamic=False)
+        self._lock = threading.Lock()
         start = time.perf_counter()
         with torch.inference_mode():
             for _ in range(warmup if self.cuda else 1):  # CUDA graphs record on the second or third call
@@ -73,12 +80,13 @@ class CompiledEncoder(EagerEncoder):
         log.info("encoder backend compile (%s, %s): warmed up in %.1f s", mode, self.device, time.perf_counter() - start)
 
     def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if not self.cuda:
-            return self._compiled(pixels)
-        torch.compiler.cudagraph_mark_step_begin()
-        # CUDA-graph outputs live in the graph's memory pool and are overwritten by the next replay; the
-        # engine keeps the last frame's features (and encodes memory from them on a side stream)
-        return tuple(t.clone() for t in self._compiled(pixels))
+        with self._lock:
+            if not self.cuda:
+                return self._compiled(pixels)
+            torch.compiler.cudagraph_mark_step_begin()
+            # CUDA-graph outputs live in the graph's memory pool and are overwritten by the next replay; the
+            # engine keeps the last frame's features (and encodes memory from them on a side stream)
+            return tuple(t.clone() for t in self._compiled(pixels))
 
 
 PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -153,7 +161,7 @@ def make_encoder(backend: str, model, device: torch.device, dtype: torch.dtype, 
     if backend == "eager":
         return EagerEncoder(model, device, dtype, image_size)
     if backend == "compile":
-        return CompiledEncoder(model, device, dtype, image_size)
+        return _shared_compiled(model, device, dtype, image_size)
     if backend == "tensorrt":
         return TensorRTEncoder(model, device, dtype, image_size, model_name, cache)
     if backend != "auto":
@@ -166,4 +174,13 @@ def make_encoder(backend: str, model, device: torch.device, dtype: torch.dtype, 
         log.info("encoder backend auto: %s; using compile", exc)
     except Exception as exc:  # the engine failed to build or load: still serve, with the next best backend
         log.warning("encoder backend auto: TensorRT failed (%s: %s); using compile", type(exc).__name__, exc)
-    return CompiledEncoder(model, device, dtype, image_size)
+    return _shared_compiled(model, device, dtype, image_size)
+
+
+def _shared_compiled(model, device: torch.device, dtype: torch.dtype, image_size: int) -> CompiledEncoder:
+    # one compilation per model, device, dtype and size: engines sharing weights (one per camera) share it
+    per_model = model.__dict__.setdefault(_SHARED, {})
+    key = (str(device), dtype, image_size)
+    if key not in per_model:
+        per_model[key] = CompiledEncoder(model, device, dtype, image_size)
+    return per_model[key]

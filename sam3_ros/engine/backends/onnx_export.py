@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .vision import FeatureLayout, VisionEncoder, relative_error
+from .vision import FeatureLayout, VisionEncoder, reference_features, relative_error
 
 OPSET = 17  # LayerNormalization is a single op from 17 on (TensorRT maps it to one normalization layer)
 
@@ -25,7 +25,7 @@ def export_encoder(model, image_size: int, out: Path | str | io.BytesIO) -> Feat
         encoder = copy.deepcopy(encoder).float()
     device = next(model.parameters()).device
     example = torch.zeros(1, 3, image_size, image_size, device=device)
-    _, layout = encoder.reference(example)
+    _, layout = reference_features(model, example.to(next(model.parameters()).dtype))
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript (not a
         # dependency); tracer warnings are about shape arithmetic that is constant at a fixed input size

@@ -37,7 +37,6 @@ class VisionEncoder(torch.nn.Module):
         self.tracker_neck = model.tracker_neck
         self.conv_s0 = model.tracker_model.mask_decoder.conv_s0
         self.conv_s1 = model.tracker_model.mask_decoder.conv_s1
-        self._reference = [model]  # for ``reference`` only; in a list so it is not registered as a submodule
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         vision = self.vision(pixel_values=pixels)
@@ -49,16 +48,17 @@ class VisionEncoder(torch.nn.Module):
         feats = [self.conv_s0(levels[0]), self.conv_s1(levels[1]), *levels[2:-1]]
         return (hidden, *vision.fpn_hidden_states, *(f.flatten(2).permute(2, 0, 1) for f in feats))
 
-    @torch.inference_mode()
-    def reference(self, pixels: torch.Tensor) -> tuple[VisionFeatures, "FeatureLayout"]:
-        """The features computed eagerly by the transformers calls the engine used to make, and the layout
-        that turns flat outputs back into them (with the constant position encodings)."""
-        model = self._reference[0]
-        vision = model.detector_model.get_vision_features(pixel_values=pixels)
-        feats, pos = model.get_vision_features_for_tracker(vision)
-        layout = FeatureLayout(levels=len(vision.fpn_hidden_states), detector_pos=tuple(vision.fpn_position_encoding),
-                               tracker_pos=list(pos), output_type=type(vision))
-        return VisionFeatures(vision, list(feats), list(pos)), layout
+
+
+@torch.inference_mode()
+def reference_features(model, pixels: torch.Tensor) -> tuple[VisionFeatures, "FeatureLayout"]:
+    """The features of ``pixels`` from the transformers calls themselves, and the layout that turns
+    ``VisionEncoder`` outputs back into them (with the constant position encodings)."""
+    vision = model.detector_model.get_vision_features(pixel_values=pixels)
+    feats, pos = model.get_vision_features_for_tracker(vision)
+    layout = FeatureLayout(levels=len(vision.fpn_hidden_states), detector_pos=tuple(vision.fpn_position_encoding),
+                           tracker_pos=list(pos), output_type=type(vision))
+    return VisionFeatures(vision, list(feats), list(pos)), layout
 
 
 @dataclass
