@@ -115,5 +115,6 @@ def test_compile_backend_matches_eager_on_cpu(loaded):
     eager = make_encoder("eager", loaded.model, cpu, torch.float32, SIZE)
     compiled = make_encoder("compile", loaded.model, cpu, torch.float32, SIZE)
     a, b = eager(pixels()), compiled(pixels())
-    for x, y in zip([*a.detector.fpn_hidden_states, *a.tracker_feats], [*b.detector.fpn_hidden_states, *b.tracker_feats]):
+    for x, y in zip([*a.detector.fpn_hidden_states, *a.tracker_feats],
+                    [*b.detector.fpn_hidden_states, *b.tracker_feats]):
         torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-4)

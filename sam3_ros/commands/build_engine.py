@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.backends.encoders import ENGINE_TOLERANCE, BackendUnavailable, engine_key, feature_errors
     from ..engine.backends.engine_cache import EngineCache
     from ..engine.backends.onnx_export import export_encoder
-    from ..engine.backends.tensorrt_runtime import TensorRTEncoder, build_serialized_engine
+    from ..engine.backends.tensorrt_runtime import TensorRTRunner, build_serialized_engine
     from ..engine.backends.vision import VisionEncoder, reference_features
     from ..engine.loading import load_model
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     reference = VisionEncoder(loaded.model).eval()
     names = reference_features(loaded.model, torch.zeros(1, 3, size, size, device=device))[1].output_names()
     pixels = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
-    errors = feature_errors(TensorRTEncoder(serialized, device, names), reference, pixels, names)
+    errors = feature_errors(TensorRTRunner(serialized, device, names), reference, pixels, names)
     for name, error in errors.items():
         print(f"  {name:<20} max rel. error vs torch fp32: {error:.3g}")
     worst, limit = max(errors.values()), ENGINE_TOLERANCE[args.precision]

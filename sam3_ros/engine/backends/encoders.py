@@ -77,7 +77,8 @@ class CompiledEncoder(EagerEncoder):
         with torch.inference_mode():
             for _ in range(warmup if self.cuda else 1):  # CUDA graphs record on the second or third call
                 self.run(self.example())
-        log.info("encoder backend compile (%s, %s): warmed up in %.1f s", mode, self.device, time.perf_counter() - start)
+        log.info("encoder backend compile (%s, %s): warmed up in %.1f s", mode, self.device,
+                 time.perf_counter() - start)
 
     def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with self._lock:
@@ -126,7 +127,7 @@ class TensorRTEncoder(EagerEncoder):
     def __init__(self, model, device: torch.device, dtype: torch.dtype, image_size: int, model_name: str,
                  cache: EngineCache | None = None):
         from .onnx_export import export_encoder
-        from .tensorrt_runtime import TensorRTEncoder as Runtime, build_serialized_engine
+        from .tensorrt_runtime import TensorRTRunner, build_serialized_engine
 
         precision = PRECISION_NAMES[dtype]
         key = engine_key(model_name, torch.device(device), precision, image_size)
@@ -138,7 +139,7 @@ class TensorRTEncoder(EagerEncoder):
             buffer = io.BytesIO()
             export_encoder(model, image_size, buffer)
             serialized = build_serialized_engine(buffer.getvalue(), precision)
-            self._engine = Runtime(serialized, self.device, self.layout.output_names())
+            self._engine = TensorRTRunner(serialized, self.device, self.layout.output_names())
             pixels = torch.rand(self.example().shape, generator=torch.Generator().manual_seed(0)).to(self.device)
             errors = feature_errors(self._engine, self.module, pixels * 2 - 1, self.layout.output_names())
             worst = max(errors.values())
@@ -147,7 +148,7 @@ class TensorRTEncoder(EagerEncoder):
                                    f"(relative; limit {ENGINE_TOLERANCE[precision]}): not used")
             cache.store(key, serialized)
         else:
-            self._engine = Runtime(found.path.read_bytes(), self.device, self.layout.output_names())
+            self._engine = TensorRTRunner(found.path.read_bytes(), self.device, self.layout.output_names())
 
     def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self._engine(pixels)

@@ -122,7 +122,7 @@ _TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bf
                  "INT64": torch.int64, "BOOL": torch.bool, "INT8": torch.int8, "UINT8": torch.uint8}
 
 
-class TensorRTEncoder:
+class TensorRTRunner:
     """Runs a deserialized TensorRT engine on the current torch CUDA stream.
 
     The engine has one input (the pixels) and the ``VisionEncoder`` outputs, in ``output_names`` order.
