@@ -64,6 +64,7 @@ setup(
             "onnxruntime>=1.18",
             "cuda-python>=12.6",
             "nvidia-cuda-nvrtc-cu12",
+            "mypy>=1.10",  # type-checks the TensorRT code against tensorrt-stubs (installed by the Makefile)
         ],
     },
     entry_points={"console_scripts": ["sam3-ros=sam3_ros.cli:main"]},

@@ -4,7 +4,11 @@ Same frames, same settings, one run: (1) in process, ``engine.step`` + ``instanc
 the node computes per frame, no transport); (2) the node in its own process over DDS-direct, lockstep
 (publish a frame, wait for its InstanceArray): round trip seen by the camera, and the node's own
 receive-to-publish latency; (3) optionally a camera at ``--rate`` Hz: output rate, stale drops, lag.
-Prints a table (median, p99, frames/s, ratio to the in-process time, device) and writes JSON.
+With ``--reference``, the transformers streaming loop runs on the same frames in the same process (its
+masks upsampled to the source size; no message building), for the ratio. ``--objects N`` makes every
+detection start an object until N are tracked (random-weight models score too low for the defaults).
+Prints a table (median, p99, frames/s, ratio to the in-process time, device; per-stage CUDA-event times
+and peak GPU memory on a GPU) and writes JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 WARMUP = 5  # frames excluded from the statistics (first-call allocations, lazy imports)
 
 
@@ -32,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz) of the streaming mode; 0 skips it")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                         help="extra node setting, e.g. detection.score_threshold=0.0 (repeatable)")
+    parser.add_argument("--objects", type=int, default=0,
+                        help="track this many objects (every detection starts one until then); 0: the settings decide")
+    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "compile", "eager"),
+                        help="vision encoder backend")
+    parser.add_argument("--reference", action="store_true", help="also time the transformers streaming loop")
+    parser.add_argument("--no-node", action="store_true", help="in-process only (no DDS node)")
     parser.add_argument("--json", metavar="PATH", help="write the results here")
 
 
@@ -51,8 +63,6 @@ def _frames(count: int, width: int, height: int):
 
 
 def _stats(values_ms: list[float], reference_ms: float | None = None) -> dict:
-    import numpy as np
-
     values = np.asarray(values_ms, np.float64)
     median = float(np.median(values))
     return {"median_ms": median, "p99_ms": float(np.percentile(values, 99)), "fps": 1000.0 / median,
@@ -70,19 +80,31 @@ def _device_name(settings) -> str:
     return f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
 
 
-def _in_process(settings, frames) -> list[float]:
+def _in_process(settings, frames, loaded) -> dict:
+    """engine.step + instances_to_message per frame: ms, per-stage ms, objects, peak GPU memory."""
+    import torch
     from tqdm import tqdm
 
     from ..engine import Frame, load_engine
     from ..pipeline.messages import instances_to_message
 
-    engine = load_engine(settings)
-    times = []
+    engine = load_engine(settings, loaded)
+    cuda = engine.device.type == "cuda"
+    times, stages, objects = [], {}, []
     for i, rgb in enumerate(tqdm(frames, desc="in process", leave=False)):
+        if i == WARMUP and cuda:
+            torch.cuda.reset_peak_memory_stats(engine.device)
         start = time.perf_counter()
-        instances_to_message(engine.step(Frame(image=rgb, stamp_ns=i + 1, frame_id="bench", camera="/bench")))
+        instances = engine.step(Frame(image=rgb, stamp_ns=i + 1, frame_id="bench", camera="/bench"))
+        instances_to_message(instances)  # reads the masks back: the frame's GPU work is done here
         times.append((time.perf_counter() - start) * 1e3)
-    return times[WARMUP:]
+        if i >= WARMUP:
+            objects.append(len(instances))
+            for stage, ms in instances.timings_ms.items():
+                stages.setdefault(stage, []).append(ms)
+    peak = torch.cuda.max_memory_allocated(engine.device) if cuda else None
+    return {"times": times[WARMUP:], "stages": {k: _stats(v)["median_ms"] for k, v in stages.items()},
+            "objects_median": float(np.median(objects)), "gpu_peak_bytes": peak, "backend": engine.encoder.name}
 
 
 def _start_node(domain: int, overrides: list[str]) -> subprocess.Popen:
@@ -124,45 +146,89 @@ def _stream(client, frames, rate: float) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ros.client import TrackerClient
+    from ..engine import load_model
+    from ..engine.engine import resolve_device, resolve_dtype
     from ..settings import Settings, parse_override
+    from .bench_engine import time_reference
 
     width, _, height = args.size.partition("x")
     width, height = int(width), int(height)
     overrides = [f"model={args.model}", f"devices=[{args.device}]", f"prompt.text={args.prompt}",
-                 "input.topics=[/bench/image_raw]", "input.qos=reliable", "input.qos_depth=1", *args.set]
+                 f"backend={args.backend}", "input.topics=[/bench/image_raw]", "input.qos=reliable",
+                 "input.qos_depth=1"]
+    if args.objects > 0:  # the same settings bench engine uses to hold `objects` objects
+        overrides += [f"tracking.max_objects={args.objects}", "tracking.keep_alive_frames=100000",
+                      "detection.score_threshold=0.0", "detection.new_object_threshold=0.0",
+                      "tracking.assoc_iou_threshold=1.0", "tracking.track_assoc_iou_threshold=0.0"]
+    overrides += args.set
     settings = Settings.default(dict(parse_override(text) for text in overrides))
     count = args.frames + WARMUP
-    reference = _in_process(settings, list(_frames(count, width, height)))
+    device = resolve_device(settings)
+    loaded = load_model(settings.model, device, resolve_dtype(settings, device), settings.image_size)
+    ours = _in_process(settings, list(_frames(count, width, height)), loaded)
+    rows = {"in process: engine.step + message": _stats(ours["times"])}
+    base = rows["in process: engine.step + message"]["median_ms"]
+    if args.reference:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # the reference warns on every frame that hits max_num_objects
+        ref = time_reference(loaded, settings, settings.prompt.phrases(), list(_frames(count, width, height)), device)
+        rows["reference loop (transformers), in process"] = _stats(ref["total"], base)
+        rows["reference loop (transformers), in process"]["objects_median"] = float(np.median(ref["counts"]))
+    del loaded
+    result = {"benchmark": "e2e", "device": _device_name(settings), "model": args.model, "size": [width, height],
+              "backend": ours["backend"], "precision": str(resolve_dtype(settings, device)).replace("torch.", ""),
+              "objects": args.objects, "objects_median": ours["objects_median"], "prompt": settings.prompt.phrases(),
+              "frames": args.frames, "stages_median_ms": ours["stages"], "gpu_peak_bytes": ours["gpu_peak_bytes"],
+              "rows": rows, "stream": None}
+    if not args.no_node and not _through_node(args, overrides, count, width, height, rows, result):
+        print("sam3-ros bench e2e: the node did not come up", file=sys.stderr)
+        return 1
+    _report(args, result)
+    return 0
+
+
+def _through_node(args, overrides, count, width, height, rows, result) -> bool:
+    """The node in its own process over DDS: lockstep round trips, then the camera stream (into ``rows``
+    and ``result``); False if the node did not come up."""
+    from ..ros.client import TrackerClient
+
     domain = random.SystemRandom().randint(1, 200)
     node = _start_node(domain, overrides)
     client = TrackerClient(domain=domain)
     try:
-        if not client.wait_for_node(["/bench/image_raw"], timeout=120, qos="reliable"):
-            print("sam3-ros bench e2e: the node did not come up", file=sys.stderr)
-            return 1
+        if not client.wait_for_node(["/bench/image_raw"], timeout=600, qos="reliable"):  # compile/TensorRT warm-up
+            return False
         round_trips, latencies = _lockstep(client, list(_frames(count, width, height)))
         stream = _stream(client, list(_frames(count, width, height)), args.rate) if args.rate > 0 else None
     finally:
         client.close()
         node.send_signal(signal.SIGTERM)
         node.wait(10)
-    base = _stats(reference)["median_ms"]
-    rows = {"in process: engine.step + message": _stats(reference),
-            "node over DDS: camera round trip": _stats(round_trips, base),
-            "node over DDS: receive -> publish": _stats(latencies, base)}
-    result = {"benchmark": "e2e", "device": _device_name(settings), "model": args.model, "size": [width, height],
-              "prompt": settings.prompt.phrases(), "frames": args.frames, "rows": rows, "stream": stream}
-    print(f"sam3-ros bench e2e: {args.model}, {width}x{height}, {args.frames} frames, device: {result['device']}")
-    print(f"{'':38s} {'median ms':>10s} {'p99 ms':>9s} {'frames/s':>9s} {'x in-process':>12s}")
+    base = rows["in process: engine.step + message"]["median_ms"]
+    rows["node over DDS: camera round trip"] = _stats(round_trips, base)
+    rows["node over DDS: receive -> publish"] = _stats(latencies, base)
+    result["stream"] = stream
+    return True
+
+
+def _report(args, result: dict) -> None:
+    width, height = result["size"]
+    rows, stream = result["rows"], result["stream"]
+    print(f"sam3-ros bench e2e: {args.model}, {width}x{height}, {args.frames} frames, backend {result['backend']}, "
+          f"{result['precision']}, objects {result['objects_median']:.0f}, device: {result['device']}")
+    print(f"{'':44s} {'median ms':>10s} {'p99 ms':>9s} {'frames/s':>9s} {'x in-process':>12s}")
     for name, row in rows.items():
-        print(f"{name:38s} {row['median_ms']:10.2f} {row['p99_ms']:9.2f} {row['fps']:9.1f} "
+        print(f"{name:44s} {row['median_ms']:10.2f} {row['p99_ms']:9.2f} {row['fps']:9.1f} "
               f"{row['ratio_to_in_process']:12.2f}")
     if stream:
         print(f"camera at {stream['rate_hz']:.0f} Hz: {stream['published']}/{stream['sent']} frames published "
               f"({stream['output_fps']:.1f}/s), {stream['dropped_stale']} stale drops, "
               f"latency p50 {stream['latency_p50_ms']:.1f} ms")
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in result["stages_median_ms"].items())
+    print(f"in-process stages (median ms): {stages}")
+    if result["gpu_peak_bytes"] is not None:
+        print(f"peak GPU memory (in process, after warm-up): {result['gpu_peak_bytes'] / 2**20:.0f} MiB")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    return 0

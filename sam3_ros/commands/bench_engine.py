@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="112x112", help="source frame size WxH")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "compile", "eager"),
+                        help="vision encoder backend of the engine")
     parser.add_argument("--json", type=Path, help="write the results here")
 
 
@@ -94,15 +96,47 @@ def _session_bytes(session) -> int:
     return total
 
 
+def time_reference(loaded, settings, phrases: list[str], frames: list[np.ndarray], device) -> dict:
+    """The transformers streaming loop on ``frames`` (after ``WARMUP``): per-frame ms, per-stage ms, objects
+    per frame, and the bytes its session holds after the warm-up and at the end. Preprocessing and the
+    upsampling of its masks to the source size are included, as ``Engine.step`` does them."""
+    import torch
+
+    from ..engine.mask_ops import logits_to_masks
+    from ..engine.preprocess import to_pixels
+    from ..engine.reference import ReferenceLoop
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    dtype = next(loaded.model.parameters()).dtype
+    reference = ReferenceLoop(loaded, settings, phrases)
+    total, stages, counts, held = [], {}, [], []
+    for t, image in enumerate(frames):
+        height, width = image.shape[:2]
+        sync()
+        start = time.perf_counter()
+        pixels = to_pixels(torch.from_numpy(image).to(device), loaded.model.config.image_size, dtype)
+        masks = reference.step(pixels)
+        upsample = time.perf_counter()
+        if masks:
+            logits_to_masks(torch.stack(list(masks.values())), (height, width))
+        sync()
+        if t >= WARMUP:
+            total.append((time.perf_counter() - start) * 1000)
+            reference.timings_ms["output"] += (time.perf_counter() - upsample) * 1000
+            for stage, ms in reference.timings_ms.items():
+                stages.setdefault(stage, []).append(ms)
+            counts.append(len(masks))
+        if t + 1 in (WARMUP, len(frames)):
+            held.append(_session_bytes(reference.session))
+    return {"total": total, "stages": stages, "counts": counts, "held": held}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
     from ..engine import ConceptPrompt, Frame, load_engine, load_model
     from ..engine.engine import resolve_dtype
-    from ..engine.mask_ops import logits_to_masks
-    from ..engine.preprocess import to_pixels
-    from ..engine.reference import ReferenceLoop
     from ..settings import Settings
 
     try:
@@ -115,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     hf_logging.set_verbosity_error()  # the reference warns on every frame that hits max_num_objects
     settings = Settings.default({
-        "model": args.model, "devices": [args.device], "precision": args.precision,
+        "model": args.model, "devices": [args.device], "precision": args.precision, "backend": args.backend,
         "tracking.max_objects": args.objects, "tracking.keep_alive_frames": 100000,
         # every detection above 0 may start an object, until `objects` are tracked on both sides
         "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
@@ -143,25 +177,8 @@ def run(args: argparse.Namespace) -> int:
         if t + 1 in (WARMUP, args.frames):
             ours_bytes.append(engine.tensor_bytes())
 
-    reference = ReferenceLoop(loaded, settings, phrases)
-    ref_total, ref_stages, ref_counts, ref_bytes = [], {}, [], []
-    for t, image in enumerate(frames):
-        sync()
-        start = time.perf_counter()
-        pixels = to_pixels(torch.from_numpy(image).to(device), loaded.model.config.image_size, engine.dtype)
-        masks = reference.step(pixels)
-        upsample = time.perf_counter()
-        if masks:
-            logits_to_masks(torch.stack(list(masks.values())), (height, width))
-        sync()
-        if t >= WARMUP:
-            ref_total.append((time.perf_counter() - start) * 1000)
-            reference.timings_ms["output"] += (time.perf_counter() - upsample) * 1000
-            for stage, ms in reference.timings_ms.items():
-                ref_stages.setdefault(stage, []).append(ms)
-            ref_counts.append(len(masks))
-        if t + 1 in (WARMUP, args.frames):
-            ref_bytes.append(_session_bytes(reference.session))
+    ref = time_reference(loaded, settings, phrases, frames, device)
+    ref_total, ref_stages, ref_counts, ref_bytes = ref["total"], ref["stages"], ref["counts"], ref["held"]
 
     def entry(impl, total, stages, counts, held):
         return {"impl": impl, "fps": 1000.0 / float(np.median(total)), "ms_p50": _stats(total)["p50"],
@@ -171,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
 
     ours = entry("sam3_ros", ours_total, ours_stages, ours_counts, ours_bytes)
     ref = entry("reference", ref_total, ref_stages, ref_counts, ref_bytes)
-    result = {"device": device_name(args.device), "model": args.model, "objects": args.objects,
+    result = {"device": device_name(args.device), "model": args.model, "backend": engine.encoder.name,
+              "objects": args.objects,
               "frames": args.frames, "size": f"{width}x{height}", "precision": str(engine.dtype).replace("torch.", ""),
               "results": [ours, ref], "speedup": ref["ms_p50"] / ours["ms_p50"]}
     _print(result)
@@ -182,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(result: dict) -> None:
-    print(f"device: {result['device']}\nmodel: {result['model']}  objects: {result['objects']}  "
+    print(f"device: {result['device']}\nmodel: {result['model']}  backend: {result['backend']}  "
+          f"objects: {result['objects']}  "
           f"frames: {result['frames']}  size: {result['size']}  precision: {result['precision']}")
     print(f"{'impl':<10} {'stage':<11} {'ms p50':>8} {'ms p99':>8} {'fps':>7} {'objects':>7} {'bytes held (warm-up -> end)':>30}")
     for r in result["results"]:

@@ -9,19 +9,20 @@ which objects expire) to keep its list of live objects.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..settings import Settings
+from .backends import make_encoder
 from .detector import Detector
 from .loading import LoadedModel, load_model
 from .mask_ops import fill_holes, logits_to_masks, masks_to_boxes
 from .memory_bank import MemoryBank
 from .merge import MergeThresholds, NO_OBJECT_LOGIT, NEVER_OCCLUDED, associate, occlusion_suppression, suppress_shrunk
 from .preprocess import frame_tensor, to_pixels
+from .streams import SideStream, StageTimer, read_to_host, upload
 from .tracker import BatchedTracker
 from .types import ConceptPrompt, Frame, Instances
 
@@ -94,6 +95,8 @@ class Engine:
         )
         self.tracker = BatchedTracker(tracker_model, self.bank)
         self.detector = Detector(self.model.detector_model, loaded.tokenize)
+        self.encoder = make_encoder(settings.backend, self.model, device, dtype, self.image_size, loaded.name)
+        self._upload = SideStream(device)  # frame upload + resize beside the previous frame's tail
         det, trk = settings.detection, settings.tracking
         self.thresholds = MergeThresholds(
             assoc_iou=trk.assoc_iou_threshold, track_assoc_iou=trk.track_assoc_iou_threshold,
@@ -222,10 +225,11 @@ class Engine:
     @torch.inference_mode()
     def step(self, frame: Frame) -> Instances:
         """Process one frame; returns every live object's mask, box, score and id."""
-        timings: dict[str, float] = {}
-        clock = _Clock(self.device, timings)
+        clock = StageTimer(self.device)
         try:
-            image = frame_tensor(frame, self.device, self.settings.input.max_image_pixels)
+            with self._upload.run(wait=False):
+                image = frame_tensor(frame, self.device, self.settings.input.max_image_pixels)
+                pixels = to_pixels(image, self.image_size, self.dtype)
         except ValueError:
             self.counters.bad_input += 1
             raise
@@ -234,16 +238,16 @@ class Engine:
             self.counters.bad_input += 1
             raise ValueError(f"exemplar boxes of the prompt lie outside this {size[1]}x{size[0]} frame")
         t = self._frame + 1
-        pixels = to_pixels(image, self.image_size, self.dtype)
+        self._upload.join(pixels)
         clock.lap("preprocess")
-        vision = self.model.detector_model.get_vision_features(pixel_values=pixels)
-        feats, pos = self.model.get_vision_features_for_tracker(vision)
+        features = self.encoder(pixels)  # the backend chosen by settings.backend
+        vision, feats, pos = features.detector, features.tracker_feats, features.tracker_pos
         clock.lap("encoder")
         dets = self._detect(vision, size)
         clock.lap("detector")
 
         live = list(self._objects.slots)
-        slots = torch.tensor(live, dtype=torch.long, device=self.device)
+        slots = upload(live, self.device, torch.long)
         n = len(live)
         if n:
             prop = self.tracker.propagate(feats, pos, live, t)
@@ -271,7 +275,7 @@ class Engine:
         d = assoc.is_new.numel()
         plan = torch.cat([assoc.is_new.float(), dets["scores"].float(), expired.float(), recondition.float(),
                           self._score[slots]])
-        plan = plan.cpu().numpy()
+        plan = read_to_host(plan)
         is_new, det_scores = plan[:d] > 0, plan[d:2 * d]
         expired_host, recondition_host = plan[2 * d:2 * d + n] > 0, plan[2 * d + n:2 * d + 2 * n] > 0
         new_dets, evicted = self._admit(np.flatnonzero(is_new), det_scores, np.flatnonzero(~expired_host),
@@ -289,7 +293,7 @@ class Engine:
 
         out_logits = torch.where((recondition & (assoc.recondition_det >= 0))[:, None, None],
                                  dets["masks"][assoc.recondition_det.clamp(min=0)] if dets["masks"].shape[0] else trk, trk)
-        keep = torch.from_numpy(alive).to(self.device)
+        keep = upload(alive, self.device)
         out_slots = slots[keep]
         out_logits = out_logits[keep]
         expired_slots = [live[i] for i in np.flatnonzero(expired_host)]
@@ -297,9 +301,9 @@ class Engine:
         self.counters.objects_evicted += len(evicted)
         self._drop(expired_slots)  # before new objects take slots: max_objects counts live objects only
         if len(new_dets):
-            new_idx = torch.from_numpy(new_dets).to(self.device)
+            new_idx = upload(new_dets, self.device)
             created = self._create(dets["concept"][new_idx], t)
-            new_slots = torch.tensor(created, device=self.device)
+            new_slots = upload(created, self.device, torch.long)
             self._score[new_slots] = dets["scores"][new_idx]
             det_masks = dets["masks"][new_idx][:, None]
             start = self.tracker.from_masks(feats, det_masks >= 0.5)
@@ -308,7 +312,7 @@ class Engine:
             if len(redo):
                 # the reference re-runs the tracker with binarized memory for existing, not re-conditioned
                 # objects on frames that start new ones; we do the same to compute the same function
-                again = {k: v[torch.from_numpy(redo).to(self.device)] for k, v in prop.items()}
+                again = {k: v[upload(redo, self.device)] for k, v in prop.items()}
                 self.tracker.remember(feats, [live[i] for i in redo], t, again, np.zeros(len(redo), bool),
                                       binarize=True)
             new_logits = fill_holes(dets["masks"][new_idx][:, None], self.settings.tracking.hole_fill_area)[:, 0]
@@ -323,7 +327,7 @@ class Engine:
             concept_index=self._concept[out_slots], detected=(self._last_detected[out_slots] == t),
             age=t - self._first_frame[out_slots], frames_since_detected=t - self._last_detected[out_slots],
             phrases=list(self.phrases), stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, camera=frame.camera,
-            image_size=size, timings_ms=timings,
+            image_size=size, timings_ms=clock.result(),
         )
         clock.lap("output")
         self._frame, self._last = t, (feats, pos, size)
@@ -339,9 +343,9 @@ class Engine:
         boxes = labels = None
         if len(self._boxes):
             h, w = size
-            xyxy = self._boxes.to(self.device) / torch.tensor([w, h, w, h], device=self.device)
+            xyxy = upload(self._boxes, self.device) / upload([w, h, w, h], self.device, torch.float32)
             boxes = torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1).to(self.dtype)
-            labels = self._box_labels.to(self.device).long()
+            labels = upload(self._box_labels, self.device, torch.long)
         det = self.settings.detection
         return self.detector.detect(vision, self.phrases, boxes, labels, det.score_threshold, det.nms_iou_threshold)
 
@@ -365,7 +369,7 @@ class Engine:
     def _create(self, concepts: torch.Tensor, frame: int) -> list[int]:
         """New objects of the given concepts (N,) first seen at ``frame``; returns their slots."""
         slots = self.bank.allocate(concepts.numel())
-        index = torch.tensor(slots, device=self.device)
+        index = upload(slots, self.device, torch.long)
         first_id = self._next_id
         self._concept[index] = concepts
         self._ids[index] = torch.arange(first_id, first_id + len(slots), device=self.device)
@@ -426,19 +430,3 @@ class Engine:
         if self._last is not None:
             total += sum(t.numel() * t.element_size() for t in (*self._last[0], *self._last[1]))
         return total
-
-
-class _Clock:
-    """Per-stage wall times in ms (synchronizing CUDA so each stage is charged its own work)."""
-
-    def __init__(self, device: torch.device, into: dict[str, float]):
-        self.cuda = device.type == "cuda"
-        self.into = into
-        self.last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        self.into[stage] = (now - self.last) * 1000.0
-        self.last = now

@@ -1,4 +1,4 @@
-"""Model loading: a built-in name (``tiny-random``) or a local directory in transformers format.
+"""Model loading: a built-in name (``tiny-random``, ``sam3-random``) or a local directory in transformers format.
 
 Never downloads. A missing or unreadable model gives one ``ModelLoadError`` naming the path.
 """
@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..models import BUILTIN_MODELS, TINY_IMAGE_SIZE, HashTokenizer, build_tiny_random
+from ..models import (BUILTIN_MODELS, SAM3_IMAGE_SIZE, TINY_IMAGE_SIZE, HashTokenizer, build_sam3_random,
+                      build_tiny_random)
 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # without them transformers builds an empty-vocabulary tokenizer
@@ -38,8 +39,9 @@ def load_model(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype
     """
     if spec == "tiny-random":
         model, tokenize = build_tiny_random(image_size=image_size or TINY_IMAGE_SIZE), HashTokenizer()
-    elif spec in BUILTIN_MODELS:
-        raise ModelLoadError(f"built-in model {spec!r} is not available in this build")
+    elif spec == "sam3-random":
+        model = build_sam3_random(image_size=image_size or SAM3_IMAGE_SIZE)
+        tokenize = HashTokenizer(vocab_size=model.config.detector_config.text_config.vocab_size)
     else:
         model, tokenize = _load_directory(Path(spec).expanduser())
         if image_size and image_size != model.config.image_size:

@@ -67,7 +67,7 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     rows, cols = masks.any(dim=2), masks.any(dim=1)
     ys = torch.arange(h, device=masks.device, dtype=torch.float32)
     xs = torch.arange(w, device=masks.device, dtype=torch.float32)
-    inf = torch.tensor(float("inf"), device=masks.device)
+    inf = torch.full((), float("inf"), device=masks.device)  # a fill, not a host->device copy
     x0 = torch.where(cols, xs, inf).amin(1)
     x1 = torch.where(cols, xs, -inf).amax(1) + 1
     y0 = torch.where(rows, ys, inf).amin(1)

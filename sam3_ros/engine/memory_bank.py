@@ -5,12 +5,18 @@ Each slot holds exactly what SAM 3's tracker reads for an object (``Sam3TrackerV
 - a ring of the spatial memories of the last ``num_maskmem - 1`` frames,
 - the object pointers of those conditioning frames and a ring of the last ``max_pointers - 1`` frames.
 Slots are reused after ``free``; nothing grows with the stream length.
+
+On CUDA the bank is written only on its own stream (``writer``: memory encoding runs there too, see
+``BatchedTracker.remember``), so frame t's memory encoding overlaps frame t+1's encoder; ``gather``
+makes the reading stream wait for those writes first (a GPU-side wait).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from .streams import SideStream, upload
 
 _NEVER = -(2**40)  # frame index of an empty ring entry (never inside any window)
 
@@ -24,6 +30,7 @@ class MemoryBank:
         self.recent = max(num_maskmem - 1, 1)
         self.pointer_ring = max(max_pointers - 1, 1)
         kw = dict(device=device)
+        self.writer = SideStream(torch.device(device))
         # spatial memories are stored in bf16, as the reference does (it casts back before attention)
         self.cond_feat = torch.zeros(capacity, max_cond, tokens, mem_dim, dtype=torch.bfloat16, **kw)
         self.cond_ptr = torch.zeros(capacity, max_cond, hidden, dtype=dtype, **kw)
@@ -52,20 +59,22 @@ class MemoryBank:
         """Forget the objects in ``slots`` and make the slots reusable."""
         if not slots:
             return
-        index = torch.tensor(slots, device=self.cond_valid.device)
         self._cond_count[slots] = 0
-        self.cond_valid[index] = False
-        self.cond_frame[index] = _NEVER
-        self.recent_frame[index] = _NEVER
-        self.ring_frame[index] = _NEVER
+        with self.writer.run():
+            index = upload(slots, self.cond_valid.device, torch.long)
+            self.cond_valid[index] = False
+            self.cond_frame[index] = _NEVER
+            self.recent_frame[index] = _NEVER
+            self.ring_frame[index] = _NEVER
         self._free.extend(slots)
 
     def clear(self) -> None:
         """Forget every object."""
-        self.cond_valid.zero_()
         self._cond_count[:] = 0
-        for frames in (self.cond_frame, self.recent_frame, self.ring_frame):
-            frames.fill_(_NEVER)
+        with self.writer.run():
+            self.cond_valid.zero_()
+            for frames in (self.cond_frame, self.recent_frame, self.ring_frame):
+                frames.fill_(_NEVER)
         self._free = list(range(self.capacity - 1, -1, -1))
 
     # -- writing -----------------------------------------------------------------------------------
@@ -80,9 +89,12 @@ class MemoryBank:
         if not slots:
             return
         self._cond_count[slots] = np.minimum(self._cond_count[slots] + conditioning, self.max_cond)
-        device = self.cond_valid.device
-        conditioning = torch.from_numpy(np.asarray(conditioning, dtype=bool)).to(device)
-        slots = torch.tensor(slots, device=device)
+        with self.writer.run((features, pointers, pos)):
+            self._write(upload(slots, self.cond_valid.device, torch.long), frame, features, pointers, pos,
+                        upload(np.asarray(conditioning, dtype=bool), self.cond_valid.device))
+
+    def _write(self, slots: torch.Tensor, frame: int, features: torch.Tensor, pointers: torch.Tensor,
+               pos: torch.Tensor, conditioning: torch.Tensor) -> None:
         self.mem_pos.copy_(pos)
         r, p = frame % self.recent, frame % self.pointer_ring
         self.recent_feat[slots, r] = features.to(torch.bfloat16)
@@ -112,7 +124,8 @@ class MemoryBank:
         memories use temporal index -1 (the reference's offset 0, read as ``encoding[0 - 1]``).
         """
         used = int(self._cond_count[slots].max())
-        slots = torch.tensor(slots, device=self.cond_valid.device)
+        self.writer.join()
+        slots = upload(slots, self.cond_valid.device, torch.long)
         cond_frame, cond_valid = self.cond_frame[slots, :used], self.cond_valid[slots, :used]
         recent_frame, ring_frame = self.recent_frame[slots], self.ring_frame[slots]
 

@@ -18,13 +18,19 @@ def frame_tensor(frame: Frame, device: torch.device, max_pixels: int) -> torch.T
         if image.dtype != np.uint8:
             raise ValueError(f"frame image must be uint8, got {image.dtype}")
         _check_shape(image.shape, max_pixels)
-        # decoded ROS messages are read-only buffers; torch tensors must own writable memory
-        writable = image.flags.writeable and image.flags.c_contiguous
-        image = torch.from_numpy(image if writable else np.array(image, order="C"))
+        if device.type == "cuda":  # one copy into pinned memory, so the upload does not wait on the host
+            staged = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
+            staged.numpy()[...] = image
+            image = staged
+        else:  # decoded ROS messages are read-only buffers; torch tensors must own writable memory
+            writable = image.flags.writeable and image.flags.c_contiguous
+            image = torch.from_numpy(image if writable else np.array(image, order="C"))
     elif torch.is_tensor(image):
         if image.dtype != torch.uint8:
             raise ValueError(f"frame image must be uint8, got {image.dtype}")
         _check_shape(tuple(image.shape), max_pixels)
+        if device.type == "cuda" and not image.is_cuda:
+            image = image.pin_memory()  # a pageable source would make the copy wait on the host
     else:
         raise ValueError(f"frame image must be a numpy array or torch tensor, got {type(image).__name__}")
     return image.to(device, non_blocking=True)

@@ -17,6 +17,7 @@ from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import (
 )
 
 from .memory_bank import MemoryBank
+from .streams import tensors_of
 
 
 class BatchedTracker:
@@ -187,8 +188,10 @@ class BatchedTracker:
             return
         high_res = out["high_res"] if high_res is None else high_res
         scores = out["object_score_logits"] if object_score_logits is None else object_score_logits
-        features, pos = self.encode(feats, high_res, scores, binarize)
-        self.bank.write(slots, frame, features, out["pointers"], pos, conditioning)
+        # on the bank's stream: overlaps the next frame's encoder; the next read of the bank waits for it
+        with self.bank.writer.run(tensors_of(feats, out, high_res, scores)):
+            features, pos = self.encode(feats, high_res, scores, binarize)
+            self.bank.write(slots, frame, features, out["pointers"], pos, conditioning)
 
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ Bad input raises ``ValueError`` with a message saying what was wrong; the engine
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +62,7 @@ class Instances:
     frame_id: str = ""
     camera: str = ""
     image_size: tuple[int, int] = (0, 0)  # (H, W) of the source image
-    timings_ms: dict[str, float] = field(default_factory=dict)  # per-stage wall or CUDA-event times
+    timings_ms: Mapping[str, float] = field(default_factory=dict)  # per-stage wall or CUDA-event times
 
     def __len__(self) -> int:
         return int(len(self.ids))
