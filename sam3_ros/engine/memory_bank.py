@@ -48,6 +48,13 @@ class MemoryBank:
             raise RuntimeError(f"memory bank full: {count} slots requested, {len(self._free)} free")
         return [self._free.pop() for _ in range(count)]
 
+    def claim(self, slots: list[int]) -> None:
+        """Take the given empty slots (for an owner that numbers the slots itself)."""
+        taken = set(slots)
+        if not taken <= set(self._free):
+            raise RuntimeError(f"memory bank: slots {sorted(taken - set(self._free))} are not free")
+        self._free = [s for s in self._free if s not in taken]
+
     def free(self, slots: list[int]) -> None:
         """Forget the objects in ``slots`` and make the slots reusable."""
         if not slots:
