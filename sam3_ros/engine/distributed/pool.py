@@ -121,7 +121,10 @@ class WorkerPool:
         try:
             return call(*args)
         except RuntimeError as exc:
-            raise WorkerLost(f"collective failed: {str(exc).splitlines()[0][:200]}") from None
+            reason = str(exc).splitlines()[0][:200]
+        # raised outside the except block: the failed call's frames (which hold the process group, and so
+        # its connections) must not stay alive in the exception's context, or ``leave`` closes nothing
+        raise WorkerLost(f"collective failed: {reason}")
 
     # -- the group ----------------------------------------------------------------------------------
     def form_group(self, owned: dict[int, list[int]]) -> None:

@@ -86,6 +86,10 @@ class ShardedEngine(Engine):
     def num_workers(self) -> int:
         return len(self.pool.workers)
 
+    def worker_of(self, obj_id: int) -> int:
+        """Id of the worker tracking object ``obj_id`` (ValueError if unknown)."""
+        return self.bank.owner[self._slot_of(obj_id)]
+
     def objects_per_worker(self) -> dict[int, int]:
         """Worker id -> number of objects it tracks."""
         owned = self.bank.owned()
