@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import logging
 import multiprocessing as mp
+import time
 import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -125,6 +126,19 @@ class WorkerPool:
         # raised outside the except block: the failed call's frames (which hold the process group, and so
         # its connections) must not stay alive in the exception's context, or ``leave`` closes nothing
         raise WorkerLost(f"collective failed: {reason}")
+
+    def probe(self, feature_numel: int, pad: int, width: int, dtype: torch.dtype) -> float:
+        """Milliseconds for one frame's collectives (features broadcast, rows gathered and scattered) on
+        dummy data of these sizes, with the workers doing nothing else: communication alone."""
+        self.send_each("probe", [{"feature_numel": feature_numel, "pad": pad, "width": width} for _ in self.workers])
+        start = time.perf_counter()
+        self.collective(self.comm.broadcast, torch.empty(feature_numel, dtype=dtype))
+        self.collective(self.comm.gather_rows, None, pad, width, dtype)
+        empty = torch.empty(0, width, dtype=dtype)
+        self.collective(self.comm.scatter_rows, [empty for _ in self.workers], pad, width, dtype)
+        if self.comm.device.type == "cuda":
+            torch.cuda.synchronize(self.comm.device)
+        return (time.perf_counter() - start) * 1e3
 
     # -- the group ----------------------------------------------------------------------------------
     def form_group(self, owned: dict[int, list[int]]) -> None:

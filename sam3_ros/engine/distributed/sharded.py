@@ -95,6 +95,24 @@ class ShardedEngine(Engine):
         owned = self.bank.owned()
         return {w.id: len(owned.get(w.id, [])) for w in self.pool.workers}
 
+    def frame_traffic(self, objects: int) -> dict[str, int]:
+        """Sizes of one frame's collectives with ``objects`` tracked: elements of the features broadcast,
+        rows per worker (padded), row width, and bytes through the coordinator. Needs a processed frame."""
+        if self._last is None:
+            raise ValueError("frame_traffic needs a processed frame first (call step)")
+        feats, pos, _ = self._last
+        numel = sum(t.numel() for t in feats) + pos[-1].numel()
+        workers = self.num_workers
+        pad, width = -(-objects // workers), 1 + self.low_res ** 2
+        item = torch.empty(0, dtype=self.dtype).element_size()
+        return {"feature_numel": numel, "pad": pad, "width": width,
+                "bytes": item * workers * (numel + 2 * pad * width)}
+
+    def probe_communication(self, objects: int) -> float:
+        """Milliseconds of one frame's collectives alone (dummy data, ``frame_traffic`` sizes)."""
+        sizes = self.frame_traffic(objects)
+        return self.pool.probe(sizes["feature_numel"], sizes["pad"], sizes["width"], self.dtype)
+
     def close(self) -> None:
         """Stop the worker processes."""
         self.pool.close()
