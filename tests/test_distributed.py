@@ -105,6 +105,14 @@ def test_sharded_engine_matches_the_single_process_engine(loaded, sharded):
     assert sharded.counters.workers_lost == 0 and "comm" in a.timings_ms
 
 
+def _diagnostic_values(engine) -> dict[str, str]:
+    """The camera's values in the node's /diagnostics message, with this engine's counters."""
+    from sam3_ros.pipeline.diagnostics import Diagnostics
+
+    message = Diagnostics(["/cam"]).message(0, {"/cam": 0}, {"/cam": 0}, {"/cam": vars(engine.counters)})
+    return {kv.key: kv.value for kv in message.status[0].values}
+
+
 def _clicked_objects(engine, frames) -> list[int]:
     """Reset, process one frame, replace half of its objects by click-created ones (these never expire)."""
     engine.reset()
@@ -129,6 +137,8 @@ def test_killed_worker_is_detected_and_its_objects_go_on_elsewhere(sharded):
     assert sharded.counters.objects_respawned >= moved > 0
     assert sharded.counters.frames_failed == 0
     assert victim not in sharded.objects_per_worker() and sharded.num_workers == WORKERS - 1
+    values = _diagnostic_values(sharded)
+    assert values["engine.workers_lost"] == str(lost_before + 1) and int(values["engine.objects_respawned"]) >= moved
     sharded.remove(clicks[1])  # the engine's surface still works after recovery
     assert sharded.add_points(clicks[0], [[20, 20]], [1]) == clicks[0]
 
@@ -153,3 +163,22 @@ def test_worker_killed_during_a_frame_drops_that_frame_only(sharded, monkeypatch
         assert set(clicks) <= set(sharded.step(Frame(rgb)).ids.tolist())
     assert sharded.counters.frames_failed == failed_before + 1
     assert sharded.counters.workers_lost == lost_before + 1
+
+
+def test_bench_multigpu_writes_a_table_and_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "multigpu.json"
+    run = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "bench", "multigpu", "--objects", "2", "--workers", "1",
+                          "--frames", "2", "--image-size", str(SIZE), "--size", "64x48", "--json", str(out)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "comm alone" in run.stdout and "CPU" in run.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["workers"], r["objects"]) for r in rows] == [(0, 2), (1, 2)]
+    assert rows[1]["comm_probe_ms"]["p50"] > 0 and rows[1]["comm_bytes"] > 0 and rows[1]["fps"] > 0

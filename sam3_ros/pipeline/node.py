@@ -277,7 +277,9 @@ class TrackerNode:
         while not self._stop.wait(period):
             received = {name: c.slot.received for name, c in self.cameras.items()}
             dropped = {name: c.slot.dropped for name, c in self.cameras.items()}
-            self._publish("diagnostics", self.diagnostics.message(time.time_ns(), received, dropped))
+            engine = {name: vars(c.engine.counters) for name, c in self.cameras.items()
+                      if hasattr(c.engine, "counters")}  # e.g. lost tracker workers (placement: objects)
+            self._publish("diagnostics", self.diagnostics.message(time.time_ns(), received, dropped, engine))
 
 
 def engine_factory(settings: Settings) -> Callable[[str], Any]:
