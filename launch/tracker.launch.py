@@ -33,7 +33,7 @@ ARGUMENTS = [
     ("namespace", "", "namespace of the node and its topics (one per camera or robot)"),
     ("devices", "auto", "devices: auto, cpu, cuda:0, or several comma-separated (cuda:0,cuda:1)"),
     ("placement", "cameras", "with several devices: cameras (each camera on one device) or objects (one "
-     "camera; its tracked objects over one worker process per device)"),
+     "camera: detector on the first device, its tracked objects over one worker process per other device)"),
     ("instances_topic", "/sam3/instances",
      "InstanceArray output topic; a relative name (sam3/instances) lands under the namespace"),
     ("overlay", "false", "also publish sam3/overlay (bgr8 image with colored masks, ids and concepts, for rviz)"),

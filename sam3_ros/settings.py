@@ -101,7 +101,7 @@ class Settings:
                        nonempty=True)
     devices: list[str] = _spec(["auto"], "devices to run on: auto, cpu, cuda, cuda:N", nonempty=True)
     placement: str = _spec("cameras", "how work spreads over several devices: cameras (each camera on one device) "
-                           "or objects (one camera; tracked objects over one worker process per device)",
+                           "or objects (one camera; detector on the first device, tracked objects over the others)",
                            choices=("cameras", "objects"))
     backend: str = _spec("auto", "vision encoder backend", choices=("auto", "tensorrt", "compile", "eager"))
     precision: str = _spec("auto", "compute precision (auto = bf16 on GPU, fp32 on CPU)",

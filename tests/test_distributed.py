@@ -69,7 +69,8 @@ def loaded():
 def sharded(loaded):
     from sam3_ros.engine.distributed import load_sharded_engine
 
-    engine = load_sharded_engine(Settings.default({**SCENARIO, "devices": ["cpu"] * WORKERS, "placement": "objects"}),
+    engine = load_sharded_engine(Settings.default({**SCENARIO, "devices": ["cpu"] * (1 + WORKERS),
+                                                   "placement": "objects"}),
                                  loaded, timeout_s=30.0)
     try:
         yield engine

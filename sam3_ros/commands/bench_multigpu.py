@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--objects", default="2,8,16", help="comma-separated object counts")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker process counts")
     parser.add_argument("--devices", default="cpu",
-                        help="comma-separated devices; worker i runs on device i modulo their number, the "
-                             "coordinator on the first (e.g. cuda:0,cuda:1)")
+                        help="comma-separated devices: the coordinator runs on the first, worker i on entry "
+                             "1 + i modulo the others (all on the first if only one is given), e.g. "
+                             "cuda:0,cuda:1,cuda:2")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per configuration (after warm-up)")
     parser.add_argument("--size", default="160x120", help="source frame size WxH")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
@@ -108,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"workers": 0, **_measure(single, n, frames, sync)})
     del single
     for count in workers:
-        placed = [devices[i % len(devices)] for i in range(count)]
-        engine = load_sharded_engine(base.replace(devices=placed, placement="objects"), loaded)
+        pool = devices[1:] or devices[:1]
+        placed = [pool[i % len(pool)] for i in range(count)]
+        engine = load_sharded_engine(base.replace(devices=devices[:1] + placed, placement="objects"), loaded)
         try:
             for n in objects:
                 row = {"workers": count, "devices": placed, **_measure(engine, n, frames, sync)}

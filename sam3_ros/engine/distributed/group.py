@@ -1,6 +1,6 @@
 """The data plane of object sharding: one ``torch.distributed`` process group, rank 0 = coordinator.
 
-NCCL between GPUs, gloo on CPU. Every collective is rooted at rank 0 (broadcast from it, gather and
+NCCL between GPUs (one rank per GPU), gloo on CPU or when ranks share a GPU. Every collective is rooted at rank 0 (broadcast from it, gather and
 scatter through it), so a worker talks only to the coordinator. Rows of different workers are padded to
 the same count (gloo's gather and scatter need equal sizes). When a peer dies the group is left
 (``leave``) and formed again, under a new generation prefix of the same store, by the survivors.
@@ -15,14 +15,12 @@ import torch
 import torch.distributed as dist
 
 
-def backend_for(device: torch.device) -> str:
-    """``nccl`` for CUDA devices, ``gloo`` otherwise."""
-    return "nccl" if device.type == "cuda" else "gloo"
-
-
-def comm_device(device: torch.device) -> torch.device:
-    """Where tensors must be for the collectives: the GPU itself under NCCL, host memory under gloo."""
-    return device if backend_for(device) == "nccl" else torch.device("cpu")
+def backend_for(devices: list[torch.device]) -> str:
+    """``nccl`` when every rank has a GPU of its own; otherwise ``gloo`` (NCCL refuses two ranks on one GPU,
+    so ranks sharing a GPU, or on CPU, stage their tensors through host memory)."""
+    indices = [d.index if d.index is not None else 0 for d in devices]
+    distinct_gpus = all(d.type == "cuda" for d in devices) and len(set(indices)) == len(indices)
+    return "nccl" if distinct_gpus else "gloo"
 
 
 def join(store: dist.Store, generation: int, rank: int, world: int, backend: str, timeout_s: float) -> None:
@@ -41,8 +39,8 @@ def leave() -> None:
 class Collectives:
     """Rank-0-rooted collectives on ``device``'s communication device, with time spent in them."""
 
-    def __init__(self, device: torch.device):
-        self.device = comm_device(device)
+    def __init__(self, device: torch.device, backend: str):
+        self.device = device if backend == "nccl" else torch.device("cpu")  # where the collectives want tensors
         self.elapsed_s = 0.0  # wall time inside collectives since the last ``take_elapsed_ms``
 
     def take_elapsed_ms(self) -> float:
@@ -52,7 +50,11 @@ class Collectives:
 
     def _timed(self, call, *args, **kwargs) -> None:
         start = time.perf_counter()
-        call(*args, **kwargs)
+        if self.device.type == "cuda":
+            with torch.cuda.device(self.device):  # NCCL works on the current device
+                call(*args, **kwargs)
+        else:
+            call(*args, **kwargs)
         self.elapsed_s += time.perf_counter() - start
 
     def broadcast(self, flat: torch.Tensor) -> torch.Tensor:

@@ -48,8 +48,8 @@ class WorkerPool:
                  start_timeout_s: float):
         self._template, self._devices = template, list(devices)
         self.timeout_s, self.start_timeout_s = timeout_s, start_timeout_s
-        self.backend = backend_for(coordinator)
-        self.comm = Collectives(coordinator)
+        self.backend = backend_for([coordinator, *(torch.device(d) for d in self._devices)])
+        self.comm = Collectives(coordinator, self.backend)
         self.store = dist.TCPStore(STORE_HOST, 0, is_master=True, wait_for_workers=False,
                                    timeout=datetime.timedelta(seconds=timeout_s))
         self._context = mp.get_context("spawn")
@@ -69,8 +69,8 @@ class WorkerPool:
     # -- processes -------------------------------------------------------------------------------
     def _spawn(self, device: str) -> _Worker:
         ours, theirs = self._context.Pipe()
-        spec = WorkerSpec(device=device, store_host=STORE_HOST, store_port=self.store.port, timeout_s=self.timeout_s,
-                          **self._template)
+        spec = WorkerSpec(device=device, backend=self.backend, store_host=STORE_HOST, store_port=self.store.port,
+                          timeout_s=self.timeout_s, **self._template)
         process = self._context.Process(target=main, args=(spec, theirs), daemon=True,
                                         name=f"sam3-tracker-{self._next_id}")
         process.start()

@@ -1,8 +1,8 @@
 """``placement: objects``: one stream, its tracked objects sharded over worker processes.
 
 The coordinator (this process, ``settings.devices[0]``) runs preprocessing, the encoder, the detector
-and the merge planning; one worker process per entry of ``settings.devices`` tracks the objects placed
-on it (least-loaded when they start). The features go to the workers right after the encoder, so they
+and the merge planning; one worker process per further entry of ``settings.devices`` tracks the objects
+placed on it (least-loaded when they start). The features go to the workers right after the encoder, so they
 track while the detector runs here. A worker that dies is detected (process sentinel, or a failed or
 timed-out collective), counted, and its objects start again on the other workers from their last masks.
 """
@@ -144,12 +144,15 @@ class ShardedEngine(Engine):
 
 def load_sharded_engine(settings: Settings, loaded: LoadedModel | None = None,
                         timeout_s: float = WORKER_TIMEOUT_S) -> ShardedEngine:
-    """A ``ShardedEngine``: coordinator on ``settings.devices[0]``, one worker per entry of ``settings.devices``.
+    """A ``ShardedEngine``: coordinator on ``settings.devices[0]``, one worker per further entry (at least two
+    entries: ``[cuda:0, cuda:1, cuda:2]`` = detector on GPU 0, objects over GPUs 1 and 2).
 
     Workers load ``settings.model`` themselves: give a model that loads the same everywhere (a directory, or
     a seeded built-in)."""
+    if len(settings.devices) < 2:
+        raise ValueError("placement: objects needs at least two devices: the coordinator's, then the workers'")
     device = resolve_device(settings)
     dtype = resolve_dtype(settings, device)
-    workers = [str(resolve_device(settings.replace(devices=[name]))) for name in settings.devices]
+    workers = [str(resolve_device(settings.replace(devices=[name]))) for name in settings.devices[1:]]
     loaded = loaded or load_model(settings.model, device, dtype, settings.image_size)
     return ShardedEngine(loaded, settings, device, dtype, workers, timeout_s)

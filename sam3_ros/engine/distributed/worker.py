@@ -31,6 +31,7 @@ class WorkerSpec:
     image_size: int
     low_res: int  # side of the low-res masks (tracker output, detector masks)
     settings: dict  # Settings.to_dict()
+    backend: str  # torch.distributed backend of the group
     store_host: str
     store_port: int
     timeout_s: float
@@ -45,7 +46,7 @@ class Shard:
         from ..loading import load_model
         from ..memory_bank import MemoryBank
         from ..tracker import BatchedTracker
-        from .group import Collectives, backend_for
+        from .group import Collectives
 
         self.conn = conn
         self.device, self.dtype = torch.device(spec.device), getattr(torch, spec.dtype)
@@ -56,10 +57,10 @@ class Shard:
         self.bank = MemoryBank(settings.tracking.max_objects,
                                **memory_bank_options(settings, tracker_model, self.device, self.dtype))
         self.tracker = BatchedTracker(tracker_model, self.bank)
-        self.backend, self.timeout_s = backend_for(self.device), spec.timeout_s
+        self.backend, self.timeout_s = spec.backend, spec.timeout_s
         self.store = dist.TCPStore(spec.store_host, spec.store_port, is_master=False,
                                    timeout=datetime.timedelta(seconds=spec.timeout_s))
-        self.comm = Collectives(self.device)
+        self.comm = Collectives(self.device, spec.backend)
         self.side = spec.low_res
         self.held: set[int] = set()  # slots in use
         self.feats: list[torch.Tensor] = []
