@@ -15,6 +15,13 @@ import torch
 _NEVER = -(2**40)  # frame index of an empty ring entry (never inside any window)
 
 
+def take_slots(free: list[int], count: int) -> list[int]:
+    """Pop ``count`` slots from a free list kept in descending order (so the lowest slots go first)."""
+    if count > len(free):
+        raise RuntimeError(f"memory bank full: {count} slots requested, {len(free)} free")
+    return [free.pop() for _ in range(count)]
+
+
 class MemoryBank:
     """Preallocated memory for up to ``capacity`` objects; all state lives on ``device``."""
 
@@ -44,9 +51,7 @@ class MemoryBank:
 
     def allocate(self, count: int) -> list[int]:
         """Take ``count`` empty slots (host bookkeeping only)."""
-        if count > len(self._free):
-            raise RuntimeError(f"memory bank full: {count} slots requested, {len(self._free)} free")
-        return [self._free.pop() for _ in range(count)]
+        return take_slots(self._free, count)
 
     def claim(self, slots: list[int]) -> None:
         """Take the given empty slots (for an owner that numbers the slots itself)."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..memory_bank import take_slots
 from ..placement import least_loaded
 from .pool import WorkerPool
 
@@ -26,7 +27,7 @@ class ShardedBank:
     def __init__(self, capacity: int, pool: WorkerPool):
         self.capacity, self.pool = capacity, pool
         self.owner: dict[int, int] = {}  # slot -> worker id
-        self._free = list(range(capacity - 1, -1, -1))  # the order MemoryBank uses: lowest slot first
+        self._free = list(range(capacity - 1, -1, -1))  # descending, as take_slots wants
 
     @property
     def free_slots(self) -> int:
@@ -34,9 +35,7 @@ class ShardedBank:
 
     def allocate(self, count: int) -> list[int]:
         """``count`` slots, each placed on the worker with the fewest objects at that moment."""
-        if count > len(self._free):
-            raise RuntimeError(f"memory bank full: {count} slots requested, {len(self._free)} free")
-        slots = [self._free.pop() for _ in range(count)]
+        slots = take_slots(self._free, count)
         self._place(slots)
         return slots
 
