@@ -32,6 +32,8 @@ ARGUMENTS = [
     ("prompt", "", "initial noun phrases, comma-separated, e.g. 'person, forklift'"),
     ("namespace", "", "namespace of the node and its topics (one per camera or robot)"),
     ("devices", "auto", "devices: auto, cpu, cuda:0, or several comma-separated (cuda:0,cuda:1)"),
+    ("placement", "cameras", "with several devices: cameras (each camera on one device) or objects (one "
+     "camera: detector on the first device, its tracked objects over one worker process per other device)"),
     ("instances_topic", "/sam3/instances",
      "InstanceArray output topic; a relative name (sam3/instances) lands under the namespace"),
     ("overlay", "false", "also publish sam3/overlay (bgr8 image with colored masks, ids and concepts, for rviz)"),
@@ -62,6 +64,7 @@ def generate_launch_description() -> LaunchDescription:
                 "model": _string("model"),
                 "prompt.text": _string("prompt"),
                 "devices": _string("devices"),
+                "placement": _string("placement"),
                 "output.instances_topic": _string("instances_topic"),
                 "output.overlay": ParameterValue(LaunchConfiguration("overlay"), value_type=bool),
             },

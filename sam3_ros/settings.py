@@ -102,7 +102,9 @@ class Settings:
     model: str = _spec("tiny-random", "built-in model name (tiny-random, toy) or a local model directory",
                        nonempty=True)
     devices: list[str] = _spec(["auto"], "devices to run on: auto, cpu, cuda, cuda:N", nonempty=True)
-    placement: str = _spec("cameras", "how work spreads over several devices", choices=("cameras", "objects"))
+    placement: str = _spec("cameras", "how work spreads over several devices: cameras (each camera on one device) "
+                           "or objects (one camera; detector on the first device, tracked objects over the others)",
+                           choices=("cameras", "objects"))
     backend: str = _spec("auto", "vision encoder backend", choices=("auto", "tensorrt", "compile", "eager"))
     precision: str = _spec("auto", "compute precision (auto = bf16 on GPU, fp32 on CPU)",
                            choices=("auto", "fp32", "bf16"))
@@ -325,6 +327,9 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"input.topics[{i}]: {topic!r} is not a valid topic name")
     if len(set(settings.input.topics)) != len(settings.input.topics):
         raise SettingsError("input.topics: lists the same topic twice")
+    if settings.placement == "objects" and len(settings.devices) > 1 and len(settings.input.topics) > 1:
+        raise SettingsError("placement: objects shares one camera stream's objects over the devices; list one topic "
+                            "in input.topics, or use placement: cameras")
     if settings.detection.new_object_threshold < settings.detection.score_threshold:
         raise SettingsError(
             "detection.new_object_threshold: must be >= detection.score_threshold "

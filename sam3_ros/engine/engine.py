@@ -64,6 +64,18 @@ def resolve_dtype(settings: Settings, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if settings.precision == "bf16" else torch.float32
 
 
+def memory_bank_options(settings: Settings, tracker_model, device: torch.device, dtype: torch.dtype) -> dict:
+    """``MemoryBank`` keyword arguments (all but the capacity) for ``settings`` and a tracker model."""
+    tcfg = tracker_model.config
+    h, w = tracker_model.backbone_feature_sizes[-1]
+    return dict(
+        num_maskmem=min(settings.memory.num_maskmem, tcfg.num_maskmem),
+        max_cond=min(settings.memory.max_cond_frames, tcfg.max_cond_frame_num),
+        max_pointers=min(settings.memory.max_object_pointers, tcfg.max_object_pointers_in_encoder),
+        tokens=h * w, mem_dim=tracker_model.mem_dim, hidden=tracker_model.hidden_dim, device=device, dtype=dtype,
+    )
+
+
 def load_engine(settings: Settings | None = None, loaded: LoadedModel | None = None) -> "Engine":
     """Build an engine for ``settings`` (default: the packaged defaults), loading ``settings.model``
     unless an already ``loaded`` model is given."""
@@ -82,18 +94,9 @@ class Engine:
         self.model = loaded.model
         config = self.model.config
         tracker_model = self.model.tracker_model
-        tcfg = tracker_model.config
         self.image_size = int(tracker_model.image_size)
         self.low_res = int(config.low_res_mask_size)
-        h, w = tracker_model.backbone_feature_sizes[-1]
-        self.bank = MemoryBank(
-            settings.tracking.max_objects,
-            num_maskmem=min(settings.memory.num_maskmem, tcfg.num_maskmem),
-            max_cond=min(settings.memory.max_cond_frames, tcfg.max_cond_frame_num),
-            max_pointers=min(settings.memory.max_object_pointers, tcfg.max_object_pointers_in_encoder),
-            tokens=h * w, mem_dim=tracker_model.mem_dim, hidden=tracker_model.hidden_dim, device=device, dtype=dtype,
-        )
-        self.tracker = BatchedTracker(tracker_model, self.bank)
+        self.bank, self.tracker = self._make_tracker(tracker_model)
         self.detector = Detector(self.model.detector_model, loaded.tokenize)
         self.encoder = make_encoder(settings.backend, self.model, device, dtype, self.image_size, loaded.name)
         self._upload = SideStream(device)  # frame upload + resize beside the previous frame's tail
@@ -243,6 +246,7 @@ class Engine:
         features = self.encoder(pixels)  # the backend chosen by settings.backend
         vision, feats, pos = features.detector, features.tracker_feats, features.tracker_pos
         clock.lap("encoder")
+        self._features_ready(feats, pos, t)
         dets = self._detect(vision, size)
         clock.lap("detector")
 
@@ -335,6 +339,16 @@ class Engine:
         return result
 
     # -- internals -----------------------------------------------------------------------------------------
+    def _make_tracker(self, tracker_model) -> tuple[MemoryBank, BatchedTracker]:
+        """The memory bank and the tracker that reads it (a subclass may place them elsewhere)."""
+        bank = MemoryBank(self.settings.tracking.max_objects,
+                          **memory_bank_options(self.settings, tracker_model, self.device, self.dtype))
+        return bank, BatchedTracker(tracker_model, bank)
+
+    def _features_ready(self, feats: list[torch.Tensor], pos: list[torch.Tensor], frame: int) -> None:
+        """Called once the tracker's image features of ``frame`` exist, before the detector runs
+        (a subclass can start tracking elsewhere while the detector runs here)."""
+
     def _detect(self, vision, size: tuple[int, int]) -> dict[str, torch.Tensor]:
         if not self.phrases and not len(self._boxes):
             z = torch.zeros(0, device=self.device)

@@ -21,6 +21,13 @@ from .streams import SideStream, upload
 _NEVER = -(2**40)  # frame index of an empty ring entry (never inside any window)
 
 
+def take_slots(free: list[int], count: int) -> list[int]:
+    """Pop ``count`` slots from a free list kept in descending order (so the lowest slots go first)."""
+    if count > len(free):
+        raise RuntimeError(f"memory bank full: {count} slots requested, {len(free)} free")
+    return [free.pop() for _ in range(count)]
+
+
 class MemoryBank:
     """Preallocated memory for up to ``capacity`` objects; all state lives on ``device``."""
 
@@ -51,9 +58,14 @@ class MemoryBank:
 
     def allocate(self, count: int) -> list[int]:
         """Take ``count`` empty slots (host bookkeeping only)."""
-        if count > len(self._free):
-            raise RuntimeError(f"memory bank full: {count} slots requested, {len(self._free)} free")
-        return [self._free.pop() for _ in range(count)]
+        return take_slots(self._free, count)
+
+    def claim(self, slots: list[int]) -> None:
+        """Take the given empty slots (for an owner that numbers the slots itself)."""
+        taken = set(slots)
+        if not taken <= set(self._free):
+            raise RuntimeError(f"memory bank: slots {sorted(taken - set(self._free))} are not free")
+        self._free = [s for s in self._free if s not in taken]
 
     def free(self, slots: list[int]) -> None:
         """Forget the objects in ``slots`` and make the slots reusable."""

@@ -64,12 +64,13 @@ class Diagnostics:
             return sum(self.cameras[camera].rejected.values())
 
     def message(self, stamp_ns: int, received: dict[str, int], dropped: dict[str, int],
-                engines: dict[str, dict[str, int]] | None = None):
+                engine: dict[str, dict[str, int]] | None = None):
         """A ``diagnostic_msgs/DiagnosticArray``: one status per camera and one for the node.
 
         ``received``/``dropped`` are the slots' cumulative counts (images in, images replaced unprocessed);
-        ``engines`` the engines' own counters per camera (objects created, expired, evicted, ...).
+        ``engine`` the engines' own counters per camera (listed as ``engine.<name>``).
         """
+        engine = engine or {}
         types = typestore().types
         Status, KeyValue = types["diagnostic_msgs/msg/DiagnosticStatus"], types["diagnostic_msgs/msg/KeyValue"]
         now = time.monotonic()
@@ -90,7 +91,7 @@ class Diagnostics:
                     **{f"rejected.{reason}": n for reason, n in sorted(stats.rejected.items())},
                     "latency_p50_ms": p50, "latency_p99_ms": p99, "objects": stats.objects,
                     "last_error": stats.last_error,
-                    **{f"engine.{k}": n for k, n in (engines or {}).get(camera, {}).items()},
+                    **{f"engine.{name}": n for name, n in engine.get(camera, {}).items()},
                 }
                 rejected = sum(stats.rejected.values())
                 level = Status.WARN if rejected or dropped[camera] else Status.OK  # WARN: inputs are lost

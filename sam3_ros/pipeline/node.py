@@ -277,30 +277,38 @@ class TrackerNode:
         while not self._stop.wait(period):
             received = {name: c.slot.received for name, c in self.cameras.items()}
             dropped = {name: c.slot.dropped for name, c in self.cameras.items()}
-            engines = {name: dict(vars(c.engine.counters)) for name, c in self.cameras.items()
-                       if hasattr(c.engine, "counters")}
-            self._publish("diagnostics", self.diagnostics.message(time.time_ns(), received, dropped, engines))
+            engine = {name: vars(c.engine.counters) for name, c in self.cameras.items()
+                      if hasattr(c.engine, "counters")}  # e.g. lost tracker workers (placement: objects)
+            self._publish("diagnostics", self.diagnostics.message(time.time_ns(), received, dropped, engine))
 
 
 def engine_factory(settings: Settings) -> Callable[[str], Any]:
     """``camera -> engine``: one engine (tracks, memory) per camera; cameras on the same device share one
-    copy of the model weights. With several devices and ``placement: cameras``, camera i runs on device
-    i modulo the number of devices."""
+    copy of the model weights. With several devices, ``placement: cameras`` pins each camera to the device
+    with the fewest cameras so far (in topic order); ``placement: objects`` gives the one camera a sharded
+    engine: detector here, tracked objects over one worker process per device."""
     from ..engine import load_engine, load_model  # heavy (torch, transformers): only when a node is built
     from ..engine.engine import resolve_device, resolve_dtype
+    from ..engine.placement import assign_cameras
 
     cameras, devices = list(settings.input.topics), list(settings.devices)
+    placed = assign_cameras(cameras, devices)
     models: dict[tuple[str, Any], Any] = {}  # (device, dtype) -> loaded model
 
     def make(camera: str) -> Any:
         own = settings
-        if settings.placement == "cameras" and len(devices) > 1:
-            own = settings.replace(devices=[devices[cameras.index(camera) % len(devices)]])
+        if len(devices) > 1:
+            own = settings.replace(devices=[devices[placed[camera]]])
         device = resolve_device(own)
         dtype = resolve_dtype(own, device)
         key = (str(device), dtype)
         if key not in models:
             models[key] = load_model(own.model, device, dtype, own.image_size)
+        if settings.placement == "objects" and len(devices) > 1:
+            from ..engine.distributed import load_sharded_engine
+
+            return load_sharded_engine(settings, models[key])
         return load_engine(own, models[key])
 
+    make.placement = placed  # camera -> index into settings.devices, for diagnostics and tests
     return make
