@@ -39,7 +39,9 @@ def loaded():
 
 def test_step_syncs_with_the_host_only_for_the_plan(loaded):
     engine = load_engine(settings(), loaded)
-    engine.set_prompt(ConceptPrompt(phrases=["red box", "thing"]))
+    # phrases of one token count: transformers checks a padded text mask on the device (see
+    # tests/test_step_host_reads.py, which finds the data-dependent reads on CPU)
+    engine.set_prompt(ConceptPrompt(phrases=["red box", "blue box"]))
     stream = list(frames(12))
     for frame in stream[:3]:  # first calls: text embeddings, cuBLAS handles, pinned-memory pools
         engine.step(frame)

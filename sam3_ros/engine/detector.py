@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import types
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
 from ..kernels.ops import mask_nms
@@ -17,13 +19,16 @@ class Detector:
 
     def __init__(self, model, tokenize):
         install_for_transformers()  # exemplar boxes need roi_align
+        model.detr_encoder._prepare_multilevel_features = types.MethodType(_flatten_levels, model.detr_encoder)
         self.model = model
         self.tokenize = tokenize
         self._text: OrderedDict[tuple[str, ...], tuple] = OrderedDict()  # phrases -> (embeds, mask)
 
     @torch.inference_mode()
     def text_embeddings(self, phrases: list[str], device: torch.device):
-        """Text features of ``phrases``, computed once per distinct prompt (LRU cache)."""
+        """Text features of ``phrases`` and their token mask, computed once per distinct prompt (LRU cache).
+        The mask is None when no phrase is padded: transformers would otherwise check that on the device
+        (``mask.all()``, a host sync) in every attention layer that reads the text, every frame."""
         key = tuple(phrases)
         if key in self._text:
             self._text.move_to_end(key)
@@ -31,7 +36,7 @@ class Detector:
         tokens = self.tokenize(list(phrases))
         ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
         embeds = self.model.get_text_features(input_ids=ids, attention_mask=mask, return_dict=True)
-        self._text[key] = (embeds, mask)
+        self._text[key] = (embeds, mask if not bool(tokens["attention_mask"].all()) else None)
         if len(self._text) > _TEXT_CACHE_SIZE:
             self._text.popitem(last=False)
         return self._text[key]
@@ -50,6 +55,8 @@ class Detector:
         kwargs = {}
         if boxes is not None and boxes.shape[0] > 0:
             kwargs = {"input_boxes": boxes[None].expand(p, -1, -1), "input_boxes_labels": box_labels[None].expand(p, -1)}
+            if mask is None:  # with exemplar boxes transformers concatenates the text mask with theirs
+                mask = torch.ones(embeds.last_hidden_state.shape[:2], dtype=torch.long, device=device)
         out = self.model(vision_embeds=batched, text_embeds=embeds, attention_mask=mask, **kwargs)
         scores = (out.pred_logits.sigmoid() * out.presence_logits.sigmoid()).float()  # (P, Q)
         valid = scores > score_threshold
@@ -75,3 +82,16 @@ def _expand_vision(vision_embeds, n: int):
               else tuple(v.expand(n, *v.shape[1:]) for v in value) if isinstance(value, tuple) else value)
         for key, value in vision_embeds.items()
     })
+
+
+def _flatten_levels(self, vision_features: list[torch.Tensor], vision_pos_embeds: list[torch.Tensor]):
+    """``Sam3DetrEncoder._prepare_multilevel_features`` with the level shapes kept on the host.
+
+    transformers puts them in a device tensor, then the decoder reads them back in every layer
+    (``torch.arange(0, height)``): host syncs. They are host-known sizes: a numpy array keeps them on
+    the host as plain integers (the decoder only indexes it and reads its length).
+    """
+    shapes = np.array([tuple(f.shape[-2:]) for f in vision_features], dtype=np.int64)
+    features = torch.cat([f.flatten(2).transpose(1, 2) for f in vision_features], dim=1)
+    positions = torch.cat([p.flatten(2).transpose(1, 2) for p in vision_pos_embeds], dim=1)
+    return features, positions, shapes
