@@ -54,6 +54,27 @@ def test_node_places_three_cameras_on_two_devices_and_runs_them():
     assert sorted(m.header.stamp.nanosec for k, m in published if k == "instances") == [1, 2, 3]
 
 
+def test_node_with_object_placement_runs_one_camera_on_a_sharded_engine():
+    from sam3_ros.codec.image import rgb_to_image_fields
+    from sam3_ros.engine.distributed import ShardedEngine
+    from sam3_ros.pipeline.messages import image_message
+    from sam3_ros.pipeline.node import TrackerNode, engine_factory
+
+    settings = Settings.default({**SCENARIO, "devices": ["cpu", "cpu"], "placement": "objects",
+                                 "input.topics": ["/cam"], "prompt.text": "cat"})
+    engine = engine_factory(settings)("/cam")
+    try:
+        assert isinstance(engine, ShardedEngine) and engine.num_workers == 1  # detector here, objects there
+        published = []
+        node = TrackerNode(settings, lambda camera: engine, lambda kind, message: published.append(message))
+        for stamp, rgb in enumerate(moving_shapes(3, 48, 64), start=1):
+            node._process(node.cameras["/cam"], image_message(rgb_to_image_fields(rgb), stamp, "cam"), 0.0)
+        assert [m.header.stamp.nanosec for m in published] == [1, 2, 3]
+        assert len(published[-1].instances) > 0 and engine.counters.frames == 3
+    finally:
+        engine.close()
+
+
 def test_object_placement_shards_one_camera_only():
     with pytest.raises(SettingsError, match="placement: objects"):
         Settings.default({"devices": ["cpu", "cpu"], "placement": "objects", "input.topics": ["/a", "/b"]})
@@ -160,7 +181,15 @@ def test_worker_killed_during_a_frame_drops_that_frame_only(sharded, monkeypatch
     with pytest.raises(RuntimeError, match="frame dropped"):
         sharded.step(Frame(frames[1]))
     monkeypatch.undo()
-    for rgb in frames[2:5]:
+
+    def detector_bug(*args):  # the workers are tracking; this frame fails here for another reason
+        raise IndexError("a bug in the detector")
+
+    monkeypatch.setattr(sharded, "_detect", detector_bug)
+    with pytest.raises(IndexError):
+        sharded.step(Frame(frames[1]))
+    monkeypatch.undo()
+    for rgb in frames[2:5]:  # no worker waits in the failed frame's gather: the stream goes on at once
         assert set(clicks) <= set(sharded.step(Frame(rgb)).ids.tolist())
     assert sharded.counters.frames_failed == failed_before + 1
     assert sharded.counters.workers_lost == lost_before + 1
