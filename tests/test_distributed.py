@@ -7,7 +7,6 @@ engine on the same frames, then workers are killed (SIGKILL) between and in the 
 
 import os
 import signal
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
