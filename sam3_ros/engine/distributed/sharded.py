@@ -69,6 +69,7 @@ class ShardedEngine(Engine):
     def step(self, frame: Frame) -> Instances:
         """``Engine.step``; a worker lost during the frame drops it (RuntimeError) after recovery."""
         self._supervise()
+        self.pool.comm.take_elapsed_ms()  # this frame's communication only (not the requests' since the last)
         try:
             result = super().step(frame)
         except WorkerLost as exc:
@@ -76,7 +77,10 @@ class ShardedEngine(Engine):
             self._recover()
             raise RuntimeError(f"frame dropped: {exc}") from None
         except Exception:
-            self.tracker.abandon()
+            try:
+                self.tracker.abandon()
+            except WorkerLost:
+                self._recover()
             raise
         result.timings_ms["comm"] = self.pool.comm.take_elapsed_ms()  # inside the tracker and merge stages
         return result
