@@ -9,6 +9,7 @@ the same count (gloo's gather and scatter need equal sizes). When a peer dies th
 from __future__ import annotations
 
 import datetime
+import os
 import time
 
 import torch
@@ -26,6 +27,8 @@ def backend_for(devices: list[torch.device]) -> str:
 def join(store: dist.Store, generation: int, rank: int, world: int, backend: str, timeout_s: float) -> None:
     """Join generation ``generation`` of the group (blocks until all ``world`` ranks joined)."""
     leave()
+    if backend == "nccl":  # a lost peer must abort the communicator, not tear the process down (torch's default)
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2")
     dist.init_process_group(backend, store=dist.PrefixStore(f"generation{generation}", store), rank=rank,
                             world_size=world, timeout=datetime.timedelta(seconds=timeout_s))
 
