@@ -16,6 +16,10 @@ import torch
 import torch.distributed as dist
 
 
+class CollectiveError(RuntimeError):
+    """A collective failed: a peer died, left the group, or did not answer within the timeout."""
+
+
 def backend_for(devices: list[torch.device]) -> str:
     """``nccl`` when every rank has a GPU of its own; otherwise ``gloo`` (NCCL refuses two ranks on one GPU,
     so ranks sharing a GPU, or on CPU, stage their tensors through host memory)."""
@@ -53,12 +57,19 @@ class Collectives:
 
     def _timed(self, call, *args, **kwargs) -> None:
         start = time.perf_counter()
-        if self.device.type == "cuda":
-            with torch.cuda.device(self.device):  # NCCL works on the current device
+        try:
+            if self.device.type == "cuda":
+                with torch.cuda.device(self.device):  # NCCL works on the current device
+                    call(*args, **kwargs)
+            else:
                 call(*args, **kwargs)
-        else:
-            call(*args, **kwargs)
-        self.elapsed_s += time.perf_counter() - start
+            self.elapsed_s += time.perf_counter() - start
+            return
+        except RuntimeError as exc:
+            reason = str(exc).splitlines()[0][:200]
+        # raised outside the except block: the failed call's frames hold the process group (and so its
+        # connections), and must not stay alive in the exception's context, or ``leave`` closes nothing
+        raise CollectiveError(reason)
 
     def broadcast(self, flat: torch.Tensor) -> torch.Tensor:
         """Rank 0's ``flat`` on every rank (others pass a buffer of the right size and dtype)."""
