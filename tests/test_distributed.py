@@ -211,3 +211,17 @@ def test_bench_multigpu_writes_a_table_and_json(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["workers"], r["objects"]) for r in rows] == [(0, 2), (1, 2)]
     assert rows[1]["comm_probe_ms"]["p50"] > 0 and rows[1]["comm_bytes"] > 0 and rows[1]["fps"] > 0
+
+
+def test_workers_failing_on_their_own_are_replaced_when_none_is_left(sharded):
+    frames = moving_shapes(5, 48, 64, seed=3)
+    clicks = _clicked_objects(sharded, frames)
+    lost_before = sharded.counters.workers_lost
+    gone = list(sharded.pool.workers)
+    for worker in gone:  # an error other than a failed collective ends a worker (here: a command it lacks)
+        sharded.pool.send(worker, "no_such_command")
+        worker.process.join(30)
+    for rgb in frames[1:4]:
+        assert set(clicks) <= set(sharded.step(Frame(rgb)).ids.tolist())
+    assert sharded.counters.workers_lost == lost_before + len(gone)
+    assert sharded.num_workers == 1 and not {w.id for w in gone} & set(sharded.objects_per_worker())
