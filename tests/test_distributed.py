@@ -7,7 +7,6 @@ engine on the same frames, then workers are killed (SIGKILL) between and in the 
 
 import os
 import signal
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -52,6 +51,27 @@ def test_node_places_three_cameras_on_two_devices_and_runs_them():
     for i, camera in enumerate(cameras):  # run each camera's frame on the caller's thread, as its worker does
         node._process(node.cameras[camera], image_message(rgb_to_image_fields(rgb), i + 1, "cam"), 0.0)
     assert sorted(m.header.stamp.nanosec for k, m in published if k == "instances") == [1, 2, 3]
+
+
+def test_node_with_object_placement_runs_one_camera_on_a_sharded_engine():
+    from sam3_ros.codec.image import rgb_to_image_fields
+    from sam3_ros.engine.distributed import ShardedEngine
+    from sam3_ros.pipeline.messages import image_message
+    from sam3_ros.pipeline.node import TrackerNode, engine_factory
+
+    settings = Settings.default({**SCENARIO, "devices": ["cpu", "cpu"], "placement": "objects",
+                                 "input.topics": ["/cam"], "prompt.text": "cat"})
+    engine = engine_factory(settings)("/cam")
+    try:
+        assert isinstance(engine, ShardedEngine) and engine.num_workers == 1  # detector here, objects there
+        published = []
+        node = TrackerNode(settings, lambda camera: engine, lambda kind, message: published.append(message))
+        for stamp, rgb in enumerate(moving_shapes(3, 48, 64), start=1):
+            node._process(node.cameras["/cam"], image_message(rgb_to_image_fields(rgb), stamp, "cam"), 0.0)
+        assert [m.header.stamp.nanosec for m in published] == [1, 2, 3]
+        assert len(published[-1].instances) > 0 and engine.counters.frames == 3
+    finally:
+        engine.close()
 
 
 def test_object_placement_shards_one_camera_only():
@@ -160,7 +180,15 @@ def test_worker_killed_during_a_frame_drops_that_frame_only(sharded, monkeypatch
     with pytest.raises(RuntimeError, match="frame dropped"):
         sharded.step(Frame(frames[1]))
     monkeypatch.undo()
-    for rgb in frames[2:5]:
+
+    def detector_bug(*args):  # the workers are tracking; this frame fails here for another reason
+        raise IndexError("a bug in the detector")
+
+    monkeypatch.setattr(sharded, "_detect", detector_bug)
+    with pytest.raises(IndexError):
+        sharded.step(Frame(frames[1]))
+    monkeypatch.undo()
+    for rgb in frames[2:5]:  # no worker waits in the failed frame's gather: the stream goes on at once
         assert set(clicks) <= set(sharded.step(Frame(rgb)).ids.tolist())
     assert sharded.counters.frames_failed == failed_before + 1
     assert sharded.counters.workers_lost == lost_before + 1
@@ -183,3 +211,17 @@ def test_bench_multigpu_writes_a_table_and_json(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["workers"], r["objects"]) for r in rows] == [(0, 2), (1, 2)]
     assert rows[1]["comm_probe_ms"]["p50"] > 0 and rows[1]["comm_bytes"] > 0 and rows[1]["fps"] > 0
+
+
+def test_workers_failing_on_their_own_are_replaced_when_none_is_left(sharded):
+    frames = moving_shapes(5, 48, 64, seed=3)
+    clicks = _clicked_objects(sharded, frames)
+    lost_before = sharded.counters.workers_lost
+    gone = list(sharded.pool.workers)
+    for worker in gone:  # an error other than a failed collective ends a worker (here: a command it lacks)
+        sharded.pool.send(worker, "no_such_command")
+        worker.process.join(30)
+    for rgb in frames[1:4]:
+        assert set(clicks) <= set(sharded.step(Frame(rgb)).ids.tolist())
+    assert sharded.counters.workers_lost == lost_before + len(gone)
+    assert sharded.num_workers == 1 and not {w.id for w in gone} & set(sharded.objects_per_worker())

@@ -58,7 +58,8 @@ def _measure(engine, objects: int, frames: list[np.ndarray], sync) -> dict:
     rng = np.random.default_rng(objects)
     for _ in range(objects):
         engine.add_points(None, [[float(rng.uniform(0, w - 1)), float(rng.uniform(0, h - 1))]], [1])
-    walls, stages = [], {s: [] for s in STAGES}
+    walls: list[float] = []
+    stages: dict[str, list[float]] = {s: [] for s in STAGES}
     for i, rgb in enumerate(frames[1:]):
         start = time.perf_counter()
         out = engine.step(Frame(rgb))

@@ -7,10 +7,12 @@ Both use ``least_loaded``, so the same inputs always give the same placement.
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from typing import Hashable, Mapping, TypeVar
+
+Key = TypeVar("Key", bound=Hashable)
 
 
-def least_loaded(loads: Mapping[Hashable, int]) -> Hashable:
+def least_loaded(loads: Mapping[Key, int]) -> Key:
     """The key with the smallest load; ties go to the key listed first."""
     if not loads:
         raise ValueError("least_loaded: nothing to choose from")

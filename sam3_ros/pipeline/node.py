@@ -286,7 +286,7 @@ def engine_factory(settings: Settings) -> Callable[[str], Any]:
     """``camera -> engine``: one engine (tracks, memory) per camera; cameras on the same device share one
     copy of the model weights. With several devices, ``placement: cameras`` pins each camera to the device
     with the fewest cameras so far (in topic order); ``placement: objects`` gives the one camera a sharded
-    engine: detector here, tracked objects over one worker process per device."""
+    engine: detector on the first device, tracked objects over one worker process per other device."""
     from ..engine import load_engine, load_model  # heavy (torch, transformers): only when a node is built
     from ..engine.engine import resolve_device, resolve_dtype
     from ..engine.placement import assign_cameras

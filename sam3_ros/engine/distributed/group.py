@@ -9,10 +9,15 @@ the same count (gloo's gather and scatter need equal sizes). When a peer dies th
 from __future__ import annotations
 
 import datetime
+import os
 import time
 
 import torch
 import torch.distributed as dist
+
+
+class CollectiveError(RuntimeError):
+    """A collective failed: a peer died, left the group, or did not answer within the timeout."""
 
 
 def backend_for(devices: list[torch.device]) -> str:
@@ -26,6 +31,8 @@ def backend_for(devices: list[torch.device]) -> str:
 def join(store: dist.Store, generation: int, rank: int, world: int, backend: str, timeout_s: float) -> None:
     """Join generation ``generation`` of the group (blocks until all ``world`` ranks joined)."""
     leave()
+    if backend == "nccl":  # a lost peer must abort the communicator, not tear the process down (torch's default)
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2")
     dist.init_process_group(backend, store=dist.PrefixStore(f"generation{generation}", store), rank=rank,
                             world_size=world, timeout=datetime.timedelta(seconds=timeout_s))
 
@@ -50,12 +57,19 @@ class Collectives:
 
     def _timed(self, call, *args, **kwargs) -> None:
         start = time.perf_counter()
-        if self.device.type == "cuda":
-            with torch.cuda.device(self.device):  # NCCL works on the current device
+        try:
+            if self.device.type == "cuda":
+                with torch.cuda.device(self.device):  # NCCL works on the current device
+                    call(*args, **kwargs)
+            else:
                 call(*args, **kwargs)
-        else:
-            call(*args, **kwargs)
-        self.elapsed_s += time.perf_counter() - start
+            self.elapsed_s += time.perf_counter() - start
+            return
+        except RuntimeError as exc:
+            reason = str(exc).splitlines()[0][:200]
+        # raised outside the except block: the failed call's frames hold the process group (and so its
+        # connections), and must not stay alive in the exception's context, or ``leave`` closes nothing
+        raise CollectiveError(reason)
 
     def broadcast(self, flat: torch.Tensor) -> torch.Tensor:
         """Rank 0's ``flat`` on every rank (others pass a buffer of the right size and dtype)."""

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .group import Collectives, backend_for, join, leave
+from .group import CollectiveError, Collectives, backend_for, join, leave
 from .worker import WorkerSpec, main
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,9 @@ class WorkerPool:
         """Run a ``Collectives`` call; a failure (a peer died, or timed out) becomes WorkerLost."""
         try:
             return call(*args)
-        except RuntimeError as exc:
-            reason = str(exc).splitlines()[0][:200]
-        # raised outside the except block: the failed call's frames (which hold the process group, and so
-        # its connections) must not stay alive in the exception's context, or ``leave`` closes nothing
-        raise WorkerLost(f"collective failed: {reason}")
+        except CollectiveError as exc:
+            reason = str(exc)
+        raise WorkerLost(f"collective failed: {reason}")  # outside the except block: see Collectives._timed
 
     def probe(self, feature_numel: int, pad: int, width: int, dtype: torch.dtype) -> float:
         """Milliseconds for one frame's collectives (features broadcast, rows gathered and scattered) on

@@ -163,6 +163,14 @@ class RemoteTracker:
         return {"low_res": rows[:, 1:].reshape(len(slots), 1, self.side, self.side),
                 "object_score_logits": rows[:, :1], "on_workers": _OnWorkers()}
 
+    def abandon(self) -> None:
+        """Collect and drop a started propagate (the frame failed here before asking for its results): the
+        workers are waiting in that gather, and the next collective must not meet them there."""
+        if self._pending is not None:
+            _, _, pad, _ = self._pending
+            self._pending = None
+            self.pool.collective(self.pool.comm.gather_rows, None, pad, 1 + self.side ** 2, self.dtype)
+
     def from_masks(self, feats: list[torch.Tensor], masks: torch.Tensor) -> _Start:
         return _Start(masks=masks)
 

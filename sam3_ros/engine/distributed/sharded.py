@@ -36,7 +36,13 @@ class ShardedCounters(EngineCounters):
 
 
 class ShardedEngine(Engine):
-    """``Engine`` with its tracked objects on worker processes (one per ``worker_devices`` entry)."""
+    """``Engine`` with its tracked objects on worker processes (one per ``worker_devices`` entry).
+
+    One per process: the workers' group is the process's default ``torch.distributed`` group."""
+
+    bank: ShardedBank
+    tracker: RemoteTracker
+    counters: ShardedCounters
 
     def __init__(self, loaded: LoadedModel, settings: Settings, device: torch.device, dtype: torch.dtype,
                  worker_devices: list[str], timeout_s: float = WORKER_TIMEOUT_S):
@@ -63,12 +69,19 @@ class ShardedEngine(Engine):
     def step(self, frame: Frame) -> Instances:
         """``Engine.step``; a worker lost during the frame drops it (RuntimeError) after recovery."""
         self._supervise()
+        self.pool.comm.take_elapsed_ms()  # this frame's communication only (not the requests' since the last)
         try:
             result = super().step(frame)
         except WorkerLost as exc:
             self.counters.frames_failed += 1
             self._recover()
             raise RuntimeError(f"frame dropped: {exc}") from None
+        except Exception:
+            try:
+                self.tracker.abandon()
+            except WorkerLost:
+                self._recover()
+            raise
         result.timings_ms["comm"] = self.pool.comm.take_elapsed_ms()  # inside the tracker and merge stages
         return result
 

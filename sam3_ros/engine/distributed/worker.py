@@ -4,7 +4,8 @@ Commands arrive on a pipe from the coordinator as ``(name, kwargs)`` and run in 
 through the process group (``group.Collectives``). Slots are the coordinator's global slot numbers, so
 a worker's bank has room for every object (after a failure one worker may hold them all). A failed
 collective means a peer (or the coordinator) is gone: the worker then skips commands until the
-coordinator forms the group again. It exits when the pipe closes (the coordinator ended, even killed).
+coordinator forms the group again; any other error ends the process (the coordinator sees it exit and
+moves its objects). It exits when the pipe closes (the coordinator ended, even killed).
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class Shard:
 
 def main(spec: WorkerSpec, conn: Connection) -> None:
     """Process entry point: build the shard, say ready, run commands until told to close."""
-    from .group import leave
+    from .group import CollectiveError, leave
 
     torch.set_grad_enabled(False)
     shard = Shard(spec, conn)
@@ -174,7 +175,8 @@ def main(spec: WorkerSpec, conn: Connection) -> None:
             with torch.inference_mode():
                 getattr(shard, name)(**kwargs)
             broken = False
-        except RuntimeError as exc:  # a collective failed: a peer died or the coordinator left the group
+        except (CollectiveError, dist.DistError) as exc:  # a peer died, or the coordinator left the group
             log.info("worker on %s: %s failed (%s); waiting for the group to re-form", spec.device, name, exc)
             broken = True
+        # any other error ends the process: the coordinator sees it exit and moves its objects elsewhere
     leave()
