@@ -56,7 +56,7 @@ def _samples():
         mask_rle=np.array([2, 5, 5], np.uint32), age=3, detected=True, frames_since_detected=0)
     return {
         "sam3_ros/msg/InstanceArray": TYPES["sam3_ros/msg/InstanceArray"](
-            header=_header(12, 34, "cam"), camera="/camera/image_raw", instances=[instance, instance],
+            header=_header(12, 34, "cam"), camera="/camera/image_raw", instances=[instance, instance], num_hidden_objects=2,
             prompt=["red circle", "cat"], num_positive_exemplars=1, num_negative_exemplars=2, latency_ms=3.5,
             dropped_frames=9),
         "sensor_msgs/msg/Image": TYPES["sensor_msgs/msg/Image"](

@@ -49,7 +49,7 @@ def _samples(store):
     header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=12, nanosec=345), frame_id="cam")
     yield T["sam3_ros/msg/Instance"], _instance(store, 7)
     yield T["sam3_ros/msg/InstanceArray"], T["sam3_ros/msg/InstanceArray"](
-        header=header, camera="/camera/image_raw", instances=[_instance(store, 1), _instance(store, 2)],
+        header=header, camera="/camera/image_raw", instances=[_instance(store, 1), _instance(store, 2)], num_hidden_objects=1,
         prompt=["red circle", "blue square"], num_positive_exemplars=1, num_negative_exemplars=0,
         latency_ms=12.5, dropped_frames=3,
     )

@@ -37,3 +37,17 @@ def test_empty_instances():
     frame = Frame(image=np.zeros((5, 6, 3), np.uint8), stamp_ns=7, frame_id="f", camera="/c")
     msg = instances_to_message(Instances.empty(frame, ["x"]))
     assert msg.instances == [] and msg.prompt == ["x"] and time_to_ns(msg.header.stamp) == 7
+
+
+def test_objects_with_empty_masks_are_counted_not_listed():
+    h, w = 8, 8
+    masks = np.zeros((3, h, w), bool)
+    masks[1, 2:4, 2:4] = True
+    masks[2] = True  # a full mask is visible too (its counts start with an empty background run)
+    inst = Instances(
+        ids=np.array([1, 2, 3]), scores=np.full(3, 0.9, np.float32), boxes=np.zeros((3, 4), np.float32),
+        masks=masks, concept_index=np.zeros(3, np.int64), detected=np.zeros(3, bool), age=np.zeros(3, np.int64),
+        frames_since_detected=np.zeros(3, np.int64), phrases=["a"], image_size=(h, w),
+    )
+    msg = instances_to_message(inst)
+    assert [i.id for i in msg.instances] == [2, 3] and msg.num_hidden_objects == 1

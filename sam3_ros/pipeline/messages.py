@@ -42,7 +42,10 @@ def compressed_message(data: bytes, fmt: str, stamp_ns: int, frame_id: str = "")
 
 def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropped_frames: int = 0,
                          num_positive_exemplars: int = 0, num_negative_exemplars: int = 0):
-    """Build the ``InstanceArray`` for one processed frame (header copied from the source image)."""
+    """Build the ``InstanceArray`` for one processed frame (header copied from the source image).
+
+    Tracked objects whose mask is empty in this frame (hidden, or out of view) are not listed, as the
+    reference's output does; ``num_hidden_objects`` counts them."""
     types = typestore().types
     Instance, InstanceArray = types["sam3_ros/msg/Instance"], types["sam3_ros/msg/InstanceArray"]
     h, w = instances.image_size
@@ -54,17 +57,18 @@ def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropp
     lost = np.asarray(_host(instances.frames_since_detected))[order]
     concepts = [instances.concepts[i] for i in order]
     counts = _encode_masks(instances.masks, order) if len(order) else []
+    visible = [i for i in range(len(order)) if len(counts[i]) > 1]  # an empty mask is one background run
     items = [
         Instance(id=int(ids[i]), concept=concepts[i], score=float(scores[i]), box=boxes[i].copy(),
                  mask_height=h, mask_width=w, mask_rle=counts[i], age=int(age[i]), detected=bool(detected[i]),
                  frames_since_detected=int(lost[i]))
-        for i in range(len(order))
+        for i in visible
     ]
     return InstanceArray(
         header=header(instances.stamp_ns, instances.frame_id),
-        camera=instances.camera, instances=items, prompt=list(instances.phrases),
-        num_positive_exemplars=num_positive_exemplars, num_negative_exemplars=num_negative_exemplars,
-        latency_ms=float(latency_ms), dropped_frames=int(dropped_frames),
+        camera=instances.camera, instances=items, num_hidden_objects=len(order) - len(visible),
+        prompt=list(instances.phrases), num_positive_exemplars=num_positive_exemplars,
+        num_negative_exemplars=num_negative_exemplars, latency_ms=float(latency_ms), dropped_frames=int(dropped_frames),
     )
 
 
