@@ -1,4 +1,4 @@
-"""Model loading: a built-in name (``tiny-random``, ``sam3-random``) or a local directory in transformers format.
+"""Model loading: a built-in name (``toy``, ``tiny-random``, ``sam3-random``) or a local directory in transformers format.
 
 Never downloads. A missing or unreadable model gives one ``ModelLoadError`` naming the path.
 """
@@ -11,11 +11,12 @@ from typing import Any, Callable
 
 import torch
 
-from ..models import (BUILTIN_MODELS, SAM3_IMAGE_SIZE, TINY_IMAGE_SIZE, HashTokenizer, build_sam3_random,
+from ..models import (BUILTIN_MODELS, SAM3_IMAGE_SIZE, TINY_IMAGE_SIZE, TOY_DIR, HashTokenizer, build_sam3_random,
                       build_tiny_random)
 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # without them transformers builds an empty-vocabulary tokenizer
+_MAX_TOKENS = 32  # phrases are padded (and cut) to SAM 3's text length
 
 
 class ModelLoadError(ValueError):
@@ -37,7 +38,13 @@ def load_model(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype
 
     ``image_size`` (0 = the model's own) picks another input side for built-in models.
     """
-    if spec == "tiny-random":
+    if spec == "toy":  # trained by `sam3-ros train-toy`, shipped inside the package
+        if not (TOY_DIR / "model.safetensors").is_file():
+            raise ModelLoadError(f"built-in model 'toy' has no weights in {TOY_DIR} (run `sam3-ros train-toy`)")
+        model, tokenize = _load_directory(TOY_DIR)
+        if image_size and image_size != model.config.image_size:
+            raise ModelLoadError(f"image_size={image_size}: the toy model is trained at {model.config.image_size} px")
+    elif spec == "tiny-random":
         model, tokenize = build_tiny_random(image_size=image_size or TINY_IMAGE_SIZE), HashTokenizer()
     elif spec == "sam3-random":
         model = build_sam3_random(image_size=image_size or SAM3_IMAGE_SIZE)
@@ -69,8 +76,14 @@ def _load_directory(path: Path):
     except Exception as exc:  # corrupt json/safetensors, wrong architecture, missing tokenizer files
         raise ModelLoadError(f"cannot load model from {path}: {type(exc).__name__}: {exc}") from None
 
+    return model, phrase_tokenizer(tokenizer)
+
+
+def phrase_tokenizer(tokenizer) -> Callable[[list[str]], dict[str, torch.Tensor]]:
+    """Phrases -> ``input_ids``/``attention_mask`` (P, 32) with a transformers tokenizer, as the detector reads them."""
+
     def tokenize(phrases: list[str]) -> dict[str, torch.Tensor]:
-        out = tokenizer(phrases, padding="max_length", max_length=32, truncation=True, return_tensors="pt")
+        out = tokenizer(phrases, padding="max_length", max_length=_MAX_TOKENS, truncation=True, return_tensors="pt")
         return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
 
-    return model, tokenize
+    return tokenize

@@ -134,7 +134,8 @@ class BatchedTracker:
     def _decode(self, embeddings: list[torch.Tensor], multimask: bool, points=None, labels=None, boxes=None,
                 masks=None) -> dict:
         """``Sam3TrackerVideoModel._single_frame_forward`` (from image embeddings) for a batch of N
-        objects: the reference picks the best of several masks with indexing that is only right for N=1."""
+        objects: the reference picks the best of several masks with indexing that is only right for N=1.
+        ``mask_logits`` are the chosen masks before objects scored absent get the "no object" logit."""
         model = self.model
         n = embeddings[-1].shape[0]
         if points is None and boxes is None:  # no clicks: one padding point per object
@@ -152,8 +153,6 @@ class BatchedTracker:
             high_resolution_features=embeddings[:-1],
         )
         low, iou, tokens, object_logits = low[:, 0], iou[:, 0], tokens[:, 0], object_logits.reshape(n, 1)
-        appearing = object_logits > 0
-        low = torch.where(appearing[:, :, None, None], low, NO_OBJ_SCORE)
         if multimask:
             best = iou.argmax(dim=-1)
             rows = torch.arange(n, device=low.device)
@@ -161,13 +160,16 @@ class BatchedTracker:
             token = tokens[rows, best] if tokens.shape[1] > 1 else tokens[:, 0]
         else:
             low, token = low[:, 0], tokens[:, 0]
-        low = low[:, None]
+        mask_logits = low[:, None]  # before "no object" replaces them: what training supervises
+        appearing = object_logits > 0
+        low = torch.where(appearing[:, :, None, None], mask_logits, NO_OBJ_SCORE)
         high = F.interpolate(low.float(), size=(model.image_size, model.image_size), mode="bilinear",
                              align_corners=False).to(low.dtype)
         pointer = model.object_pointer_proj(token)
         weight = appearing.to(pointer.dtype)
         pointer = weight * pointer + (1 - weight) * model.no_object_pointer
-        return {"low_res": low, "high_res": high, "object_score_logits": object_logits, "pointers": pointer}
+        return {"low_res": low, "high_res": high, "object_score_logits": object_logits, "pointers": pointer,
+                "mask_logits": mask_logits}
 
     # -- memory ---------------------------------------------------------------------------------------------
     def encode(self, feats: list[torch.Tensor], high_res: torch.Tensor, object_score_logits: torch.Tensor,

@@ -1,0 +1,98 @@
+"""``toy``: a small SAM 3 trained by this project on the synthetic concept world (``sam3-ros train-toy``).
+
+The real transformers SAM 3 video architecture (ViT + FPN necks, CLIP text encoder, geometry encoder,
+DETR encoder/decoder with presence token, mask decoder, tracker with memory attention and memory
+encoder) at a size that trains on two CPU cores, with a word-level tokenizer over the world's
+vocabulary. The trained files (``config.json``, ``model.safetensors``, ``tokenizer.json``) are
+committed in ``TOY_DIR`` and load through the same loader as real SAM 3 weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TOY_DIR = Path(__file__).resolve().parent / "toy"
+TOY_IMAGE_SIZE = 168  # 12 x 12 patches; masks at 48 x 48
+_PATCH = 14
+_HIDDEN = 128  # fpn_hidden_size: a multiple of 64 and > 64 (FIELD-NOTES)
+_MAX_TOKENS = 32  # the loader pads every phrase to 32 tokens
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # ids 0..3 (eos != 2: CLIP's legacy pooling path)
+
+
+def toy_vocabulary() -> list[str]:
+    """Every token of the toy text encoder: the specials, then the world's colour and shape words."""
+    from ..eval.synthetic import COLORS, SHAPES
+
+    return [*SPECIAL_TOKENS, *COLORS, *SHAPES]
+
+
+def toy_config():
+    """The ``Sam3VideoConfig`` of the toy model."""
+    from transformers import Sam3VideoConfig
+
+    t = TOY_IMAGE_SIZE // _PATCH
+    vocab = len(toy_vocabulary())
+    vision = dict(
+        model_type="sam3_vision_model", fpn_hidden_size=_HIDDEN,
+        backbone_feature_sizes=[[4 * t, 4 * t], [2 * t, 2 * t], [t, t]],
+        backbone_config=dict(
+            model_type="sam3_vit_model", hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+            num_attention_heads=4, image_size=TOY_IMAGE_SIZE, patch_size=_PATCH, window_size=t // 2,
+            global_attn_indexes=[1, 3], pretrain_image_size=TOY_IMAGE_SIZE,
+        ),
+    )
+    detector = dict(
+        model_type="sam3", vision_config=vision,
+        text_config=dict(
+            model_type="clip_text_model", vocab_size=vocab, hidden_size=64, intermediate_size=128,
+            projection_dim=64, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=_MAX_TOKENS,
+            pad_token_id=0, bos_token_id=2, eos_token_id=3,
+        ),
+        geometry_encoder_config=dict(model_type="sam3_geometry_encoder", hidden_size=_HIDDEN, num_layers=1,
+                                     num_attention_heads=4, intermediate_size=256),
+        detr_encoder_config=dict(model_type="sam3_detr_encoder", hidden_size=_HIDDEN, num_layers=2,
+                                 num_attention_heads=4, intermediate_size=256),
+        detr_decoder_config=dict(model_type="sam3_detr_decoder", hidden_size=_HIDDEN, num_layers=2, num_queries=16,
+                                 num_attention_heads=4, intermediate_size=256),
+        mask_decoder_config=dict(model_type="sam3_mask_decoder", hidden_size=_HIDDEN, num_attention_heads=4),
+    )
+    tracker = dict(
+        model_type="sam3_tracker_video", vision_config=vision,
+        prompt_encoder_config=dict(model_type="sam3_tracker_video_prompt_encoder", hidden_size=_HIDDEN,
+                                   image_size=TOY_IMAGE_SIZE, patch_size=_PATCH),
+        mask_decoder_config=dict(model_type="sam3_tracker_video_mask_decoder", hidden_size=_HIDDEN, mlp_dim=256,
+                                 num_attention_heads=4, iou_head_hidden_dim=64),
+        image_size=TOY_IMAGE_SIZE, memory_attention_hidden_size=_HIDDEN, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=256, memory_encoder_hidden_size=_HIDDEN,
+        memory_encoder_output_channels=64,  # memory attention hard-codes kv_in_dim=64
+        mask_downsampler_embed_dim=_HIDDEN, memory_fuser_num_layers=1, memory_fuser_embed_dim=_HIDDEN,
+        memory_fuser_intermediate_dim=256,
+    )
+    return Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=4 * t)
+
+
+def build_toy_tokenizer():
+    """The toy model's tokenizer: lower-cased words, punctuation dropped, unknown words -> ``[UNK]``,
+    ``[BOS] words [EOS]`` (a transformers fast tokenizer, saved as ``tokenizer.json``)."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(toy_vocabulary())}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Sequence([
+        normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace(Regex(r"[^\w\s]"), " ")])
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]",
+                                   bos_token="[BOS]", eos_token="[EOS]")
+
+
+def build_toy(seed: int = 0):
+    """An untrained toy ``Sam3VideoModel`` with weights drawn from ``seed`` (CPU, fp32)."""
+    import torch
+    from transformers import Sam3VideoModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Sam3VideoModel(toy_config())

@@ -1,0 +1,68 @@
+"""One tracker training step (SAM 2-style clip training) through the engine's own tracker code.
+
+The objects of a clip start from their first-frame masks the way the engine starts a detection
+(``BatchedTracker.from_masks`` on a binarized low-res mask); every later frame is propagated with the
+memory of the frames before it (``BatchedTracker.propagate``) and written back the way ``Engine.step``
+writes it, into a real ``MemoryBank``. Gradients flow through memory attention, the mask decoder, the
+memory encoder and the tracker's neck; the predicted masks that become memory are detached, so a
+clip is a chain of one-frame steps, not one long graph through the masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..engine.engine import memory_bank_options
+from ..engine.memory_bank import MemoryBank
+from ..engine.tracker import BatchedTracker
+from ..settings import Settings
+from .data import TrackerClip
+from .detector import pixels_of
+from .losses import dice_loss, upsample_logits
+
+MEMORY_LOGIT = 10.0  # Engine.step writes memory with object scores of +-10 (present or not)
+
+
+def tracker_step(model, clip: TrackerClip, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its parts over one clip: mask BCE + dice on frames where an object is visible,
+    BCE on the object-score logit on every frame after the first."""
+    tracker_model = model.tracker_model
+    size = int(tracker_model.image_size)
+    low_res = int(model.config.low_res_mask_size)
+    frames, masks = clip.frames, torch.from_numpy(clip.masks).to(device, torch.float32)
+    length, n = masks.shape[:2]
+    with torch.no_grad():  # the vision backbone is the detector's, trained before and frozen here
+        vision = model.detector_model.get_vision_features(pixel_values=pixels_of(list(frames), size, device))
+    bank = MemoryBank(n, **memory_bank_options(Settings.default(), tracker_model, device, torch.float32))
+    tracker = BatchedTracker(tracker_model, bank)
+    slots = bank.allocate(n)
+
+    def features(t: int):
+        one = type(vision)(last_hidden_state=vision.last_hidden_state[t:t + 1])
+        return model.get_vision_features_for_tracker(one)
+
+    feats, _ = features(0)
+    start = F.interpolate(masks[0][:, None], size=(low_res, low_res), mode="area") >= 0.5
+    tracker.remember(feats, slots, 0, tracker.from_masks(feats, start), np.ones(n, bool), binarize=True)
+    bce = dice = score = torch.zeros((), device=device)
+    visible_total = 0
+    for t in range(1, length):
+        feats, pos = features(t)
+        out = tracker.propagate(feats, pos, slots, t)
+        logits = out["object_score_logits"][:, 0]
+        visible = masks[t].flatten(1).any(1)
+        score = score + F.binary_cross_entropy_with_logits(logits.float(), visible.float())
+        if visible.any():  # the masks before "no object" replaces them, so a wrong score still learns the mask
+            up = upsample_logits(out["mask_logits"][visible, 0], tuple(masks.shape[-2:]))
+            bce = bce + F.binary_cross_entropy_with_logits(up, masks[t][visible], reduction="none").flatten(1).mean(1).sum()
+            dice = dice + dice_loss(up, masks[t][visible]).sum()
+        visible_total += int(visible.sum())
+        present = torch.where(logits[:, None] > 0, MEMORY_LOGIT, -MEMORY_LOGIT)
+        tracker.remember(feats, slots, t, out, np.zeros(n, bool), binarize=False,
+                         high_res=out["low_res"].detach(), object_score_logits=present)
+    parts = {"trk_bce": bce / max(1, visible_total), "trk_dice": dice / max(1, visible_total),
+             "trk_score": score / (length - 1)}
+    loss = 5.0 * parts["trk_bce"] + 5.0 * parts["trk_dice"] + 1.0 * parts["trk_score"]
+    return loss, {name: float(value.detach()) for name, value in parts.items()}

@@ -1,0 +1,159 @@
+"""Training of the built-in ``toy`` model: the detector phase, then the tracker phase.
+
+1. Detector: vision encoder, text encoder and DETR detector (with presence and mask heads) on single
+   frames of random worlds, several phrases per frame (present ones, hard negatives, unknown words).
+2. Tracker: tracker neck, memory attention, memory encoder and mask decoder on short clips, with the
+   vision backbone from phase 1 frozen.
+
+A run is a function of its seed and its step counts. ``minutes`` instead picks the step counts from
+the speed of the first steps of each phase and records them in ``training.json``, so that run can be
+repeated exactly with those counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..engine.loading import phrase_tokenizer
+from ..models.toy import build_toy, build_toy_tokenizer
+from .data import detector_sample, tracker_clip
+from .detector import detector_step
+from .losses import LossWeights
+from .tracker import tracker_step
+
+DETECTOR_SHARE = 0.65  # of a time budget: the detector needs more steps than the tracker
+_PROBE_STEPS = 30  # steps timed before a time budget fixes a phase's step count
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    detector_steps: int = 3000  # 0 with ``minutes``: chosen from the measured speed
+    tracker_steps: int = 1500
+    minutes: float = 0.0  # > 0: a time budget for both phases instead of step counts
+    images_per_step: int = 3
+    phrases_per_image: int = 3
+    clip_length: int = 6
+    clip_objects: int = 6
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to 5%."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _run_phase(name: str, params: list[torch.nn.Parameter], step_fn, steps: int, budget_s: float,
+               config: TrainConfig, history: list[dict]) -> int:
+    """Optimize ``params`` with ``step_fn() -> (loss, parts)`` for ``steps`` steps, or, with ``steps`` 0,
+    for as many as fit in ``budget_s`` seconds at the speed of the first steps. Returns the step count."""
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    total = steps or _PROBE_STEPS
+    bar = tqdm(total=total, desc=name, unit="step", dynamic_ncols=True)
+    start = time.monotonic()
+    step = 0
+    while step < total:
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * _schedule(step, total, config.warmup_steps)
+        loss, parts = step_fn()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        history.append({"phase": name, "step": step, "loss": float(loss), **parts})
+        step += 1
+        if not steps and step == _PROBE_STEPS:  # a time budget: fix the phase's length now
+            per_step = (time.monotonic() - start) / step
+            total = max(step + 1, int(budget_s / per_step))
+            bar.total = total
+            bar.set_description(f"{name} ({total} steps)")
+        bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()} | {"loss": f"{float(loss):.3f}"}, refresh=False)
+        bar.update()
+    bar.close()
+    return total
+
+
+def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
+    """Train the toy model and save it to ``out`` (transformers format, weights in fp16, tokenizer,
+    ``training.json`` with the exact step counts, ``loss.png``). Returns the training record."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model = build_toy(config.seed).to(device).eval()  # eval: no dropout, the engine's exact function
+    tokenizer = build_toy_tokenizer()
+    tokenize = phrase_tokenizer(tokenizer)
+    weights = LossWeights()
+    history: list[dict] = []
+    started = time.monotonic()
+    budget = config.minutes * 60.0
+
+    def detector_fn():
+        samples = [detector_sample(rng, config.phrases_per_image) for _ in range(config.images_per_step)]
+        return detector_step(model, tokenize, samples, weights, device)
+
+    def tracker_fn():
+        return tracker_step(model, tracker_clip(rng, config.clip_length, config.clip_objects), device)
+
+    detector_params = [p for p in model.detector_model.parameters()]
+    steps_det = _run_phase("detector", detector_params, detector_fn, 0 if budget else config.detector_steps,
+                           budget * DETECTOR_SHARE, config, history)
+    tracker_params = [*model.tracker_neck.parameters(), *model.tracker_model.parameters()]
+    left = budget - (time.monotonic() - started)
+    steps_trk = _run_phase("tracker", tracker_params, tracker_fn, 0 if budget else config.tracker_steps,
+                           left, config, history)
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(torch.float16).save_pretrained(out)  # fp16 on disk keeps the file small; loads as fp32
+    tokenizer.save_pretrained(out)
+    record = {
+        "config": {**asdict(config), "detector_steps": steps_det, "tracker_steps": steps_trk, "minutes": 0.0},
+        "seconds": round(time.monotonic() - started, 1), "device": str(device), "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "final": {phase: _last_mean(history, phase) for phase in ("detector", "tracker")},
+    }
+    (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    plot_losses(history, out / "loss.png")
+    return record
+
+
+def _last_mean(history: list[dict], phase: str, last: int = 100) -> dict[str, float]:
+    rows = [h for h in history if h["phase"] == phase][-last:]
+    keys = [k for k in rows[0] if k not in ("phase", "step")] if rows else []
+    return {k: round(float(np.mean([r[k] for r in rows if k in r])), 4) for k in keys}
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    """Loss curves of both phases (running mean over 25 steps), one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for ax, phase in zip(axes, ("detector", "tracker")):
+        rows = [h for h in history if h["phase"] == phase]
+        keys = sorted({k for r in rows for k in r} - {"phase", "step"})
+        for key in keys:
+            values = np.array([r.get(key, np.nan) for r in rows], float)
+            kernel = np.ones(min(25, len(values))) / max(1, min(25, len(values)))
+            ax.plot(np.convolve(np.nan_to_num(values), kernel, mode="valid"), label=key, lw=1)
+        ax.set_title(f"{phase} ({len(rows)} steps)")
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
