@@ -5,17 +5,19 @@ import pytest
 import scipy.ndimage as ndimage
 import torch
 
-from sam3_ros.engine.mask_ops import connected_components, fill_holes, logits_to_masks, masks_to_boxes
+from sam3_ros.engine.mask_ops import (components_by_pooling, components_on_host, connected_components, fill_holes,
+                                     logits_to_masks, masks_to_boxes)
 
 EIGHT = np.ones((3, 3), int)
 
 
+@pytest.mark.parametrize("components", [components_by_pooling, components_on_host, connected_components])
 @pytest.mark.parametrize("density", [0.0, 0.3, 0.55, 0.7, 1.0])
-def test_component_areas_match_scipy(density):
+def test_component_areas_match_scipy(density, components):
     g = torch.Generator().manual_seed(int(density * 100))
     mask = torch.rand(3, 1, 23, 31, generator=g) < density
     mask[1, 0, 5:20, 3] = True  # a long thin component (many propagation steps)
-    labels, areas = connected_components(mask)
+    labels, areas = components(mask)
     for b in range(3):
         ref, n = ndimage.label(mask[b, 0].numpy(), structure=EIGHT)
         sizes = ndimage.sum(mask[b, 0].numpy(), ref, range(n + 1)).astype(np.int32)

@@ -1,14 +1,17 @@
 """Mask post-processing on device: connected components, hole filling, boxes, resizing.
 
-Torch ops (any device); the kernels issue may replace the connected-components labelling with a CUDA
-kernel of the same signature.
+Torch ops (any device), except connected components of CPU masks, which scipy labels in one pass
+instead of the iterative pooling a device needs; a CUDA kernel of the same signature may replace the
+pooling.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+_EIGHT_CONNECTED = np.ones((3, 3), bool)
 _CHECK_EVERY = 8  # label propagation steps between convergence checks (each check is one host sync)
 
 
@@ -16,8 +19,15 @@ def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     """8-connected components of a boolean (B, 1, H, W) mask.
 
     Returns ``(labels, areas)``, both (B, 1, H, W) int32: a per-image component label (0 = outside
-    ``mask``) and, at every pixel of ``mask``, the area of its component (0 outside).
+    ``mask``) and, at every pixel of ``mask``, the area of its component (0 outside). On the CPU scipy
+    labels in one pass; on a device, labels spread by pooling until they converge (a few host syncs).
     """
+    return components_on_host(mask) if mask.device.type == "cpu" else components_by_pooling(mask)
+
+
+def components_by_pooling(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``connected_components`` with torch ops on any device: the min label of each component spreads by
+    max-pooling, with pointer jumping; checks convergence every few steps (one host sync each)."""
     b, _, h, w = mask.shape
     big = h * w + 1
     index = torch.arange(1, h * w + 1, device=mask.device, dtype=torch.int32).view(1, 1, h, w)
@@ -39,6 +49,20 @@ def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     counts = torch.zeros(b, big, dtype=torch.int64, device=mask.device).scatter_add_(1, flat, torch.ones_like(flat))
     areas = torch.where(flat > 0, counts.gather(1, flat), torch.zeros_like(flat)).view(b, 1, h, w)
     return labels.to(torch.int32), areas.to(torch.int32)
+
+
+def components_on_host(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``connected_components`` of a CPU mask with scipy (one labelling pass per image)."""
+    import scipy.ndimage as ndimage
+
+    labels = np.zeros(mask.shape, np.int32)
+    areas = np.zeros(mask.shape, np.int32)
+    for i, image in enumerate(mask[:, 0].numpy()):
+        labels[i, 0], _ = ndimage.label(image, structure=_EIGHT_CONNECTED)
+        sizes = np.bincount(labels[i, 0].ravel())
+        sizes[0] = 0
+        areas[i, 0] = sizes[labels[i, 0]]
+    return torch.from_numpy(labels), torch.from_numpy(areas)
 
 
 def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:

@@ -51,9 +51,8 @@ class BatchedTracker:
         n = len(slots)
         h, w = self.feature_sizes[-1]
         memory, memory_pos, key_valid, num_pointer_tokens = self._memory_tokens(slots, frame, feat.dtype)
-        query = feat.transpose(0, 1).expand(n, -1, -1)
-        query_pos = feat_pos.transpose(0, 1).expand(n, -1, -1)
-        fused = self._memory_attention(query, query_pos, memory, memory_pos, key_valid, num_pointer_tokens)
+        fused = self._memory_attention(feat.transpose(0, 1), feat_pos.transpose(0, 1), memory, memory_pos, key_valid,
+                                       num_pointer_tokens)
         return fused.transpose(1, 2).reshape(n, self.hidden, h, w)
 
     def _memory_tokens(self, slots: list[int], frame: int, dtype: torch.dtype):
@@ -80,7 +79,12 @@ class BatchedTracker:
         return memory, memory_pos, torch.cat([spatial_valid, pointer_valid], dim=1), p * splits
 
     def _memory_attention(self, query, query_pos, memory, memory_pos, key_valid, num_pointer_tokens):
-        """``Sam3TrackerVideoMemoryAttention.forward`` over a batch, with padded memory keys masked."""
+        """``Sam3TrackerVideoMemoryAttention.forward`` over a batch, with padded memory keys masked.
+
+        ``query``/``query_pos`` (1, HW, C) are the frame's features, the same for every object: until the
+        first cross-attention reads an object's memory, the reference computes identical rows once per
+        object; here they are computed once (the first layer's self-attention and its cross-attention
+        queries), then broadcast."""
         attention = self.model.memory_attention
         output = query + 0.1 * query_pos
         rope = attention.rotary_emb(output, attention.position_ids)
@@ -90,7 +94,7 @@ class BatchedTracker:
         for layer in attention.layers:
             x = layer.layer_norm1(output)
             output = output + _rope_attention(layer.self_attn, x, x, x, rope, 0, None)
-            x = layer.layer_norm2(output)
+            x = layer.layer_norm2(output)  # (1, ...) in the first layer: one row serves every object
             output = output + _rope_attention(layer.cross_attn_image, x, memory + memory_pos, memory, rope,
                                               num_pointer_tokens, mask)
             x = layer.layer_norm3(output)
@@ -138,17 +142,22 @@ class BatchedTracker:
         ``mask_logits`` are the chosen masks before objects scored absent get the "no object" logit."""
         model = self.model
         n = embeddings[-1].shape[0]
-        if points is None and boxes is None:  # no clicks: one padding point per object
-            points = embeddings[-1].new_zeros(n, 1, 1, 2)
-            labels = -torch.ones(n, 1, 1, dtype=torch.int32, device=points.device)
         if masks is not None and masks.shape[-2:] != model.prompt_encoder.mask_input_size:
             masks = F.interpolate(masks.float(), size=model.prompt_encoder.mask_input_size, align_corners=False,
                                   mode="bilinear", antialias=True).to(masks.dtype)
-        sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=boxes,
-                                             input_masks=masks)
+        if points is None and boxes is None:  # no clicks: one padding point, the same prompt for every object
+            points = embeddings[-1].new_zeros(1, 1, 1, 2)
+            labels = -torch.ones(1, 1, 1, dtype=torch.int32, device=points.device)
+            sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=None,
+                                                 input_masks=None)
+            sparse = sparse.expand(n, *sparse.shape[1:])
+            dense = dense.expand(n, *dense.shape[1:]) if masks is None else model.prompt_encoder.mask_embed(masks)
+        else:
+            sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=boxes,
+                                                 input_masks=masks)
         low, iou, tokens, object_logits = model.mask_decoder(
             image_embeddings=embeddings[-1],
-            image_positional_embeddings=model.get_image_wide_positional_embeddings().repeat(n, 1, 1, 1),
+            image_positional_embeddings=model.get_image_wide_positional_embeddings().expand(n, -1, -1, -1),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
             high_resolution_features=embeddings[:-1],
         )
@@ -174,13 +183,29 @@ class BatchedTracker:
     # -- memory ---------------------------------------------------------------------------------------------
     def encode(self, feats: list[torch.Tensor], high_res: torch.Tensor, object_score_logits: torch.Tensor,
                binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Memory features (N, tokens, mem_dim) and their positional encoding (tokens, mem_dim)."""
+        """Memory features (N, tokens, mem_dim) bf16 and their positional encoding (tokens, mem_dim).
+
+        ``Sam3TrackerVideoModel._encode_new_memory`` for a batch, with the projection of the frame's
+        features (the same image for every object) computed once instead of once per object."""
+        model, encoder = self.model, self.model.memory_encoder
         n = high_res.shape[0]
-        features, pos = self.model._encode_new_memory(
-            current_vision_feats=feats[-1].expand(-1, n, -1), pred_masks_high_res=high_res,
-            object_score_logits=object_score_logits.reshape(n, 1, 1), is_mask_from_pts=binarize,
-        )
-        return features.transpose(0, 1), pos[:, 0]
+        h, w = self.feature_sizes[-1]
+        size = tuple(4 * s for s in model.prompt_encoder.mask_input_size)
+        masks = high_res
+        if masks.shape[2:] != size:
+            masks = F.interpolate(masks.float(), size=size, align_corners=False, mode="bilinear",
+                                  antialias=True).to(high_res.dtype)
+        masks = (masks > 0).to(masks.dtype) if binarize and not model.training else torch.sigmoid(masks)
+        masks = masks * model.config.sigmoid_scale_for_mem_enc + model.config.sigmoid_bias_for_mem_enc
+        image = encoder.feature_projection(feats[-1].permute(1, 2, 0).reshape(1, self.hidden, h, w))
+        features = encoder.projection(encoder.memory_fuser(image + encoder.mask_downsampler(masks)))
+        pos = encoder.position_encoding(features.shape, features.device, features.dtype)
+        if model.occlusion_spatial_embedding_parameter is not None:  # a "not visible" embedding where absent
+            appearing = (object_score_logits.reshape(n, 1, 1) > 0).float()
+            features = features + (1 - appearing[..., None]) * model.occlusion_spatial_embedding_parameter[
+                ..., None, None].expand(*features.shape)
+        features = features.to(torch.bfloat16).flatten(2).transpose(1, 2)
+        return features, pos[0].to(high_res.dtype).flatten(1).transpose(0, 1)
 
     def remember(self, feats, slots: list[int], frame: int, out: dict, conditioning: np.ndarray,
                  binarize: bool, high_res: torch.Tensor | None = None, object_score_logits=None) -> None:
@@ -197,13 +222,11 @@ class BatchedTracker:
 
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``x * cos + rotate_pairwise(x) * sin`` in fp32 (transformers' 2D RoPE), without the
-    stack/flatten temporaries; the same products and sums, so the same rounding."""
-    x = x.float()
-    pairs = x.unflatten(-1, (-1, 2))
-    even, odd = pairs[..., 0], pairs[..., 1]
-    c, s = cos.unflatten(-1, (-1, 2))[..., 0], sin.unflatten(-1, (-1, 2))[..., 0]
-    return torch.stack((even * c + (-odd) * s, odd * c + even * s), dim=-1).flatten(-2)
+    """``x * cos + rotate_pairwise(x) * sin`` in fp32 (transformers' 2D RoPE) as one complex product per
+    pair: (even + i odd) * (cos + i sin), the same rotation without the real version's temporaries."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    rotation = torch.complex(cos.unflatten(-1, (-1, 2))[..., 0].float(), sin.unflatten(-1, (-1, 2))[..., 0].float())
+    return torch.view_as_real(pairs * rotation).flatten(-2)
 
 
 def _rope_keys(k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_exclude: int, repeat: bool) -> torch.Tensor:
@@ -223,13 +246,14 @@ def _rope_keys(k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_exclud
 
 def _rope_attention(attn, query, key, value, rope, num_k_exclude_rope: int, mask: torch.Tensor | None):
     """``Sam3TrackerVideoRoPEAttention.forward`` with an optional boolean key mask (True = attend)."""
-    b, pb = query.shape[:2]
-    shape = (b * pb, -1, attn.num_attention_heads, attn.head_dim)
-    q = attn.q_proj(query).view(*shape).transpose(1, 2)
-    k = attn.k_proj(key).view(*shape).transpose(1, 2)
-    v = attn.v_proj(value).view(*shape).transpose(1, 2)
+    b, pb = key.shape[:2]  # a query batch of 1 is broadcast over the keys' batch
+    shape = (-1, attn.num_attention_heads, attn.head_dim)
+    q = attn.q_proj(query).view(query.shape[0] * pb, *shape).transpose(1, 2)
+    k = attn.k_proj(key).view(b * pb, *shape).transpose(1, 2)
+    v = attn.v_proj(value).view(b * pb, *shape).transpose(1, 2)
     cos, sin = rope
     q, k = _rope(q, cos, sin).type_as(q), _rope_keys(k, cos, sin, num_k_exclude_rope, attn.rope_k_repeat)
+    q = q.expand(b * pb, *q.shape[1:])
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
     out = out.transpose(1, 2).reshape(b, pb, -1, attn.num_attention_heads * attn.head_dim)
     return attn.o_proj(out)
