@@ -20,7 +20,7 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
                   device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its named parts for ``samples``; every (image, phrase) pair is one row of one
     detector call on shared vision features. Box, mask and focal terms are normalized by the number
-    of ground-truth objects in the batch (as DETR does), presence by the number of pairs."""
+    of ground-truth objects in the batch (as DETR does), presence and semantic terms by the number of pairs."""
     detector = model.detector_model
     size = int(model.tracker_model.image_size)
     vision = detector.get_vision_features(pixel_values=pixels_of([s.image for s in samples], size, device))

@@ -107,7 +107,7 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
     def tracker_fn():
         return tracker_step(model, tracker_clip(rng, config.clip_length, config.clip_objects), device)
 
-    detector_params = [p for p in model.detector_model.parameters()]
+    detector_params = list(model.detector_model.parameters())
     steps_det = _run_phase("detector", detector_params, detector_fn, 0 if budget else config.detector_steps,
                            budget * DETECTOR_SHARE, config, history)
     tracker_params = [*model.tracker_neck.parameters(), *model.tracker_model.parameters()]
