@@ -74,14 +74,15 @@ def _run_phase(name: str, params: list[torch.nn.Parameter], step_fn, steps: int,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
-        history.append({"phase": name, "step": step, "loss": float(loss), **parts})
+        history.append({"phase": name, "step": step, "loss": float(loss.detach()), **parts})
         step += 1
         if not steps and step == _PROBE_STEPS:  # a time budget: fix the phase's length now
             per_step = (time.monotonic() - start) / step
             total = max(step + 1, int(budget_s / per_step))
             bar.total = total
             bar.set_description(f"{name} ({total} steps)")
-        bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()} | {"loss": f"{float(loss):.3f}"}, refresh=False)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()} | {"loss": f"{history[-1]['loss']:.3f}"},
+                        refresh=False)
         bar.update()
     bar.close()
     return total
