@@ -13,6 +13,9 @@ $(STAMP): setup.py constraints.txt
 	# type stubs for the TensorRT code (tests/test_tensorrt_typecheck.py); --no-deps: they require the
 	# tensorrt libraries, which cannot be installed here
 	$(PY) -m pip install -q --no-deps "tensorrt-stubs==10.13.0.35.1"
+	# TrackEval, for the HOTA cross-check in tests/test_metrics.py; --no-deps: it requires the GUI build of
+	# OpenCV, which would replace the headless one the package uses (its metrics do not import cv2)
+	$(PY) -m pip install -q --no-deps "trackeval==1.3.0" "tabulate>=0.9"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -3,7 +3,8 @@
 IDF1 and ID switches come from ``motmetrics``. HOTA is written here, following TrackEval's
 ``metrics/hota.py`` step for step: the ``trackeval`` wheel on PyPI requires the GUI build of OpenCV
 (``opencv-python``, which needs libGL and replaces the headless ``cv2`` the package uses), so it is
-not a dependency. Results are fractions in [0, 1]; reports show them as percentages.
+not a runtime dependency; ``make test`` installs it without its dependencies and checks this HOTA
+against TrackEval's on random sequences. Results are fractions in [0, 1]; reports show them as percentages.
 
 A sequence is a list of :class:`TrackFrame`: ground-truth ids, predicted ids and their similarity
 (mask IoU, 0 between objects of different concepts) on each frame.
