@@ -1,8 +1,8 @@
 """``sam3-ros train-toy``: train the small built-in model on the synthetic concept world.
 
-The committed built-in (``sam3_ros/models/toy/``) was made by ``sam3-ros train-toy --minutes 50``;
-its ``training.json`` holds the step counts that repeat that run exactly (``--detector-steps``,
-``--tracker-steps``). Copy a new result there to replace it.
+Writes a transformers model directory (fp16 weights, tokenizer, ``training.json`` with the step counts
+that repeat the run exactly, ``loss.png``). Copied into ``sam3_ros/models/toy/`` it becomes the built-in
+``toy`` model; none is committed yet (see README, "Built-in models").
 """
 
 from __future__ import annotations
