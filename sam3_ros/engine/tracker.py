@@ -199,7 +199,8 @@ class BatchedTracker:
         masks = masks * model.config.sigmoid_scale_for_mem_enc + model.config.sigmoid_bias_for_mem_enc
         image = encoder.feature_projection(feats[-1].permute(1, 2, 0).reshape(1, self.hidden, h, w))
         features = encoder.projection(encoder.memory_fuser(image + encoder.mask_downsampler(masks)))
-        pos = encoder.position_encoding(features.shape, features.device, features.dtype)
+        # shape-only and cached by shape: one row serves every object, whatever their number
+        pos = encoder.position_encoding(torch.Size((1, *features.shape[1:])), features.device, features.dtype)
         if model.occlusion_spatial_embedding_parameter is not None:  # a "not visible" embedding where absent
             appearing = (object_score_logits.reshape(n, 1, 1) > 0).float()
             features = features + (1 - appearing[..., None]) * model.occlusion_spatial_embedding_parameter[

@@ -7,7 +7,8 @@ import torch
 
 from ..engine.preprocess import to_pixels
 from .data import DetectorSample
-from .losses import LossWeights, detector_losses, mask_boxes
+from ..engine.mask_ops import masks_to_boxes
+from .losses import LossWeights, detector_losses
 
 
 def pixels_of(images: list[np.ndarray], size: int, device: torch.device) -> torch.Tensor:
@@ -36,8 +37,10 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
                    attention_mask=tokens["attention_mask"].to(device))
     totals: dict[str, torch.Tensor] = {}
     for row, (_, target) in enumerate(pairs):
-        gt_masks = torch.from_numpy(target.masks).to(device, torch.float32)
-        gt_boxes = torch.from_numpy(mask_boxes(target.masks)).to(device)
+        masks = torch.from_numpy(target.masks).to(device)
+        h, w = masks.shape[-2:]
+        gt_boxes = masks_to_boxes(masks) / torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
+        gt_masks = masks.float()
         for name, value in detector_losses(out, row, gt_masks, gt_boxes, weights).items():
             totals[name] = totals.get(name, 0) + value
     objects = max(1, sum(len(t.masks) for _, t in pairs))

@@ -3,9 +3,9 @@
 Detector (per image and phrase): Hungarian matching of queries to ground-truth objects (scipy) on a
 classification + L1 + GIoU cost; focal loss on every query's logit; L1 + GIoU on matched boxes; BCE +
 dice on matched masks; BCE on the presence logit; BCE + dice of the semantic-segmentation head against
-the union of the phrase's objects (a dense signal that ties the phrase to image regions early). Masks are compared at the source image's
-resolution after the same bilinear upsampling the engine applies to low-res logits, so training
-optimizes exactly the mask a subscriber receives.
+the union of the phrase's objects (a dense signal that ties the phrase to image regions). Masks are
+compared at the source image's resolution after the same bilinear upsampling the engine applies to
+low-res logits, so training optimizes exactly the mask a subscriber receives.
 """
 
 from __future__ import annotations
@@ -63,17 +63,6 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     p = logits.sigmoid().flatten(1)
     t = targets.flatten(1)
     return 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
-
-
-def mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """Normalized xyxy boxes (N, 4) of boolean masks (N, H, W) (pixel edges, like ``masks_to_boxes``)."""
-    n, h, w = masks.shape
-    boxes = np.zeros((n, 4), np.float32)
-    for i, m in enumerate(masks):
-        ys, xs = np.nonzero(m)
-        if len(xs):
-            boxes[i] = (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
-    return boxes
 
 
 def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
