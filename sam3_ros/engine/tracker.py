@@ -30,6 +30,7 @@ class BatchedTracker:
         self.mem_dim = model.mem_dim
         self.feature_sizes = [tuple(s) for s in model.backbone_feature_sizes]
         self.pointer_norm = float(model.config.max_object_pointers_in_encoder - 1)
+        self._rotation_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- per-frame features --------------------------------------------------------------------------
     def high_res_features(self, feats: list[torch.Tensor], n: int) -> list[torch.Tensor]:
@@ -87,19 +88,29 @@ class BatchedTracker:
         queries), then broadcast."""
         attention = self.model.memory_attention
         output = query + 0.1 * query_pos
-        rope = attention.rotary_emb(output, attention.position_ids)
+        rotation = self._rotations(output, memory.shape[1] - num_pointer_tokens, num_pointer_tokens)
         output = output.unsqueeze(1)
         memory, memory_pos = memory.unsqueeze(1), memory_pos.unsqueeze(1)
         mask = key_valid[:, None, None, :]  # (N, heads, queries, keys), broadcast
         for layer in attention.layers:
             x = layer.layer_norm1(output)
-            output = output + _rope_attention(layer.self_attn, x, x, x, rope, 0, None)
+            output = output + _rope_attention(layer.self_attn, x, x, x, (rotation[0], rotation[0]), None)
             x = layer.layer_norm2(output)  # (1, ...) in the first layer: one row serves every object
-            output = output + _rope_attention(layer.cross_attn_image, x, memory + memory_pos, memory, rope,
-                                              num_pointer_tokens, mask)
+            output = output + _rope_attention(layer.cross_attn_image, x, memory + memory_pos, memory, rotation, mask)
             x = layer.layer_norm3(output)
             output = output + layer.linear2(layer.activation(layer.linear1(x)))
         return attention.layer_norm(output)[:, 0]
+
+    def _rotations(self, query: torch.Tensor, spatial_keys: int, num_pointer_tokens: int):
+        """RoPE rotations of the frame's tokens and of the memory keys (fixed positions: cached by the
+        number of memory frames and pointer tokens, a handful of shapes)."""
+        tokens = query.shape[-2]
+        key = (spatial_keys // tokens, num_pointer_tokens, query.device)
+        if key not in self._rotation_cache:
+            attention = self.model.memory_attention
+            rotation = rope_rotation(*attention.rotary_emb(query, attention.position_ids))
+            self._rotation_cache[key] = (rotation, key_rotation(rotation, spatial_keys // tokens, num_pointer_tokens))
+        return self._rotation_cache[key]
 
     # -- new objects and clicks -------------------------------------------------------------------------
     def from_masks(self, feats: list[torch.Tensor], masks: torch.Tensor) -> dict:
@@ -222,38 +233,37 @@ class BatchedTracker:
             self.bank.write(slots, frame, features, out["pointers"], pos, conditioning)
 
 
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``x * cos + rotate_pairwise(x) * sin`` in fp32 (transformers' 2D RoPE) as one complex product per
-    pair: (even + i odd) * (cos + i sin), the same rotation without the real version's temporaries."""
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+def rope_rotation(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """transformers' 2D RoPE angles (tokens, head_dim), each pair's cos/sin repeated, as one complex
+    rotation per pair (tokens, head_dim / 2)."""
     rotation = torch.complex(cos.unflatten(-1, (-1, 2))[..., 0].float(), sin.unflatten(-1, (-1, 2))[..., 0].float())
-    return torch.view_as_real(pairs * rotation).flatten(-2)
+    return rotation.reshape(-1, rotation.shape[-1])  # leading dims of size 1
 
 
-def _rope_keys(k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, num_exclude: int, repeat: bool) -> torch.Tensor:
-    """RoPE on the spatial keys (all but the last ``num_exclude``), broadcasting the per-position
-    angles over memory frames instead of repeating them (``apply_rotary_pos_emb_2d``'s ``repeat``)."""
-    spatial, rest = k[..., : k.shape[-2] - num_exclude, :], k[..., k.shape[-2] - num_exclude:, :]
-    if spatial.shape[-2] == 0:
-        return k
-    tokens = cos.shape[-2]
-    if repeat and spatial.shape[-2] != tokens:
-        frames = spatial.unflatten(-2, (-1, tokens))  # (..., frames, tokens, dim)
-        rotated = _rope(frames, cos[..., None, :, :], sin[..., None, :, :]).flatten(-3, -2)
-    else:
-        rotated = _rope(spatial, cos, sin)
-    return torch.cat([rotated.type_as(k), rest], dim=-2)
+def key_rotation(rotation: torch.Tensor, frames: int, num_exclude: int) -> torch.Tensor:
+    """The rotation of memory keys: the per-position ``rotation`` (tokens, pairs) for each of ``frames``
+    memory frames (``apply_rotary_pos_emb_2d``'s ``repeat_freqs_k``), then 1 (no rotation) for the
+    ``num_exclude`` object-pointer tokens, so one product rotates every key without slicing."""
+    return torch.cat([rotation.repeat(frames, 1), rotation.new_ones(num_exclude, rotation.shape[-1])])
 
 
-def _rope_attention(attn, query, key, value, rope, num_k_exclude_rope: int, mask: torch.Tensor | None):
-    """``Sam3TrackerVideoRoPEAttention.forward`` with an optional boolean key mask (True = attend)."""
+def _rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """RoPE on ``x`` (..., L, heads, head_dim) with ``rotation`` (L, head_dim / 2): ``x * cos +
+    rotate_pairwise(x) * sin`` computed in fp32 as (even + i odd) * (cos + i sin), cast back to x's dtype
+    as the reference does. Rotating before the heads are transposed keeps the pairs contiguous (no copy)."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotation[:, None]).flatten(-2).type_as(x)
+
+
+def _rope_attention(attn, query, key, value, rotations: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None):
+    """``Sam3TrackerVideoRoPEAttention.forward`` with an optional boolean key mask (True = attend);
+    ``rotations`` are the query's and the keys' (``key_rotation``) RoPE rotations."""
     b, pb = key.shape[:2]  # a query batch of 1 is broadcast over the keys' batch
-    shape = (-1, attn.num_attention_heads, attn.head_dim)
-    q = attn.q_proj(query).view(query.shape[0] * pb, *shape).transpose(1, 2)
-    k = attn.k_proj(key).view(b * pb, *shape).transpose(1, 2)
-    v = attn.v_proj(value).view(b * pb, *shape).transpose(1, 2)
-    cos, sin = rope
-    q, k = _rope(q, cos, sin).type_as(q), _rope_keys(k, cos, sin, num_k_exclude_rope, attn.rope_k_repeat)
+    heads = (attn.num_attention_heads, attn.head_dim)
+    q = _rotate(attn.q_proj(query).unflatten(-1, heads), rotations[0])
+    k = _rotate(attn.k_proj(key).unflatten(-1, heads), rotations[1])
+    v = attn.v_proj(value).unflatten(-1, heads)
+    q, k, v = (x.flatten(0, 1).transpose(1, 2) for x in (q, k, v))  # (batch, heads, L, head_dim)
     q = q.expand(b * pb, *q.shape[1:])
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
     out = out.transpose(1, 2).reshape(b, pb, -1, attn.num_attention_heads * attn.head_dim)
