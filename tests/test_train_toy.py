@@ -16,8 +16,9 @@ from sam3_ros.training.trainer import TrainConfig, train_toy
 def runs(tmp_path_factory):
     import torch
 
-    config = TrainConfig(seed=3, detector_steps=2, tracker_steps=1, images_per_step=1, phrases_per_image=2,
-                         clip_length=3, clip_objects=2)
+    config = TrainConfig(seed=3, vision_steps=2, binding_steps=2, detector_steps=2, tracker_steps=1,
+                         images_per_step=1, vision_images_per_step=2, phrases_per_image=2, clip_length=3,
+                         clip_objects=2)
     outs = [tmp_path_factory.mktemp(f"toy{i}") for i in range(2)]
     for out in outs:
         train_toy(out, config, torch.device("cpu"))

@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=0.0,
                         help="time budget for both phases; step counts follow from the measured speed "
                         "(0: use --detector-steps and --tracker-steps)")
+    parser.add_argument("--vision-steps", type=int, default=300,
+                        help="steps of the vision encoder's concept pretraining (also with --minutes)")
+    parser.add_argument("--binding-steps", type=int, default=500,
+                        help="steps of the text/DETR-encoder phrase-match phase on frozen vision (also with --minutes)")
     parser.add_argument("--detector-steps", type=int, default=3000, help="steps of the detector phase")
     parser.add_argument("--tracker-steps", type=int, default=1500, help="steps of the tracker phase")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the training worlds")
@@ -27,18 +31,19 @@ def run(args: argparse.Namespace) -> int:
 
     from ..training.trainer import TrainConfig, train_toy
 
-    if args.minutes < 0 or args.detector_steps < 1 or args.tracker_steps < 1:
+    if args.minutes < 0 or min(args.vision_steps, args.binding_steps, args.detector_steps, args.tracker_steps) < 1:
         print("sam3-ros train-toy: --minutes must be >= 0 and the step counts >= 1")
         return 1
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"sam3-ros train-toy: --device {args.device} but CUDA is not available")
         return 1
-    config = TrainConfig(seed=args.seed, detector_steps=args.detector_steps, tracker_steps=args.tracker_steps,
-                         minutes=args.minutes)
+    config = TrainConfig(seed=args.seed, vision_steps=args.vision_steps, binding_steps=args.binding_steps,
+                         detector_steps=args.detector_steps, tracker_steps=args.tracker_steps, minutes=args.minutes)
     record = train_toy(Path(args.out), config, torch.device(args.device))
     steps = record["config"]
     print(f"trained in {record['seconds'] / 60:.1f} min ({steps['detector_steps']} detector + "
           f"{steps['tracker_steps']} tracker steps) -> {args.out}")
-    print(f"repeat exactly: sam3-ros train-toy --seed {args.seed} --detector-steps {steps['detector_steps']} "
+    print(f"repeat exactly: sam3-ros train-toy --seed {args.seed} --vision-steps {steps['vision_steps']} "
+          f"--binding-steps {steps['binding_steps']} --detector-steps {steps['detector_steps']} "
           f"--tracker-steps {steps['tracker_steps']}")
     return 0

@@ -43,10 +43,14 @@ class PhraseTarget:
         return len(self.masks) > 0
 
 
+BACKGROUND = len(all_concepts())  # class of pixels no object covers in ``DetectorSample.concepts``
+
+
 @dataclass
 class DetectorSample:
     image: np.ndarray  # (H, W, 3) uint8
     targets: list[PhraseTarget]
+    concepts: np.ndarray  # (H, W) int64: index in ``all_concepts()`` of the object seen there, or BACKGROUND
 
 
 def _hard_negative_order(present: set[str], rng: np.random.Generator) -> list[str]:
@@ -79,7 +83,11 @@ def detector_sample(rng: np.random.Generator, phrases: int) -> DetectorSample:
     h, w = frame.image.shape[:2]
     empty = np.zeros((0, h, w), bool)
     targets = [PhraseTarget(p, np.stack(by_concept[p]) if p in present else empty) for p in dict.fromkeys(chosen)]
-    return DetectorSample(image=frame.image, targets=targets)
+    labels = np.full((h, w), BACKGROUND, np.int64)
+    index = {c: i for i, c in enumerate(all_concepts())}
+    for concept, mask in zip(frame.concepts, frame.masks):
+        labels[mask] = index[concept]
+    return DetectorSample(image=frame.image, targets=targets, concepts=labels)
 
 
 @dataclass

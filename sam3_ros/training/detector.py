@@ -1,13 +1,15 @@
-"""One detector training step: a batch of images, several phrases each, one batched detector pass."""
+"""Training steps on single frames: the vision encoder's concept pretraining, and the detector's step
+(a batch of images, several phrases each, one batched detector pass)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..engine.preprocess import to_pixels
-from .data import DetectorSample
 from ..engine.mask_ops import masks_to_boxes
+from ..engine.preprocess import to_pixels
+from .auxiliary import ConceptHead, MatchHead, captured_output
+from .data import DetectorSample
 from .losses import LossWeights, detector_losses
 
 
@@ -17,14 +19,47 @@ def pixels_of(images: list[np.ndarray], size: int, device: torch.device) -> torc
                       for im in images])
 
 
-def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossWeights,
-                  device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its named parts for ``samples``; every (image, phrase) pair is one row of one
-    detector call on shared vision features. Box, mask and focal terms are normalized by the number
-    of ground-truth objects in the batch (as DETR does), presence and semantic terms by the number of pairs."""
+def vision_step(model, head: ConceptHead, samples: list[DetectorSample],
+                device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    """Concept pretraining of the vision encoder: per-pixel concept cross-entropy on the FPN levels
+    the detector reads."""
     detector = model.detector_model
     size = int(model.tracker_model.image_size)
     vision = detector.get_vision_features(pixel_values=pixels_of([s.image for s in samples], size, device))
+    loss = head.loss(vision.fpn_hidden_states[:-1], samples)
+    return loss, {"concept": float(loss.detach())}
+
+
+def binding_step(model, tokenize, samples: list[DetectorSample], head: MatchHead,
+                 device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    """The prompt fusion alone on frozen vision: text encoder and DETR encoder (called as the detector
+    calls it) learn the per-cell phrase match before the decoder and heads train on top of them."""
+    detector = model.detector_model
+    size = int(model.tracker_model.image_size)
+    with torch.no_grad():
+        vision = detector.get_vision_features(pixel_values=pixels_of([s.image for s in samples], size, device))
+    index = torch.tensor([i for i, s in enumerate(samples) for _ in s.targets], device=device)
+    tokens = tokenize([t.phrase for s in samples for t in s.targets])
+    ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
+    text = detector.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
+    level = vision.fpn_hidden_states[-2].index_select(0, index)
+    fused = detector.detr_encoder(vision_features=[level], text_features=text, text_mask=mask.bool(),
+                                  vision_pos_embeds=[vision.fpn_position_encoding[-2].index_select(0, index)])
+    loss = head.loss(fused.last_hidden_state, samples, tuple(level.shape[-2:]))
+    return loss, {"match": float(loss.detach())}
+
+
+def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossWeights, device: torch.device,
+                  match_head: MatchHead | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its named parts for ``samples``; every (image, phrase) pair is one row of one
+    detector call on shared vision features. Box, mask and focal terms are normalized by the number
+    of ground-truth objects in the batch (as DETR does), presence, semantic and match terms by the
+    number of pairs. A frozen vision encoder (no parameter requiring grad) runs without a graph."""
+    detector = model.detector_model
+    size = int(model.tracker_model.image_size)
+    train_vision = any(p.requires_grad for p in detector.vision_encoder.parameters())
+    with torch.set_grad_enabled(train_vision and torch.is_grad_enabled()):
+        vision = detector.get_vision_features(pixel_values=pixels_of([s.image for s in samples], size, device))
     pairs = [(i, t) for i, s in enumerate(samples) for t in s.targets]
     index = torch.tensor([i for i, _ in pairs], device=device)
     rows = type(vision)(
@@ -33,8 +68,9 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
         fpn_position_encoding=tuple(f.index_select(0, index) for f in vision.fpn_position_encoding),
     )
     tokens = tokenize([t.phrase for _, t in pairs])
-    out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
-                   attention_mask=tokens["attention_mask"].to(device))
+    with captured_output(detector.detr_encoder) as encoder:
+        out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
+                       attention_mask=tokens["attention_mask"].to(device))
     totals: dict[str, torch.Tensor] = {}
     for row, (_, target) in enumerate(pairs):
         masks = torch.from_numpy(target.masks).to(device)
@@ -46,5 +82,8 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
     objects = max(1, sum(len(t.masks) for _, t in pairs))
     per_pair = ("presence", "semantic")
     scaled = {name: value / (len(pairs) if name in per_pair else objects) for name, value in totals.items()}
+    if match_head is not None:  # the level the DETR encoder reads (the coarsest but one)
+        grid = tuple(vision.fpn_hidden_states[-2].shape[-2:])
+        scaled["match"] = match_head.loss(encoder["output"].last_hidden_state, samples, grid)
     loss = sum(getattr(weights, name) * value for name, value in scaled.items())
     return loss, {name: float(value.detach()) for name, value in scaled.items()}

@@ -27,6 +27,7 @@ class LossWeights:
     dice: float = 5.0
     presence: float = 1.0
     semantic: float = 2.0  # dense BCE + dice of the semantic head vs the union of the phrase's objects
+    match: float = 2.0  # the DETR encoder's per-cell phrase match (training-only head, see auxiliary.py)
     focal_alpha: float = 0.5  # positives and negatives weigh the same: scores must clear 0.5 and 0.7
     focal_gamma: float = 1.0
 

@@ -1,12 +1,17 @@
-"""Training of the built-in ``toy`` model: the detector phase, then the tracker phase.
+"""Training of the built-in ``toy`` model in three phases.
 
-1. Detector: vision encoder, text encoder and DETR detector (with presence and mask heads) on single
-   frames of random worlds, several phrases per frame (present ones, hard negatives, unknown words).
-2. Tracker: tracker neck, memory attention, memory encoder and mask decoder on short clips, with the
-   vision backbone from phase 1 frozen.
+1. Vision: the vision encoder (ViT + FPN neck) learns which concept covers each pixel (a training-only
+   head, ``auxiliary.ConceptHead``), then stays frozen.
+2. Binding: the text encoder and the DETR encoder learn, per image cell, whether the phrase's objects
+   cover it (``auxiliary.MatchHead``), with nothing else competing for them.
+3. Detector: text encoder and DETR detector (with presence and mask heads) on single frames of random
+   worlds, several phrases per frame (present ones, hard negatives, unknown words), the match signal
+   still on.
+4. Tracker: tracker neck, memory attention, memory encoder and mask decoder on short clips, on the
+   frozen vision backbone.
 
 A run is a function of its seed and its step counts. ``minutes`` instead picks the step counts from
-the speed of the first steps of each phase and records them in ``training.json``, so that run can be
+the speed of the first steps of the detector and tracker phases and records them in ``training.json``, so that run can be
 repeated exactly with those counts.
 """
 
@@ -24,21 +29,26 @@ from tqdm import tqdm
 
 from ..engine.loading import phrase_tokenizer
 from ..models.toy import build_toy, build_toy_tokenizer
+from .auxiliary import ConceptHead, MatchHead
 from .data import detector_sample, tracker_clip
-from .detector import detector_step
+from .detector import binding_step, detector_step, vision_step
 from .losses import LossWeights
 from .tracker import tracker_step
 
-DETECTOR_SHARE = 0.65  # of a time budget: the detector needs more steps than the tracker
+PHASES = ("vision", "binding", "detector", "tracker")
+DETECTOR_SHARE = 0.65  # of a time budget after the vision phase: the detector needs more steps than the tracker
 _PROBE_STEPS = 30  # steps timed before a time budget fixes a phase's step count
 
 
 @dataclass
 class TrainConfig:
     seed: int = 0
+    vision_steps: int = 300  # fixed, also with ``minutes``: the features converge in a few hundred steps
+    vision_images_per_step: int = 6
+    binding_steps: int = 500  # fixed, also with ``minutes``
     detector_steps: int = 3000  # 0 with ``minutes``: chosen from the measured speed
     tracker_steps: int = 1500
-    minutes: float = 0.0  # > 0: a time budget for both phases instead of step counts
+    minutes: float = 0.0  # > 0: a time budget for all phases (detector and tracker step counts follow from it)
     images_per_step: int = 3
     phrases_per_image: int = 3
     clip_length: int = 6
@@ -101,16 +111,38 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
     started = time.monotonic()
     budget = config.minutes * 60.0
 
+    detector = model.detector_model
+    hidden = int(detector.config.detr_encoder_config.hidden_size)
+    concept_head = ConceptHead(hidden, levels=len(detector.vision_encoder.neck.fpn_layers) - 1).to(device)
+    match_head = MatchHead(hidden).to(device)
+
+    def vision_fn():
+        samples = [detector_sample(rng, 1) for _ in range(config.vision_images_per_step)]
+        return vision_step(model, concept_head, samples, device)
+
+    def binding_fn():
+        samples = [detector_sample(rng, config.phrases_per_image) for _ in range(config.images_per_step)]
+        return binding_step(model, tokenize, samples, match_head, device)
+
     def detector_fn():
         samples = [detector_sample(rng, config.phrases_per_image) for _ in range(config.images_per_step)]
-        return detector_step(model, tokenize, samples, weights, device)
+        return detector_step(model, tokenize, samples, weights, device, match_head)
 
     def tracker_fn():
         return tracker_step(model, tracker_clip(rng, config.clip_length, config.clip_objects), device)
 
-    detector_params = list(model.detector_model.parameters())
-    steps_det = _run_phase("detector", detector_params, detector_fn, 0 if budget else config.detector_steps,
-                           budget * DETECTOR_SHARE, config, history)
+    vision_params = list(detector.vision_encoder.parameters())
+    _run_phase("vision", vision_params + list(concept_head.parameters()), vision_fn, config.vision_steps, 0.0,
+               config, history)
+    for p in vision_params:
+        p.requires_grad_(False)
+    fusion = [*detector.text_encoder.parameters(), *detector.text_projection.parameters(),
+              *detector.detr_encoder.parameters(), *match_head.parameters()]
+    _run_phase("binding", fusion, binding_fn, config.binding_steps, 0.0, config, history)
+    detector_params = [p for name, p in detector.named_parameters() if not name.startswith("vision_encoder.")]
+    left = budget - (time.monotonic() - started)
+    steps_det = _run_phase("detector", detector_params + list(match_head.parameters()), detector_fn,
+                           0 if budget else config.detector_steps, left * DETECTOR_SHARE, config, history)
     tracker_params = [*model.tracker_neck.parameters(), *model.tracker_model.parameters()]
     left = budget - (time.monotonic() - started)
     steps_trk = _run_phase("tracker", tracker_params, tracker_fn, 0 if budget else config.tracker_steps,
@@ -123,7 +155,7 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
         "config": {**asdict(config), "detector_steps": steps_det, "tracker_steps": steps_trk, "minutes": 0.0},
         "seconds": round(time.monotonic() - started, 1), "device": str(device), "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "final": {phase: _last_mean(history, phase) for phase in ("detector", "tracker")},
+        "final": {phase: _last_mean(history, phase) for phase in PHASES},
     }
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     plot_losses(history, out / "loss.png")
@@ -137,14 +169,14 @@ def _last_mean(history: list[dict], phase: str, last: int = 100) -> dict[str, fl
 
 
 def plot_losses(history: list[dict], path: Path) -> None:
-    """Loss curves of both phases (running mean over 25 steps), one panel each."""
+    """Loss curves of the phases (running mean over 25 steps), one panel each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ax, phase in zip(axes, ("detector", "tracker")):
+    fig, axes = plt.subplots(1, len(PHASES), figsize=(6 * len(PHASES), 4))
+    for ax, phase in zip(axes, PHASES):
         rows = [h for h in history if h["phase"] == phase]
         keys = sorted({k for r in rows for k in r} - {"phase", "step"})
         for key in keys:

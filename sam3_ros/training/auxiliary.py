@@ -1,0 +1,82 @@
+"""Training-only heads that give the toy model dense supervision; they are not part of the saved model.
+
+Trained jointly from scratch, the detector never ties a phrase to the image in a CPU budget: the
+vision features keep moving while the prompt fusion tries to read them, and the phrase stays ignored
+(presence loss flat at its prior for 3,000 steps). Two dense signals break that:
+
+- ``ConceptHead``: the vision encoder first learns, per pixel, which concept covers it (cross-entropy
+  over the world's concepts and background on each FPN level the detector reads). The frozen
+  features then carry colour and shape where the prompt fusion can find them - the role SAM 3's
+  pretrained Perception Encoder plays.
+- ``MatchHead``: while the detector trains on frozen vision, the DETR encoder's fused image tokens
+  predict, per cell, how much of it the phrase's objects cover - a direct target for the
+  cross-attention to the phrase, which the presence, scores and masks then read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import BACKGROUND, DetectorSample
+
+MATCH_POS_WEIGHT = 5.0  # covered cells are few: weigh them up so "nothing matches" is not a cheap answer
+
+
+class ConceptHead(nn.Module):
+    """A 1x1 convolution per FPN level: features (B, C, h, w) -> concept logits (B, concepts + 1, h, w)."""
+
+    def __init__(self, channels: int, levels: int):
+        super().__init__()
+        self.levels = nn.ModuleList(nn.Conv2d(channels, BACKGROUND + 1, 1) for _ in range(levels))
+
+    def loss(self, features: tuple[torch.Tensor, ...], samples: list[DetectorSample]) -> torch.Tensor:
+        """Mean per-pixel cross-entropy over the levels against the samples' concept maps, each map
+        resized (nearest) to the level's resolution the way the image is resized to the model's."""
+        total = 0
+        for head, feature in zip(self.levels, features):
+            labels = torch.stack([_resize_labels(s.concepts, feature.shape[-2:]) for s in samples]).to(feature.device)
+            total = total + F.cross_entropy(head(feature), labels)
+        return total / len(self.levels)
+
+
+class MatchHead(nn.Module):
+    """A linear map of the DETR encoder's fused image tokens (P, h*w, C) to one logit per cell."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.proj = nn.Linear(channels, 1)
+
+    def loss(self, tokens: torch.Tensor, samples: list[DetectorSample], grid: tuple[int, int]) -> torch.Tensor:
+        """BCE of each (image, phrase) row against the share of each cell its objects cover."""
+        targets = []
+        for sample in samples:
+            h, w = sample.image.shape[:2]
+            for target in sample.targets:
+                union = target.masks.any(0) if target.present else np.zeros((h, w), bool)
+                union = torch.from_numpy(union).float()[None, None]
+                targets.append(F.interpolate(union, size=grid, mode="area").flatten())
+        targets = torch.stack(targets).to(tokens.device)
+        logits = self.proj(tokens[:, : targets.shape[1]].float())[..., 0]
+        return F.binary_cross_entropy_with_logits(logits, targets,
+                                                  pos_weight=torch.tensor(MATCH_POS_WEIGHT, device=tokens.device))
+
+
+def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    x = torch.from_numpy(labels)[None, None].float()
+    return F.interpolate(x, size=tuple(size), mode="nearest")[0, 0].long()
+
+
+@contextlib.contextmanager
+def captured_output(module: nn.Module):
+    """Inside the block, ``box["output"]`` is ``module``'s output of its latest call."""
+    box: dict = {}
+    handle = module.register_forward_hook(lambda _m, _inputs, output: box.__setitem__("output", output))
+    try:
+        yield box
+    finally:
+        handle.remove()
