@@ -10,9 +10,9 @@
 4. Tracker: tracker neck, memory attention, memory encoder and mask decoder on short clips, on the
    frozen vision backbone.
 
-A run is a function of its seed and its step counts. ``minutes`` instead picks the step counts from
-the speed of the first steps of the detector and tracker phases and records them in ``training.json``, so that run can be
-repeated exactly with those counts.
+A run is a function of its seed and its step counts. ``minutes`` instead picks the detector and
+tracker step counts from the speed of their first steps and records them in ``training.json``, so
+that run can be repeated exactly with those counts.
 """
 
 from __future__ import annotations
