@@ -1,5 +1,5 @@
-"""Training steps on single frames: the vision encoder's concept pretraining, and the detector's step
-(a batch of images, several phrases each, one batched detector pass)."""
+"""Training steps on single frames: the vision encoder's concept pretraining, the prompt fusion's
+binding, and the detector's step (a batch of images, several phrases each, one batched detector pass)."""
 
 from __future__ import annotations
 
