@@ -31,6 +31,8 @@ class BatchedTracker:
         self.feature_sizes = [tuple(s) for s in model.backbone_feature_sizes]
         self.pointer_norm = float(model.config.max_object_pointers_in_encoder - 1)
         self._rotation_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._constant_params = [*model.prompt_encoder.parameters(), *model.shared_image_embedding.parameters()]
+        self._constants: tuple | None = None  # (parameter versions, sparse, dense, image positions)
 
     # -- per-frame features --------------------------------------------------------------------------
     def high_res_features(self, feats: list[torch.Tensor], n: int) -> list[torch.Tensor]:
@@ -156,19 +158,16 @@ class BatchedTracker:
         if masks is not None and masks.shape[-2:] != model.prompt_encoder.mask_input_size:
             masks = F.interpolate(masks.float(), size=model.prompt_encoder.mask_input_size, align_corners=False,
                                   mode="bilinear", antialias=True).to(masks.dtype)
+        no_clicks, dense_empty, image_pe = self._constant_inputs(embeddings[-1])
         if points is None and boxes is None:  # no clicks: one padding point, the same prompt for every object
-            points = embeddings[-1].new_zeros(1, 1, 1, 2)
-            labels = -torch.ones(1, 1, 1, dtype=torch.int32, device=points.device)
-            sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=None,
-                                                 input_masks=None)
-            sparse = sparse.expand(n, *sparse.shape[1:])
-            dense = dense.expand(n, *dense.shape[1:]) if masks is None else model.prompt_encoder.mask_embed(masks)
+            sparse = no_clicks.expand(n, *no_clicks.shape[1:])
+            dense = dense_empty.expand(n, *dense_empty.shape[1:]) if masks is None else model.prompt_encoder.mask_embed(masks)
         else:
             sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=boxes,
                                                  input_masks=masks)
         low, iou, tokens, object_logits = model.mask_decoder(
             image_embeddings=embeddings[-1],
-            image_positional_embeddings=model.get_image_wide_positional_embeddings().expand(n, -1, -1, -1),
+            image_positional_embeddings=image_pe.expand(n, -1, -1, -1),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
             high_resolution_features=embeddings[:-1],
         )
@@ -191,6 +190,22 @@ class BatchedTracker:
         return {"low_res": low, "high_res": high, "object_score_logits": object_logits, "pointers": pointer,
                 "mask_logits": mask_logits}
 
+    def _constant_inputs(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The prompt of no clicks (sparse, dense) and the image-wide positional embedding: functions of the
+        weights only, so computed once and again only after a weight changed (training updates them in
+        place, which bumps their version); with autograd on they are computed afresh for the graph."""
+        versions = tuple(p._version for p in self._constant_params)
+        if torch.is_grad_enabled() or self._constants is None or self._constants[0] != versions:
+            points = like.new_zeros(1, 1, 1, 2)
+            labels = -torch.ones(1, 1, 1, dtype=torch.int32, device=points.device)
+            sparse, dense = self.model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=None,
+                                                      input_masks=None)
+            constants = (sparse, dense, self.model.get_image_wide_positional_embeddings())
+            if torch.is_grad_enabled():
+                return constants
+            self._constants = (versions, *constants)
+        return self._constants[1:]
+
     # -- memory ---------------------------------------------------------------------------------------------
     def encode(self, feats: list[torch.Tensor], high_res: torch.Tensor, object_score_logits: torch.Tensor,
                binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,7 +224,7 @@ class BatchedTracker:
         masks = (masks > 0).to(masks.dtype) if binarize and not model.training else torch.sigmoid(masks)
         masks = masks * model.config.sigmoid_scale_for_mem_enc + model.config.sigmoid_bias_for_mem_enc
         image = encoder.feature_projection(feats[-1].permute(1, 2, 0).reshape(1, self.hidden, h, w))
-        features = encoder.projection(encoder.memory_fuser(image + encoder.mask_downsampler(masks)))
+        features = encoder.projection(encoder.memory_fuser(image + downsample_masks(encoder.mask_downsampler, masks)))
         # shape-only and cached by shape: one row serves every object, whatever their number
         pos = encoder.position_encoding(torch.Size((1, *features.shape[1:])), features.device, features.dtype)
         if model.occlusion_spatial_embedding_parameter is not None:  # a "not visible" embedding where absent
@@ -231,6 +246,24 @@ class BatchedTracker:
         with self.bank.writer.run(tensors_of(feats, out, high_res, scores)):
             features, pos = self.encode(feats, high_res, scores, binarize)
             self.bank.write(slots, frame, features, out["pointers"], pos, conditioning)
+
+
+def downsample_masks(downsampler, masks: torch.Tensor) -> torch.Tensor:
+    """``Sam3TrackerVideoMaskDownSampler.forward`` with its channels-first LayerNorms computed over the
+    channel dim in place (``channels_first_layer_norm``) instead of permuted to channels-last."""
+    for layer in downsampler.layers:
+        masks = layer.activation(channels_first_layer_norm(layer.conv(masks), layer.layer_norm))
+    return downsampler.final_conv(masks)
+
+
+def channels_first_layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    """LayerNorm over dim 1 of (N, C, H, W) with ``norm``'s weights. transformers permutes to (N, H, W, C)
+    and normalizes rows of C: for the mask downsampler's first layers (C = 4 or 16 at the largest
+    resolutions) that is a copy plus a kernel vectorized over 4 values, several times slower than these
+    few elementwise passes over the channels."""
+    centered = x - x.mean(1, keepdim=True)
+    scale = torch.rsqrt((centered * centered).mean(1, keepdim=True) + norm.eps)
+    return torch.addcmul(norm.bias[:, None, None], centered * scale, norm.weight[:, None, None])
 
 
 def rope_rotation(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
