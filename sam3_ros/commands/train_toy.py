@@ -15,9 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="toy_out", help="output directory (transformers model directory)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--minutes", type=float, default=0.0,
-                        help="time budget for both phases; step counts follow from the measured speed "
-                        "(0: use --detector-steps and --tracker-steps)")
-    parser.add_argument("--vision-steps", type=int, default=300,
+                        help="time budget for all phases; detector and tracker step counts follow from the "
+                        "measured speed (0: use --detector-steps and --tracker-steps)")
+    parser.add_argument("--vision-steps", type=int, default=2000,
                         help="steps of the vision encoder's concept pretraining (also with --minutes)")
     parser.add_argument("--binding-steps", type=int, default=500,
                         help="steps of the text/DETR-encoder phrase-match phase on frozen vision (also with --minutes)")

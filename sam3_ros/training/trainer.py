@@ -1,4 +1,4 @@
-"""Training of the built-in ``toy`` model in three phases.
+"""Training of the built-in ``toy`` model in four phases.
 
 1. Vision: the vision encoder (ViT + FPN neck) learns which concept covers each pixel (a training-only
    head, ``auxiliary.ConceptHead``), then stays frozen.
@@ -43,7 +43,10 @@ _PROBE_STEPS = 30  # steps timed before a time budget fixes a phase's step count
 @dataclass
 class TrainConfig:
     seed: int = 0
-    vision_steps: int = 300  # fixed, also with ``minutes``: the features converge in a few hundred steps
+    # fixed, also with ``minutes``. Colour is learned in a few hundred steps, shape (what tells the hard
+    # negatives apart) is not: a linear probe on mask-pooled FPN features reads an object's shape 53% right
+    # after 300 steps, 75-80% after 2,000 (chance 33%; colour 96-100% either way)
+    vision_steps: int = 2000
     vision_images_per_step: int = 6
     binding_steps: int = 500  # fixed, also with ``minutes``
     detector_steps: int = 3000  # 0 with ``minutes``: chosen from the measured speed
