@@ -161,7 +161,8 @@ class BatchedTracker:
         no_clicks, dense_empty, image_pe = self._constant_inputs(embeddings[-1])
         if points is None and boxes is None:  # no clicks: one padding point, the same prompt for every object
             sparse = no_clicks.expand(n, *no_clicks.shape[1:])
-            dense = dense_empty.expand(n, *dense_empty.shape[1:]) if masks is None else model.prompt_encoder.mask_embed(masks)
+            dense = (dense_empty.expand(n, *dense_empty.shape[1:]) if masks is None
+                     else model.prompt_encoder.mask_embed(masks))
         else:
             sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=boxes,
                                                  input_masks=masks)
