@@ -19,13 +19,17 @@ def pixels_of(images: list[np.ndarray], size: int, device: torch.device) -> torc
                       for im in images])
 
 
+def vision_features(model, images: list[np.ndarray], device: torch.device):
+    """The detector's vision features (``Sam3Model.get_vision_features``) of images (H, W, 3) uint8."""
+    pixels = pixels_of(images, int(model.tracker_model.image_size), device)
+    return model.detector_model.get_vision_features(pixel_values=pixels)
+
+
 def vision_step(model, head: ConceptHead, samples: list[DetectorSample],
                 device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
     """Concept pretraining of the vision encoder: per-pixel concept cross-entropy on the FPN levels
     the detector reads."""
-    detector = model.detector_model
-    size = int(model.tracker_model.image_size)
-    vision = detector.get_vision_features(pixel_values=pixels_of([s.image for s in samples], size, device))
+    vision = vision_features(model, [s.image for s in samples], device)
     loss = head.loss(vision.fpn_hidden_states[:-1], samples)
     return loss, {"concept": float(loss.detach())}
 
@@ -35,9 +39,8 @@ def binding_step(model, tokenize, samples: list[DetectorSample], head: MatchHead
     """The prompt fusion alone on frozen vision: text encoder and DETR encoder (called as the detector
     calls it) learn the per-cell phrase match before the decoder and heads train on top of them."""
     detector = model.detector_model
-    size = int(model.tracker_model.image_size)
     with torch.no_grad():
-        vision = detector.get_vision_features(pixel_values=pixels_of([s.image for s in samples], size, device))
+        vision = vision_features(model, [s.image for s in samples], device)
     index = torch.tensor([i for i, s in enumerate(samples) for _ in s.targets], device=device)
     tokens = tokenize([t.phrase for s in samples for t in s.targets])
     ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
@@ -56,10 +59,9 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
     of ground-truth objects in the batch (as DETR does), presence, semantic and match terms by the
     number of pairs. A frozen vision encoder (no parameter requiring grad) runs without a graph."""
     detector = model.detector_model
-    size = int(model.tracker_model.image_size)
     train_vision = any(p.requires_grad for p in detector.vision_encoder.parameters())
     with torch.set_grad_enabled(train_vision and torch.is_grad_enabled()):
-        vision = detector.get_vision_features(pixel_values=pixels_of([s.image for s in samples], size, device))
+        vision = vision_features(model, [s.image for s in samples], device)
     pairs = [(i, t) for i, s in enumerate(samples) for t in s.targets]
     index = torch.tensor([i for i, _ in pairs], device=device)
     rows = type(vision)(

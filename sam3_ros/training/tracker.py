@@ -19,7 +19,7 @@ from ..engine.memory_bank import MemoryBank
 from ..engine.tracker import BatchedTracker
 from ..settings import Settings
 from .data import TrackerClip
-from .detector import pixels_of
+from .detector import vision_features
 from .losses import dice_loss, upsample_logits
 
 MEMORY_LOGIT = 10.0  # Engine.step writes memory with object scores of +-10 (present or not)
@@ -29,12 +29,11 @@ def tracker_step(model, clip: TrackerClip, device: torch.device) -> tuple[torch.
     """Total loss and its parts over one clip: mask BCE + dice on frames where an object is visible,
     BCE on the object-score logit on every frame after the first."""
     tracker_model = model.tracker_model
-    size = int(tracker_model.image_size)
     low_res = int(model.config.low_res_mask_size)
     frames, masks = clip.frames, torch.from_numpy(clip.masks).to(device, torch.float32)
     length, n = masks.shape[:2]
     with torch.no_grad():  # the vision backbone is the detector's, trained before and frozen here
-        vision = model.detector_model.get_vision_features(pixel_values=pixels_of(list(frames), size, device))
+        vision = vision_features(model, list(frames), device)
     bank = MemoryBank(n, **memory_bank_options(Settings.default(), tracker_model, device, torch.float32))
     tracker = BatchedTracker(tracker_model, bank)
     slots = bank.allocate(n)

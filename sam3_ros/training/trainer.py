@@ -36,7 +36,8 @@ from .losses import LossWeights
 from .tracker import tracker_step
 
 PHASES = ("vision", "binding", "detector", "tracker")
-DETECTOR_SHARE = 0.65  # of a time budget after the vision phase: the detector needs more steps than the tracker
+# of what a time budget leaves after the vision and binding phases: the detector needs more steps than the tracker
+DETECTOR_SHARE = 0.65
 _PROBE_STEPS = 30  # steps timed before a time budget fixes a phase's step count
 
 
