@@ -12,7 +12,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="toy_out", help="output directory (transformers model directory)")
+    parser.add_argument("--out", default="toy_out",
+                        help="output directory: the trained model (transformers format); with --probe, probe.json")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--minutes", type=float, default=0.0,
                         help="time budget for all phases; detector and tracker step counts follow from the "
@@ -24,12 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector-steps", type=int, default=3000, help="steps of the detector phase")
     parser.add_argument("--tracker-steps", type=int, default=1500, help="steps of the tracker phase")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the training worlds")
+    parser.add_argument("--probe", metavar="MODEL", default=None,
+                        help="instead of training, report where the detector of MODEL (toy or a trained "
+                        "directory) stands on held-out frames: presence, localization, scores")
+    parser.add_argument("--probe-frames", type=int, default=120, help="frames the probe runs on")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..training.trainer import TrainConfig, train_toy
+
+    if args.probe is not None:
+        return _probe(args)
 
     if args.minutes < 0 or min(args.vision_steps, args.binding_steps, args.detector_steps, args.tracker_steps) < 1:
         print("sam3-ros train-toy: --minutes must be >= 0 and the step counts >= 1")
@@ -46,4 +54,28 @@ def run(args: argparse.Namespace) -> int:
     print(f"repeat exactly: sam3-ros train-toy --seed {args.seed} --vision-steps {steps['vision_steps']} "
           f"--binding-steps {steps['binding_steps']} --detector-steps {steps['detector_steps']} "
           f"--tracker-steps {steps['tracker_steps']}")
+    return 0
+
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import json
+
+    from ..engine.loading import ModelLoadError, load_model
+    from ..training.probe import probe_detector
+
+    if args.probe_frames < 1:
+        print("sam3-ros train-toy: --probe-frames must be >= 1")
+        return 1
+    try:
+        loaded = load_model(args.probe, device=args.device)
+    except ModelLoadError as error:
+        print(f"sam3-ros train-toy: {error}")
+        return 1
+    report = probe_detector(loaded, frames=args.probe_frames)
+    print(report.table())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "probe.json").write_text(json.dumps({"model": args.probe, **vars(report)}, indent=2) + "\n")
+    print(f"-> {out / 'probe.json'}")
     return 0

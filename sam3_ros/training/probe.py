@@ -1,0 +1,122 @@
+"""Where a trained detector stands, on held-out training-style frames: the figures that say which part
+of the toy model keeps the benchmark at zero long before ``sam3-ros eval`` does.
+
+- presence: does the presence head tell a present phrase from absent ones that share a colour or a
+  shape with an object in the image (the benchmark's hard negatives)?
+- localization: for each object of a present phrase, the best GIoU of any query's box; and how far a
+  query's box moves between images (a decoder that ignores the image keeps every query at its anchor).
+- scores: the engine's score (query x presence) of queries on a prompted object vs all the others, and
+  how often a present phrase has a query over the engine's 0.5 detection threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..engine.loading import LoadedModel
+from ..engine.mask_ops import masks_to_boxes
+from ..eval.synthetic import all_concepts, split_concept
+from .data import UNKNOWN_PHRASES, detector_sample
+from .detector import vision_features
+from .losses import generalized_box_iou
+
+PROBE_SEED = 777  # a training-style generator seed; its worlds come from TRAIN_SEEDS like training's
+ON_OBJECT_GIOU = 0.5  # a query "sits on" an object at this GIoU
+DETECTION_SCORE = 0.5  # the engine's default detection threshold
+
+
+@dataclass
+class ProbeReport:
+    frames: int
+    objects: int
+    presence_present: float  # medians of the presence probability
+    presence_same_colour: float
+    presence_same_shape: float
+    presence_auc_same_colour: float  # P(present phrase > absent one sharing a colour)
+    presence_auc_same_shape: float
+    best_query_giou: float  # median over objects of the best query box's GIoU
+    objects_with_query_on: float  # share of objects with a query box at GIoU > ON_OBJECT_GIOU
+    query_box_motion: float  # mean per-query std of the box centre across images (normalized units)
+    score_on_object: float  # median engine score of queries on a prompted object
+    score_elsewhere: float  # median engine score of all other queries
+    present_phrases_detected: float  # share of present phrases with a query score > DETECTION_SCORE
+
+    def table(self) -> str:
+        """The report as ``name  value`` lines."""
+        return "\n".join(f"{name:28s} {value:.3f}" if isinstance(value, float) else f"{name:28s} {value}"
+                         for name, value in asdict(self).items())
+
+
+def rank_auc(positives: list[float], negatives: list[float]) -> float:
+    """P(a positive ranks above a negative), ties counted half (the ROC AUC); NaN without both kinds."""
+    if not positives or not negatives:
+        return float("nan")
+    p, n = np.asarray(positives)[:, None], np.asarray(negatives)[None, :]
+    return float((p > n).mean() + 0.5 * (p == n).mean())
+
+
+@torch.no_grad()
+def probe_detector(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED) -> ProbeReport:
+    """Run the detector of ``loaded`` on ``frames`` held-out frames, 4 phrases each, and report."""
+    detector = loaded.model.detector_model
+    device = next(detector.parameters()).device
+    rng = np.random.default_rng(seed)
+    presence: dict[str, list[float]] = {"present": [], "same colour": [], "same shape": []}
+    best_giou, on_scores, other_scores, detected, centres = [], [], [], [], []
+    for _ in tqdm(range(frames), desc="probe", unit="frame", dynamic_ncols=True):
+        sample = detector_sample(rng, 4)
+        targets = [t for t in sample.targets if t.phrase not in UNKNOWN_PHRASES]
+        vision = vision_features(loaded.model, [sample.image], device)
+        rows = type(vision)(
+            last_hidden_state=vision.last_hidden_state.expand(len(targets), -1, -1),
+            fpn_hidden_states=tuple(f.expand(len(targets), -1, -1, -1) for f in vision.fpn_hidden_states),
+            fpn_position_encoding=tuple(f.expand(len(targets), -1, -1, -1) for f in vision.fpn_position_encoding))
+        tokens = loaded.tokenize([t.phrase for t in targets])
+        out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
+                       attention_mask=tokens["attention_mask"].to(device))
+        present_prob = out.presence_logits.float().sigmoid().reshape(-1).cpu()
+        scores = (out.pred_logits.float().sigmoid() * present_prob[:, None].to(device)).cpu()
+        boxes = out.pred_boxes.float().cpu()
+        centres.append(((boxes[0, :, :2] + boxes[0, :, 2:]) / 2).numpy())
+        seen = [all_concepts()[k] for k in np.unique(sample.concepts) if k < len(all_concepts())]
+        colours, shapes = {split_concept(c)[0] for c in seen}, {split_concept(c)[1] for c in seen}
+        h, w = sample.image.shape[:2]
+        for row, target in enumerate(targets):
+            on = torch.zeros(scores.shape[1], dtype=torch.bool)
+            if target.present:
+                presence["present"].append(float(present_prob[row]))
+                gt = masks_to_boxes(torch.from_numpy(target.masks)) / torch.tensor([w, h, w, h])
+                giou = generalized_box_iou(boxes[row], gt)
+                best_giou.extend(giou.amax(0).tolist())
+                on = (giou > ON_OBJECT_GIOU).any(1)
+                detected.append(float(scores[row].max() > DETECTION_SCORE))
+            else:
+                colour, shape = split_concept(target.phrase)
+                if colour in colours:
+                    presence["same colour"].append(float(present_prob[row]))
+                elif shape in shapes:
+                    presence["same shape"].append(float(present_prob[row]))
+            on_scores.extend(scores[row][on].tolist())
+            other_scores.extend(scores[row][~on].tolist())
+
+    def median(values: list[float]) -> float:
+        return float(np.median(values)) if values else float("nan")
+
+    def share(values) -> float:
+        return float(np.mean(values)) if len(values) else float("nan")
+
+    return ProbeReport(
+        frames=frames, objects=len(best_giou),
+        presence_present=median(presence["present"]), presence_same_colour=median(presence["same colour"]),
+        presence_same_shape=median(presence["same shape"]),
+        presence_auc_same_colour=rank_auc(presence["present"], presence["same colour"]),
+        presence_auc_same_shape=rank_auc(presence["present"], presence["same shape"]),
+        best_query_giou=median(best_giou), objects_with_query_on=share(np.asarray(best_giou) > ON_OBJECT_GIOU),
+        query_box_motion=float(np.stack(centres).std(0).mean()),
+        score_on_object=median(on_scores), score_elsewhere=median(other_scores),
+        present_phrases_detected=share(detected),
+    )
