@@ -57,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _probe(args: argparse.Namespace) -> int:
     import json
 

@@ -25,6 +25,16 @@ def vision_features(model, images: list[np.ndarray], device: torch.device):
     return model.detector_model.get_vision_features(pixel_values=pixels)
 
 
+def vision_rows(vision, index: torch.Tensor):
+    """The vision features of images ``index`` (one row per detector call: an image asked several
+    phrases appears once per phrase)."""
+    return type(vision)(
+        last_hidden_state=vision.last_hidden_state.index_select(0, index),
+        fpn_hidden_states=tuple(f.index_select(0, index) for f in vision.fpn_hidden_states),
+        fpn_position_encoding=tuple(f.index_select(0, index) for f in vision.fpn_position_encoding),
+    )
+
+
 def vision_step(model, head: ConceptHead, samples: list[DetectorSample],
                 device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
     """Concept pretraining of the vision encoder: per-pixel concept cross-entropy on the FPN levels
@@ -64,11 +74,7 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
         vision = vision_features(model, [s.image for s in samples], device)
     pairs = [(i, t) for i, s in enumerate(samples) for t in s.targets]
     index = torch.tensor([i for i, _ in pairs], device=device)
-    rows = type(vision)(
-        last_hidden_state=vision.last_hidden_state.index_select(0, index),
-        fpn_hidden_states=tuple(f.index_select(0, index) for f in vision.fpn_hidden_states),
-        fpn_position_encoding=tuple(f.index_select(0, index) for f in vision.fpn_position_encoding),
-    )
+    rows = vision_rows(vision, index)
     tokens = tokenize([t.phrase for _, t in pairs])
     with captured_output(detector.detr_encoder) as encoder:
         out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),

@@ -21,7 +21,7 @@ from ..engine.loading import LoadedModel
 from ..engine.mask_ops import masks_to_boxes
 from ..eval.synthetic import all_concepts, split_concept
 from .data import UNKNOWN_PHRASES, detector_sample
-from .detector import vision_features
+from .detector import vision_features, vision_rows
 from .losses import generalized_box_iou
 
 PROBE_SEED = 777  # a training-style generator seed; its worlds come from TRAIN_SEEDS like training's
@@ -70,11 +70,10 @@ def probe_detector(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEE
     for _ in tqdm(range(frames), desc="probe", unit="frame", dynamic_ncols=True):
         sample = detector_sample(rng, 4)
         targets = [t for t in sample.targets if t.phrase not in UNKNOWN_PHRASES]
+        if not targets:  # only phrases outside the vocabulary were drawn
+            continue
         vision = vision_features(loaded.model, [sample.image], device)
-        rows = type(vision)(
-            last_hidden_state=vision.last_hidden_state.expand(len(targets), -1, -1),
-            fpn_hidden_states=tuple(f.expand(len(targets), -1, -1, -1) for f in vision.fpn_hidden_states),
-            fpn_position_encoding=tuple(f.expand(len(targets), -1, -1, -1) for f in vision.fpn_position_encoding))
+        rows = vision_rows(vision, torch.zeros(len(targets), dtype=torch.long, device=device))
         tokens = loaded.tokenize([t.phrase for t in targets])
         out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
                        attention_mask=tokens["attention_mask"].to(device))
