@@ -58,3 +58,47 @@ def test_untrained_builtin_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(loading, "TOY_DIR", tmp_path)
     with pytest.raises(ModelLoadError, match="train-toy"):
         load_model("toy")
+
+
+def test_layer_predictions_end_with_the_detectors_own_outputs():
+    """The auxiliary decoding losses read every decoder layer; the last must be what the engine sees."""
+    import torch
+
+    from sam3_ros.models.toy import build_toy, build_toy_tokenizer
+    from sam3_ros.engine.loading import phrase_tokenizer
+    from sam3_ros.training.auxiliary import captured_output
+    from sam3_ros.training.detector import layer_predictions, vision_features
+
+    model = build_toy(0).eval()
+    detector = model.detector_model
+    sample = detector_sample(np.random.default_rng(3), 2)
+    tokens = phrase_tokenizer(build_toy_tokenizer())([t.phrase for t in sample.targets[:1]])
+    with torch.no_grad(), captured_output(detector.detr_decoder.box_head) as offsets, \
+            captured_output(detector.dot_product_scoring) as scores:
+        out = detector(vision_embeds=vision_features(model, [sample.image], torch.device("cpu")), **tokens)
+    logits, boxes = layer_predictions(out, offsets["output"], scores["output"])
+    assert logits.shape[0] == boxes.shape[0] == detector.config.detr_decoder_config.num_layers
+    torch.testing.assert_close(logits[-1], out.pred_logits)
+    torch.testing.assert_close(boxes[-1], out.pred_boxes)
+    assert not torch.allclose(boxes[0], boxes[-1])  # the earlier layer is a different prediction
+
+
+def test_untrained_decoder_heads_look_at_their_box_edges():
+    """The toy's box position bias starts as an edge prior: head h attends most near edge h % 4
+    (left, right, top, bottom) of the query's box, inside the box's span along the other axis."""
+    import torch
+
+    from sam3_ros.models.toy import build_toy
+
+    decoder = build_toy(0).detector_model.detr_decoder
+    grid = 12
+    box = torch.tensor([[[0.5, 0.5, 0.5, 0.25]]])  # cxcywh: x 0.25..0.75, y 0.375..0.625
+    with torch.no_grad():
+        bias = decoder._get_rpb_matrix(box, (torch.tensor(grid), torch.tensor(grid)))[0, :, 0].reshape(-1, grid, grid)
+    cells = torch.arange(grid) / grid
+    for head, (axis, edge) in enumerate([(1, 0.25), (1, 0.75), (0, 0.375), (0, 0.625)]):
+        row, col = divmod(int(bias[head].argmax()), grid)
+        along, across = (col, row) if axis == 1 else (row, col)
+        assert abs(float(cells[along]) - edge) <= 1 / grid, (head, row, col)
+        span = (0.375, 0.625) if axis == 1 else (0.25, 0.75)
+        assert span[0] - 1 / grid <= float(cells[across]) <= span[1], (head, row, col)

@@ -88,12 +88,43 @@ def build_toy_tokenizer():
                                    bos_token="[BOS]", eos_token="[EOS]")
 
 
+EDGE_FOCUS = 8.0  # attention logit per unit of log-scaled distance from a head's box edge (~2 per cell)
+
+
+def _edge_attention_prior(decoder) -> None:
+    """Start the DETR decoder's box position bias (box RPB) as a prior that head ``h`` looks at edge
+    ``h % 4`` (left, right, top, bottom) of its query's box: logits fall with the distance to that edge
+    along its axis and outside the box along the other.
+
+    Without it the bias starts near zero, every query attends to the whole image alike, and a small
+    model trained for minutes never learns to move its boxes (they stay at fixed per-query anchors).
+    With it, what a head reads near its edge says whether the object extends past it."""
+    import torch
+
+    # the bias MLPs read (coordinate - box start, coordinate - box end) per axis; hidden units 0..3 are
+    # relu(d0), relu(-d0), relu(d1), relu(-d1): |d0| = u0 + u1, |d1| = u2 + u3, outside the box = u1 + u2
+    distance = {"start": (0, 1), "end": (2, 3), "outside": (1, 2)}
+    roles = {  # per edge: what the x and the y bias measure
+        0: ("start", "outside"), 1: ("end", "outside"), 2: ("outside", "start"), 3: ("outside", "end")}
+    with torch.no_grad():
+        for axis, mlp in enumerate((decoder.box_rpb_embed_x, decoder.box_rpb_embed_y)):
+            first, second = mlp.layer1, mlp.layer2
+            first.weight[:4] = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+            first.bias[:4] = 0.0
+            second.weight[:, :4] = 0.0
+            second.bias.zero_()
+            for head in range(second.out_features):
+                for unit in distance[roles[head % 4][axis]]:
+                    second.weight[head, unit] = -EDGE_FOCUS
+
+
 def build_toy(seed: int = 0):
     """An untrained toy ``Sam3VideoModel`` with weights drawn from ``seed`` (CPU, fp32).
 
     transformers initializes every projection with std 0.02, tuned for SAM 3's width: at width 128 the
     phrase reaches the image features at ~2% of their scale and the detector learns to ignore it. The
-    value/output projections of every attention that reads the prompt start at unit gain instead."""
+    value/output projections of every attention that reads the prompt start at unit gain instead, and
+    the decoder's box position bias starts as an edge prior (``_edge_attention_prior``)."""
     import torch
     from transformers import Sam3VideoModel
 
@@ -108,4 +139,5 @@ def build_toy(seed: int = 0):
             for attention in prompt_attention:
                 for linear in (attention.v_proj, attention.o_proj):
                     linear.weight.normal_(0.0, linear.in_features ** -0.5)
+        _edge_attention_prior(detector.detr_decoder)
     return model

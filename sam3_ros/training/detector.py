@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy, inverse_sigmoid
 
 from ..engine.mask_ops import masks_to_boxes
 from ..engine.preprocess import to_pixels
@@ -62,6 +63,14 @@ def binding_step(model, tokenize, samples: list[DetectorSample], head: MatchHead
     return loss, {"match": float(loss.detach())}
 
 
+def layer_predictions(out, box_offsets: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every decoder layer's logits (L, B, Q) and boxes (L, B, Q, 4) (normalized xyxy), as
+    ``Sam3Model.forward`` computes them before it keeps the last layer's, from the outputs of the
+    detector's last calls of ``detr_decoder.box_head`` and ``dot_product_scoring``."""
+    boxes = box_cxcywh_to_xyxy((inverse_sigmoid(out.decoder_reference_boxes) + box_offsets).sigmoid())
+    return scores[..., 0], boxes
+
+
 def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossWeights, device: torch.device,
                   match_head: MatchHead | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its named parts for ``samples``; every (image, phrase) pair is one row of one
@@ -76,16 +85,19 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
     index = torch.tensor([i for i, _ in pairs], device=device)
     rows = vision_rows(vision, index)
     tokens = tokenize([t.phrase for _, t in pairs])
-    with captured_output(detector.detr_encoder) as encoder:
+    with (captured_output(detector.detr_encoder) as encoder, captured_output(detector.detr_decoder.box_head) as
+          offsets, captured_output(detector.dot_product_scoring) as scores):
         out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
                        attention_mask=tokens["attention_mask"].to(device))
+    layer_logits, layer_boxes = layer_predictions(out, offsets["output"], scores["output"])
     totals: dict[str, torch.Tensor] = {}
     for row, (_, target) in enumerate(pairs):
         masks = torch.from_numpy(target.masks).to(device)
         h, w = masks.shape[-2:]
         gt_boxes = masks_to_boxes(masks) / torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
         gt_masks = masks.float()
-        for name, value in detector_losses(out, row, gt_masks, gt_boxes, weights).items():
+        earlier = [(layer_logits[i, row], layer_boxes[i, row]) for i in range(layer_logits.shape[0] - 1)]
+        for name, value in detector_losses(out, row, gt_masks, gt_boxes, weights, earlier).items():
             totals[name] = totals.get(name, 0) + value
     objects = max(1, sum(len(t.masks) for _, t in pairs))
     per_pair = ("presence", "semantic")

@@ -93,23 +93,41 @@ def match(logits: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor, w: 
     return rows, cols
 
 
-def detector_losses(out, index: int, gt_masks: torch.Tensor, gt_boxes: torch.Tensor, w: LossWeights) -> dict:
-    """Losses of one (image, phrase) detector output row ``index`` against its G objects
-    (``gt_masks`` (G, H, W) float 0/1 at source resolution, ``gt_boxes`` (G, 4) normalized xyxy)."""
-    logits, boxes = out.pred_logits[index].float(), out.pred_boxes[index].float()
-    present = gt_boxes.shape[0] > 0
+def box_class_losses(logits: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor,
+                     w: LossWeights) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Focal loss of every query's logit (Q,) and L1 + GIoU of the matched ones among ``boxes`` (Q, 4)
+    vs ``gt_boxes`` (G, 4), all normalized xyxy. Returns the losses and the matched (query, gt) indices."""
     target = torch.zeros_like(logits)
-    losses = {"presence": F.binary_cross_entropy_with_logits(
-        out.presence_logits[index].float().reshape(()), torch.tensor(float(present)))}
-    if present:
-        q, g = match(logits, boxes, gt_boxes, w)
-        q, g = torch.as_tensor(q), torch.as_tensor(g)
+    losses = {}
+    q = g = torch.zeros(0, dtype=torch.long)
+    if gt_boxes.shape[0] > 0:
+        q, g = (torch.as_tensor(i) for i in match(logits, boxes, gt_boxes, w))
         target[q] = 1.0
         pb, tb = boxes[q], gt_boxes[g]
         losses["l1"] = F.l1_loss(box_xyxy_to_cxcywh(pb), box_xyxy_to_cxcywh(tb), reduction="sum")
         losses["giou"] = (1 - generalized_box_iou(pb, tb).diagonal()).sum()
-        losses["mask_bce"], losses["dice"] = mask_losses(out.pred_masks[index][q], gt_masks[g])
     losses["focal"] = sigmoid_focal_loss(logits, target, w.focal_alpha, w.focal_gamma).sum()
+    return losses, q, g
+
+
+def detector_losses(out, index: int, gt_masks: torch.Tensor, gt_boxes: torch.Tensor, w: LossWeights,
+                    earlier_layers: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> dict:
+    """Losses of one (image, phrase) detector output row ``index`` against its G objects
+    (``gt_masks`` (G, H, W) float 0/1 at source resolution, ``gt_boxes`` (G, 4) normalized xyxy).
+
+    ``earlier_layers``: this row's (logits (Q,), boxes (Q, 4)) of the decoder layers before the last, each
+    matched on its own and given the focal, L1 and GIoU terms too (DETR's auxiliary decoding losses, summed
+    into the same names): every refinement step learns to localize, not only the last."""
+    logits, boxes = out.pred_logits[index].float(), out.pred_boxes[index].float()
+    present = gt_boxes.shape[0] > 0
+    losses, q, g = box_class_losses(logits, boxes, gt_boxes, w)
+    for layer_logits, layer_boxes in earlier_layers:
+        for name, value in box_class_losses(layer_logits.float(), layer_boxes.float(), gt_boxes, w)[0].items():
+            losses[name] = losses[name] + value
+    losses["presence"] = F.binary_cross_entropy_with_logits(
+        out.presence_logits[index].float().reshape(()), torch.tensor(float(present)))
+    if present:
+        losses["mask_bce"], losses["dice"] = mask_losses(out.pred_masks[index][q], gt_masks[g])
     union = gt_masks.amax(0, keepdim=True) if present else gt_masks.new_zeros(1, *gt_masks.shape[-2:])
     bce, dice = mask_losses(out.semantic_seg[index].float(), union)
     losses["semantic"] = bce + dice
