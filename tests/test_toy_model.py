@@ -79,3 +79,26 @@ def test_one_id_for_an_object_moving_across_30_frames():
             ious.append(float(mask_iou(torch.from_numpy(gt), torch.as_tensor(np.asarray(out.masks)[visible])).max()))
     assert {i for frame_ids in ids for i in frame_ids} == {ids[0][0]}, f"ids per frame: {ids}"
     assert sum(len(f) == 1 for f in ids) >= 28 and np.median(ious) >= 0.8, (ids, ious)
+
+
+def _box(mask: np.ndarray) -> list[float]:
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_a_positive_exemplar_box_proposes_its_object_and_a_negative_one_suppresses_it(seed):
+    """SAM 3's visual prompt without a phrase: a positive box on an object finds it; the same box marked
+    negative finds nothing there."""
+    frame = World(WorldConfig(seed=seed, frames=1)).frame(0)
+    areas = frame.masks.reshape(len(frame.masks), -1).sum(1)
+    obj = frame.masks[int(areas.argmax())]  # the most visible object
+    found = {}
+    for label in (True, False):
+        engine = toy_engine()
+        engine.set_prompt(ConceptPrompt(boxes=np.array([_box(obj)], np.float32), box_labels=np.array([label])))
+        masks, _ = confident(engine.step(Frame(frame.image)))
+        ious = mask_iou(torch.from_numpy(obj[None]), torch.from_numpy(masks)) if len(masks) else torch.zeros(1)
+        found[label] = float(ious.max())
+    assert found[True] >= 0.7, f"positive box: best mask IoU with the boxed object {found[True]:.2f}"
+    assert found[False] < 0.3, f"negative box: a detection on the boxed object (IoU {found[False]:.2f})"

@@ -8,7 +8,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from sam3_ros.engine.loading import ModelLoadError, load_model
-from sam3_ros.training.data import TRAIN_SEEDS, detector_sample, tracker_clip
+from sam3_ros.training.data import TRAIN_SEEDS, detector_sample, exemplar_sample, tracker_clip
 from sam3_ros.training.trainer import TrainConfig, train_toy
 
 
@@ -16,7 +16,8 @@ from sam3_ros.training.trainer import TrainConfig, train_toy
 def runs(tmp_path_factory):
     import torch
 
-    config = TrainConfig(seed=3, vision_steps=2, binding_steps=2, detector_steps=2, tracker_steps=1,
+    config = TrainConfig(seed=3, vision_steps=2, binding_steps=2, detector_steps=2, exemplar_steps=1,
+                         tracker_steps=1,
                          images_per_step=1, vision_images_per_step=2, phrases_per_image=2, clip_length=3,
                          clip_objects=2)
     outs = [tmp_path_factory.mktemp(f"toy{i}") for i in range(2)]
@@ -50,6 +51,42 @@ def test_training_worlds_never_use_benchmark_seeds():
     clip = tracker_clip(rng, length=4, max_objects=3)
     assert clip.masks.shape[0] == 4 and clip.masks[0].reshape(clip.masks.shape[1], -1).any(1).all()
     assert TRAIN_SEEDS[0] >= 1_000_000  # make-bag's benchmark seeds are small numbers
+
+
+def test_exemplar_prompts_box_objects_of_the_frame_and_ask_for_their_concept():
+    rng = np.random.default_rng(1)
+    kinds = set()
+    for _ in range(12):
+        sample = exemplar_sample(rng, 3)
+        h, w = sample.image.shape[:2]
+        for t in sample.targets:
+            assert len(t.boxes) == len(t.box_labels) >= 1
+            assert (t.boxes[:, :2] >= 0).all() and (t.boxes[:, 2] <= w).all() and (t.boxes[:, 3] <= h).all()
+            assert (t.boxes[:, 2:] > t.boxes[:, :2]).all()
+            if t.box_labels.any():  # a positive box lies on one of the objects the prompt must find
+                x0, y0, x1, y1 = t.boxes[t.box_labels][0].astype(int)
+                assert t.masks[:, y0:y1, x0:x1].any()
+            kinds.add((bool(t.phrase), bool(t.box_labels.any()), bool((~t.box_labels).any()), t.present))
+    # positive / positive+negative / negative only (nothing to find) / phrase+negative
+    assert kinds == {(False, True, False, True), (False, True, True, True), (False, False, True, False),
+                     (True, False, True, True)}
+
+
+def test_exemplar_inputs_are_the_engines_normalized_cxcywh_with_padding():
+    from sam3_ros.training.data import PhraseTarget
+    from sam3_ros.training.detector import exemplar_inputs
+
+    import torch
+
+    masks = np.zeros((0, 100, 200), bool)
+    targets = [PhraseTarget("", masks, np.array([[20, 10, 60, 50]], np.float32), np.array([True])),
+               PhraseTarget("", masks, np.array([[0, 0, 200, 100], [100, 50, 200, 100]], np.float32),
+                            np.array([False, True]))]
+    out = exemplar_inputs(targets, [(100, 200)] * 2, torch.device("cpu"))
+    torch.testing.assert_close(out["input_boxes"][0, 0], torch.tensor([0.2, 0.3, 0.2, 0.4]))
+    torch.testing.assert_close(out["input_boxes"][1, 1], torch.tensor([0.75, 0.75, 0.5, 0.5]))
+    assert out["input_boxes_labels"].tolist() == [[1, -10], [0, 1]]  # -10: transformers' padding label
+    assert exemplar_inputs([PhraseTarget("red circle", masks)], [(100, 200)], torch.device("cpu")) == {}
 
 
 def test_untrained_builtin_is_a_clear_error(monkeypatch, tmp_path):

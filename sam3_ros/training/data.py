@@ -6,7 +6,7 @@ Every sample is drawn from a ``numpy`` generator, so a training run is a functio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,10 +33,15 @@ def random_world(rng: np.random.Generator, frames: int = 60) -> World:
 
 @dataclass
 class PhraseTarget:
-    """What one phrase should find in one image: its objects' visible masks (G, H, W) bool."""
+    """What one prompt should find in one image: its objects' visible masks (G, H, W) bool. A prompt is a
+    phrase ("" for none) and optionally exemplar boxes (K, 4) xyxy pixels, positive or negative;
+    ``text_twin`` is then a phrase that asks for the same objects (the concept's, or an unknown word)."""
 
     phrase: str
     masks: np.ndarray
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    box_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    text_twin: str = ""
 
     @property
     def present(self) -> bool:
@@ -83,11 +88,72 @@ def detector_sample(rng: np.random.Generator, phrases: int) -> DetectorSample:
     h, w = frame.image.shape[:2]
     empty = np.zeros((0, h, w), bool)
     targets = [PhraseTarget(p, np.stack(by_concept[p]) if p in present else empty) for p in dict.fromkeys(chosen)]
-    labels = np.full((h, w), BACKGROUND, np.int64)
+    return DetectorSample(image=frame.image, targets=targets, concepts=_concept_map(frame))
+
+
+def _concept_map(frame) -> np.ndarray:
+    """(H, W) index in ``all_concepts()`` of the object seen at each pixel, or BACKGROUND."""
+    labels = np.full(frame.image.shape[:2], BACKGROUND, np.int64)
     index = {c: i for i, c in enumerate(all_concepts())}
     for concept, mask in zip(frame.concepts, frame.masks):
         labels[mask] = index[concept]
-    return DetectorSample(image=frame.image, targets=targets, concepts=labels)
+    return labels
+
+
+EXEMPLAR_KINDS = ("positive", "positive+negative", "negative", "phrase+negative")
+MIN_EXEMPLAR_PIXELS = 4 * MIN_PIXELS  # an exemplar box is drawn on an object showing at least this much
+
+
+def _box(mask: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+def exemplar_sample(rng: np.random.Generator, prompts: int) -> DetectorSample:
+    """One frame and ``prompts`` exemplar prompts of it (SAM 3's visual prompts), each of a random kind:
+
+    - ``positive``: no phrase, a box on one or two objects of a concept -> every object of that concept;
+    - ``positive+negative``: the same plus a negative box on an object of another concept -> the same;
+    - ``negative``: no phrase, only a negative box -> nothing;
+    - ``phrase+negative``: a present concept's phrase and a negative box on another concept -> the phrase's
+      objects (a negative exemplar never takes away what the phrase asks for).
+
+    Another concept is one sharing a colour or a shape with the positive one where the frame has one."""
+    while True:
+        world = random_world(rng)
+        frame = world.frame(int(rng.integers(world.config.frames)))
+        by_concept: dict[str, list[np.ndarray]] = {}
+        for concept, mask in zip(frame.concepts, frame.masks):
+            by_concept.setdefault(concept, []).append(mask)
+        boxable = {c: [m for m in masks if m.sum() >= MIN_EXEMPLAR_PIXELS] for c, masks in by_concept.items()}
+        boxable = {c: masks for c, masks in boxable.items() if masks}
+        if boxable:
+            break
+    h, w = frame.image.shape[:2]
+    empty = np.zeros((0, h, w), bool)
+    concepts = sorted(boxable)
+    targets = []
+    for _ in range(prompts):
+        positive = concepts[int(rng.integers(len(concepts)))]
+        others = [c for c in concepts if c != positive]
+        kind = EXEMPLAR_KINDS[int(rng.integers(len(EXEMPLAR_KINDS)))] if others else "positive"
+        hard = [c for c in others if set(split_concept(c)) & set(split_concept(positive))]
+        negative = (hard or others)[int(rng.integers(len(hard or others)))] if others else None
+        boxes, labels = [], []
+        if kind.startswith("positive"):
+            picks = rng.permutation(len(boxable[positive]))[: 1 + int(rng.random() < 0.3)]
+            boxes += [_box(boxable[positive][i]) for i in picks]
+            labels += [True] * len(picks)
+        if kind.endswith("negative"):
+            boxes.append(_box(boxable[negative][int(rng.integers(len(boxable[negative])))]))
+            labels.append(False)
+        if kind == "negative":
+            masks, twin = empty, UNKNOWN_PHRASES[int(rng.integers(len(UNKNOWN_PHRASES)))]
+        else:
+            masks, twin = np.stack(by_concept[positive]), positive
+        targets.append(PhraseTarget(positive if kind == "phrase+negative" else "", masks, np.stack(boxes),
+                                    np.array(labels), text_twin=twin))
+    return DetectorSample(image=frame.image, targets=targets, concepts=_concept_map(frame))
 
 
 @dataclass

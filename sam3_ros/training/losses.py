@@ -28,6 +28,7 @@ class LossWeights:
     presence: float = 1.0
     semantic: float = 2.0  # dense BCE + dice of the semantic head vs the union of the phrase's objects
     match: float = 2.0  # the DETR encoder's per-cell phrase match (training-only head, see auxiliary.py)
+    twin: float = 5.0  # exemplar prompts: distance to the outputs of the phrase asking for the same objects
     focal_alpha: float = 0.5  # positives and negatives weigh the same: scores must clear 0.5 and 0.7
     focal_gamma: float = 1.0
 

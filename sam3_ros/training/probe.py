@@ -7,6 +7,8 @@ of the toy model keeps the benchmark at zero long before ``sam3-ros eval`` does.
   query's box moves between images (a decoder that ignores the image keeps every query at its anchor).
 - scores: the engine's score (query x presence) of queries on a prompted object vs all the others, and
   how often a present phrase has a query over the engine's 0.5 detection threshold.
+- exemplars: how often a prompt with a positive exemplar box detects an object of the boxed concept, and
+  how often a prompt with only a negative box detects nothing.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from tqdm import tqdm
 from ..engine.loading import LoadedModel
 from ..engine.mask_ops import masks_to_boxes
 from ..eval.synthetic import all_concepts, split_concept
-from .data import UNKNOWN_PHRASES, detector_sample
-from .detector import vision_features, vision_rows
+from .data import UNKNOWN_PHRASES, DetectorSample, detector_sample, exemplar_sample
+from .detector import exemplar_inputs, vision_features, vision_rows
 from .losses import generalized_box_iou
 
 PROBE_SEED = 777  # a training-style generator seed; its worlds come from TRAIN_SEEDS like training's
@@ -44,6 +46,8 @@ class ProbeReport:
     score_on_object: float  # median engine score of queries on a prompted object
     score_elsewhere: float  # median engine score of all other queries
     present_phrases_detected: float  # share of present phrases with a query score > DETECTION_SCORE
+    exemplar_prompts_detected: float  # share of positive-exemplar prompts whose top query is on a target
+    negative_exemplars_clear: float  # share of negative-box-only prompts with no query over DETECTION_SCORE
 
     def table(self) -> str:
         """The report as ``name  value`` lines."""
@@ -67,6 +71,7 @@ def probe_detector(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEE
     rng = np.random.default_rng(seed)
     presence: dict[str, list[float]] = {"present": [], "same colour": [], "same shape": []}
     best_giou, on_scores, other_scores, detected, centres = [], [], [], [], []
+    exemplar_rng, exemplar_hits, negative_clear = np.random.default_rng(seed + 1), [], []
     for _ in tqdm(range(frames), desc="probe", unit="frame", dynamic_ncols=True):
         sample = detector_sample(rng, 4)
         targets = [t for t in sample.targets if t.phrase not in UNKNOWN_PHRASES]
@@ -101,6 +106,9 @@ def probe_detector(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEE
                     presence["same shape"].append(float(present_prob[row]))
             on_scores.extend(scores[row][on].tolist())
             other_scores.extend(scores[row][~on].tolist())
+        hits, clear = _probe_exemplars(loaded, exemplar_sample(exemplar_rng, 4), device)
+        exemplar_hits += hits
+        negative_clear += clear
 
     def median(values: list[float]) -> float:
         return float(np.median(values)) if values else float("nan")
@@ -117,5 +125,31 @@ def probe_detector(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEE
         best_query_giou=median(best_giou), objects_with_query_on=share(np.asarray(best_giou) > ON_OBJECT_GIOU),
         query_box_motion=float(np.stack(centres).std(0).mean()),
         score_on_object=median(on_scores), score_elsewhere=median(other_scores),
-        present_phrases_detected=share(detected),
+        present_phrases_detected=share(detected), exemplar_prompts_detected=share(exemplar_hits),
+        negative_exemplars_clear=share(negative_clear),
     )
+
+
+def _probe_exemplars(loaded: LoadedModel, sample: DetectorSample, device) -> tuple[list[bool], list[bool]]:
+    """For each exemplar prompt of ``sample``: with a positive box, is the top-scoring query over the threshold
+    and on an object of the boxed concept; with only a negative box, is no query over the threshold."""
+    targets = sample.targets
+    vision = vision_features(loaded.model, [sample.image], device)
+    rows = vision_rows(vision, torch.zeros(len(targets), dtype=torch.long, device=device))
+    tokens = loaded.tokenize([t.phrase for t in targets])
+    out = loaded.model.detector_model(
+        vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
+        attention_mask=tokens["attention_mask"].to(device),
+        **exemplar_inputs(targets, [sample.image.shape[:2]] * len(targets), device))
+    scores = (out.pred_logits.float().sigmoid() * out.presence_logits.float().sigmoid()).cpu()
+    h, w = sample.image.shape[:2]
+    hits, clear = [], []
+    for row, target in enumerate(targets):
+        if target.box_labels.any():
+            top = int(scores[row].argmax())
+            gt = masks_to_boxes(torch.from_numpy(target.masks)) / torch.tensor([w, h, w, h])
+            on = bool((generalized_box_iou(out.pred_boxes[row, top:top + 1].float().cpu(), gt) > ON_OBJECT_GIOU).any())
+            hits.append(on and float(scores[row, top]) > DETECTION_SCORE)
+        elif not target.phrase:
+            clear.append(float(scores[row].max()) <= DETECTION_SCORE)
+    return hits, clear
