@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sam3_ros.engine import ConceptPrompt, Frame, load_engine, load_model
+from sam3_ros.engine.mask_ops import masks_to_boxes
 from sam3_ros.eval.synthetic import World, WorldConfig, hard_negatives
 from sam3_ros.kernels.reference import mask_iou
 from sam3_ros.models import TOY_DIR
@@ -81,11 +82,6 @@ def test_one_id_for_an_object_moving_across_30_frames():
     assert sum(len(f) == 1 for f in ids) >= 28 and np.median(ious) >= 0.8, (ids, ious)
 
 
-def _box(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
-
-
 @pytest.mark.parametrize("seed", [11, 12])
 def test_a_positive_exemplar_box_proposes_its_object_and_a_negative_one_suppresses_it(seed):
     """SAM 3's visual prompt without a phrase: a positive box on an object finds it; the same box marked
@@ -96,7 +92,8 @@ def test_a_positive_exemplar_box_proposes_its_object_and_a_negative_one_suppress
     found = {}
     for label in (True, False):
         engine = toy_engine()
-        engine.set_prompt(ConceptPrompt(boxes=np.array([_box(obj)], np.float32), box_labels=np.array([label])))
+        engine.set_prompt(ConceptPrompt(boxes=masks_to_boxes(torch.from_numpy(obj[None])).numpy(),
+                                        box_labels=np.array([label])))
         masks, _ = confident(engine.step(Frame(frame.image)))
         ious = mask_iou(torch.from_numpy(obj[None]), torch.from_numpy(masks)) if len(masks) else torch.zeros(1)
         found[label] = float(ious.max())

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from ..engine.mask_ops import masks_to_boxes
 from ..eval.synthetic import World, WorldConfig, all_concepts, split_concept
 
 # make-bag and the benchmarks use small seeds (0, 1, ...); training worlds come from this range only
@@ -104,11 +106,6 @@ EXEMPLAR_KINDS = ("positive", "positive+negative", "negative", "phrase+negative"
 MIN_EXEMPLAR_PIXELS = 4 * MIN_PIXELS  # an exemplar box is drawn on an object showing at least this much
 
 
-def _box(mask: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
-
-
 def exemplar_sample(rng: np.random.Generator, prompts: int) -> DetectorSample:
     """One frame and ``prompts`` exemplar prompts of it (SAM 3's visual prompts), each of a random kind:
 
@@ -142,16 +139,17 @@ def exemplar_sample(rng: np.random.Generator, prompts: int) -> DetectorSample:
         boxes, labels = [], []
         if kind.startswith("positive"):
             picks = rng.permutation(len(boxable[positive]))[: 1 + int(rng.random() < 0.3)]
-            boxes += [_box(boxable[positive][i]) for i in picks]
+            boxes += [boxable[positive][i] for i in picks]
             labels += [True] * len(picks)
         if kind.endswith("negative"):
-            boxes.append(_box(boxable[negative][int(rng.integers(len(boxable[negative])))]))
+            boxes.append(boxable[negative][int(rng.integers(len(boxable[negative])))])
             labels.append(False)
         if kind == "negative":
             masks, twin = empty, UNKNOWN_PHRASES[int(rng.integers(len(UNKNOWN_PHRASES)))]
         else:
             masks, twin = np.stack(by_concept[positive]), positive
-        targets.append(PhraseTarget(positive if kind == "phrase+negative" else "", masks, np.stack(boxes),
+        boxes = masks_to_boxes(torch.from_numpy(np.stack(boxes))).numpy()  # the boxed objects' masks -> boxes
+        targets.append(PhraseTarget(positive if kind == "phrase+negative" else "", masks, boxes,
                                     np.array(labels), text_twin=twin))
     return DetectorSample(image=frame.image, targets=targets, concepts=_concept_map(frame))
 

@@ -13,7 +13,7 @@ from ..engine.preprocess import to_pixels
 from ..engine.roi_align import install_for_transformers
 from .auxiliary import ConceptHead, MatchHead, captured_output
 from .data import DetectorSample, PhraseTarget
-from .losses import LossWeights, detector_losses
+from .losses import LossWeights, box_xyxy_to_cxcywh, detector_losses
 
 
 def pixels_of(images: list[np.ndarray], size: int, device: torch.device) -> torch.Tensor:
@@ -89,7 +89,7 @@ def exemplar_inputs(targets: list[PhraseTarget], sizes: list[tuple[int, int]],
     for row, (target, (h, w)) in enumerate(zip(targets, sizes)):
         n = len(target.boxes)
         xyxy = torch.from_numpy(target.boxes).float() / torch.tensor([w, h, w, h], dtype=torch.float32)
-        boxes[row, :n] = torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1)
+        boxes[row, :n] = box_xyxy_to_cxcywh(xyxy)
         labels[row, :n] = torch.from_numpy(target.box_labels).long()
     return {"input_boxes": boxes.to(device), "input_boxes_labels": labels.to(device)}
 
