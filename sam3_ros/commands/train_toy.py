@@ -28,9 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracker-steps", type=int, default=1500, help="steps of the tracker phase")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the training worlds")
     parser.add_argument("--probe", metavar="MODEL", default=None,
-                        help="instead of training, report where the detector of MODEL (toy or a trained "
-                        "directory) stands on held-out frames: presence, localization, scores")
-    parser.add_argument("--probe-frames", type=int, default=120, help="frames the probe runs on")
+                        help="instead of training, report where MODEL (toy or a trained directory) stands "
+                        "on held-out frames and clips: presence, localization, scores, tracking")
+    parser.add_argument("--probe-frames", type=int, default=120, help="frames the detector probe runs on")
+    parser.add_argument("--probe-clips", type=int, default=12, help="clips the tracker probe runs on")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,17 +66,17 @@ def _probe(args: argparse.Namespace) -> int:
     import json
 
     from ..engine.loading import ModelLoadError, load_model
-    from ..training.probe import probe_detector
+    from ..training.probe import probe_model
 
-    if args.probe_frames < 1:
-        print("sam3-ros train-toy: --probe-frames must be >= 1")
+    if args.probe_frames < 1 or args.probe_clips < 1:
+        print("sam3-ros train-toy: --probe-frames and --probe-clips must be >= 1")
         return 1
     try:
         loaded = load_model(args.probe, device=args.device)
     except ModelLoadError as error:
         print(f"sam3-ros train-toy: {error}")
         return 1
-    report = probe_detector(loaded, frames=args.probe_frames)
+    report = probe_model(loaded, frames=args.probe_frames, clips=args.probe_clips)
     print(report.table())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
-"""Where a trained detector stands, on held-out training-style frames: the figures that say which part
-of the toy model keeps the benchmark at zero long before ``sam3-ros eval`` does.
+"""Where a trained toy model stands, on held-out training-style frames and clips: the figures that say
+which part of it keeps the benchmark at zero long before ``sam3-ros eval`` does.
 
 - presence: does the presence head tell a present phrase from absent ones that share a colour or a
   shape with an object in the image (the benchmark's hard negatives)?
@@ -9,6 +9,9 @@ of the toy model keeps the benchmark at zero long before ``sam3-ros eval`` does.
   how often a present phrase has a query over the engine's 0.5 detection threshold.
 - exemplars: how often a prompt with a positive exemplar box detects an object of the boxed concept, and
   how often a prompt with only a negative box detects nothing.
+- tracker: objects started from their first-frame masks and tracked through short clips (the engine's
+  tracker code): the masks' IoU with the truth, against what copying the last true mask would get, and
+  the IoU between the masks of two different objects (near 1: the masks do not depend on the object).
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ from tqdm import tqdm
 
 from ..engine.loading import LoadedModel
 from ..engine.mask_ops import masks_to_boxes
+from ..kernels.ops import mask_iou
 from ..eval.synthetic import all_concepts, split_concept
-from .data import UNKNOWN_PHRASES, DetectorSample, detector_sample, exemplar_sample
+from .data import UNKNOWN_PHRASES, DetectorSample, detector_sample, exemplar_sample, tracker_clip
 from .detector import exemplar_inputs, vision_features, vision_rows
-from .losses import generalized_box_iou
+from .losses import generalized_box_iou, upsample_logits
+from .tracker import propagate_clip
 
 PROBE_SEED = 777  # a training-style generator seed; its worlds come from TRAIN_SEEDS like training's
 ON_OBJECT_GIOU = 0.5  # a query "sits on" an object at this GIoU
 DETECTION_SCORE = 0.5  # the engine's default detection threshold
+NEW_OBJECT_SCORE = 0.7  # the engine's default score for a detection to start an object
+TRACKER_CLIP_LENGTH = 8
 
 
 @dataclass
@@ -46,8 +53,13 @@ class ProbeReport:
     score_on_object: float  # median engine score of queries on a prompted object
     score_elsewhere: float  # median engine score of all other queries
     present_phrases_detected: float  # share of present phrases with a query score > DETECTION_SCORE
+    present_phrases_starting: float  # share of present phrases with a query score > NEW_OBJECT_SCORE
     exemplar_prompts_detected: float  # share of positive-exemplar prompts whose top query is on a target
     negative_exemplars_clear: float  # share of negative-box-only prompts with no query over DETECTION_SCORE
+    tracker_clips: int
+    tracker_mask_iou: float  # median IoU of tracked masks with the truth (objects visible on the frame)
+    tracker_copy_iou: float  # median IoU of an object's true mask with its true mask one frame before
+    tracker_cross_object_iou: float  # median IoU between two different objects' tracked masks on a frame
 
     def table(self) -> str:
         """The report as ``name  value`` lines."""
@@ -64,13 +76,14 @@ def rank_auc(positives: list[float], negatives: list[float]) -> float:
 
 
 @torch.no_grad()
-def probe_detector(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED) -> ProbeReport:
-    """Run the detector of ``loaded`` on ``frames`` held-out frames, 4 phrases each, and report."""
+def probe_model(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED, clips: int = 12) -> ProbeReport:
+    """Run the detector of ``loaded`` on ``frames`` held-out frames, 4 phrases each, and its tracker on
+    ``clips`` held-out clips, and report."""
     detector = loaded.model.detector_model
     device = next(detector.parameters()).device
     rng = np.random.default_rng(seed)
     presence: dict[str, list[float]] = {"present": [], "same colour": [], "same shape": []}
-    best_giou, on_scores, other_scores, detected, centres = [], [], [], [], []
+    best_giou, on_scores, other_scores, detected, starting, centres = [], [], [], [], [], []
     exemplar_rng, exemplar_hits, negative_clear = np.random.default_rng(seed + 1), [], []
     for _ in tqdm(range(frames), desc="probe", unit="frame", dynamic_ncols=True):
         sample = detector_sample(rng, 4)
@@ -98,6 +111,7 @@ def probe_detector(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEE
                 best_giou.extend(giou.amax(0).tolist())
                 on = (giou > ON_OBJECT_GIOU).any(1)
                 detected.append(float(scores[row].max() > DETECTION_SCORE))
+                starting.append(float(scores[row].max() > NEW_OBJECT_SCORE))
             else:
                 colour, shape = split_concept(target.phrase)
                 if colour in colours:
@@ -110,11 +124,7 @@ def probe_detector(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEE
         exemplar_hits += hits
         negative_clear += clear
 
-    def median(values: list[float]) -> float:
-        return float(np.median(values)) if values else float("nan")
-
-    def share(values) -> float:
-        return float(np.mean(values)) if len(values) else float("nan")
+    tracked = _probe_tracker(loaded, clips, np.random.default_rng(seed + 2), device)
 
     return ProbeReport(
         frames=frames, objects=len(best_giou),
@@ -125,9 +135,36 @@ def probe_detector(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEE
         best_query_giou=median(best_giou), objects_with_query_on=share(np.asarray(best_giou) > ON_OBJECT_GIOU),
         query_box_motion=float(np.stack(centres).std(0).mean()),
         score_on_object=median(on_scores), score_elsewhere=median(other_scores),
-        present_phrases_detected=share(detected), exemplar_prompts_detected=share(exemplar_hits),
-        negative_exemplars_clear=share(negative_clear),
+        present_phrases_detected=share(detected), present_phrases_starting=share(starting),
+        exemplar_prompts_detected=share(exemplar_hits), negative_exemplars_clear=share(negative_clear),
+        tracker_clips=clips, tracker_mask_iou=median(tracked["truth"]), tracker_copy_iou=median(tracked["copy"]),
+        tracker_cross_object_iou=median(tracked["cross"]),
     )
+
+
+def median(values: list[float]) -> float:
+    return float(np.median(values)) if len(values) else float("nan")
+
+
+def share(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def _probe_tracker(loaded: LoadedModel, clips: int, rng: np.random.Generator, device) -> dict[str, list[float]]:
+    """IoUs of tracked masks with the truth, of the truth with itself one frame before, and between
+    different objects' tracked masks, over ``clips`` clips of up to 4 objects."""
+    found: dict[str, list[float]] = {"truth": [], "copy": [], "cross": []}
+    for _ in tqdm(range(clips), desc="probe tracker", unit="clip", dynamic_ncols=True):
+        clip = tracker_clip(rng, TRACKER_CLIP_LENGTH, 4)
+        truth = torch.from_numpy(clip.masks)
+        for t, out in propagate_clip(loaded.model, clip, device):
+            masks = upsample_logits(out["low_res"][:, 0], tuple(truth.shape[-2:])).cpu() > 0
+            visible = truth[t].flatten(1).any(1)
+            found["truth"] += torch.diagonal(mask_iou(masks, truth[t]))[visible].tolist()
+            found["copy"] += torch.diagonal(mask_iou(truth[t - 1], truth[t]))[visible].tolist()
+            pairs = torch.triu_indices(len(masks), len(masks), offset=1)
+            found["cross"] += mask_iou(masks, masks)[pairs[0], pairs[1]].tolist()
+    return found
 
 
 def _probe_exemplars(loaded: LoadedModel, sample: DetectorSample, device) -> tuple[list[bool], list[bool]]:

@@ -10,6 +10,8 @@ clip is a chain of one-frame steps, not one long graph through the masks.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,15 +27,16 @@ from .losses import dice_loss, upsample_logits
 MEMORY_LOGIT = 10.0  # Engine.step writes memory with object scores of +-10 (present or not)
 
 
-def tracker_step(model, clip: TrackerClip, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its parts over one clip: mask BCE + dice on frames where an object is visible,
-    BCE on the object-score logit on every frame after the first."""
+def propagate_clip(model, clip: TrackerClip, device: torch.device) -> Iterator[tuple[int, dict]]:
+    """Start the clip's objects from their first-frame masks (binarized at low resolution, as a detection
+    starts an object) and track them through the rest of the clip the way ``Engine.step`` does: yields
+    ``(t, BatchedTracker.propagate output)`` for every frame t >= 1, then writes frame t's memory."""
     tracker_model = model.tracker_model
     low_res = int(model.config.low_res_mask_size)
-    frames, masks = clip.frames, torch.from_numpy(clip.masks).to(device, torch.float32)
-    length, n = masks.shape[:2]
+    masks = torch.from_numpy(clip.masks[0]).to(device, torch.float32)
+    n = masks.shape[0]
     with torch.no_grad():  # the vision backbone is the detector's, trained before and frozen here
-        vision = vision_features(model, list(frames), device)
+        vision = vision_features(model, list(clip.frames), device)
     bank = MemoryBank(n, **memory_bank_options(Settings.default(), tracker_model, device, torch.float32))
     tracker = BatchedTracker(tracker_model, bank)
     slots = bank.allocate(n)
@@ -43,24 +46,34 @@ def tracker_step(model, clip: TrackerClip, device: torch.device) -> tuple[torch.
         return model.get_vision_features_for_tracker(one)
 
     feats, _ = features(0)
-    start = F.interpolate(masks[0][:, None], size=(low_res, low_res), mode="area") >= 0.5
+    start = F.interpolate(masks[:, None], size=(low_res, low_res), mode="area") >= 0.5
     tracker.remember(feats, slots, 0, tracker.from_masks(feats, start), np.ones(n, bool), binarize=True)
-    bce = dice = score = torch.zeros((), device=device)
-    visible_total = 0
-    for t in range(1, length):
+    for t in range(1, len(clip.frames)):
         feats, pos = features(t)
         out = tracker.propagate(feats, pos, slots, t)
+        yield t, out
+        present = torch.where(out["object_score_logits"] > 0, MEMORY_LOGIT, -MEMORY_LOGIT)
+        tracker.remember(feats, slots, t, out, np.zeros(n, bool), binarize=False,
+                         high_res=out["low_res"].detach(), object_score_logits=present)
+
+
+def tracker_step(model, clip: TrackerClip, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its parts over one clip: mask BCE + dice on frames where an object is visible,
+    BCE on the object-score logit on every frame after the first."""
+    masks = torch.from_numpy(clip.masks).to(device, torch.float32)
+    length = masks.shape[0]
+    bce = dice = score = torch.zeros((), device=device)
+    visible_total = 0
+    for t, out in propagate_clip(model, clip, device):
         logits = out["object_score_logits"][:, 0]
         visible = masks[t].flatten(1).any(1)
         score = score + F.binary_cross_entropy_with_logits(logits.float(), visible.float())
         if visible.any():  # the masks before "no object" replaces them, so a wrong score still learns the mask
             up = upsample_logits(out["mask_logits"][visible, 0], tuple(masks.shape[-2:]))
-            bce = bce + F.binary_cross_entropy_with_logits(up, masks[t][visible], reduction="none").flatten(1).mean(1).sum()
+            pixel_bce = F.binary_cross_entropy_with_logits(up, masks[t][visible], reduction="none")
+            bce = bce + pixel_bce.flatten(1).mean(1).sum()
             dice = dice + dice_loss(up, masks[t][visible]).sum()
         visible_total += int(visible.sum())
-        present = torch.where(logits[:, None] > 0, MEMORY_LOGIT, -MEMORY_LOGIT)
-        tracker.remember(feats, slots, t, out, np.zeros(n, bool), binarize=False,
-                         high_res=out["low_res"].detach(), object_score_logits=present)
     parts = {"trk_bce": bce / max(1, visible_total), "trk_dice": dice / max(1, visible_total),
              "trk_score": score / (length - 1)}
     loss = 5.0 * parts["trk_bce"] + 5.0 * parts["trk_dice"] + 1.0 * parts["trk_score"]
