@@ -17,6 +17,9 @@ _PATCH = 14
 _HIDDEN = 128  # fpn_hidden_size: a multiple of 64 and > 64 (FIELD-NOTES)
 _MAX_TOKENS = 32  # the loader pads every phrase to 32 tokens
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # ids 0..3 (eos != 2: CLIP's legacy pooling path)
+LOCALITY_PAIRS = 6  # RoPE frequency pairs per axis the memory attention's locality prior uses (the highest)
+LOCALITY_GAIN = 30.0  # norm of its query and key: ~9 logits less per grid cell of distance
+HIGH_RES_SKIP_GAIN = 0.1  # the tracker mask decoder's high-res skips start this small
 
 
 def toy_vocabulary() -> list[str]:
@@ -118,13 +121,53 @@ def _edge_attention_prior(decoder) -> None:
                     second.weight[head, unit] = -EDGE_FOCUS
 
 
+def _tracker_init(model) -> None:
+    """Start the tracker (and its neck) where its masks can depend on the object it tracks.
+
+    With transformers' std-0.02 weights at width 128 every signal in the tracker shrinks layer by layer,
+    and training finds a mask that ignores memory: the union of all objects (its high-res skip features
+    alone), the same mask for every object (probe: IoU 1.00 between two objects' masks). Here:
+    - every linear / conv weight is drawn with fan-in scaling (unit gain);
+    - the mask decoder's high-res skips start small, so the memory-conditioned embedding leads at first;
+    - memory attention starts local: its query and key start as one constant vector on RoPE's highest
+      frequency pairs of both axes, so a frame position attends to the memories at (and next to) the
+      same position, and an object's past mask shows where it is now. (On all pairs alike the prior
+      is hardly local: most pairs turn too slowly to tell neighbouring cells apart.)
+    In 300 tracker steps from a trained detector this reached IoU 0.73 with the truth (copying the last
+    true mask: 0.64) and IoU 0.00 between two objects' masks; transformers' init: 0.13 and 1.00."""
+    import torch
+
+    tracker = model.tracker_model
+    with torch.no_grad():
+        for module in [*tracker.modules(), *model.tracker_neck.modules()]:
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                module.weight.normal_(0.0, module.weight[0].numel() ** -0.5)
+            elif isinstance(module, torch.nn.ConvTranspose2d):  # stride = kernel: one tap per output pixel
+                module.weight.normal_(0.0, module.in_channels ** -0.5)
+        decoder = tracker.mask_decoder
+        for conv in (decoder.conv_s0, decoder.conv_s1):
+            conv.weight.mul_(HIGH_RES_SKIP_GAIN)
+            conv.bias.zero_()
+        for layer in tracker.memory_attention.layers:
+            attention = layer.cross_attn_image
+            width = attention.q_proj.out_features
+            prior = torch.zeros(width)
+            # dims (2i, 2i+1) rotate at frequency i of the height axis for i < width / 4, of the width axis after
+            for pair in [*range(LOCALITY_PAIRS), *range(width // 4, width // 4 + LOCALITY_PAIRS)]:
+                prior[2 * pair] = 1.0
+            for projection in (attention.q_proj, attention.k_proj):
+                projection.bias.copy_(LOCALITY_GAIN * prior / prior.norm())
+                projection.weight.mul_(0.1)
+
+
 def build_toy(seed: int = 0):
     """An untrained toy ``Sam3VideoModel`` with weights drawn from ``seed`` (CPU, fp32).
 
     transformers initializes every projection with std 0.02, tuned for SAM 3's width: at width 128 the
     phrase reaches the image features at ~2% of their scale and the detector learns to ignore it. The
-    value/output projections of every attention that reads the prompt start at unit gain instead, and
-    the decoder's box position bias starts as an edge prior (``_edge_attention_prior``)."""
+    value/output projections of every attention that reads the prompt start at unit gain instead, the
+    decoder's box position bias starts as an edge prior (``_edge_attention_prior``), and the tracker
+    starts as ``_tracker_init`` says."""
     import torch
     from transformers import Sam3VideoModel
 
@@ -140,4 +183,5 @@ def build_toy(seed: int = 0):
                 for linear in (attention.v_proj, attention.o_proj):
                     linear.weight.normal_(0.0, linear.in_features ** -0.5)
         _edge_attention_prior(detector.detr_decoder)
+        _tracker_init(model)
     return model

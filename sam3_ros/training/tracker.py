@@ -18,13 +18,36 @@ import torch.nn.functional as F
 
 from ..engine.engine import memory_bank_options
 from ..engine.memory_bank import MemoryBank
-from ..engine.tracker import BatchedTracker
+from ..engine.tracker import BatchedTracker, downsample_masks
 from ..settings import Settings
 from .data import TrackerClip
 from .detector import vision_features
 from .losses import dice_loss, upsample_logits
 
 MEMORY_LOGIT = 10.0  # Engine.step writes memory with object scores of +-10 (present or not)
+
+
+@torch.no_grad()
+def balance_memory_encoder(model, clip: TrackerClip, device: torch.device) -> float:
+    """Scale the memory encoder's image term (``feature_projection``) to the size of its mask term on the
+    first frame of ``clip``; returns the factor. A memory is image term + mask term: when the image term
+    is much larger (the trained vision features are), the mask, which says which object the memory is of,
+    hardly shows in it."""
+    tracker_model = model.tracker_model
+    encoder = tracker_model.memory_encoder
+    vision = vision_features(model, list(clip.frames[:1]), device)
+    feats, _ = model.get_vision_features_for_tracker(vision)
+    side = int(round(feats[-1].shape[0] ** 0.5))
+    image = encoder.feature_projection(feats[-1].permute(1, 2, 0).reshape(1, -1, side, side))
+    size = tuple(4 * s for s in tracker_model.prompt_encoder.mask_input_size)
+    masks = F.interpolate(torch.from_numpy(clip.masks[0]).to(device, torch.float32)[:, None], size=size,
+                          mode="bilinear", align_corners=False) > 0.5
+    config = tracker_model.config
+    masks = masks.float() * config.sigmoid_scale_for_mem_enc + config.sigmoid_bias_for_mem_enc
+    factor = float(downsample_masks(encoder.mask_downsampler, masks).std() / image.std())
+    encoder.feature_projection.weight.mul_(factor)
+    encoder.feature_projection.bias.mul_(factor)
+    return factor
 
 
 def propagate_clip(model, clip: TrackerClip, device: torch.device) -> Iterator[tuple[int, dict]]:

@@ -35,7 +35,7 @@ from .auxiliary import ConceptHead, MatchHead
 from .data import detector_sample, exemplar_sample, tracker_clip
 from .detector import binding_step, detector_step, exemplar_step, vision_step
 from .losses import LossWeights
-from .tracker import tracker_step
+from .tracker import balance_memory_encoder, tracker_step
 
 PHASES = ("vision", "binding", "detector", "exemplar", "tracker")
 # of what a time budget leaves after the vision and binding phases: the detector needs more steps than the tracker
@@ -163,6 +163,9 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
     _run_phase("exemplar", list(detector.geometry_encoder.parameters()), exemplar_fn, config.exemplar_steps, 0.0,
                config, history)
     tracker_params = [*model.tracker_neck.parameters(), *model.tracker_model.parameters()]
+    # a clip of its own stream: the tracker phase's clips stay those of the main stream
+    balance = balance_memory_encoder(model, tracker_clip(np.random.default_rng(config.seed + 1), 2,
+                                                         config.clip_objects), device)
     left = budget - (time.monotonic() - started)
     steps_trk = _run_phase("tracker", tracker_params, tracker_fn, 0 if budget else config.tracker_steps,
                            left, config, history)
@@ -173,7 +176,7 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
     record = {
         "config": {**asdict(config), "detector_steps": steps_det, "tracker_steps": steps_trk, "minutes": 0.0},
         "seconds": round(time.monotonic() - started, 1), "device": str(device), "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "memory_encoder_image_scale": round(balance, 4),
         "final": {phase: _last_mean(history, phase) for phase in PHASES},
     }
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
