@@ -8,6 +8,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from sam3_ros.engine.loading import ModelLoadError, load_model
+from sam3_ros.models.toy import build_toy
 from sam3_ros.training.data import TRAIN_SEEDS, detector_sample, exemplar_sample, tracker_clip
 from sam3_ros.training.trainer import TrainConfig, train_toy
 
@@ -139,3 +140,34 @@ def test_untrained_decoder_heads_look_at_their_box_edges():
         assert abs(float(cells[along]) - edge) <= 1 / grid, (head, row, col)
         span = (0.375, 0.625) if axis == 1 else (0.25, 0.75)
         assert span[0] - 1 / grid <= float(cells[across]) <= span[1], (head, row, col)
+
+
+def test_untrained_memory_attention_attends_to_the_memory_at_the_same_position():
+    """The toy tracker's locality prior: before training, a frame position's query scores the memory key
+    at the same grid position highest (RoPE on the highest-frequency pairs)."""
+    import torch
+    from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import apply_rotary_pos_emb_2d
+
+    attention = build_toy(0).tracker_model.memory_attention
+    cross = attention.layers[0].cross_attn_image
+    tokens = attention.position_ids.shape[0]
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        query = cross.q_proj(torch.randn(1, 1, tokens, cross.q_proj.in_features, generator=generator))
+        key = cross.k_proj(torch.randn(1, 1, tokens, cross.k_proj.in_features, generator=generator))
+        cos, sin = attention.rotary_emb(query, attention.position_ids)
+        query, key = apply_rotary_pos_emb_2d(query, key, cos, sin)
+        logits = (query @ key.transpose(-1, -2))[0, 0]
+    assert (logits.argmax(dim=1) == torch.arange(tokens)).float().mean() > 0.95
+
+
+def test_memory_encoder_balance_scales_its_image_term_to_its_mask_term():
+    import torch
+
+    from sam3_ros.training.tracker import balance_memory_encoder
+
+    model = build_toy(0)
+    clip = tracker_clip(np.random.default_rng(1), 2, 3)
+    first = balance_memory_encoder(model, clip, torch.device("cpu"))
+    assert first != pytest.approx(1.0, abs=0.05)  # the untrained terms differ in size
+    assert balance_memory_encoder(model, clip, torch.device("cpu")) == pytest.approx(1.0, abs=1e-4)
