@@ -133,8 +133,8 @@ def _tracker_init(model) -> None:
       frequency pairs of both axes, so a frame position attends to the memories at (and next to) the
       same position, and an object's past mask shows where it is now. (On all pairs alike the prior
       is hardly local: most pairs turn too slowly to tell neighbouring cells apart.)
-    In 300 tracker steps from a trained detector this reached IoU 0.73 with the truth (copying the last
-    true mask: 0.64) and IoU 0.00 between two objects' masks; transformers' init: 0.13 and 1.00."""
+    With the full recipe's 800 tracker steps (``train-toy --probe``): IoU 0.82 with the truth (copying the
+    last true mask: 0.64) and IoU 0.00 between two objects' masks; with transformers' init: 0.13 and 1.00."""
     import torch
 
     tracker = model.tracker_model
