@@ -128,25 +128,25 @@ def probe_model(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED, 
 
     return ProbeReport(
         frames=frames, objects=len(best_giou),
-        presence_present=median(presence["present"]), presence_same_colour=median(presence["same colour"]),
-        presence_same_shape=median(presence["same shape"]),
+        presence_present=_median(presence["present"]), presence_same_colour=_median(presence["same colour"]),
+        presence_same_shape=_median(presence["same shape"]),
         presence_auc_same_colour=rank_auc(presence["present"], presence["same colour"]),
         presence_auc_same_shape=rank_auc(presence["present"], presence["same shape"]),
-        best_query_giou=median(best_giou), objects_with_query_on=share(np.asarray(best_giou) > ON_OBJECT_GIOU),
+        best_query_giou=_median(best_giou), objects_with_query_on=_share(np.asarray(best_giou) > ON_OBJECT_GIOU),
         query_box_motion=float(np.stack(centres).std(0).mean()),
-        score_on_object=median(on_scores), score_elsewhere=median(other_scores),
-        present_phrases_detected=share(detected), present_phrases_starting=share(starting),
-        exemplar_prompts_detected=share(exemplar_hits), negative_exemplars_clear=share(negative_clear),
-        tracker_clips=clips, tracker_mask_iou=median(tracked["truth"]), tracker_copy_iou=median(tracked["copy"]),
-        tracker_cross_object_iou=median(tracked["cross"]),
+        score_on_object=_median(on_scores), score_elsewhere=_median(other_scores),
+        present_phrases_detected=_share(detected), present_phrases_starting=_share(starting),
+        exemplar_prompts_detected=_share(exemplar_hits), negative_exemplars_clear=_share(negative_clear),
+        tracker_clips=clips, tracker_mask_iou=_median(tracked["truth"]), tracker_copy_iou=_median(tracked["copy"]),
+        tracker_cross_object_iou=_median(tracked["cross"]),
     )
 
 
-def median(values: list[float]) -> float:
+def _median(values: list[float]) -> float:  # NaN for no values
     return float(np.median(values)) if len(values) else float("nan")
 
 
-def share(values) -> float:
+def _share(values) -> float:  # mean of 0/1 values; NaN for none
     return float(np.mean(values)) if len(values) else float("nan")
 
 

@@ -37,8 +37,8 @@ def balance_memory_encoder(model, clip: TrackerClip, device: torch.device) -> fl
     encoder = tracker_model.memory_encoder
     vision = vision_features(model, list(clip.frames[:1]), device)
     feats, _ = model.get_vision_features_for_tracker(vision)
-    side = int(round(feats[-1].shape[0] ** 0.5))
-    image = encoder.feature_projection(feats[-1].permute(1, 2, 0).reshape(1, -1, side, side))
+    grid = tracker_model.backbone_feature_sizes[-1]
+    image = encoder.feature_projection(feats[-1].permute(1, 2, 0).reshape(1, -1, *grid))
     size = tuple(4 * s for s in tracker_model.prompt_encoder.mask_input_size)
     masks = F.interpolate(torch.from_numpy(clip.masks[0]).to(device, torch.float32)[:, None], size=size,
                           mode="bilinear", align_corners=False) > 0.5
