@@ -23,18 +23,19 @@ import torch
 from tqdm import tqdm
 
 from ..engine.loading import LoadedModel
-from ..engine.mask_ops import masks_to_boxes
+from ..engine.mask_ops import logits_to_masks, masks_to_boxes
 from ..kernels.ops import mask_iou
 from ..eval.synthetic import all_concepts, split_concept
+from ..settings import DetectionSettings
 from .data import UNKNOWN_PHRASES, DetectorSample, detector_sample, exemplar_sample, tracker_clip
 from .detector import exemplar_inputs, vision_features, vision_rows
-from .losses import generalized_box_iou, upsample_logits
+from .losses import generalized_box_iou
 from .tracker import propagate_clip
 
 PROBE_SEED = 777  # a training-style generator seed; its worlds come from TRAIN_SEEDS like training's
 ON_OBJECT_GIOU = 0.5  # a query "sits on" an object at this GIoU
-DETECTION_SCORE = 0.5  # the engine's default detection threshold
-NEW_OBJECT_SCORE = 0.7  # the engine's default score for a detection to start an object
+DETECTION_SCORE = DetectionSettings().score_threshold  # the engine's default detection threshold
+NEW_OBJECT_SCORE = DetectionSettings().new_object_threshold  # its default score for a detection to start an object
 TRACKER_CLIP_LENGTH = 8
 
 
@@ -158,7 +159,7 @@ def _probe_tracker(loaded: LoadedModel, clips: int, rng: np.random.Generator, de
         clip = tracker_clip(rng, TRACKER_CLIP_LENGTH, 4)
         truth = torch.from_numpy(clip.masks)
         for t, out in propagate_clip(loaded.model, clip, device):
-            masks = upsample_logits(out["low_res"][:, 0], tuple(truth.shape[-2:])).cpu() > 0
+            masks = logits_to_masks(out["low_res"][:, 0], tuple(truth.shape[-2:])).cpu()
             visible = truth[t].flatten(1).any(1)
             found["truth"] += torch.diagonal(mask_iou(masks, truth[t]))[visible].tolist()
             found["copy"] += torch.diagonal(mask_iou(truth[t - 1], truth[t]))[visible].tolist()
