@@ -17,8 +17,8 @@ from sam3_ros.training.trainer import TrainConfig, train_toy
 def runs(tmp_path_factory):
     import torch
 
-    config = TrainConfig(seed=3, vision_steps=2, binding_steps=2, detector_steps=2, exemplar_steps=1,
-                         tracker_steps=1,
+    config = TrainConfig(seed=3, vision_steps=2, binding_steps=2, detector_steps=2, scoring_steps=1,
+                         exemplar_steps=1, tracker_steps=1,
                          images_per_step=1, vision_images_per_step=2, phrases_per_image=2, clip_length=3,
                          clip_objects=2)
     outs = [tmp_path_factory.mktemp(f"toy{i}") for i in range(2)]
@@ -140,6 +140,69 @@ def test_untrained_decoder_heads_look_at_their_box_edges():
         assert abs(float(cells[along]) - edge) <= 1 / grid, (head, row, col)
         span = (0.375, 0.625) if axis == 1 else (0.25, 0.75)
         assert span[0] - 1 / grid <= float(cells[across]) <= span[1], (head, row, col)
+
+
+def test_untrained_queries_start_on_a_grid_of_object_sized_boxes():
+    """Every point of the image has a query box centred within half a grid cell of it, and no query starts
+    at transformers' default (the image centre, half the image's size)."""
+    import torch
+
+    from sam3_ros.models.toy import ANCHOR_GRID, ANCHOR_SIZE
+
+    boxes = build_toy(0).detector_model.detr_decoder.reference_points.weight.detach().sigmoid()  # cxcywh
+    assert boxes.shape[0] == ANCHOR_GRID**2
+    points = torch.stack(torch.meshgrid(torch.linspace(0, 1, 33), torch.linspace(0, 1, 33), indexing="xy"), -1)
+    nearest = (points.reshape(-1, 1, 2) - boxes[None, :, :2]).abs().amax(-1).amin(1)
+    assert float(nearest.max()) <= 0.5 / ANCHOR_GRID + 1e-6
+    torch.testing.assert_close(boxes[:, 2:], torch.full_like(boxes[:, 2:], ANCHOR_SIZE))
+
+
+def test_mask_quality_rises_with_the_masks_iou_with_its_best_object():
+    import torch
+
+    from sam3_ros.training.detector import SCORE_IOU_HIGH, SCORE_IOU_LOW, mask_quality
+
+    gt = torch.zeros(2, 40, 40, dtype=torch.bool)
+    gt[0, :20, :20] = True
+    gt[1, 20:, 20:] = True
+    logits = torch.full((4, 10, 10), -5.0)  # low-res: 4 source pixels per cell
+    logits[0, :5, :5] = 5.0  # exactly object 0
+    logits[1, 5:, 5:] = 5.0  # exactly object 1
+    logits[2, :5, :10] = 5.0  # object 0 and as much again: IoU 0.5 with it
+    quality = mask_quality(logits, gt)
+    mid = (0.5 - SCORE_IOU_LOW) / (SCORE_IOU_HIGH - SCORE_IOU_LOW)
+    torch.testing.assert_close(quality, torch.tensor([1.0, 1.0, mid, 0.0]))
+    assert mask_quality(logits, gt[:0]).tolist() == [0.0] * 4  # an absent phrase: nothing is a good detection
+
+
+def test_scoring_phase_moves_only_the_scores_toward_mask_quality():
+    import torch
+
+    from sam3_ros.engine.loading import phrase_tokenizer
+    from sam3_ros.models.toy import build_toy_tokenizer
+    from sam3_ros.training.detector import scoring_step
+
+    model = build_toy(0).eval()
+    detector = model.detector_model
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = list(detector.dot_product_scoring.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    tokenize = phrase_tokenizer(build_toy_tokenizer())
+    samples = [detector_sample(np.random.default_rng(4), 3)]
+    before = {k: v.clone() for k, v in detector.state_dict().items()}
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    losses = []
+    for _ in range(15):
+        loss, parts = scoring_step(model, tokenize, samples, torch.device("cpu"))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(parts["score"])
+    assert losses[-1] < 0.5 * losses[0]
+    changed = {k for k, v in detector.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("dot_product_scoring.") for k in changed)
 
 
 def test_untrained_memory_attention_attends_to_the_memory_at_the_same_position():

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--binding-steps", type=int, default=500,
                         help="steps of the text/DETR-encoder phrase-match phase on frozen vision (also with --minutes)")
     parser.add_argument("--detector-steps", type=int, default=3000, help="steps of the detector phase")
+    parser.add_argument("--scoring-steps", type=int, default=600,
+                        help="steps of the scoring head's mask-quality phase (also with --minutes)")
     parser.add_argument("--exemplar-steps", type=int, default=600,
                         help="steps of the geometry encoder's exemplar-box phase (also with --minutes)")
     parser.add_argument("--tracker-steps", type=int, default=1500, help="steps of the tracker phase")
@@ -42,23 +44,25 @@ def run(args: argparse.Namespace) -> int:
     if args.probe is not None:
         return _probe(args)
 
-    if args.minutes < 0 or min(args.vision_steps, args.binding_steps, args.detector_steps, args.exemplar_steps,
-                                  args.tracker_steps) < 1:
+    steps = (args.vision_steps, args.binding_steps, args.detector_steps, args.scoring_steps, args.exemplar_steps,
+             args.tracker_steps)
+    if args.minutes < 0 or min(steps) < 1:
         print("sam3-ros train-toy: --minutes must be >= 0 and the step counts >= 1")
         return 1
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"sam3-ros train-toy: --device {args.device} but CUDA is not available")
         return 1
     config = TrainConfig(seed=args.seed, vision_steps=args.vision_steps, binding_steps=args.binding_steps,
-                         detector_steps=args.detector_steps, exemplar_steps=args.exemplar_steps,
-                         tracker_steps=args.tracker_steps, minutes=args.minutes)
+                         detector_steps=args.detector_steps, scoring_steps=args.scoring_steps,
+                         exemplar_steps=args.exemplar_steps, tracker_steps=args.tracker_steps, minutes=args.minutes)
     record = train_toy(Path(args.out), config, torch.device(args.device))
     steps = record["config"]
     print(f"trained in {record['seconds'] / 60:.1f} min ({steps['detector_steps']} detector + "
           f"{steps['tracker_steps']} tracker steps) -> {args.out}")
     print(f"repeat exactly: sam3-ros train-toy --seed {args.seed} --vision-steps {steps['vision_steps']} "
           f"--binding-steps {steps['binding_steps']} --detector-steps {steps['detector_steps']} "
-          f"--exemplar-steps {steps['exemplar_steps']} --tracker-steps {steps['tracker_steps']}")
+          f"--scoring-steps {steps['scoring_steps']} --exemplar-steps {steps['exemplar_steps']} "
+          f"--tracker-steps {steps['tracker_steps']}")
     return 0
 
 

@@ -20,6 +20,8 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # ids 0..3 (eos != 2: CLI
 LOCALITY_PAIRS = 6  # RoPE frequency pairs per axis the memory attention's locality prior uses (the highest)
 LOCALITY_GAIN = 30.0  # norm of its query and key: ~9 logits less per grid cell of distance
 HIGH_RES_SKIP_GAIN = 0.1  # the tracker mask decoder's high-res skips start this small
+ANCHOR_GRID = 8  # the DETR decoder's queries start as an ANCHOR_GRID x ANCHOR_GRID grid of boxes
+ANCHOR_SIZE = 0.2  # their width and height (image fractions): about a world object's size
 
 
 def toy_vocabulary() -> list[str]:
@@ -55,8 +57,8 @@ def toy_config():
                                      num_attention_heads=4, intermediate_size=256),
         detr_encoder_config=dict(model_type="sam3_detr_encoder", hidden_size=_HIDDEN, num_layers=2,
                                  num_attention_heads=4, intermediate_size=256),
-        detr_decoder_config=dict(model_type="sam3_detr_decoder", hidden_size=_HIDDEN, num_layers=2, num_queries=16,
-                                 num_attention_heads=4, intermediate_size=256),
+        detr_decoder_config=dict(model_type="sam3_detr_decoder", hidden_size=_HIDDEN, num_layers=2,
+                                 num_queries=ANCHOR_GRID**2, num_attention_heads=4, intermediate_size=256),
         mask_decoder_config=dict(model_type="sam3_mask_decoder", hidden_size=_HIDDEN, num_attention_heads=4),
     )
     tracker = dict(
@@ -121,6 +123,21 @@ def _edge_attention_prior(decoder) -> None:
                     second.weight[head, unit] = -EDGE_FOCUS
 
 
+def _anchor_grid(decoder) -> None:
+    """Start the DETR decoder's query boxes (``reference_points``, cxcywh before the sigmoid) on a regular grid
+    over the image, each about an object's size. transformers' init puts every query at the image centre
+    with half its size; two refinement layers then cannot reach objects near the border, and queries spread
+    out only slowly under one-to-one matching."""
+    import torch
+
+    with torch.no_grad():
+        centres = (torch.arange(ANCHOR_GRID, dtype=torch.float32) + 0.5) / ANCHOR_GRID
+        cy, cx = torch.meshgrid(centres, centres, indexing="ij")
+        size = torch.full_like(cx, ANCHOR_SIZE)
+        boxes = torch.stack([cx, cy, size, size], dim=-1).reshape(-1, 4)
+        decoder.reference_points.weight.copy_(torch.logit(boxes))
+
+
 def _tracker_init(model) -> None:
     """Start the tracker (and its neck) where its masks can depend on the object it tracks.
 
@@ -166,8 +183,8 @@ def build_toy(seed: int = 0):
     transformers initializes every projection with std 0.02, tuned for SAM 3's width: at width 128 the
     phrase reaches the image features at ~2% of their scale and the detector learns to ignore it. The
     value/output projections of every attention that reads the prompt start at unit gain instead, the
-    decoder's box position bias starts as an edge prior (``_edge_attention_prior``), and the tracker
-    starts as ``_tracker_init`` says."""
+    decoder's box position bias starts as an edge prior (``_edge_attention_prior``), its query boxes as a
+    grid over the image (``_anchor_grid``), and the tracker starts as ``_tracker_init`` says."""
     import torch
     from transformers import Sam3VideoModel
 
@@ -183,5 +200,6 @@ def build_toy(seed: int = 0):
                 for linear in (attention.v_proj, attention.o_proj):
                     linear.weight.normal_(0.0, linear.in_features ** -0.5)
         _edge_attention_prior(detector.detr_decoder)
+        _anchor_grid(detector.detr_decoder)
         _tracker_init(model)
     return model

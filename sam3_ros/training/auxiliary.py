@@ -73,9 +73,11 @@ def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
 
 @contextlib.contextmanager
 def captured_output(module: nn.Module):
-    """Inside the block, ``box["output"]`` is ``module``'s output of its latest call."""
+    """Inside the block, ``box["output"]`` is ``module``'s output of its latest call, ``box["args"]`` and
+    ``box["kwargs"]`` what it was called with."""
     box: dict = {}
-    handle = module.register_forward_hook(lambda _m, _inputs, output: box.__setitem__("output", output))
+    handle = module.register_forward_hook(
+        lambda _m, args, kwargs, output: box.update(args=args, kwargs=kwargs, output=output), with_kwargs=True)
     try:
         yield box
     finally:

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from transformers.models.sam3.modeling_sam3 import box_cxcywh_to_xyxy, inverse_sigmoid
 
-from ..engine.mask_ops import masks_to_boxes
+from ..engine.mask_ops import logits_to_masks, masks_to_boxes
 from ..engine.preprocess import to_pixels
 from ..engine.roi_align import install_for_transformers
+from ..kernels.ops import mask_iou
 from .auxiliary import ConceptHead, MatchHead, captured_output
 from .data import DetectorSample, PhraseTarget
 from .losses import LossWeights, box_xyxy_to_cxcywh, detector_losses
@@ -134,6 +135,49 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
         scaled["match"] = match_head.loss(encoder["output"].last_hidden_state, samples, grid)
     loss = sum(getattr(weights, name) * value for name, value in scaled.items())
     return loss, {name: float(value.detach()) for name, value in scaled.items()}
+
+
+# a query's score target rises linearly from 0 at this mask IoU with its best-matching object ...
+SCORE_IOU_LOW = 0.3
+SCORE_IOU_HIGH = 0.7  # ... to 1 here
+
+
+def mask_quality(mask_logits: torch.Tensor, gt_masks: torch.Tensor) -> torch.Tensor:
+    """Each query's mask (``mask_logits`` (Q, h, w), binarized at source resolution as the engine does) scored
+    against its best-matching object of ``gt_masks`` (G, H, W) bool: (Q,) in [0, 1], from its IoU through
+    the ramp ``SCORE_IOU_LOW`` .. ``SCORE_IOU_HIGH``; 0 without objects."""
+    if gt_masks.shape[0] == 0:
+        return mask_logits.new_zeros(mask_logits.shape[0])
+    masks = logits_to_masks(mask_logits, tuple(gt_masks.shape[-2:]))
+    iou = mask_iou(masks, gt_masks).amax(1).to(mask_logits.device)
+    return ((iou - SCORE_IOU_LOW) / (SCORE_IOU_HIGH - SCORE_IOU_LOW)).clamp(0.0, 1.0)
+
+
+def scoring_step(model, tokenize, samples: list[DetectorSample],
+                 device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    """The scoring head (``dot_product_scoring``) alone on the frozen detector: the engine's score of each
+    query (its probability x the presence probability) learns the quality of that query's mask
+    (``mask_quality``), by BCE over every query of every (image, phrase) row.
+
+    The detector phase's one-to-one matching leaves the matched query's score split with the other queries
+    on the same object (median top score 0.50 on present phrases after 4,500 steps, 0.009 on absent ones):
+    the ranking is right, the level is not. Here every query whose mask would be a good detection should
+    clear the thresholds; the engine's NMS keeps one per object."""
+    detector = model.detector_model
+    pairs = [(i, t) for i, s in enumerate(samples) for t in s.targets]
+    tokens = tokenize([t.phrase for _, t in pairs])
+    with torch.no_grad(), captured_output(detector.dot_product_scoring) as scoring:
+        vision = vision_features(model, [s.image for s in samples], device)
+        rows = vision_rows(vision, torch.tensor([i for i, _ in pairs], device=device))
+        out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
+                       attention_mask=tokens["attention_mask"].to(device))
+        targets = torch.stack([mask_quality(out.pred_masks[row], torch.from_numpy(t.masks).to(device))
+                               for row, (_, t) in enumerate(pairs)])
+    logits = detector.dot_product_scoring(*scoring["args"], **scoring["kwargs"])[-1, ..., 0].float()
+    log_score = F.logsigmoid(logits) + F.logsigmoid(out.presence_logits.float().reshape(-1, 1))
+    log_miss = torch.log1p(-log_score.exp().clamp(max=1 - 1e-6))
+    loss = -(targets * log_score + (1 - targets) * log_miss).mean()
+    return loss, {"score": float(loss.detach())}
 
 
 def exemplar_step(model, tokenize, samples: list[DetectorSample], weights: LossWeights,

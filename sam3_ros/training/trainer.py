@@ -1,4 +1,4 @@
-"""Training of the built-in ``toy`` model in five phases.
+"""Training of the built-in ``toy`` model in six phases.
 
 1. Vision: the vision encoder (ViT + FPN neck) learns which concept covers each pixel (a training-only
    head, ``auxiliary.ConceptHead``), then stays frozen.
@@ -7,9 +7,11 @@
 3. Detector: text encoder and DETR detector (with presence and mask heads) on single frames of random
    worlds, several phrases per frame (present ones, hard negatives, unknown words), the match signal
    still on.
-4. Exemplars: the geometry encoder alone learns SAM 3's visual prompts (positive and negative exemplar
+4. Scoring: the scoring head alone learns, on the frozen detector, to score each query by the quality of
+   its mask, so that a good detection clears the engine's thresholds.
+5. Exemplars: the geometry encoder alone learns SAM 3's visual prompts (positive and negative exemplar
    boxes, with or without a phrase) against the trained detector, whose text behaviour it cannot change.
-5. Tracker: tracker neck, memory attention, memory encoder and mask decoder on short clips, on the
+6. Tracker: tracker neck, memory attention, memory encoder and mask decoder on short clips, on the
    frozen vision backbone.
 
 A run is a function of its seed and its step counts. ``minutes`` instead picks the detector and
@@ -33,11 +35,11 @@ from ..engine.loading import phrase_tokenizer
 from ..models.toy import build_toy, build_toy_tokenizer
 from .auxiliary import ConceptHead, MatchHead
 from .data import detector_sample, exemplar_sample, tracker_clip
-from .detector import binding_step, detector_step, exemplar_step, vision_step
+from .detector import binding_step, detector_step, exemplar_step, scoring_step, vision_step
 from .losses import LossWeights
 from .tracker import balance_memory_encoder, tracker_step
 
-PHASES = ("vision", "binding", "detector", "exemplar", "tracker")
+PHASES = ("vision", "binding", "detector", "scoring", "exemplar", "tracker")
 # of what a time budget leaves after the vision and binding phases: the detector needs more steps than the tracker
 DETECTOR_SHARE = 0.65
 _PROBE_STEPS = 30  # steps timed before a time budget fixes a phase's step count
@@ -53,6 +55,7 @@ class TrainConfig:
     vision_images_per_step: int = 6
     binding_steps: int = 500  # fixed, also with ``minutes``
     detector_steps: int = 3000  # 0 with ``minutes``: chosen from the measured speed
+    scoring_steps: int = 600  # fixed, also with ``minutes``
     exemplar_steps: int = 600  # fixed, also with ``minutes``
     tracker_steps: int = 1500
     minutes: float = 0.0  # > 0: a time budget for all phases (detector and tracker step counts follow from it)
@@ -140,6 +143,10 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
         samples = [detector_sample(rng, config.phrases_per_image) for _ in range(config.images_per_step)]
         return detector_step(model, tokenize, samples, weights, device, match_head)
 
+    def scoring_fn():
+        samples = [detector_sample(rng, config.phrases_per_image) for _ in range(config.images_per_step)]
+        return scoring_step(model, tokenize, samples, device)
+
     def exemplar_fn():
         samples = [exemplar_sample(rng, config.phrases_per_image) for _ in range(config.images_per_step)]
         return exemplar_step(model, tokenize, samples, weights, device)
@@ -160,6 +167,8 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
     steps_det = _run_phase("detector", detector_params + list(match_head.parameters()), detector_fn,
                            0 if budget else config.detector_steps, left * DETECTOR_SHARE, config, history,
                            lr=config.detector_lr)
+    _run_phase("scoring", list(detector.dot_product_scoring.parameters()), scoring_fn, config.scoring_steps, 0.0,
+               config, history)
     _run_phase("exemplar", list(detector.geometry_encoder.parameters()), exemplar_fn, config.exemplar_steps, 0.0,
                config, history)
     tracker_params = [*model.tracker_neck.parameters(), *model.tracker_model.parameters()]
