@@ -39,6 +39,13 @@ def vision_rows(vision, index: torch.Tensor):
     )
 
 
+def phrase_rows(vision, samples: list[DetectorSample], device: torch.device):
+    """The rows of one detector call over ``samples``: one per (image, phrase) pair, as ``(image index,
+    target)`` pairs and the vision features of each row's image."""
+    pairs = [(i, t) for i, s in enumerate(samples) for t in s.targets]
+    return pairs, vision_rows(vision, torch.tensor([i for i, _ in pairs], device=device))
+
+
 def vision_step(model, head: ConceptHead, samples: list[DetectorSample],
                 device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
     """Concept pretraining of the vision encoder: per-pixel concept cross-entropy on the FPN levels
@@ -107,9 +114,7 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
     if vision is None:
         with torch.set_grad_enabled(train_vision and torch.is_grad_enabled()):
             vision = vision_features(model, [s.image for s in samples], device)
-    pairs = [(i, t) for i, s in enumerate(samples) for t in s.targets]
-    index = torch.tensor([i for i, _ in pairs], device=device)
-    rows = vision_rows(vision, index)
+    pairs, rows = phrase_rows(vision, samples, device)
     tokens = tokenize([t.phrase for _, t in pairs])
     with (captured_output(detector.detr_encoder) as encoder, captured_output(detector.detr_decoder.box_head) as
           offsets, captured_output(detector.dot_product_scoring) as scores):
@@ -164,11 +169,9 @@ def scoring_step(model, tokenize, samples: list[DetectorSample],
     the ranking is right, the level is not. Here every query whose mask would be a good detection should
     clear the thresholds; the engine's NMS keeps one per object."""
     detector = model.detector_model
-    pairs = [(i, t) for i, s in enumerate(samples) for t in s.targets]
-    tokens = tokenize([t.phrase for _, t in pairs])
     with torch.no_grad(), captured_output(detector.dot_product_scoring) as scoring:
-        vision = vision_features(model, [s.image for s in samples], device)
-        rows = vision_rows(vision, torch.tensor([i for i, _ in pairs], device=device))
+        pairs, rows = phrase_rows(vision_features(model, [s.image for s in samples], device), samples, device)
+        tokens = tokenize([t.phrase for _, t in pairs])
         out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
                        attention_mask=tokens["attention_mask"].to(device))
         targets = torch.stack([mask_quality(out.pred_masks[row], torch.from_numpy(t.masks).to(device))
@@ -188,13 +191,12 @@ def exemplar_step(model, tokenize, samples: list[DetectorSample], weights: LossW
     barely move the geometry encoder (300 steps: 2% of positive-exemplar prompts detected); the twin says
     densely where the detector already knows the answer."""
     detector = model.detector_model
-    pairs = [(i, t) for i, s in enumerate(samples) for t in s.targets]
-    index = torch.tensor([i for i, _ in pairs], device=device)
-    tokens = tokenize([t.text_twin for _, t in pairs])
     with torch.no_grad():
         vision = vision_features(model, [s.image for s in samples], device)
+        pairs, rows = phrase_rows(vision, samples, device)
+        tokens = tokenize([t.text_twin for _, t in pairs])
         with captured_output(detector.detr_encoder) as encoder:
-            twin = detector(vision_embeds=vision_rows(vision, index), input_ids=tokens["input_ids"].to(device),
+            twin = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
                             attention_mask=tokens["attention_mask"].to(device))
         twin_tokens = encoder["output"].last_hidden_state
     with captured_output(detector.detr_encoder) as encoder, captured_output(detector) as student:
