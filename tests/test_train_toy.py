@@ -234,3 +234,30 @@ def test_memory_encoder_balance_scales_its_image_term_to_its_mask_term():
     first = balance_memory_encoder(model, clip, torch.device("cpu"))
     assert first != pytest.approx(1.0, abs=0.05)  # the untrained terms differ in size
     assert balance_memory_encoder(model, clip, torch.device("cpu")) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_position_targets_tell_every_cell_apart():
+    import torch
+
+    from sam3_ros.training.auxiliary import POSITION_FREQUENCIES, position_targets
+
+    targets = position_targets((12, 9))
+    assert targets.shape == (4 * len(POSITION_FREQUENCIES), 12, 9)
+    cells = targets.flatten(1).T
+    assert torch.cdist(cells, cells).add(torch.eye(len(cells)) * 9).min() > 0.1  # no two cells alike
+    assert targets.abs().max() <= 1.0
+
+
+def test_position_head_is_fit_exactly_by_features_that_hold_the_position():
+    import torch
+
+    from sam3_ros.training.auxiliary import PositionHead, position_targets
+
+    head = PositionHead(channels=position_targets((6, 6)).shape[0], levels=2)
+    with torch.no_grad():  # identity 1x1 convolutions: the features are the targets themselves
+        for conv in head.levels:
+            conv.weight.copy_(torch.eye(conv.out_channels)[..., None, None])
+            conv.bias.zero_()
+    features = tuple(position_targets(s)[None].expand(2, -1, -1, -1) for s in ((6, 6), (3, 4)))
+    assert float(head.loss(features)) < 1e-10
+    assert float(head.loss(tuple(f.flip(-1) for f in features))) > 0.1  # mirrored positions are wrong

@@ -12,7 +12,7 @@ from ..engine.mask_ops import logits_to_masks, masks_to_boxes
 from ..engine.preprocess import to_pixels
 from ..engine.roi_align import install_for_transformers
 from ..kernels.ops import mask_iou
-from .auxiliary import ConceptHead, MatchHead, captured_output
+from .auxiliary import ConceptHead, MatchHead, PositionHead, captured_output
 from .data import DetectorSample, PhraseTarget
 from .losses import LossWeights, box_xyxy_to_cxcywh, detector_losses
 
@@ -46,13 +46,14 @@ def phrase_rows(vision, samples: list[DetectorSample], device: torch.device):
     return pairs, vision_rows(vision, torch.tensor([i for i, _ in pairs], device=device))
 
 
-def vision_step(model, head: ConceptHead, samples: list[DetectorSample],
+def vision_step(model, head: ConceptHead, position: PositionHead, samples: list[DetectorSample],
                 device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-    """Concept pretraining of the vision encoder: per-pixel concept cross-entropy on the FPN levels
-    the detector reads."""
+    """Concept pretraining of the vision encoder: per-pixel concept cross-entropy, plus each pixel's
+    position, on the FPN levels the detector reads."""
     vision = vision_features(model, [s.image for s in samples], device)
-    loss = head.loss(vision.fpn_hidden_states[:-1], samples)
-    return loss, {"concept": float(loss.detach())}
+    levels = vision.fpn_hidden_states[:-1]
+    concept, where = head.loss(levels, samples), position.loss(levels)
+    return concept + where, {"concept": float(concept.detach()), "position": float(where.detach())}
 
 
 def binding_step(model, tokenize, samples: list[DetectorSample], head: MatchHead,

@@ -1,7 +1,7 @@
 """Training of the built-in ``toy`` model in six phases.
 
 1. Vision: the vision encoder (ViT + FPN neck) learns which concept covers each pixel (a training-only
-   head, ``auxiliary.ConceptHead``), then stays frozen.
+   head, ``auxiliary.ConceptHead``) and where each pixel is (``auxiliary.PositionHead``), then stays frozen.
 2. Binding: the text encoder and the DETR encoder learn, per image cell, whether the phrase's objects
    cover it (``auxiliary.MatchHead``), with nothing else competing for them.
 3. Detector: text encoder and DETR detector (with presence and mask heads) on single frames of random
@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..engine.loading import phrase_tokenizer
 from ..models.toy import build_toy, build_toy_tokenizer
-from .auxiliary import ConceptHead, MatchHead
+from .auxiliary import ConceptHead, MatchHead, PositionHead
 from .data import detector_sample, exemplar_sample, tracker_clip
 from .detector import binding_step, detector_step, exemplar_step, scoring_step, vision_step
 from .losses import LossWeights
@@ -128,12 +128,14 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
 
     detector = model.detector_model
     hidden = int(detector.config.detr_encoder_config.hidden_size)
-    concept_head = ConceptHead(hidden, levels=len(detector.vision_encoder.neck.fpn_layers) - 1).to(device)
+    levels = len(detector.vision_encoder.neck.fpn_layers) - 1
+    concept_head = ConceptHead(hidden, levels).to(device)
+    position_head = PositionHead(hidden, levels).to(device)
     match_head = MatchHead(hidden).to(device)
 
     def vision_fn():
         samples = [detector_sample(rng, 1) for _ in range(config.vision_images_per_step)]
-        return vision_step(model, concept_head, samples, device)
+        return vision_step(model, concept_head, position_head, samples, device)
 
     def binding_fn():
         samples = [detector_sample(rng, config.phrases_per_image) for _ in range(config.images_per_step)]
@@ -155,7 +157,8 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
         return tracker_step(model, tracker_clip(rng, config.clip_length, config.clip_objects), device)
 
     vision_params = list(detector.vision_encoder.parameters())
-    _run_phase("vision", vision_params + list(concept_head.parameters()), vision_fn, config.vision_steps, 0.0,
+    vision_heads = [*concept_head.parameters(), *position_head.parameters()]
+    _run_phase("vision", vision_params + vision_heads, vision_fn, config.vision_steps, 0.0,
                config, history)
     for p in vision_params:
         p.requires_grad_(False)
