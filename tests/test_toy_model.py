@@ -74,11 +74,11 @@ def test_one_id_for_an_object_moving_across_30_frames():
         out = engine.step(Frame(frame.image, stamp_ns=frame.stamp_ns))
         gt = frame.masks[[c == "blue square" for c in frame.concepts]]
         assert len(gt) == 1, "the test world must show its square in every frame"
-        visible = np.asarray(out.masks).reshape(len(out), -1).any(1) & (np.asarray(out.scores) > 0.5)
+        visible = np.asarray(out.masks).any(axis=(1, 2)) & (np.asarray(out.scores) > 0.5)  # (N, H, W), N may be 0
         ids.append([int(i) for i in np.asarray(out.ids)[visible]])
         if visible.any():
             ious.append(float(mask_iou(torch.from_numpy(gt), torch.as_tensor(np.asarray(out.masks)[visible])).max()))
-    assert {i for frame_ids in ids for i in frame_ids} == {ids[0][0]}, f"ids per frame: {ids}"
+    assert len({i for frame_ids in ids for i in frame_ids}) == 1, f"ids per frame: {ids}"
     assert sum(len(f) == 1 for f in ids) >= 28 and np.median(ious) >= 0.8, (ids, ious)
 
 

@@ -44,6 +44,26 @@ def test_output_is_a_model_directory_with_its_record_and_plot(runs):
     assert loaded.tokenize(["blue square"])["input_ids"][0, :4].tolist() == [2, 6, 9, 3]
 
 
+@pytest.mark.slow
+def test_a_run_started_from_a_model_changes_only_the_phases_it_runs(runs, tmp_path):
+    import torch
+
+    config = TrainConfig(seed=4, exemplar_steps=2, images_per_step=1, phrases_per_image=2,
+                         start_from=str(runs[0]), phases=("exemplar",))
+    train_toy(tmp_path, config, torch.device("cpu"))
+    record = json.loads((tmp_path / "training.json").read_text())
+    before, after = (load_file(str(out / "model.safetensors")) for out in (runs[0], tmp_path))
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert changed and all(k.startswith("detector_model.geometry_encoder.") for k in changed), sorted(changed)[:5]
+    assert record["config"]["phases"] == ["exemplar"] and record["config"]["start_from"] == str(runs[0])
+    assert record["memory_encoder_image_scale"] is None  # a trained memory encoder is not rescaled
+
+
+def test_unknown_phase_names_the_field():
+    with pytest.raises(ValueError, match="TrainConfig.phases.*'detectr'"):
+        TrainConfig(phases=("vision", "detectr"))
+
+
 def test_training_worlds_never_use_benchmark_seeds():
     rng = np.random.default_rng(0)
     sample = detector_sample(rng, phrases=4)
@@ -180,13 +200,13 @@ def test_scoring_phase_moves_only_the_scores_toward_mask_quality():
 
     from sam3_ros.engine.loading import phrase_tokenizer
     from sam3_ros.models.toy import build_toy_tokenizer
-    from sam3_ros.training.detector import scoring_step
+    from sam3_ros.training.detector import scoring_parameters, scoring_step
 
     model = build_toy(0).eval()
     detector = model.detector_model
     for p in model.parameters():
         p.requires_grad_(False)
-    params = list(detector.dot_product_scoring.parameters())
+    params = scoring_parameters(detector)
     for p in params:
         p.requires_grad_(True)
     tokenize = phrase_tokenizer(build_toy_tokenizer())
@@ -202,7 +222,26 @@ def test_scoring_phase_moves_only_the_scores_toward_mask_quality():
         losses.append(parts["score"])
     assert losses[-1] < 0.5 * losses[0]
     changed = {k for k, v in detector.state_dict().items() if not torch.equal(v, before[k])}
-    assert changed and all(k.startswith("dot_product_scoring.") for k in changed)
+    heads = ("dot_product_scoring.", "detr_decoder.presence_head.", "detr_decoder.presence_layer_norm.")
+    assert changed and all(k.startswith(heads) for k in changed), sorted(changed)
+
+
+def test_scoring_phase_recomputes_the_detectors_own_presence_logit():
+    import torch
+
+    from sam3_ros.engine.loading import phrase_tokenizer
+    from sam3_ros.models.toy import build_toy_tokenizer
+    from sam3_ros.training.auxiliary import captured_output
+    from sam3_ros.training.detector import scoring_step
+
+    model = build_toy(0).eval()
+    decoder = model.detector_model.detr_decoder
+    samples = [detector_sample(np.random.default_rng(4), 3)]
+    with captured_output(decoder.presence_head) as head, captured_output(model.detector_model) as full:
+        scoring_step(model, phrase_tokenizer(build_toy_tokenizer()), samples, torch.device("cpu"))
+    # the head's last call is the step's own recomputation; it equals what the detector returned
+    torch.testing.assert_close(head["output"].reshape(-1, 1).clamp(-10, 10),
+                               full["output"].presence_logits.reshape(-1, 1), rtol=0, atol=1e-6)
 
 
 def test_untrained_memory_attention_attends_to_the_memory_at_the_same_position():
@@ -261,3 +300,29 @@ def test_position_head_is_fit_exactly_by_features_that_hold_the_position():
     features = tuple(position_targets(s)[None].expand(2, -1, -1, -1) for s in ((6, 6), (3, 4)))
     assert float(head.loss(features)) < 1e-10
     assert float(head.loss(tuple(f.flip(-1) for f in features))) > 0.1  # mirrored positions are wrong
+
+
+def test_query_position_term_reaches_the_mask_embeddings_of_matched_queries():
+    import torch
+
+    from sam3_ros.engine.loading import phrase_tokenizer
+    from sam3_ros.models.toy import build_toy_tokenizer
+    from sam3_ros.training.auxiliary import QueryPositionHead, fourier_position, position_targets
+    from sam3_ros.training.detector import detector_step
+    from sam3_ros.training.losses import LossWeights
+
+    model = build_toy(0).eval()
+    embedder = model.detector_model.mask_decoder.mask_embedder
+    head = QueryPositionHead(embedder.layers[-1].out_features)
+    rng = np.random.default_rng(5)
+    samples = [s for s in (detector_sample(rng, 2) for _ in range(6)) if any(t.present for t in s.targets)][:1]
+    _, parts = detector_step(model, phrase_tokenizer(build_toy_tokenizer()), samples, LossWeights(),
+                             torch.device("cpu"), query_head=head)
+    assert parts["query_position"] > 0.1  # untrained: far from the targets
+    loss, _ = detector_step(model, phrase_tokenizer(build_toy_tokenizer()), samples,
+                            LossWeights(**{n: 0.0 for n in LossWeights.__dataclass_fields__ if n != "query_position"}),
+                            torch.device("cpu"), query_head=head)
+    loss.backward()
+    assert embedder.layers[-1].weight.grad.abs().sum() > 0
+    assert torch.equal(fourier_position(torch.tensor([[0.5 / 9, 0.5 / 12]])),  # the pixel side's features
+                       position_targets((12, 9))[:, 0, 0][None])

@@ -29,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="steps of the geometry encoder's exemplar-box phase (also with --minutes)")
     parser.add_argument("--tracker-steps", type=int, default=1500, help="steps of the tracker phase")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the training worlds")
+    parser.add_argument("--start-from", metavar="MODEL", default="",
+                        help="continue this trained model directory instead of fresh weights")
+    parser.add_argument("--phases", default="",
+                        help="comma-separated phases to run, the others skipped (default: all six), e.g. "
+                        "scoring,exemplar")
     parser.add_argument("--probe", metavar="MODEL", default=None,
                         help="instead of training, report where MODEL (toy or a trained directory) stands "
                         "on held-out frames and clips: presence, localization, scores, tracking")
@@ -39,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..training.trainer import TrainConfig, train_toy
+    from ..training.trainer import PHASES, TrainConfig, train_toy
 
     if args.probe is not None:
         return _probe(args)
@@ -52,9 +57,18 @@ def run(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"sam3-ros train-toy: --device {args.device} but CUDA is not available")
         return 1
-    config = TrainConfig(seed=args.seed, vision_steps=args.vision_steps, binding_steps=args.binding_steps,
-                         detector_steps=args.detector_steps, scoring_steps=args.scoring_steps,
-                         exemplar_steps=args.exemplar_steps, tracker_steps=args.tracker_steps, minutes=args.minutes)
+    if args.start_from and not Path(args.start_from).is_dir():
+        print(f"sam3-ros train-toy: --start-from {args.start_from}: not a model directory")
+        return 1
+    try:
+        config = TrainConfig(seed=args.seed, vision_steps=args.vision_steps, binding_steps=args.binding_steps,
+                             detector_steps=args.detector_steps, scoring_steps=args.scoring_steps,
+                             exemplar_steps=args.exemplar_steps, tracker_steps=args.tracker_steps,
+                             minutes=args.minutes, start_from=args.start_from,
+                             phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()) or PHASES)
+    except ValueError as exc:
+        print(f"sam3-ros train-toy: {exc}")
+        return 1
     record = train_toy(Path(args.out), config, torch.device(args.device))
     steps = record["config"]
     print(f"trained in {record['seconds'] / 60:.1f} min ({steps['detector_steps']} detector + "
@@ -62,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"repeat exactly: sam3-ros train-toy --seed {args.seed} --vision-steps {steps['vision_steps']} "
           f"--binding-steps {steps['binding_steps']} --detector-steps {steps['detector_steps']} "
           f"--scoring-steps {steps['scoring_steps']} --exemplar-steps {steps['exemplar_steps']} "
-          f"--tracker-steps {steps['tracker_steps']}")
+          f"--tracker-steps {steps['tracker_steps']}"
+          + (f" --start-from {args.start_from}" if args.start_from else "")
+          + (f" --phases {','.join(config.phases)}" if config.phases != PHASES else ""))
     return 0
 
 

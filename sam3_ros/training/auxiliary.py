@@ -16,6 +16,8 @@ vision features keep moving while the prompt fusion tries to read them, and the 
   features lose absolute position (a linear probe on v7's mask-decoder pixel embeddings reads none),
   so the dot-product mask head cannot tell two objects of one concept apart: both queries get the
   union (best-query mask IoU median 0.87 for an object alone with its concept, 0.60 beside a twin).
+- ``QueryPositionHead``: in the detector phase, the matched queries' mask embeddings predict the same
+  features at their objects' box centres: the other side of that dot product.
 """
 
 from __future__ import annotations
@@ -52,15 +54,20 @@ class ConceptHead(nn.Module):
 POSITION_FREQUENCIES = (1.0, 2.0, 4.0)  # cycles per image side: the finest resolves about an object's radius
 
 
+def fourier_position(xy: torch.Tensor) -> torch.Tensor:
+    """Normalized points (..., 2) as x, y -> (..., 4 * len(POSITION_FREQUENCIES)): sin, then cos, of each
+    coordinate at each frequency."""
+    phases = [2 * np.pi * f * xy[..., i] for f in POSITION_FREQUENCIES for i in (0, 1)]
+    return torch.stack([*(torch.sin(p) for p in phases), *(torch.cos(p) for p in phases)], dim=-1)
+
+
 def position_targets(size: tuple[int, int]) -> torch.Tensor:
-    """(4 * len(POSITION_FREQUENCIES), h, w): sin and cos of each cell centre's normalized x and y at each
-    frequency."""
+    """(4 * len(POSITION_FREQUENCIES), h, w): ``fourier_position`` of each cell centre of an h x w grid."""
     h, w = size
     y = (torch.arange(h, dtype=torch.float32) + 0.5) / h
     x = (torch.arange(w, dtype=torch.float32) + 0.5) / w
-    y, x = y[:, None].expand(h, w), x[None, :].expand(h, w)
-    phases = [2 * np.pi * f * c for f in POSITION_FREQUENCIES for c in (x, y)]
-    return torch.stack([*(torch.sin(p) for p in phases), *(torch.cos(p) for p in phases)])
+    grid = torch.stack([x[None, :].expand(h, w), y[:, None].expand(h, w)], dim=-1)
+    return fourier_position(grid).permute(2, 0, 1)
 
 
 class PositionHead(nn.Module):
@@ -78,6 +85,22 @@ class PositionHead(nn.Module):
             target = position_targets(tuple(feature.shape[-2:])).to(feature.device)
             total = total + F.mse_loss(head(feature), target.expand(feature.shape[0], -1, -1, -1))
         return total / len(self.levels)
+
+
+class QueryPositionHead(nn.Module):
+    """A linear map of the mask head's query embeddings (M, C) to ``fourier_position`` of the box centres
+    of the objects they are matched to: the query side of the dot product learns where its object is, as
+    ``PositionHead`` teaches the pixel side, so two queries on two objects of one concept can differ."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.proj = nn.Linear(channels, 4 * len(POSITION_FREQUENCIES))
+
+    def loss(self, embeds: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """Mean squared error; ``centres`` (M, 2) normalized x, y. 0 for no queries."""
+        if embeds.shape[0] == 0:
+            return self.proj(embeds).sum() * 0
+        return F.mse_loss(self.proj(embeds.float()), fourier_position(centres.float()))
 
 
 class MatchHead(nn.Module):

@@ -12,7 +12,7 @@ from ..engine.mask_ops import logits_to_masks, masks_to_boxes
 from ..engine.preprocess import to_pixels
 from ..engine.roi_align import install_for_transformers
 from ..kernels.ops import mask_iou
-from .auxiliary import ConceptHead, MatchHead, PositionHead, captured_output
+from .auxiliary import ConceptHead, MatchHead, PositionHead, QueryPositionHead, captured_output
 from .data import DetectorSample, PhraseTarget
 from .losses import LossWeights, box_xyxy_to_cxcywh, detector_losses
 
@@ -104,12 +104,14 @@ def exemplar_inputs(targets: list[PhraseTarget], sizes: list[tuple[int, int]],
 
 
 def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossWeights, device: torch.device,
-                  match_head: MatchHead | None = None, vision=None) -> tuple[torch.Tensor, dict[str, float]]:
+                  match_head: MatchHead | None = None, vision=None,
+                  query_head: QueryPositionHead | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its named parts for ``samples``; every (image, phrase) pair is one row of one
     detector call on shared vision features. Box, mask and focal terms are normalized by the number
     of ground-truth objects in the batch (as DETR does), presence, semantic and match terms by the
     number of pairs. Exemplar boxes of the prompts go to the geometry encoder. A frozen vision encoder
-    (no parameter requiring grad) runs without a graph; ``vision``: its features of the samples, if known."""
+    (no parameter requiring grad) runs without a graph; ``vision``: its features of the samples, if known.
+    ``match_head`` and ``query_head`` add the ``match`` and ``query_position`` terms."""
     detector = model.detector_model
     train_vision = any(p.requires_grad for p in detector.vision_encoder.parameters())
     if vision is None:
@@ -118,27 +120,34 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
     pairs, rows = phrase_rows(vision, samples, device)
     tokens = tokenize([t.phrase for _, t in pairs])
     with (captured_output(detector.detr_encoder) as encoder, captured_output(detector.detr_decoder.box_head) as
-          offsets, captured_output(detector.dot_product_scoring) as scores):
+          offsets, captured_output(detector.dot_product_scoring) as scores,
+          captured_output(detector.mask_decoder.mask_embedder) as mask_embeds):
         out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
                        attention_mask=tokens["attention_mask"].to(device),
                        **exemplar_inputs([t for _, t in pairs], [samples[i].image.shape[:2] for i, _ in pairs],
                                          device))
     layer_logits, layer_boxes = layer_predictions(out, offsets["output"], scores["output"])
     totals: dict[str, torch.Tensor] = {}
+    matched_embeds, matched_centres = [], []
     for row, (_, target) in enumerate(pairs):
         masks = torch.from_numpy(target.masks).to(device)
         h, w = masks.shape[-2:]
         gt_boxes = masks_to_boxes(masks) / torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
         gt_masks = masks.float()
         earlier = [(layer_logits[i, row], layer_boxes[i, row]) for i in range(layer_logits.shape[0] - 1)]
-        for name, value in detector_losses(out, row, gt_masks, gt_boxes, weights, earlier).items():
+        losses, q, g = detector_losses(out, row, gt_masks, gt_boxes, weights, earlier)
+        for name, value in losses.items():
             totals[name] = totals.get(name, 0) + value
+        matched_embeds.append(mask_embeds["output"][row, q.to(device)])
+        matched_centres.append((gt_boxes[g.to(device), :2] + gt_boxes[g.to(device), 2:]) / 2)
     objects = max(1, sum(len(t.masks) for _, t in pairs))
     per_pair = ("presence", "semantic")
     scaled = {name: value / (len(pairs) if name in per_pair else objects) for name, value in totals.items()}
     if match_head is not None:  # the level the DETR encoder reads (the coarsest but one)
         grid = tuple(vision.fpn_hidden_states[-2].shape[-2:])
         scaled["match"] = match_head.loss(encoder["output"].last_hidden_state, samples, grid)
+    if query_head is not None:
+        scaled["query_position"] = query_head.loss(torch.cat(matched_embeds), torch.cat(matched_centres))
     loss = sum(getattr(weights, name) * value for name, value in scaled.items())
     return loss, {name: float(value.detach()) for name, value in scaled.items()}
 
@@ -159,18 +168,31 @@ def mask_quality(mask_logits: torch.Tensor, gt_masks: torch.Tensor) -> torch.Ten
     return ((iou - SCORE_IOU_LOW) / (SCORE_IOU_HIGH - SCORE_IOU_LOW)).clamp(0.0, 1.0)
 
 
+def scoring_parameters(detector) -> list[torch.nn.Parameter]:
+    """What the scoring phase trains: the two heads whose product is the engine's score, the scoring head
+    (``dot_product_scoring``) and the presence token's head. Neither feeds anything else in the detector."""
+    decoder = detector.detr_decoder
+    return [*detector.dot_product_scoring.parameters(), *decoder.presence_head.parameters(),
+            *decoder.presence_layer_norm.parameters()]
+
+
 def scoring_step(model, tokenize, samples: list[DetectorSample],
                  device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-    """The scoring head (``dot_product_scoring``) alone on the frozen detector: the engine's score of each
-    query (its probability x the presence probability) learns the quality of that query's mask
-    (``mask_quality``), by BCE over every query of every (image, phrase) row.
+    """``scoring_parameters`` alone on the frozen detector: the engine's score of each query (its probability
+    x the presence probability) learns the quality of that query's mask (``mask_quality``), by BCE over every
+    query of every (image, phrase) row, and the presence probability keeps its own BCE (is the phrase there).
+
+    After the detector phase the presence probability of a present phrase is often near 0.5 (v9: median
+    0.54 on the objects whose good query scored under 0.5), which no query probability can make up for.
 
     The detector phase's one-to-one matching leaves the matched query's score split with the other queries
     on the same object (median top score 0.50 on present phrases after 4,500 steps, 0.009 on absent ones):
     the ranking is right, the level is not. Here every query whose mask would be a good detection should
     clear the thresholds; the engine's NMS keeps one per object."""
     detector = model.detector_model
-    with torch.no_grad(), captured_output(detector.dot_product_scoring) as scoring:
+    decoder = detector.detr_decoder
+    with (torch.no_grad(), captured_output(detector.dot_product_scoring) as scoring,
+          captured_output(decoder.presence_layer_norm) as presence_input):
         pairs, rows = phrase_rows(vision_features(model, [s.image for s in samples], device), samples, device)
         tokens = tokenize([t.phrase for _, t in pairs])
         out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
@@ -178,10 +200,15 @@ def scoring_step(model, tokenize, samples: list[DetectorSample],
         targets = torch.stack([mask_quality(out.pred_masks[row], torch.from_numpy(t.masks).to(device))
                                for row, (_, t) in enumerate(pairs)])
     logits = detector.dot_product_scoring(*scoring["args"], **scoring["kwargs"])[-1, ..., 0].float()
-    log_score = F.logsigmoid(logits) + F.logsigmoid(out.presence_logits.float().reshape(-1, 1))
+    limit = decoder.clamp_presence_logit_max_val  # the last decoder layer's presence logit, as the decoder has it
+    presence = decoder.presence_head(decoder.presence_layer_norm(*presence_input["args"])).reshape(-1, 1)
+    presence = presence.float().clamp(-limit, limit)
+    log_score = F.logsigmoid(logits) + F.logsigmoid(presence)
     log_miss = torch.log1p(-log_score.exp().clamp(max=1 - 1e-6))
-    loss = -(targets * log_score + (1 - targets) * log_miss).mean()
-    return loss, {"score": float(loss.detach())}
+    score = -(targets * log_score + (1 - targets) * log_miss).mean()
+    present = torch.tensor([[float(t.present)] for _, t in pairs], device=device)
+    presence_loss = F.binary_cross_entropy_with_logits(presence, present)
+    return score + presence_loss, {"score": float(score.detach()), "presence": float(presence_loss.detach())}
 
 
 def exemplar_step(model, tokenize, samples: list[DetectorSample], weights: LossWeights,

@@ -28,6 +28,7 @@ class LossWeights:
     presence: float = 1.0
     semantic: float = 2.0  # dense BCE + dice of the semantic head vs the union of the phrase's objects
     match: float = 2.0  # the DETR encoder's per-cell phrase match (training-only head, see auxiliary.py)
+    query_position: float = 2.0  # the matched queries' mask embeddings vs their objects' box centres
     twin: float = 5.0  # exemplar prompts: distance to the outputs of the phrase asking for the same objects
     focal_alpha: float = 0.5  # positives and negatives weigh the same: scores must clear 0.5 and 0.7
     focal_gamma: float = 1.0
@@ -112,13 +113,16 @@ def box_class_losses(logits: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.
 
 
 def detector_losses(out, index: int, gt_masks: torch.Tensor, gt_boxes: torch.Tensor, w: LossWeights,
-                    earlier_layers: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> dict:
+                    earlier_layers: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> tuple[dict, torch.Tensor,
+                                                                                          torch.Tensor]:
     """Losses of one (image, phrase) detector output row ``index`` against its G objects
     (``gt_masks`` (G, H, W) float 0/1 at source resolution, ``gt_boxes`` (G, 4) normalized xyxy).
 
     ``earlier_layers``: this row's (logits (Q,), boxes (Q, 4)) of the decoder layers before the last, each
     matched on its own and given the focal, L1 and GIoU terms too (DETR's auxiliary decoding losses, summed
-    into the same names): every refinement step learns to localize, not only the last."""
+    into the same names): every refinement step learns to localize, not only the last.
+
+    Returns the losses and the last layer's matched (query, object) indices."""
     logits, boxes = out.pred_logits[index].float(), out.pred_boxes[index].float()
     present = gt_boxes.shape[0] > 0
     losses, q, g = box_class_losses(logits, boxes, gt_boxes, w)
@@ -132,4 +136,4 @@ def detector_losses(out, index: int, gt_masks: torch.Tensor, gt_boxes: torch.Ten
     union = gt_masks.amax(0, keepdim=True) if present else gt_masks.new_zeros(1, *gt_masks.shape[-2:])
     bce, dice = mask_losses(out.semantic_seg[index].float(), union)
     losses["semantic"] = bce + dice
-    return losses
+    return losses, q, g

@@ -7,8 +7,8 @@
 3. Detector: text encoder and DETR detector (with presence and mask heads) on single frames of random
    worlds, several phrases per frame (present ones, hard negatives, unknown words), the match signal
    still on.
-4. Scoring: the scoring head alone learns, on the frozen detector, to score each query by the quality of
-   its mask, so that a good detection clears the engine's thresholds.
+4. Scoring: the scoring and presence heads alone learn, on the frozen detector, to score each query by the
+   quality of its mask, so that a good detection clears the engine's thresholds.
 5. Exemplars: the geometry encoder alone learns SAM 3's visual prompts (positive and negative exemplar
    boxes, with or without a phrase) against the trained detector, whose text behaviour it cannot change.
 6. Tracker: tracker neck, memory attention, memory encoder and mask decoder on short clips, on the
@@ -17,6 +17,10 @@
 A run is a function of its seed and its step counts. ``minutes`` instead picks the detector and
 tracker step counts from the speed of their first steps and records them in ``training.json``, so
 that run can be repeated exactly with those counts.
+
+``start_from`` continues a trained model directory instead of fresh weights, and ``phases`` runs only
+some phases: retraining the later phases of a model costs minutes, not the whole recipe. The
+training-only heads (``auxiliary``) are not saved, so a resumed phase that uses one starts it anew.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from tqdm import tqdm
 
 from ..engine.loading import phrase_tokenizer
 from ..models.toy import build_toy, build_toy_tokenizer
-from .auxiliary import ConceptHead, MatchHead, PositionHead
+from .auxiliary import ConceptHead, MatchHead, PositionHead, QueryPositionHead
 from .data import detector_sample, exemplar_sample, tracker_clip
-from .detector import binding_step, detector_step, exemplar_step, scoring_step, vision_step
+from .detector import binding_step, detector_step, exemplar_step, scoring_parameters, scoring_step, vision_step
 from .losses import LossWeights
 from .tracker import balance_memory_encoder, tracker_step
 
@@ -70,6 +74,13 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     grad_clip: float = 1.0
+    start_from: str = ""  # a trained model directory to continue ("": fresh weights of ``seed``)
+    phases: tuple[str, ...] = PHASES  # the phases to run, in PHASES order; the others are skipped
+
+    def __post_init__(self):
+        unknown = [p for p in self.phases if p not in PHASES]
+        if unknown or not self.phases:
+            raise ValueError(f"TrainConfig.phases: {unknown or 'none'} not among {', '.join(PHASES)}")
 
 
 def _schedule(step: int, total: int, warmup: int) -> float:
@@ -84,7 +95,9 @@ def _run_phase(name: str, params: list[torch.nn.Parameter], step_fn, steps: int,
                config: TrainConfig, history: list[dict], lr: float = 0.0) -> int:
     """Optimize ``params`` with ``step_fn() -> (loss, parts)`` for ``steps`` steps, or, with ``steps`` 0,
     for as many as fit in ``budget_s`` seconds at the speed of the first steps, at peak learning rate ``lr``
-    (0: ``config.lr``). Returns the step count."""
+    (0: ``config.lr``). Returns the step count (0 for a phase not in ``config.phases``)."""
+    if name not in config.phases:
+        return 0
     lr = lr or config.lr
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     total = steps or _PROBE_STEPS
@@ -113,12 +126,21 @@ def _run_phase(name: str, params: list[torch.nn.Parameter], step_fn, steps: int,
     return total
 
 
+def _initial_model(config: TrainConfig):
+    """Fresh toy weights of ``config.seed``, or the model in ``config.start_from`` (fp32)."""
+    if not config.start_from:
+        return build_toy(config.seed)
+    from ..engine.loading import load_model
+
+    return load_model(config.start_from).model
+
+
 def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
     """Train the toy model and save it to ``out`` (transformers format, weights in fp16, tokenizer,
     ``training.json`` with the exact step counts, ``loss.png``). Returns the training record."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    model = build_toy(config.seed).to(device).eval()  # eval: no dropout, the engine's exact function
+    model = _initial_model(config).to(device).eval()  # eval: no dropout, the engine's exact function
     tokenizer = build_toy_tokenizer()
     tokenize = phrase_tokenizer(tokenizer)
     weights = LossWeights()
@@ -132,6 +154,7 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
     concept_head = ConceptHead(hidden, levels).to(device)
     position_head = PositionHead(hidden, levels).to(device)
     match_head = MatchHead(hidden).to(device)
+    query_head = QueryPositionHead(hidden).to(device)
 
     def vision_fn():
         samples = [detector_sample(rng, 1) for _ in range(config.vision_images_per_step)]
@@ -143,7 +166,7 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
 
     def detector_fn():
         samples = [detector_sample(rng, config.phrases_per_image) for _ in range(config.images_per_step)]
-        return detector_step(model, tokenize, samples, weights, device, match_head)
+        return detector_step(model, tokenize, samples, weights, device, match_head, query_head=query_head)
 
     def scoring_fn():
         samples = [detector_sample(rng, config.phrases_per_image) for _ in range(config.images_per_step)]
@@ -167,17 +190,18 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
     _run_phase("binding", fusion, binding_fn, config.binding_steps, 0.0, config, history)
     detector_params = [p for name, p in detector.named_parameters() if not name.startswith("vision_encoder.")]
     left = budget - (time.monotonic() - started)
-    steps_det = _run_phase("detector", detector_params + list(match_head.parameters()), detector_fn,
-                           0 if budget else config.detector_steps, left * DETECTOR_SHARE, config, history,
-                           lr=config.detector_lr)
-    _run_phase("scoring", list(detector.dot_product_scoring.parameters()), scoring_fn, config.scoring_steps, 0.0,
-               config, history)
+    steps_det = _run_phase("detector", [*detector_params, *match_head.parameters(), *query_head.parameters()],
+                           detector_fn, 0 if budget else config.detector_steps, left * DETECTOR_SHARE, config,
+                           history, lr=config.detector_lr)
+    _run_phase("scoring", scoring_parameters(detector), scoring_fn, config.scoring_steps, 0.0, config, history)
     _run_phase("exemplar", list(detector.geometry_encoder.parameters()), exemplar_fn, config.exemplar_steps, 0.0,
                config, history)
     tracker_params = [*model.tracker_neck.parameters(), *model.tracker_model.parameters()]
-    # a clip of its own stream: the tracker phase's clips stay those of the main stream
-    balance = balance_memory_encoder(model, tracker_clip(np.random.default_rng(config.seed + 1), 2,
-                                                         config.clip_objects), device)
+    balance = None
+    if "tracker" in config.phases and not config.start_from:  # a trained memory encoder keeps its scale
+        # a clip of its own stream: the tracker phase's clips stay those of the main stream
+        balance = round(balance_memory_encoder(model, tracker_clip(np.random.default_rng(config.seed + 1), 2,
+                                                                   config.clip_objects), device), 4)
     left = budget - (time.monotonic() - started)
     steps_trk = _run_phase("tracker", tracker_params, tracker_fn, 0 if budget else config.tracker_steps,
                            left, config, history)
@@ -186,9 +210,10 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
     model.to(torch.float16).save_pretrained(out)  # fp16 on disk keeps the file small; loads as fp32
     tokenizer.save_pretrained(out)
     record = {
-        "config": {**asdict(config), "detector_steps": steps_det, "tracker_steps": steps_trk, "minutes": 0.0},
+        "config": {**asdict(config), "detector_steps": steps_det or config.detector_steps,
+                   "tracker_steps": steps_trk or config.tracker_steps, "minutes": 0.0},
         "seconds": round(time.monotonic() - started, 1), "device": str(device), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "memory_encoder_image_scale": round(balance, 4),
+        "threads": torch.get_num_threads(), "memory_encoder_image_scale": balance,
         "final": {phase: _last_mean(history, phase) for phase in PHASES},
     }
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
