@@ -187,8 +187,7 @@ def scoring_step(model, tokenize, samples: list[DetectorSample],
     After the detector phase the presence probability of a present phrase is often near 0.5 (v9: median
     0.54 on the objects whose good query scored under 0.5), which no query probability can make up for.
     Training its head here on the frozen presence token helped a little (v10 -> v11, with an exemplar rerun:
-    cgF1 12.5 -> 16.1), but does not
-    make presence steady: that needs the token itself (see the issue's notes).
+    cgF1 12.5 -> 16.1), but does not make presence steady: that needs the token itself (see the issue's notes).
 
     The detector phase's one-to-one matching leaves the matched query's score split with the other queries
     on the same object (median top score 0.50 on present phrases after 4,500 steps, 0.009 on absent ones):
