@@ -326,3 +326,11 @@ def test_query_position_term_reaches_the_mask_embeddings_of_matched_queries():
     assert embedder.layers[-1].weight.grad.abs().sum() > 0
     assert torch.equal(fourier_position(torch.tensor([[0.5 / 9, 0.5 / 12]])),  # the pixel side's features
                        position_targets((12, 9))[:, 0, 0][None])
+
+
+def test_start_from_a_directory_without_a_model_is_a_clear_error(tmp_path, capsys):
+    from sam3_ros.cli import main
+
+    assert main(["train-toy", "--start-from", str(tmp_path), "--phases", "scoring", "--out", str(tmp_path / "o")]) == 1
+    assert f"--start-from: model directory {tmp_path} has no config.json" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists()

@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..engine.loading import ModelLoadError
     from ..training.trainer import PHASES, TrainConfig, train_toy
 
     if args.probe is not None:
@@ -57,9 +58,6 @@ def run(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"sam3-ros train-toy: --device {args.device} but CUDA is not available")
         return 1
-    if args.start_from and not Path(args.start_from).is_dir():
-        print(f"sam3-ros train-toy: --start-from {args.start_from}: not a model directory")
-        return 1
     try:
         config = TrainConfig(seed=args.seed, vision_steps=args.vision_steps, binding_steps=args.binding_steps,
                              detector_steps=args.detector_steps, scoring_steps=args.scoring_steps,
@@ -69,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sam3-ros train-toy: {exc}")
         return 1
-    record = train_toy(Path(args.out), config, torch.device(args.device))
+    try:
+        record = train_toy(Path(args.out), config, torch.device(args.device))
+    except ModelLoadError as error:  # --start-from: missing or corrupt model directory
+        print(f"sam3-ros train-toy: --start-from: {error}")
+        return 1
     steps = record["config"]
     print(f"trained in {record['seconds'] / 60:.1f} min ({steps['detector_steps']} detector + "
           f"{steps['tracker_steps']} tracker steps) -> {args.out}")
