@@ -85,6 +85,10 @@ class MemorySettings:
     num_maskmem: int = _spec(7, "recent frames kept in each object's memory", lo=1, hi=64)
     max_cond_frames: int = _spec(4, "prompted (conditioning) frames kept per object", lo=1, hi=64)
     max_object_pointers: int = _spec(16, "object pointers kept per object", lo=1, hi=256)
+    keep_keys_values: str = _spec("auto", "keep each memory's attention keys and values, computed once, instead of "
+                                  "recomputing them every frame: less work per frame, 2 x layers x width / mem_dim "
+                                  "times the memory. auto: while they take at most 1 GiB per camera",
+                                  choices=("auto", "always", "never"))
 
 
 @dataclass

@@ -11,7 +11,9 @@ import torch
 from sam3_ros import cli
 from sam3_ros.engine import ConceptPrompt, Frame, load_engine, load_model
 from sam3_ros.engine.backends import BackendUnavailable, EagerEncoder, make_encoder
+from sam3_ros.engine.backends.folded_neck import FoldedConvChain, chain_macs
 from sam3_ros.engine.backends.onnx_export import export_encoder, relative_errors
+from sam3_ros.engine.backends.vision import relative_error
 from sam3_ros.engine.backends.tensorrt_runtime import tensorrt_version
 from sam3_ros.settings import Settings
 
@@ -28,7 +30,7 @@ def pixels(size=SIZE, seed=0):
     return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-def test_eager_backend_computes_exactly_the_transformers_features(loaded):
+def test_eager_backend_computes_the_transformers_features(loaded):
     model = loaded.model
     encoder = make_encoder("eager", model, torch.device("cpu"), torch.float32, SIZE)
     x = pixels()
@@ -37,10 +39,35 @@ def test_eager_backend_computes_exactly_the_transformers_features(loaded):
         vision = model.detector_model.get_vision_features(pixel_values=x)
         feats, pos = model.get_vision_features_for_tracker(vision)
     assert torch.equal(got.detector.last_hidden_state, vision.last_hidden_state)
-    for ours, theirs in [*zip(got.detector.fpn_hidden_states, vision.fpn_hidden_states),
-                         *zip(got.detector.fpn_position_encoding, vision.fpn_position_encoding),
-                         *zip(got.tracker_feats, feats), *zip(got.tracker_pos, pos)]:
+    for ours, theirs in [*zip(got.detector.fpn_position_encoding, vision.fpn_position_encoding),
+                         *zip(got.tracker_pos, pos)]:
         assert torch.equal(ours, theirs)
+    # the necks' levels are folded (every level of tiny-random is narrow): the same up to fp32 rounding
+    for ours, theirs in [*zip(got.detector.fpn_hidden_states, vision.fpn_hidden_states), *zip(got.tracker_feats, feats)]:
+        assert ours.shape == theirs.shape and relative_error(ours, theirs) < 1e-5
+
+
+def test_a_folded_convolution_chain_is_the_chain_also_at_the_border():
+    torch.manual_seed(0)
+    first, middle, last = (torch.nn.Conv2d(6, 20, 1).double(), torch.nn.Conv2d(20, 20, 3, padding=1).double(),
+                           torch.nn.Conv2d(20, 5, 1).double())
+    x = torch.randn(2, 6, 7, 9, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(FoldedConvChain(first, middle, None, (7, 9))(x), middle(first(x)), atol=1e-12)
+        assert torch.allclose(FoldedConvChain(first, middle, last, (7, 9))(x), last(middle(first(x))), atol=1e-12)
+    with pytest.raises(ValueError, match=r"folded for inputs of size \(7, 9\), got \(8, 9\)"):
+        FoldedConvChain(first, middle, None, (7, 9))(torch.randn(1, 6, 8, 9, dtype=torch.float64))
+    with pytest.raises(ValueError, match="plain 1x1, 3x3"):
+        FoldedConvChain(first, torch.nn.Conv2d(20, 20, 3, padding=1, stride=2), None, (7, 9))
+
+
+def test_a_level_is_folded_only_where_that_is_less_work():
+    # SAM 3's detector neck: level 0 (256 channels in) folds, level 1 (512 in) does not; the tracker's level 0
+    # into conv_s0 (256 -> 32) folds with 9x fewer multiply-adds
+    assert chain_macs(256, 256, None)[1] < chain_macs(256, 256, None)[0]
+    assert chain_macs(512, 256, None)[1] > chain_macs(512, 256, None)[0]
+    separate, folded = chain_macs(256, 256, 32)
+    assert separate / folded > 8.9
 
 
 def test_backend_selection_and_errors(loaded):

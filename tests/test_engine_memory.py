@@ -45,3 +45,22 @@ def test_memory_is_constant_over_2000_frames_with_8_objects():
     assert bytes_at[2000] == bytes_at[50]
     growth = (rss_at[2000] - rss_at[50]) / rss_at[50]
     assert growth < 0.05, f"RSS grew {growth:.1%} from frame 50 to 2000"
+
+
+@pytest.mark.parametrize("keep,objects,kept", [("auto", 64, True), ("auto", 4096, False), ("always", 4096, True),
+                                               ("never", 64, False)])
+def test_memories_keep_their_keys_and_values_while_that_fits_the_budget(keep, objects, kept):
+    # tiny-random keeps 655 KB of keys and values per object (10 entries): 1 GiB holds ~1,600 objects
+    import torch
+
+    from sam3_ros.engine import load_model
+    from sam3_ros.engine.engine import memory_bank_options
+    from sam3_ros.engine.memory_bank import MemoryBank
+
+    tracker = load_model("tiny-random").model.tracker_model
+    settings = Settings.default({"memory.keep_keys_values": keep, "tracking.max_objects": objects})
+    options = memory_bank_options(settings, tracker, torch.device("cpu"), torch.float32)
+    assert ("entry_shape" in options) == kept
+    bank = MemoryBank(2, **options)
+    assert bank.derived_entries == kept
+    assert bank.recent_feat.shape[2:] == ((2, 64, 128) if kept else (64, 64))

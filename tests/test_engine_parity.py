@@ -44,13 +44,13 @@ def load_bank_from_reference(engine, session, slots):
                    **{f: (o, True) for f, o in outputs["cond_frame_outputs"].items()}}
         for frame in sorted(entries):
             out, cond = entries[frame]
-            engine.bank.write([slot], frame, out["maskmem_features"][:, 0][None],
+            engine.tracker.store([slot], frame, out["maskmem_features"][:, 0][None],
                               out["object_pointer"].reshape(1, -1), out["maskmem_pos_enc"][:, 0], np.array([cond]))
 
 
-@pytest.mark.parametrize("objects", [1, 3, 8])
-def test_batched_tracker_equals_per_object_reference(objects):
-    settings = parity_settings(objects, **{"tracking.recondition_every": 3})
+@pytest.mark.parametrize("objects,keep_keys_values", [(1, "always"), (3, "always"), (8, "always"), (3, "never")])
+def test_batched_tracker_equals_per_object_reference(objects, keep_keys_values):
+    settings = parity_settings(objects, **{"tracking.recondition_every": 3, "memory.keep_keys_values": keep_keys_values})
     loaded = load_model("tiny-random")
     reference = ReferenceLoop(loaded, settings, ["shape"])
     frames = [to_pixels(torch.from_numpy(f), SIZE, torch.float32) for f in moving_shapes(10, SIZE, SIZE)]

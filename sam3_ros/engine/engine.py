@@ -23,7 +23,7 @@ from .memory_bank import MemoryBank
 from .merge import MergeThresholds, NO_OBJECT_LOGIT, NEVER_OCCLUDED, associate, occlusion_suppression, suppress_shrunk
 from .preprocess import frame_tensor, to_pixels
 from .streams import SideStream, StageTimer, read_to_host, upload
-from .tracker import BatchedTracker
+from .tracker import BatchedTracker, keys_values_shape
 from .types import ConceptPrompt, Frame, Instances
 
 
@@ -64,16 +64,26 @@ def resolve_dtype(settings: Settings, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if settings.precision == "bf16" else torch.float32
 
 
+KEPT_KEYS_VALUES_BUDGET = 1 << 30  # memory.keep_keys_values auto: bytes per camera (SAM 3, 1008 px, bf16: 5 objects)
+
+
 def memory_bank_options(settings: Settings, tracker_model, device: torch.device, dtype: torch.dtype) -> dict:
     """``MemoryBank`` keyword arguments (all but the capacity) for ``settings`` and a tracker model."""
     tcfg = tracker_model.config
     h, w = tracker_model.backbone_feature_sizes[-1]
-    return dict(
+    options = dict(
         num_maskmem=min(settings.memory.num_maskmem, tcfg.num_maskmem),
         max_cond=min(settings.memory.max_cond_frames, tcfg.max_cond_frame_num),
         max_pointers=min(settings.memory.max_object_pointers, tcfg.max_object_pointers_in_encoder),
         tokens=h * w, mem_dim=tracker_model.mem_dim, hidden=tracker_model.hidden_dim, device=device, dtype=dtype,
     )
+    shape = keys_values_shape(tracker_model, h * w)
+    entries = settings.tracking.max_objects * (options["max_cond"] + max(options["num_maskmem"] - 1, 1))
+    kept_bytes = entries * int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size()
+    keep = settings.memory.keep_keys_values
+    if keep == "always" or (keep == "auto" and kept_bytes <= KEPT_KEYS_VALUES_BUDGET):
+        options["entry_shape"] = shape
+    return options
 
 
 def load_engine(settings: Settings | None = None, loaded: LoadedModel | None = None) -> "Engine":

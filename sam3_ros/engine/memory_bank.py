@@ -3,6 +3,8 @@
 Each slot holds exactly what SAM 3's tracker reads for an object (``Sam3TrackerVideoModel``):
 - the spatial memories of its most recent conditioning frames (``max_cond`` of them),
 - a ring of the spatial memories of the last ``num_maskmem - 1`` frames,
+  each entry either the memory encoder's features (tokens, mem_dim) in bf16 or, with
+  ``entry_shape``, what the tracker derives from them once (its memory attention's keys and values),
 - the object pointers of those conditioning frames and a ring of the last ``max_pointers - 1`` frames.
 Slots are reused after ``free``; nothing grows with the stream length.
 
@@ -32,18 +34,22 @@ class MemoryBank:
     """Preallocated memory for up to ``capacity`` objects; all state lives on ``device``."""
 
     def __init__(self, capacity: int, *, num_maskmem: int, max_cond: int, max_pointers: int, tokens: int,
-                 mem_dim: int, hidden: int, device: torch.device, dtype: torch.dtype):
+                 mem_dim: int, hidden: int, device: torch.device, dtype: torch.dtype,
+                 entry_shape: tuple[int, ...] | None = None):
         self.capacity, self.num_maskmem, self.max_cond, self.max_pointers = capacity, num_maskmem, max_cond, max_pointers
         self.recent = max(num_maskmem - 1, 1)
         self.pointer_ring = max(max_pointers - 1, 1)
         kw = dict(device=device)
         self.writer = SideStream(torch.device(device))
-        # spatial memories are stored in bf16, as the reference does (it casts back before attention)
-        self.cond_feat = torch.zeros(capacity, max_cond, tokens, mem_dim, dtype=torch.bfloat16, **kw)
+        # spatial memories are stored in bf16, as the reference does (it casts back before attention); what the
+        # tracker derives from them (``entry_shape``) in the compute dtype
+        entry, entry_dtype = (entry_shape, dtype) if entry_shape else ((tokens, mem_dim), torch.bfloat16)
+        self.derived_entries = entry_shape is not None
+        self.cond_feat = torch.zeros(capacity, max_cond, *entry, dtype=entry_dtype, **kw)
         self.cond_ptr = torch.zeros(capacity, max_cond, hidden, dtype=dtype, **kw)
         self.cond_frame = torch.full((capacity, max_cond), _NEVER, dtype=torch.long, **kw)
         self.cond_valid = torch.zeros(capacity, max_cond, dtype=torch.bool, **kw)
-        self.recent_feat = torch.zeros(capacity, self.recent, tokens, mem_dim, dtype=torch.bfloat16, **kw)
+        self.recent_feat = torch.zeros(capacity, self.recent, *entry, dtype=entry_dtype, **kw)
         self.recent_frame = torch.full((capacity, self.recent), _NEVER, dtype=torch.long, **kw)
         self.ring_ptr = torch.zeros(capacity, self.pointer_ring, hidden, dtype=dtype, **kw)
         self.ring_frame = torch.full((capacity, self.pointer_ring), _NEVER, dtype=torch.long, **kw)
@@ -94,7 +100,8 @@ class MemoryBank:
               pos: torch.Tensor, conditioning: np.ndarray) -> None:
         """Store frame ``frame``'s memory of the objects in ``slots``.
 
-        ``features`` (N, tokens, mem_dim), ``pointers`` (N, hidden), ``pos`` (tokens, mem_dim);
+        ``features`` (N, *entry) (entry: (tokens, mem_dim) or the bank's ``entry_shape``), ``pointers``
+        (N, hidden), ``pos`` (tokens, mem_dim);
         ``conditioning`` (N,) bool marks entries that also become conditioning memory (prompted or
         re-conditioned frames), replacing that object's oldest conditioning entry when all are taken.
         """
@@ -109,7 +116,8 @@ class MemoryBank:
                pos: torch.Tensor, conditioning: torch.Tensor) -> None:
         self.mem_pos.copy_(pos)
         r, p = frame % self.recent, frame % self.pointer_ring
-        self.recent_feat[slots, r] = features.to(torch.bfloat16)
+        features = features.to(self.recent_feat.dtype)
+        self.recent_feat[slots, r] = features
         self.recent_frame[slots, r] = frame
         self.ring_ptr[slots, p] = pointers
         self.ring_frame[slots, p] = frame
@@ -120,7 +128,7 @@ class MemoryBank:
         keep = ~conditioning
         old_feat, old_ptr = self.cond_feat[slots, target], self.cond_ptr[slots, target]
         old_frame, old_valid = self.cond_frame[slots, target], self.cond_valid[slots, target]
-        self.cond_feat[slots, target] = torch.where(keep[:, None, None], old_feat, features.to(torch.bfloat16))
+        self.cond_feat[slots, target] = torch.where(keep.view(-1, *[1] * (features.dim() - 1)), old_feat, features)
         self.cond_ptr[slots, target] = torch.where(keep[:, None], old_ptr, pointers)
         self.cond_frame[slots, target] = torch.where(keep, old_frame, torch.full_like(old_frame, frame))
         self.cond_valid[slots, target] = old_valid | conditioning
@@ -129,7 +137,7 @@ class MemoryBank:
     def gather(self, slots: list[int], frame: int):
         """What the tracker reads at ``frame`` for ``slots``, padded to a common size with validity masks.
 
-        Returns ``(features (N, K, tokens, mem_dim) bf16, temporal_index (N, K), feature_valid (N, K),
+        Returns ``(features (N, K, *entry), temporal_index (N, K), feature_valid (N, K),
         pointers (N, P, hidden), pointer_offsets (N, P), pointer_valid (N, P))`` with
         ``K = C + num_maskmem - 1`` and ``P = C + max_pointers - 1``, where C is the most conditioning
         entries any of ``slots`` uses (a host-side count, so padding costs no sync). Conditioning

@@ -30,7 +30,9 @@ class BatchedTracker:
         self.mem_dim = model.mem_dim
         self.feature_sizes = [tuple(s) for s in model.backbone_feature_sizes]
         self.pointer_norm = float(model.config.max_object_pointers_in_encoder - 1)
-        self._rotation_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rotation_cache: dict[torch.device, torch.Tensor] = {}
+        self._key_rotation_cache: dict[tuple, torch.Tensor] = {}
+        self._temporal_cache: tuple | None = None  # (weight versions and dtype, per-layer temporal keys)
         self._constant_params = [*model.prompt_encoder.parameters(), *model.shared_image_embedding.parameters()]
         self._constants: tuple | None = None  # (parameter versions, sparse, dense, image positions)
 
@@ -53,18 +55,17 @@ class BatchedTracker:
         """Current top-level features (HW, 1, C) fused with each object's memory -> (N, C, h, w)."""
         n = len(slots)
         h, w = self.feature_sizes[-1]
-        memory, memory_pos, key_valid, num_pointer_tokens = self._memory_tokens(slots, frame, feat.dtype)
-        fused = self._memory_attention(feat.transpose(0, 1), feat_pos.transpose(0, 1), memory, memory_pos, key_valid,
-                                       num_pointer_tokens)
+        keys_values, key_valid = self._memory_keys_values(slots, frame, feat.dtype)
+        fused = self._memory_attention(feat.transpose(0, 1), feat_pos.transpose(0, 1), keys_values, key_valid)
         return fused.transpose(1, 2).reshape(n, self.hidden, h, w)
 
-    def _memory_tokens(self, slots: list[int], frame: int, dtype: torch.dtype):
-        model, bank = self.model, self.bank
+    def _memory_keys_values(self, slots: list[int], frame: int, dtype: torch.dtype):
+        """Per memory-attention layer, the keys (RoPE applied) and values (N, L, width) of the objects'
+        memories: spatial memories, then object pointers; and which of the L keys are valid (N, L)."""
+        model, bank, layers = self.model, self.bank, self.model.memory_attention.layers
         features, temporal_index, feature_valid, pointers, offsets, pointer_valid = bank.gather(slots, frame)
-        n, k, tokens, _ = features.shape
-        spatial = features.to(dtype).reshape(n, k * tokens, self.mem_dim)
-        tpe = model.memory_temporal_positional_encoding.view(-1, self.mem_dim)[temporal_index]  # (N, K, mem)
-        spatial_pos = (bank.mem_pos[None, None] + tpe[:, :, None]).reshape(n, k * tokens, self.mem_dim)
+        n, k = features.shape[:2]
+        tokens = features.shape[-2]
         spatial_valid = feature_valid[:, :, None].expand(n, k, tokens).reshape(n, k * tokens)
 
         p = pointers.shape[1]
@@ -74,45 +75,98 @@ class BatchedTracker:
         else:
             pointer_pos = pointers.new_zeros(n, p, self.mem_dim)
         splits = self.hidden // self.mem_dim  # a pointer wider than a memory token becomes `splits` tokens
-        pointer_tokens = pointers.reshape(n, p * splits, self.mem_dim)
-        pointer_pos = pointer_pos.repeat_interleave(splits, dim=1)
-        pointer_valid = pointer_valid.repeat_interleave(splits, dim=1)
-        memory = torch.cat([spatial, pointer_tokens.to(dtype)], dim=1)
-        memory_pos = torch.cat([spatial_pos, pointer_pos], dim=1).to(dtype)
-        return memory, memory_pos, torch.cat([spatial_valid, pointer_valid], dim=1), p * splits
+        pointer_tokens = pointers.reshape(n, p * splits, self.mem_dim).to(dtype)
+        pointer_pos = pointer_pos.repeat_interleave(splits, dim=1).to(dtype)
+        key_valid = torch.cat([spatial_valid, pointer_valid.repeat_interleave(splits, dim=1)], dim=1)
 
-    def _memory_attention(self, query, query_pos, memory, memory_pos, key_valid, num_pointer_tokens):
+        if bank.derived_entries:  # keys and values kept per entry: add the temporal encoding of its age
+            temporal = self._temporal_keys(dtype)
+            keys_values = []
+            for i, layer in enumerate(layers):
+                attention = layer.cross_attn_image
+                keys = (features[:, :, 2 * i] + temporal[i][temporal_index]).reshape(n, k * tokens, -1)
+                keys = torch.cat([keys, attention.k_proj(pointer_tokens + pointer_pos)], dim=1)
+                values = torch.cat([features[:, :, 2 * i + 1].reshape(n, k * tokens, -1),
+                                    attention.v_proj(pointer_tokens)], dim=1)
+                keys_values.append((keys, values))
+            return keys_values, key_valid
+
+        spatial = features.to(dtype).reshape(n, k * tokens, self.mem_dim)
+        tpe = model.memory_temporal_positional_encoding.view(-1, self.mem_dim)[temporal_index]  # (N, K, mem)
+        spatial_pos = (bank.mem_pos[None, None] + tpe[:, :, None]).reshape(n, k * tokens, self.mem_dim)
+        memory = torch.cat([spatial, pointer_tokens], dim=1)
+        keys = memory + torch.cat([spatial_pos, pointer_pos], dim=1).to(dtype)
+        rotation = self._key_rotation(memory, k, p * splits)
+        return [_keys_values(layer.cross_attn_image, keys, memory, rotation) for layer in layers], key_valid
+
+    def memory_keys_values(self, features: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """What a bank with derived entries keeps of memory features (N, tokens, mem_dim) with positions
+        (tokens, mem_dim): per memory-attention layer its keys (RoPE applied) and values, (N, 2 x layers,
+        tokens, width). The keys leave out the temporal encoding, which depends on the entry's age when it
+        is read (``_temporal_keys``): projection and rotation are linear, so adding it then is the same."""
+        memory = features.to(pos.dtype)  # the bf16 features, as attention reads them
+        rotation = self._rotation(memory)
+        out = []
+        for layer in self.model.memory_attention.layers:
+            out.extend(_keys_values(layer.cross_attn_image, memory + pos, memory, rotation))
+        return torch.stack(out, dim=1)
+
+    def _temporal_keys(self, dtype: torch.dtype) -> list[torch.Tensor]:
+        """Per layer, the key of each temporal encoding row (no bias) rotated at every position: (rows,
+        tokens, width), indexed by an entry's temporal index. Functions of the weights: cached, recomputed
+        after a weight changed."""
+        attention = self.model.memory_attention
+        encoding = self.model.memory_temporal_positional_encoding
+        params = [encoding, *(layer.cross_attn_image.k_proj.weight for layer in attention.layers)]
+        key = (tuple(p._version for p in params), dtype)
+        if self._temporal_cache is None or self._temporal_cache[0] != key:
+            rows = encoding.view(-1, self.mem_dim).to(dtype)
+            h, w = self.feature_sizes[-1]
+            rotation = self._rotation(rows)
+            tables = []
+            for layer in attention.layers:
+                projection = layer.cross_attn_image.k_proj
+                keys = F.linear(rows, projection.weight.to(dtype))[:, None].expand(-1, h * w, -1)
+                heads = (layer.cross_attn_image.num_attention_heads, layer.cross_attn_image.head_dim)
+                tables.append(_rotate(keys.unflatten(-1, heads), rotation).flatten(-2))
+            self._temporal_cache = (key, tables)
+        return self._temporal_cache[1]
+
+    def _memory_attention(self, query, query_pos, keys_values, key_valid):
         """``Sam3TrackerVideoMemoryAttention.forward`` over a batch, with padded memory keys masked.
 
         ``query``/``query_pos`` (1, HW, C) are the frame's features, the same for every object: until the
         first cross-attention reads an object's memory, the reference computes identical rows once per
         object; here they are computed once (the first layer's self-attention and its cross-attention
-        queries), then broadcast."""
+        queries), then broadcast. ``keys_values``: per layer the memory's (keys, values) (N, L, width)."""
         attention = self.model.memory_attention
         output = query + 0.1 * query_pos
-        rotation = self._rotations(output, memory.shape[1] - num_pointer_tokens, num_pointer_tokens)
-        output = output.unsqueeze(1)
-        memory, memory_pos = memory.unsqueeze(1), memory_pos.unsqueeze(1)
+        rotation = self._rotation(output)
         mask = key_valid[:, None, None, :]  # (N, heads, queries, keys), broadcast
-        for layer in attention.layers:
-            x = layer.layer_norm1(output)
-            output = output + _rope_attention(layer.self_attn, x, x, x, (rotation[0], rotation[0]), None)
-            x = layer.layer_norm2(output)  # (1, ...) in the first layer: one row serves every object
-            output = output + _rope_attention(layer.cross_attn_image, x, memory + memory_pos, memory, rotation, mask)
+        for layer, (keys, values) in zip(attention.layers, keys_values):
+            x = layer.layer_norm1(output)  # (1, ...) in the first layer: one row serves every object
+            output = output + _attend(layer.self_attn, x, *_keys_values(layer.self_attn, x, x, rotation), rotation)
+            x = layer.layer_norm2(output)
+            output = output + _attend(layer.cross_attn_image, x, keys, values, rotation, mask)
             x = layer.layer_norm3(output)
             output = output + layer.linear2(layer.activation(layer.linear1(x)))
-        return attention.layer_norm(output)[:, 0]
+        return attention.layer_norm(output)
 
-    def _rotations(self, query: torch.Tensor, spatial_keys: int, num_pointer_tokens: int):
-        """RoPE rotations of the frame's tokens and of the memory keys (fixed positions: cached by the
-        number of memory frames and pointer tokens, a handful of shapes)."""
-        tokens = query.shape[-2]
-        key = (spatial_keys // tokens, num_pointer_tokens, query.device)
-        if key not in self._rotation_cache:
+    def _rotation(self, like: torch.Tensor) -> torch.Tensor:
+        """RoPE rotation of the top-level grid's positions (tokens, head_dim / 2): the frame's tokens, and
+        each memory frame's (fixed positions: cached per device)."""
+        if like.device not in self._rotation_cache:
             attention = self.model.memory_attention
-            rotation = rope_rotation(*attention.rotary_emb(query, attention.position_ids))
-            self._rotation_cache[key] = (rotation, key_rotation(rotation, spatial_keys // tokens, num_pointer_tokens))
-        return self._rotation_cache[key]
+            self._rotation_cache[like.device] = rope_rotation(*attention.rotary_emb(like, attention.position_ids))
+        return self._rotation_cache[like.device]
+
+    def _key_rotation(self, like: torch.Tensor, frames: int, pointer_tokens: int) -> torch.Tensor:
+        """``key_rotation`` of ``frames`` memory frames and ``pointer_tokens`` pointer tokens (cached by
+        those counts: a handful of shapes)."""
+        key = (frames, pointer_tokens, like.device)
+        if key not in self._key_rotation_cache:
+            self._key_rotation_cache[key] = key_rotation(self._rotation(like), frames, pointer_tokens)
+        return self._key_rotation_cache[key]
 
     # -- new objects and clicks -------------------------------------------------------------------------
     def from_masks(self, feats: list[torch.Tensor], masks: torch.Tensor) -> dict:
@@ -246,7 +300,15 @@ class BatchedTracker:
         # on the bank's stream: overlaps the next frame's encoder; the next read of the bank waits for it
         with self.bank.writer.run(tensors_of(feats, out, high_res, scores)):
             features, pos = self.encode(feats, high_res, scores, binarize)
-            self.bank.write(slots, frame, features, out["pointers"], pos, conditioning)
+            self.store(slots, frame, features, out["pointers"], pos, conditioning)
+
+    def store(self, slots: list[int], frame: int, features: torch.Tensor, pointers: torch.Tensor, pos: torch.Tensor,
+              conditioning: np.ndarray) -> None:
+        """Write memory features (N, tokens, mem_dim) with their positions (tokens, mem_dim) and pointers
+        (N, hidden) to the bank (``MemoryBank.write``), as the bank keeps them."""
+        if self.bank.derived_entries:
+            features = self.memory_keys_values(features, pos)
+        self.bank.write(slots, frame, features, pointers, pos, conditioning)
 
 
 def downsample_masks(downsampler, masks: torch.Tensor) -> torch.Tensor:
@@ -289,16 +351,27 @@ def _rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pairs * rotation[:, None]).flatten(-2).type_as(x)
 
 
-def _rope_attention(attn, query, key, value, rotations: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None):
-    """``Sam3TrackerVideoRoPEAttention.forward`` with an optional boolean key mask (True = attend);
-    ``rotations`` are the query's and the keys' (``key_rotation``) RoPE rotations."""
-    b, pb = key.shape[:2]  # a query batch of 1 is broadcast over the keys' batch
+def _keys_values(attn, key: torch.Tensor, value: torch.Tensor, rotation: torch.Tensor):
+    """An attention's keys (RoPE ``rotation`` (L, head_dim / 2) applied, see ``key_rotation``) and values of
+    inputs (..., L, C): ``Sam3TrackerVideoRoPEAttention``'s k/v projections, (..., L, width) each."""
     heads = (attn.num_attention_heads, attn.head_dim)
-    q = _rotate(attn.q_proj(query).unflatten(-1, heads), rotations[0])
-    k = _rotate(attn.k_proj(key).unflatten(-1, heads), rotations[1])
-    v = attn.v_proj(value).unflatten(-1, heads)
-    q, k, v = (x.flatten(0, 1).transpose(1, 2) for x in (q, k, v))  # (batch, heads, L, head_dim)
-    q = q.expand(b * pb, *q.shape[1:])
+    return _rotate(attn.k_proj(key).unflatten(-1, heads), rotation).flatten(-2), attn.v_proj(value)
+
+
+def _attend(attn, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rotation: torch.Tensor,
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``Sam3TrackerVideoRoPEAttention.forward`` from projected ``keys``/``values`` (B, L, width), with an
+    optional boolean key mask (True = attend); a ``query`` (Bq, HW, C) batch of 1 is broadcast over B."""
+    heads = (attn.num_attention_heads, attn.head_dim)
+    q = _rotate(attn.q_proj(query).unflatten(-1, heads), rotation).transpose(1, 2)  # (Bq, heads, HW, head_dim)
+    k, v = (x.unflatten(-1, heads).transpose(1, 2) for x in (keys, values))
+    q = q.expand(k.shape[0], *q.shape[1:])
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
-    out = out.transpose(1, 2).reshape(b, pb, -1, attn.num_attention_heads * attn.head_dim)
-    return attn.o_proj(out)
+    return attn.o_proj(out.transpose(1, 2).flatten(-2))
+
+
+def keys_values_shape(tracker_model, tokens: int) -> tuple[int, int, int]:
+    """The shape of a memory entry that keeps its memory attention keys and values (``memory_keys_values``):
+    (2 x layers, tokens, width)."""
+    layers = tracker_model.memory_attention.layers
+    return (2 * len(layers), tokens, layers[0].cross_attn_image.k_proj.out_features)

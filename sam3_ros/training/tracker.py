@@ -60,7 +60,9 @@ def propagate_clip(model, clip: TrackerClip, device: torch.device) -> Iterator[t
     n = masks.shape[0]
     with torch.no_grad():  # the vision backbone is the detector's, trained before and frozen here
         vision = vision_features(model, list(clip.frames), device)
-    bank = MemoryBank(n, **memory_bank_options(Settings.default(), tracker_model, device, torch.float32))
+    # memories as features, not kept keys and values: those read a table of the weights cached for inference
+    plain = Settings.default({"memory.keep_keys_values": "never"})
+    bank = MemoryBank(n, **memory_bank_options(plain, tracker_model, device, torch.float32))
     tracker = BatchedTracker(tracker_model, bank)
     slots = bank.allocate(n)
 

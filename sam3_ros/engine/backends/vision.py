@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .folded_neck import NeckLevel
+
 
 @dataclass
 class VisionFeatures:
@@ -27,27 +29,37 @@ class VisionFeatures:
 class VisionEncoder(torch.nn.Module):
     """pixels (1, 3, S, S) -> (last_hidden_state, *fpn_hidden_states, *tracker_feats), all data-dependent.
 
-    Holds only the modules it runs (ViT + detector neck, tracker neck, two mask-decoder projections), so an
-    export or a compiled graph carries about half of the model's weights, not all of them.
+    Holds only the modules it runs (ViT, the two necks' levels, two mask-decoder projections), so an export
+    or a compiled graph carries about half of the model's weights, not all of them. Each level's trailing
+    convolutions are folded into one where that is less work (``NeckLevel``): the same features up to
+    rounding, for inputs of the model's image size. The tracker neck's coarsest level, which the tracker
+    never reads, is not computed.
     """
 
     def __init__(self, model):
         super().__init__()
         self.vision = model.detector_model.vision_encoder  # shared with the model, not copied
-        self.tracker_neck = model.tracker_neck
-        self.conv_s0 = model.tracker_model.mask_decoder.conv_s0
-        self.conv_s1 = model.tracker_model.mask_decoder.conv_s1
+        self.patch_size = self.vision.config.backbone_config.patch_size
+        side = tuple(model.tracker_model.prompt_encoder.image_embedding_size)
+        decoder = model.tracker_model.mask_decoder
+
+        def levels(neck, posts):
+            return torch.nn.ModuleList(
+                NeckLevel(layer, post, tuple(int(s * layer.scale_factor) for s in side))
+                for layer, post in zip(neck.fpn_layers, posts))
+
+        self.detector_levels = levels(self.vision.neck, [None] * len(self.vision.neck.fpn_layers))
+        # Sam3VideoModel.get_vision_features_for_tracker: all levels but the last, the first two projected
+        self.tracker_levels = levels(model.tracker_neck,
+                                     [decoder.conv_s0, decoder.conv_s1] + [None] * (len(model.tracker_neck.fpn_layers) - 3))
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        vision = self.vision(pixel_values=pixels)
-        hidden = vision.last_hidden_state
-        side = pixels.shape[-1] // self.vision.config.backbone_config.patch_size
-        spatial = hidden.view(hidden.shape[0], side, side, -1).permute(0, 3, 1, 2)
-        # Sam3VideoModel.get_vision_features_for_tracker without the position encodings (shape-only)
-        levels, _ = self.tracker_neck(spatial)
-        feats = [self.conv_s0(levels[0]), self.conv_s1(levels[1]), *levels[2:-1]]
-        return (hidden, *vision.fpn_hidden_states, *(f.flatten(2).permute(2, 0, 1) for f in feats))
-
+        hidden = self.vision.backbone(pixel_values=pixels).last_hidden_state
+        h, w = (s // self.patch_size for s in pixels.shape[-2:])
+        spatial = hidden.view(hidden.shape[0], h, w, -1).permute(0, 3, 1, 2)
+        detector = [level(spatial) for level in self.detector_levels]
+        tracker = [level(spatial).flatten(2).permute(2, 0, 1) for level in self.tracker_levels]
+        return (hidden, *detector, *tracker)
 
 
 @torch.inference_mode()
