@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import load_model
     from ..engine.engine import resolve_device, resolve_dtype
     from ..settings import Settings, parse_override
-    from .bench_engine import time_reference
+    from .bench_engine import ReferenceRun
 
     width, _, height = args.size.partition("x")
     width, height = int(width), int(height)
@@ -172,9 +172,11 @@ def run(args: argparse.Namespace) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # the reference warns on every frame that hits max_num_objects
-        ref = time_reference(loaded, settings, settings.prompt.phrases(), list(_frames(count, width, height)), device)
-        rows["reference loop (transformers), in process"] = _stats(ref["total"], base)
-        rows["reference loop (transformers), in process"]["objects_median"] = float(np.median(ref["counts"]))
+        ref = ReferenceRun(loaded, settings, settings.prompt.phrases(), count, device)
+        for t, image in enumerate(_frames(count, width, height)):
+            ref.step(t, image)
+        rows["reference loop (transformers), in process"] = _stats(ref.timings.total, base)
+        rows["reference loop (transformers), in process"]["objects_median"] = float(np.median(ref.timings.counts))
     del loaded
     result = {"benchmark": "e2e", "device": _device_name(settings), "model": args.model, "size": [width, height],
               "backend": ours["backend"], "precision": str(resolve_dtype(settings, device)).replace("torch.", ""),

@@ -1,7 +1,7 @@
 """``sam3-ros bench engine``: the engine vs the transformers streaming loop on the same frames.
 
 Both run in one process on the same weights and frames (moving synthetic shapes), with the same
-thresholds and the same NMS / hole filling. Prints ms/frame (median, p99) per stage, frames/s and
+thresholds and the same NMS / hole filling, frame by frame in turn. Prints ms/frame (median, p99) per stage, frames/s and
 the ratio, and the bytes each side holds for its stream after the warm-up and at the end. The reference's stages
 are its ``Sam3VideoModel`` steps (its "encoder" is the rest of its step, preprocessing included).
 """
@@ -73,7 +73,8 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def _session_bytes(session) -> int:
-    """Bytes of the tensors the reference session keeps (stored frames and per-object outputs)."""
+    """Bytes of the storages behind the tensors the reference session keeps (stored frames and per-object
+    outputs), each storage once however many views of it are kept."""
     import torch
 
     seen, total = set(), 0
@@ -81,9 +82,10 @@ def _session_bytes(session) -> int:
     def visit(x):
         nonlocal total
         if torch.is_tensor(x):
-            if x.data_ptr() not in seen:
-                seen.add(x.data_ptr())
-                total += x.numel() * x.element_size()
+            storage = x.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
         elif isinstance(x, dict):
             for v in x.values():
                 visit(v)
@@ -96,46 +98,84 @@ def _session_bytes(session) -> int:
     return total
 
 
-def time_reference(loaded, settings, phrases: list[str], frames: list[np.ndarray], device) -> dict:
-    """The transformers streaming loop on ``frames`` (after ``WARMUP``): per-frame ms, per-stage ms, objects
-    per frame, and the bytes its session holds after the warm-up and at the end. Preprocessing and the
-    upsampling of its masks to the source size are included, as ``Engine.step`` does them."""
-    import torch
+class _Timings:
+    """Per-frame ms (after ``WARMUP``), per-stage ms, objects per frame, and the bytes held after the
+    warm-up and at the end of ``frames`` frames."""
 
-    from ..engine.mask_ops import logits_to_masks
-    from ..engine.preprocess import to_pixels
-    from ..engine.reference import ReferenceLoop
+    def __init__(self, frames: int):
+        self.frames, self.total, self.stages, self.counts, self.held = frames, [], {}, [], []
 
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    dtype = next(loaded.model.parameters()).dtype
-    reference = ReferenceLoop(loaded, settings, phrases)
-    total, stages, counts, held = [], {}, [], []
-    for t, image in enumerate(frames):
-        height, width = image.shape[:2]
-        sync()
+    def add(self, t: int, ms: float, stages: dict[str, float], count: int, held) -> None:
+        if t >= WARMUP:
+            self.total.append(ms)
+            for stage, value in stages.items():
+                self.stages.setdefault(stage, []).append(value)
+            self.counts.append(count)
+        if t + 1 in (WARMUP, self.frames):
+            self.held.append(held())
+
+
+class EngineRun:
+    """Our engine on the benchmark's frames, one ``step`` per frame."""
+
+    def __init__(self, engine, frames: int, device):
+        self.engine, self.timings = engine, _Timings(frames)
+        self.sync = _sync(device)
+
+    def step(self, t: int, image: np.ndarray) -> None:
+        from ..engine import Frame
+
+        self.sync()
         start = time.perf_counter()
-        pixels = to_pixels(torch.from_numpy(image).to(device), loaded.model.config.image_size, dtype)
-        masks = reference.step(pixels)
+        out = self.engine.step(Frame(image, stamp_ns=t))
+        self.sync()
+        self.timings.add(t, (time.perf_counter() - start) * 1000, out.timings_ms, len(out), self.engine.tensor_bytes)
+
+
+class ReferenceRun:
+    """The transformers streaming loop on the same frames. Preprocessing and the upsampling of its masks to
+    the source size are included, as ``Engine.step`` does them."""
+
+    def __init__(self, loaded, settings, phrases: list[str], frames: int, device):
+        from ..engine.reference import ReferenceLoop
+
+        self.loaded, self.device, self.timings = loaded, device, _Timings(frames)
+        self.dtype = next(loaded.model.parameters()).dtype
+        self.reference = ReferenceLoop(loaded, settings, phrases)
+        self.sync = _sync(device)
+
+    def step(self, t: int, image: np.ndarray) -> None:
+        import torch
+
+        from ..engine.mask_ops import logits_to_masks
+        from ..engine.preprocess import to_pixels
+
+        height, width = image.shape[:2]
+        self.sync()
+        start = time.perf_counter()
+        pixels = to_pixels(torch.from_numpy(image).to(self.device), self.loaded.model.config.image_size, self.dtype)
+        masks = self.reference.step(pixels)
         upsample = time.perf_counter()
         if masks:
             logits_to_masks(torch.stack(list(masks.values())), (height, width))
-        sync()
-        if t >= WARMUP:
-            total.append((time.perf_counter() - start) * 1000)
-            reference.timings_ms["output"] += (time.perf_counter() - upsample) * 1000
-            for stage, ms in reference.timings_ms.items():
-                stages.setdefault(stage, []).append(ms)
-            counts.append(len(masks))
-        if t + 1 in (WARMUP, len(frames)):
-            held.append(_session_bytes(reference.session))
-    return {"total": total, "stages": stages, "counts": counts, "held": held}
+        self.sync()
+        end = time.perf_counter()
+        self.reference.timings_ms["output"] += (end - upsample) * 1000
+        self.timings.add(t, (end - start) * 1000, self.reference.timings_ms, len(masks),
+                         lambda: _session_bytes(self.reference.session))
+
+
+def _sync(device):
+    import torch
+
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from ..engine import ConceptPrompt, Frame, load_engine, load_model
+    from ..engine import ConceptPrompt, load_engine, load_model
     from ..engine.engine import resolve_dtype
     from ..settings import Settings
 
@@ -159,35 +199,22 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, device, resolve_dtype(settings, device))
     frames = moving_shapes(args.frames, height, width)
     phrases = ["object"]
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
     engine = load_engine(settings, loaded)
     engine.set_prompt(ConceptPrompt(phrases=phrases))
-    ours_total, ours_stages, ours_counts, ours_bytes = [], {}, [], []
-    for t, image in enumerate(frames):
-        sync()
-        start = time.perf_counter()
-        out = engine.step(Frame(image, stamp_ns=t))
-        sync()
-        if t >= WARMUP:
-            ours_total.append((time.perf_counter() - start) * 1000)
-            for stage, ms in out.timings_ms.items():
-                ours_stages.setdefault(stage, []).append(ms)
-            ours_counts.append(len(out))
-        if t + 1 in (WARMUP, args.frames):
-            ours_bytes.append(engine.tensor_bytes())
+    runs = [EngineRun(engine, args.frames, device), ReferenceRun(loaded, settings, phrases, args.frames, device)]
+    for t, image in enumerate(frames):  # interleaved: a machine whose speed drifts slows both alike
+        for impl in runs:
+            impl.step(t, image)
 
-    ref = time_reference(loaded, settings, phrases, frames, device)
-    ref_total, ref_stages, ref_counts, ref_bytes = ref["total"], ref["stages"], ref["counts"], ref["held"]
-
-    def entry(impl, total, stages, counts, held):
+    def entry(impl, timings):
+        total = timings.total
         return {"impl": impl, "fps": 1000.0 / float(np.median(total)), "ms_p50": _stats(total)["p50"],
-                "ms_p99": _stats(total)["p99"], "stages": {k: _stats(v) for k, v in stages.items()},
-                "objects_median": float(np.median(counts)),
-                "tensor_bytes": {f"after_{WARMUP}_frames": held[0], f"after_{args.frames}_frames": held[-1]}}
+                "ms_p99": _stats(total)["p99"], "stages": {k: _stats(v) for k, v in timings.stages.items()},
+                "objects_median": float(np.median(timings.counts)),
+                "tensor_bytes": {f"after_{WARMUP}_frames": timings.held[0],
+                                 f"after_{args.frames}_frames": timings.held[-1]}}
 
-    ours = entry("sam3_ros", ours_total, ours_stages, ours_counts, ours_bytes)
-    ref = entry("reference", ref_total, ref_stages, ref_counts, ref_bytes)
+    ours, ref = entry("sam3_ros", runs[0].timings), entry("reference", runs[1].timings)
     result = {"device": device_name(args.device), "model": args.model, "backend": engine.encoder.name,
               "objects": args.objects,
               "frames": args.frames, "size": f"{width}x{height}", "precision": str(engine.dtype).replace("torch.", ""),
