@@ -43,7 +43,8 @@ def test_eager_backend_computes_the_transformers_features(loaded):
                          *zip(got.tracker_pos, pos)]:
         assert torch.equal(ours, theirs)
     # the necks' levels are folded (every level of tiny-random is narrow): the same up to fp32 rounding
-    for ours, theirs in [*zip(got.detector.fpn_hidden_states, vision.fpn_hidden_states), *zip(got.tracker_feats, feats)]:
+    levels = [*zip(got.detector.fpn_hidden_states, vision.fpn_hidden_states), *zip(got.tracker_feats, feats)]
+    for ours, theirs in levels:
         assert ours.shape == theirs.shape and relative_error(ours, theirs) < 1e-5
 
 

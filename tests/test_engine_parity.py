@@ -50,7 +50,8 @@ def load_bank_from_reference(engine, session, slots):
 
 @pytest.mark.parametrize("objects,keep_keys_values", [(1, "always"), (3, "always"), (8, "always"), (3, "never")])
 def test_batched_tracker_equals_per_object_reference(objects, keep_keys_values):
-    settings = parity_settings(objects, **{"tracking.recondition_every": 3, "memory.keep_keys_values": keep_keys_values})
+    settings = parity_settings(objects, **{"tracking.recondition_every": 3,
+                                           "memory.keep_keys_values": keep_keys_values})
     loaded = load_model("tiny-random")
     reference = ReferenceLoop(loaded, settings, ["shape"])
     frames = [to_pixels(torch.from_numpy(f), SIZE, torch.float32) for f in moving_shapes(10, SIZE, SIZE)]

@@ -50,8 +50,8 @@ class VisionEncoder(torch.nn.Module):
 
         self.detector_levels = levels(self.vision.neck, [None] * len(self.vision.neck.fpn_layers))
         # Sam3VideoModel.get_vision_features_for_tracker: all levels but the last, the first two projected
-        self.tracker_levels = levels(model.tracker_neck,
-                                     [decoder.conv_s0, decoder.conv_s1] + [None] * (len(model.tracker_neck.fpn_layers) - 3))
+        posts = [decoder.conv_s0, decoder.conv_s1] + [None] * (len(model.tracker_neck.fpn_layers) - 3)
+        self.tracker_levels = levels(model.tracker_neck, posts)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         hidden = self.vision.backbone(pixel_values=pixels).last_hidden_state
