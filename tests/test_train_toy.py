@@ -334,3 +334,38 @@ def test_start_from_a_directory_without_a_model_is_a_clear_error(tmp_path, capsy
     assert main(["train-toy", "--start-from", str(tmp_path), "--phases", "scoring", "--out", str(tmp_path / "o")]) == 1
     assert f"--start-from: model directory {tmp_path} has no config.json" in capsys.readouterr().out
     assert not (tmp_path / "o").exists()
+
+
+def test_region_loss_scores_each_concept_region_by_its_mean_logits():
+    import torch
+
+    from sam3_ros.training.auxiliary import region_loss
+    from sam3_ros.training.data import BACKGROUND
+
+    labels = torch.full((1, 4, 4), BACKGROUND)
+    labels[0, :2, :2], labels[0, 2:, 2:] = 0, 1  # two regions of one pixel-count each
+    right = torch.full((1, BACKGROUND + 1, 4, 4), -20.0)
+    right[0, 0, :2, :2] = right[0, 1, 2:, 2:] = 20.0
+    assert float(region_loss(right, labels)) < 1e-6
+    # one wrong pixel in a region's four leaves its mean right; the whole region wrong does not
+    one_off = right.clone()
+    one_off[0, 0, 0, 0], one_off[0, 2, 0, 0] = -20.0, 20.0
+    assert float(region_loss(one_off, labels)) < 1e-6
+    swapped = right.clone()
+    swapped[0, [0, 1]] = right[0, [1, 0]]
+    assert float(region_loss(swapped, labels)) > 10
+    assert float(region_loss(right, torch.full((1, 4, 4), BACKGROUND))) == 0.0  # no region: nothing to score
+
+
+def test_linear_probe_reads_a_separable_label_and_not_noise():
+    import torch
+
+    from sam3_ros.training.probe import linear_probe_accuracy
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (400,), generator=generator)
+    noise = torch.randn(400, 16, generator=generator)
+    separable = noise.clone()
+    separable[:, :3] += 4 * torch.nn.functional.one_hot(labels, 3)
+    assert linear_probe_accuracy(separable, labels) > 0.95
+    assert linear_probe_accuracy(noise, labels) < 0.5

@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=0.0,
                         help="time budget for all phases; detector and tracker step counts follow from the "
                         "measured speed (0: use --detector-steps and --tracker-steps)")
-    parser.add_argument("--vision-steps", type=int, default=2000,
+    parser.add_argument("--vision-steps", type=int, default=3000,
                         help="steps of the vision encoder's concept pretraining (also with --minutes)")
     parser.add_argument("--binding-steps", type=int, default=500,
                         help="steps of the text/DETR-encoder phrase-match phase on frozen vision (also with --minutes)")

@@ -5,8 +5,9 @@ vision features keep moving while the prompt fusion tries to read them, and the 
 (presence loss flat at its prior for 3,000 steps). Two dense signals break that:
 
 - ``ConceptHead``: the vision encoder first learns, per pixel, which concept covers it (cross-entropy
-  over the world's concepts and background on each FPN level the detector reads). The frozen
-  features then carry colour and shape where the prompt fusion can find them - the role SAM 3's
+  over the world's concepts and background on each FPN level the detector reads), and, per concept
+  region, from its pooled logits (``region_loss``: the per-pixel term alone teaches shape slowly). The
+  frozen features then carry colour and shape where the prompt fusion can find them - the role SAM 3's
   pretrained Perception Encoder plays.
 - ``MatchHead``: while the detector trains on frozen vision, the DETR encoder's fused image tokens
   predict, per cell, how much of it the phrase's objects cover - a direct target for the
@@ -43,12 +44,28 @@ class ConceptHead(nn.Module):
 
     def loss(self, features: tuple[torch.Tensor, ...], samples: list[DetectorSample]) -> torch.Tensor:
         """Mean per-pixel cross-entropy over the levels against the samples' concept maps, each map
-        resized (nearest) to the level's resolution the way the image is resized to the model's."""
+        resized (nearest) to the level's resolution the way the image is resized to the model's, plus
+        ``region_loss`` on the same logits."""
         total = 0
         for head, feature in zip(self.levels, features):
             labels = torch.stack([_resize_labels(s.concepts, feature.shape[-2:]) for s in samples]).to(feature.device)
-            total = total + F.cross_entropy(head(feature), labels)
+            logits = head(feature)
+            total = total + F.cross_entropy(logits, labels) + region_loss(logits, labels)
         return total / len(self.levels)
+
+
+def region_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each concept region's mean logits (B, K + 1, h, w) against its concept, every
+    region of every image weighing the same. The per-pixel term is mostly background and colour, which
+    come easily; what tells a region's shape is a few pixels' worth of it, so shape is learned slowly
+    (a linear probe on mask-pooled features: 75-80% right after 2,000 steps). Pooled logits are what the
+    detector's queries read, and their error is mostly shape."""
+    onehot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2)[:, :BACKGROUND].float()  # (B, K, h, w)
+    count = onehot.sum((-2, -1))
+    pooled = torch.einsum("bchw,bkhw->bkc", logits, onehot) / count.clamp(min=1)[..., None]
+    seen = count > 0
+    concept = torch.arange(BACKGROUND, device=logits.device).expand_as(count)
+    return F.cross_entropy(pooled[seen], concept[seen]) if seen.any() else logits.sum() * 0
 
 
 POSITION_FREQUENCIES = (1.0, 2.0, 4.0)  # cycles per image side: the finest resolves about an object's radius

@@ -1,6 +1,9 @@
 """Where a trained toy model stands, on held-out training-style frames and clips: the figures that say
 which part of it keeps the benchmark at zero long before ``sam3-ros eval`` does.
 
+- shape in the backbone: a linear probe's held-out accuracy at reading a concept region's shape from the
+  detector's vision features pooled over it (colour is read near 100%; shape is what tells the hard
+  negatives apart).
 - presence: does the presence head tell a present phrase from absent ones that share a colour or a
   shape with an object in the image (the benchmark's hard negatives)?
 - localization: for each object of a present phrase, the best GIoU of any query's box; and how far a
@@ -20,12 +23,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..engine.loading import LoadedModel
 from ..engine.mask_ops import logits_to_masks, masks_to_boxes
 from ..kernels.ops import mask_iou
-from ..eval.synthetic import all_concepts, split_concept
+from ..eval.synthetic import SHAPES, all_concepts, split_concept
 from ..settings import DetectionSettings
 from .data import UNKNOWN_PHRASES, DetectorSample, detector_sample, exemplar_sample, tracker_clip
 from .detector import exemplar_inputs, vision_features, vision_rows
@@ -43,6 +47,7 @@ TRACKER_CLIP_LENGTH = 8
 class ProbeReport:
     frames: int
     objects: int
+    shape_probe_accuracy: float  # held-out, on the second half of the frames' concept regions (chance 1/3)
     presence_present: float  # medians of the presence probability
     presence_same_colour: float
     presence_same_shape: float
@@ -86,12 +91,16 @@ def probe_model(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED, 
     presence: dict[str, list[float]] = {"present": [], "same colour": [], "same shape": []}
     best_giou, on_scores, other_scores, detected, starting, centres = [], [], [], [], [], []
     exemplar_rng, exemplar_hits, negative_clear = np.random.default_rng(seed + 1), [], []
+    region_features, region_shapes = [], []
     for _ in tqdm(range(frames), desc="probe", unit="frame", dynamic_ncols=True):
         sample = detector_sample(rng, 4)
         targets = [t for t in sample.targets if t.phrase not in UNKNOWN_PHRASES]
         if not targets:  # only phrases outside the vocabulary were drawn
             continue
         vision = vision_features(loaded.model, [sample.image], device)
+        pooled, shapes_seen = _region_features(vision.fpn_hidden_states[-2][0], sample.concepts)
+        region_features.append(pooled.cpu())
+        region_shapes += shapes_seen
         rows = vision_rows(vision, torch.zeros(len(targets), dtype=torch.long, device=device))
         tokens = loaded.tokenize([t.phrase for t in targets])
         out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
@@ -129,6 +138,7 @@ def probe_model(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED, 
 
     return ProbeReport(
         frames=frames, objects=len(best_giou),
+        shape_probe_accuracy=linear_probe_accuracy(torch.cat(region_features), torch.tensor(region_shapes)),
         presence_present=_median(presence["present"]), presence_same_colour=_median(presence["same colour"]),
         presence_same_shape=_median(presence["same shape"]),
         presence_auc_same_colour=rank_auc(presence["present"], presence["same colour"]),
@@ -141,6 +151,38 @@ def probe_model(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED, 
         tracker_clips=clips, tracker_mask_iou=_median(tracked["truth"]), tracker_copy_iou=_median(tracked["copy"]),
         tracker_cross_object_iou=_median(tracked["cross"]),
     )
+
+
+def _region_features(feature: torch.Tensor, concepts: np.ndarray) -> tuple[torch.Tensor, list[int]]:
+    """Features (C, h, w) averaged over each concept region of the (H, W) concept map (R, C), area-weighted at
+    the features' resolution, and each region's shape index."""
+    index = [k for k in np.unique(concepts) if k < len(all_concepts())]
+    regions = torch.from_numpy(np.stack([concepts == k for k in index])).float()[:, None].to(feature.device)
+    weights = F.interpolate(regions, size=tuple(feature.shape[-2:]), mode="area")[:, 0]
+    pooled = torch.einsum("chw,rhw->rc", feature.float(), weights) / weights.sum((-2, -1))[:, None].clamp(min=1e-6)
+    return pooled, [SHAPES.index(split_concept(all_concepts()[k])[1]) for k in index]
+
+
+def linear_probe_accuracy(features: torch.Tensor, labels: torch.Tensor, steps: int = 500) -> float:
+    """Accuracy on the second half of (features (N, C), labels (N,)) of a linear classifier fitted, on
+    standardized features, to the first half; NaN for fewer than 4 rows."""
+    if len(labels) < 4:
+        return float("nan")
+    train = torch.arange(len(labels)) < len(labels) // 2
+    x = (features - features[train].mean(0)) / features[train].std(0).clamp(min=1e-6)
+    generator = torch.Generator().manual_seed(0)
+    classifier = torch.nn.Linear(x.shape[1], int(labels.max()) + 1)
+    with torch.no_grad():
+        classifier.weight.copy_(torch.randn(classifier.weight.shape, generator=generator) * 0.01)
+        classifier.bias.zero_()
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-2, weight_decay=1e-3)
+    with torch.enable_grad():
+        for _ in range(steps):
+            optimizer.zero_grad()
+            F.cross_entropy(classifier(x[train]), labels[train]).backward()
+            optimizer.step()
+    with torch.no_grad():
+        return float((classifier(x[~train]).argmax(1) == labels[~train]).float().mean())
 
 
 def _median(values: list[float]) -> float:  # NaN for no values
