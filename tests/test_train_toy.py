@@ -369,3 +369,15 @@ def test_linear_probe_reads_a_separable_label_and_not_noise():
     separable[:, :3] += 4 * torch.nn.functional.one_hot(labels, 3)
     assert linear_probe_accuracy(separable, labels) > 0.95
     assert linear_probe_accuracy(noise, labels) < 0.5
+
+
+def test_region_features_of_a_background_only_frame_are_empty():
+    import torch
+
+    from sam3_ros.training.data import BACKGROUND
+    from sam3_ros.training.probe import _region_features
+
+    pooled, shapes = _region_features(torch.randn(8, 3, 3), np.full((12, 12), BACKGROUND))
+    assert pooled.shape == (0, 8) and shapes == []
+    pooled, shapes = _region_features(torch.ones(8, 3, 3), np.array([[0] * 6 + [BACKGROUND] * 6] * 12))
+    assert pooled.shape == (1, 8) and shapes == [0] and torch.allclose(pooled, torch.ones(1, 8))

@@ -157,6 +157,8 @@ def _region_features(feature: torch.Tensor, concepts: np.ndarray) -> tuple[torch
     """Features (C, h, w) averaged over each concept region of the (H, W) concept map (R, C), area-weighted at
     the features' resolution, and each region's shape index."""
     index = [k for k in np.unique(concepts) if k < len(all_concepts())]
+    if not index:  # a frame of background only
+        return feature.new_zeros((0, feature.shape[0])), []
     regions = torch.from_numpy(np.stack([concepts == k for k in index])).float()[:, None].to(feature.device)
     weights = F.interpolate(regions, size=tuple(feature.shape[-2:]), mode="area")[:, 0]
     pooled = torch.einsum("chw,rhw->rc", feature.float(), weights) / weights.sum((-2, -1))[:, None].clamp(min=1e-6)
