@@ -58,8 +58,9 @@ def region_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of each concept region's mean logits (B, K + 1, h, w) against its concept, every
     region of every image weighing the same. The per-pixel term is mostly background and colour, which
     come easily; what tells a region's shape is a few pixels' worth of it, so shape is learned slowly
-    (a linear probe on mask-pooled features: 75-80% right after 2,000 steps). Pooled logits are what the
-    detector's queries read, and their error is mostly shape."""
+    (a linear probe on object-pooled features of the detector's level, after 2,000 steps: 67% right without
+    this term, 84% with it). Pooled logits are what the detector's queries read, and their error is mostly
+    shape."""
     onehot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2)[:, :BACKGROUND].float()  # (B, K, h, w)
     count = onehot.sum((-2, -1))
     pooled = torch.einsum("bchw,bkhw->bkc", logits, onehot) / count.clamp(min=1)[..., None]

@@ -53,8 +53,8 @@ _PROBE_STEPS = 30  # steps timed before a time budget fixes a phase's step count
 class TrainConfig:
     seed: int = 0
     # fixed, also with ``minutes``. Colour is learned in a few hundred steps, shape (what tells the hard
-    # negatives apart) is not: a linear probe on region-pooled features of the detector's level reads a
-    # region's shape 67% right after 2,000 steps of the per-pixel term alone, 84% with ``region_loss``
+    # negatives apart) is not: a linear probe on object-pooled features of the detector's level reads an
+    # object's shape 67% right after 2,000 steps of the per-pixel term alone, 84% with ``region_loss``
     # (chance 33%; colour 96-100% either way)
     vision_steps: int = 3000
     vision_images_per_step: int = 6
