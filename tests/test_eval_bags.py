@@ -136,7 +136,9 @@ def test_perfect_outputs_score_100_through_the_whole_path(tmp_path):
     gt = GroundTruth.load(gt_path)
     run = evaluate(bag, gt, Replay(GroundTruthProcessor(gt)), tmp_path / "out", progress=False)
     r = run.report
-    assert r["cgF1"] == pytest.approx(100) and r["HOTA"] == pytest.approx(100) and r["IDF1"] == pytest.approx(100)
+    # the official cgF1's smoothing keeps a perfect result a hair under 100
+    assert r["cgF1"] == pytest.approx(100, abs=0.01)
+    assert r["HOTA"] == pytest.approx(100) and r["IDF1"] == pytest.approx(100)
     assert r["frames"] == SMALL.frames and r["dropped"] == 0 and r["id_switches"] == 0
     out = list(bags.read_messages(run.output_bag, INSTANCES_TOPIC))
     assert len(out) == SMALL.frames

@@ -1,11 +1,11 @@
-"""Metric functions against hand-computed cases (8x8 frames, a few objects)."""
+"""Metric functions against hand-computed cases (8x8 frames, a few objects); HOTA against TrackEval."""
 
 import math
 
 import numpy as np
 import pytest
 
-from sam3_ros.eval.metrics import FrameObjects, Scorer, matches_per_threshold, mcc
+from sam3_ros.eval.metrics import FrameObjects, Scorer, mask_iou, mcc, true_positives
 from sam3_ros.eval.tracking import TrackFrame, hota, identity_metrics
 
 H = W = 8
@@ -14,6 +14,12 @@ H = W = 8
 def box(x0, y0, x1, y1):
     m = np.zeros((H, W), bool)
     m[y0:y1, x0:x1] = True
+    return m
+
+
+def first_pixels(n):
+    m = np.zeros((H, W), bool)
+    m.flat[:n] = True
     return m
 
 
@@ -39,13 +45,31 @@ def score(frames, phrases=("cat", "dog")):
     return s.result()
 
 
-def test_perfect_predictions_give_cgf1_100_and_hota_1():
+def official_f1(tp, fp, fn):
+    """F1 from TP/FP/FN counts derived by hand, with the official smoothing (cgf1_eval.py, accumulate)."""
+    precision, recall = tp / (tp + fp + 1e-4), tp / (tp + fn + 1e-4)
+    return 2 * precision * recall / (precision + recall + 1e-4)
+
+
+def official_pm_f1(tp_per_threshold, n_pred, n_gt):
+    """pmF1 of datapoints whose predictions and ground truth add up to n_pred and n_gt."""
+    tp = np.array(tp_per_threshold)
+    return float(np.mean(official_f1(tp, n_pred - tp, n_gt - tp)))
+
+
+def official_mcc(tp, fp, fn, tn):
+    return (tp * tn - fp * fn) / (math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) + 1e-6)
+
+
+def test_perfect_predictions_score_just_under_100_and_hota_1():
     frames = [(gt((1, "cat", A), (2, "dog", B)), pred((7, "cat", A, 0.9), (8, "dog", B, 0.8))),
               (gt((1, "cat", A)), pred((7, "cat", A, 0.9))),  # dog absent, not predicted: a true negative
               (gt(), pred())]
     r = score(frames)
-    assert r["cgF1"] == pytest.approx(100.0)
-    assert r["pmF1"] == pytest.approx(1.0) and r["IL_MCC"] == pytest.approx(1.0)
+    # TP 3, FP 0, FN 0 at every threshold; image level tp 3, tn 3
+    assert r["pmF1"] == pytest.approx(official_f1(3, 0, 0), abs=1e-12) and r["pmF1"] == pytest.approx(1, abs=1e-4)
+    assert r["IL_MCC"] == pytest.approx(9 / (9 + 1e-6), abs=1e-12)
+    assert r["cgF1"] == pytest.approx(100 * official_f1(3, 0, 0) * 9 / (9 + 1e-6), abs=1e-10)
     assert r["HOTA"] == pytest.approx(100.0) and r["IDF1"] == pytest.approx(100.0) and r["id_switches"] == 0
     tracks = [TrackFrame([1, 2], [7, 8], np.eye(2)), TrackFrame([1], [7], [[1.0]])]
     assert hota(tracks) == pytest.approx(1.0)
@@ -55,63 +79,103 @@ def test_perfect_predictions_give_cgf1_100_and_hota_1():
 def test_no_predictions():
     r = score([(gt((1, "cat", A), (2, "dog", B)), pred()), (gt(), pred())])
     assert r["pmF1"] == 0.0 and r["cgF1"] == 0.0
-    # IL: tp=0 fp=0 fn=2 tn=2 -> a zero marginal with errors
+    # IL: tp=0 fp=0 fn=2 tn=2 -> a zero column: 0
     assert r["IL_MCC"] == 0.0
     assert r["HOTA"] == 0.0 and r["IDF1"] == 0.0 and r["id_switches"] == 0
 
 
-def test_all_negative_frames():
+def test_empty_frames_score_zero():
+    """Nothing to score: the official figures are 0 (pmF1 0 / 1e-4, MCC 0 / 1e-6), not undefined."""
     r = score([(gt(), pred()), (gt(), pred())])
-    assert r["pmF1"] is None and r["cgF1"] is None  # no positive datapoint: undefined, not zero
+    assert r["pmF1"] == 0.0 and r["cgF1"] == 0.0 and r["IL_MCC"] == 0.0
     assert r["HOTA"] is None and r["IDF1"] is None
-    assert r["IL_MCC"] == 1.0
     # A false positive on an all-negative clip: IL tp=0 fp=1 fn=0 tn=3
     r = score([(gt(), pred((5, "cat", A, 0.9))), (gt(), pred())])
-    assert r["IL_MCC"] == 0.0 and r["pmF1"] is None
+    assert r["IL_MCC"] == 0.0 and r["pmF1"] == 0.0
 
 
-def test_false_positive_on_absent_concept_lowers_il_mcc_not_pmf1():
+def test_absent_phrase_with_a_confident_prediction_lowers_il_mcc_not_pmf1():
     frames = [(gt((1, "cat", A)), pred((7, "cat", A, 0.9), (9, "dog", B, 0.9))),
               (gt((1, "cat", A)), pred((7, "cat", A, 0.9)))]
     r = score(frames)
-    # datapoints: cat tp, tp; dog fp, tn -> MCC = (2*1 - 1*0) / sqrt(3*2*2*1)
-    assert r["IL_MCC"] == pytest.approx(2 / math.sqrt(12))
-    assert r["pmF1"] == pytest.approx(1.0)
-    assert r["cgF1"] == pytest.approx(100 * 2 / math.sqrt(12))
-    assert r["per_concept"]["dog"]["IL_MCC"] == 0.0 and r["per_concept"]["dog"]["pmF1"] is None
-    assert r["per_concept"]["dog"]["HOTA"] is None
+    # datapoints: cat tp, tp; dog fp, tn; the dog FP is on a negative datapoint, outside pmF1
+    assert r["IL_MCC"] == pytest.approx(official_mcc(2, 1, 0, 1), abs=1e-12)
+    assert r["IL_MCC"] == pytest.approx(2 / math.sqrt(12), abs=1e-6)
+    assert r["pmF1"] == pytest.approx(official_f1(2, 0, 0), abs=1e-12)
+    assert r["cgF1"] == pytest.approx(100 * official_f1(2, 0, 0) * official_mcc(2, 1, 0, 1), abs=1e-10)
+    dog = r["per_concept"]["dog"]  # fp 1, tn 1: no positive datapoint, a zero column
+    assert dog["IL_MCC"] == 0.0 and dog["pmF1"] == 0.0 and dog["cgF1"] == 0.0 and dog["HOTA"] is None
+    assert dog["positive_frames"] == 0
+
+
+def test_phrase_present_in_every_frame_has_il_mcc_0():
+    frames = [(gt((1, "cat", A)), pred((7, "cat", A, 0.9)))] * 3
+    r = score(frames, phrases=["cat"])
+    # only image-level true positives: a zero row and column, so MCC 0 and cgF1 0 despite perfect masks
+    assert r["pmF1"] == pytest.approx(official_f1(3, 0, 0), abs=1e-12)
+    assert r["IL_MCC"] == 0.0 and r["cgF1"] == 0.0
+    r = score(frames)  # with "dog", absent and not predicted: tp 3, tn 3 over all datapoints
+    assert r["IL_MCC"] == pytest.approx(9 / (9 + 1e-6), abs=1e-12) and r["cgF1"] == pytest.approx(100, abs=0.01)
+    assert r["per_concept"]["cat"]["IL_MCC"] == 0.0 and r["per_concept"]["cat"]["cgF1"] == 0.0
+
+
+def test_prediction_straddling_two_objects_is_matched_by_summed_iou():
+    left, right = box(0, 0, 4, 4), box(4, 0, 8, 4)  # side by side, 16 pixels each
+    straddling = box(0, 0, 7, 4)  # 28 pixels: IoU 16/28 = 0.571 with left, 12/32 = 0.375 with right
+    half = box(0, 0, 2, 4)  # IoU 8/16 = 0.5 with left (exactly on the first threshold), 0 with right
+    # The summed IoU is largest with straddling-right + half-left (0.875 > 0.571): a TP at t = 0.50 only.
+    # Counting matches per threshold instead would also take straddling-left at 0.55.
+    assert true_positives(np.array([[16 / 28, 12 / 32], [8 / 16, 0.0]])).tolist() == [1] + [0] * 9
+    assert mask_iou(np.stack([straddling, half]), np.stack([left, right])).tolist() == [[16 / 28, 12 / 32],
+                                                                                         [8 / 16, 0.0]]
+    frames = [(gt((1, "cat", left), (2, "cat", right)), pred((7, "cat", straddling, 0.9), (8, "cat", half, 0.9))),
+              (gt(), pred())]
+    r = score(frames, phrases=["cat"])
+    assert r["pmF1"] == pytest.approx(official_pm_f1([1] + [0] * 9, 2, 2), abs=1e-12)
+    assert r["pmF1"] == pytest.approx(official_f1(1, 1, 1) / 10, abs=1e-12)  # ~0.05 (0.1 with per-threshold counts)
+    assert r["IL_MCC"] == pytest.approx(1 / (1 + 1e-6), abs=1e-12)
+
+
+def test_ious_exactly_on_thresholds_count_at_that_threshold():
+    truth = first_pixels(20)
+    for kept, expected in [(13, 4), (14, 5), (18, 9), (19, 10)]:  # IoU 0.65, 0.70, 0.90, 0.95
+        iou = mask_iou(first_pixels(kept)[None], truth[None])
+        assert iou[0, 0] == kept / 20
+        assert true_positives(iou).tolist() == [1] * expected + [0] * (10 - expected)
+    frames = [(gt((1, "cat", truth)), pred((2, "cat", first_pixels(kept), 0.9))) for kept in (13, 14, 18, 19)]
+    r = score(frames, phrases=["cat"])
+    assert r["pmF1"] == pytest.approx(official_pm_f1([4, 4, 4, 4, 3, 2, 2, 2, 2, 1], 4, 4), abs=1e-12)
+
+
+def test_pmf1_averages_over_iou_thresholds():
+    # IoU = 10 / 14 = 0.714: a match at t = 0.50 ... 0.70 (5 of 10 thresholds)
+    r = score([(gt((1, "cat", first_pixels(14))), pred((3, "cat", first_pixels(10), 0.9)))], phrases=["cat"])
+    assert r["pmF1"] == pytest.approx(official_f1(1, 0, 0) / 2, abs=1e-12)
+    assert true_positives(np.array([[10 / 14]])).tolist() == [1] * 5 + [0] * 5
+
+
+def test_score_of_exactly_half_counts():
+    s = Scorer(["cat", "dog"])
+    s.add(gt((1, "cat", A)), pred((7, "cat", A, np.float32(0.5)), (8, "dog", B, 0.4999), (9, "cat", B, 0.2)))
+    r = s.result()
+    assert s.ignored_low_score == 2
+    # cat: TP 1 at every threshold; dog: its only prediction is under 0.5, a true negative
+    assert r["pmF1"] == pytest.approx(official_f1(1, 0, 0), abs=1e-12) and r["pmF1"] == pytest.approx(0.99985, abs=1e-6)
+    assert r["IL_MCC"] == pytest.approx(1 / (1 + 1e-6), abs=1e-12)
+    r = score([(gt((1, "cat", A)), pred((7, "cat", A, 0.4999)))])
+    assert r["pmF1"] == 0.0
 
 
 def test_id_swap_lowers_idf1_and_hota_but_not_pmf1():
     straight = [(gt((1, "cat", A), (2, "cat", B)), pred((10, "cat", A, 0.9), (11, "cat", B, 0.9)))] * 2
     swapped = [(gt((1, "cat", A), (2, "cat", B)), pred((11, "cat", A, 0.9), (10, "cat", B, 0.9)))] * 2
     r = score(straight + swapped, phrases=["cat"])
-    assert r["pmF1"] == pytest.approx(1.0) and r["cgF1"] == pytest.approx(100.0)
+    assert r["pmF1"] == pytest.approx(official_f1(8, 0, 0), abs=1e-12)
     # best global id map keeps 2 of 4 frames per object: IDTP 4 of 8 detections
     assert r["IDF1"] == pytest.approx(50.0)
     assert r["id_switches"] == 2
     # DetA = 1; each gt id matches each pred id on 2 frames: association IoU 2 / (4 + 4 - 2) = 1/3
     assert r["HOTA"] == pytest.approx(100 * math.sqrt(1 / 3))
-
-
-def test_scores_at_or_below_half_are_ignored():
-    s = Scorer(["cat", "dog"])
-    s.add(gt((1, "cat", A)), pred((7, "cat", A, 0.9), (8, "dog", B, 0.5), (9, "cat", B, 0.2)))
-    r = s.result()
-    assert r["cgF1"] == pytest.approx(100.0)
-    assert s.ignored_low_score == 2
-    r = score([(gt((1, "cat", A)), pred((7, "cat", A, 0.5)))])
-    assert r["pmF1"] == 0.0
-
-
-def test_pmf1_averages_over_iou_thresholds():
-    partial = np.zeros((H, W), bool)
-    partial.flat[:10] = True
-    gt_mask = np.zeros((H, W), bool)
-    gt_mask.flat[:14] = True  # IoU = 10 / 14 = 0.714: a match at t = 0.50 ... 0.70 (5 of 10 thresholds)
-    r = score([(gt((1, "cat", gt_mask)), pred((3, "cat", partial, 0.9)))], phrases=["cat"])
-    assert r["pmF1"] == pytest.approx(0.5)
-    assert list(matches_per_threshold(np.array([[10 / 14]]))) == [1] * 5 + [0] * 5
 
 
 def test_wrong_concept_does_not_match():
@@ -120,7 +184,9 @@ def test_wrong_concept_does_not_match():
 
 
 def test_mcc_and_identity_edge_cases():
-    assert mcc(5, 0, 0, 5) == 1.0 and mcc(0, 5, 5, 0) == -1.0
+    assert mcc(5, 0, 0, 5) == pytest.approx(25 / (25 + 1e-6), abs=1e-15)
+    assert mcc(0, 5, 5, 0) == pytest.approx(-1, abs=1e-6)
+    assert mcc(3, 0, 0, 0) == 0.0 and mcc(0, 0, 0, 4) == 0.0 and mcc(2, 0, 1, 0) == 0.0  # undefined: 0
     assert identity_metrics([TrackFrame([], [], np.zeros((0, 0)))]) == (0.0, 0)
 
 
@@ -133,7 +199,7 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match="scores"):
         s.add(gt(), gt((1, "cat", A)))
     s.add(gt((1, "cat", A)), pred((7, "cat", A, 0.9)))  # still usable
-    assert s.result()["cgF1"] == pytest.approx(100.0)
+    assert s.result()["pmF1"] == pytest.approx(official_f1(1, 0, 0), abs=1e-12)
 
 
 def test_hota_equals_trackeval_on_random_sequences():
@@ -153,3 +219,4 @@ def test_hota_equals_trackeval_on_random_sequences():
                     tracker_ids=[np.array([pi[v] for v in f.pred_ids], int) for f in frames])
         expected = float(np.mean(trackeval_metrics.HOTA().eval_sequence(data)["HOTA"]))
         assert hota(frames) == pytest.approx(expected, abs=1e-12)
+

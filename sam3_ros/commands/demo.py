@@ -10,7 +10,7 @@ from .make_bag import parse_size
 
 # The built-in tiny-random model has random weights: its scores sit around 0.26, under every default
 # threshold, so nothing would be drawn. The demo lowers the thresholds for it to show masks and ids
-# flowing through the whole path (the accuracy numbers stay near zero: only scores > 0.5 count); objects
+# flowing through the whole path (the accuracy numbers stay near zero: only scores >= 0.5 count); objects
 # it no longer detects are dropped at once, so its random detections do not pile up.
 RANDOM_MODEL_OVERRIDES = {"detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
                           "tracking.keep_alive_frames": 0}

@@ -1,15 +1,24 @@
 """The SAM 3 paper's concept-segmentation metrics, plus tracking metrics, accumulated frame by frame.
 
-A *datapoint* is one (frame, noun phrase) pair. It is positive when the ground truth has at least one
-object of that phrase in the frame. Only predictions with score > 0.5 count, everywhere.
+cgF1, pmF1 and IL_MCC are computed as the official SAM 3 evaluator computes them (``sam3/eval/cgf1_eval.py``,
+class ``CGF1Evaluator``, in the ``sam3`` 0.1.4 package), conventions and smoothing constants included;
+tests/test_metrics.py runs that file on the same inputs and compares.
 
-- pmF1: positive micro F1. Over positive datapoints, predictions and ground truth of the phrase are
-  matched one-to-one (Hungarian, mask IoU >= t); TP/FP/FN are summed over datapoints, F1 is taken at
-  each t in 0.50:0.05:0.95 and averaged over t.
-- IL_MCC: Matthews correlation of "the phrase is present" (ground truth) vs "at least one prediction
-  of the phrase" over all datapoints. When the correlation is undefined (a zero marginal), it is 1 if
-  there are no errors and 0 otherwise.
-- cgF1 = 100 * pmF1 * IL_MCC.
+A *datapoint* is one (frame, noun phrase) pair. It is positive when the ground truth has at least one
+object of that phrase in the frame. Only predictions with score >= 0.5 count, everywhere.
+
+- Matching, per datapoint: one Hungarian assignment between the phrase's predictions and its ground
+  truth that maximizes the summed mask IoU (float64, as pycocotools computes it); at each threshold t in
+  0.50:0.05:0.95 (pycocotools' values) the assigned pairs with IoU >= t are the true positives, the other
+  predictions false positives and the other ground-truth objects false negatives.
+- pmF1: positive micro F1. TP/FP/FN are summed over positive datapoints; at each t, precision
+  TP / (TP + FP + 1e-4), recall TP / (TP + FN + 1e-4), F1 = 2PR / (P + R + 1e-4); then averaged over t.
+  The smoothing puts a perfect result slightly under 1 (0.99985 for one object) and nothing to score at 0.
+- IL_MCC: Matthews correlation of "the phrase is present" (ground truth) vs "at least one prediction of
+  the phrase" over all datapoints, (TP*TN - FP*FN) / (sqrt(product of the four marginals) + 1e-6): 0 when
+  the confusion has a zero row or column (for example a phrase present in every frame).
+- cgF1 = 100 * the mean over t of pmF1(t) * IL_MCC.
+- Per concept: the same figures over that phrase's datapoints alone.
 - HOTA, IDF1 (percent) and ID switches over the whole clip (:mod:`.tracking`); ground truth and
   predictions only match within the same phrase.
 """
@@ -19,15 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from scipy.optimize import linear_sum_assignment
 
 from ..codec import rle
-from ..kernels.reference import mask_iou
 from .tracking import TrackFrame, hota, identity_metrics
 
-IOU_THRESHOLDS = np.round(np.arange(0.50, 0.951, 0.05), 2)
-SCORE_THRESHOLD = 0.5  # predictions at or below this score are ignored (counted)
+# pycocotools' thresholds, to the last bit (the 0.90 one is 0.8999999999999999)
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+SCORE_THRESHOLD = 0.5  # predictions under this score are ignored (counted)
 
 
 @dataclass
@@ -69,29 +77,43 @@ class FrameObjects:
 
 
 def f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    """F1 per threshold; 0 where there is nothing at all (no ground truth, no predictions)."""
-    denom = 2 * tp + fp + fn
-    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    """F1 per threshold, smoothed as the official evaluator does (0 when there is nothing to score)."""
+    # The official expressions, term for term, so the floating-point results are the same bits.
+    precision = tp / (tp + fp + 1e-4)
+    recall = tp / (tp + fn + 1e-4)
+    return 2 * precision * recall / (precision + recall + 1e-4)
 
 
 def mcc(tp: int, fp: int, fn: int, tn: int) -> float:
-    """Matthews correlation; 1 without errors and 0 with errors when it is undefined."""
-    denom = float(tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
-    if denom == 0:
-        return 1.0 if fp + fn == 0 else 0.0
-    return float((tp * tn - fp * fn) / np.sqrt(denom))
+    """Matthews correlation, smoothed as the official evaluator does: 0 when it is undefined."""
+    return float(tp * tn - fp * fn) / (
+        (float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn)) ** 0.5 + 1e-6)
 
 
-def matches_per_threshold(iou: np.ndarray) -> np.ndarray:
-    """Most one-to-one matches with IoU >= t, for each t in ``IOU_THRESHOLDS``."""
-    if iou.size == 0:
-        return np.zeros(len(IOU_THRESHOLDS), np.int64)
-    out = []
-    for t in IOU_THRESHOLDS:
-        ok = iou >= t - 1e-9
-        rows, cols = linear_sum_assignment(-ok.astype(float))
-        out.append(int(ok[rows, cols].sum()))
-    return np.array(out, np.int64)
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every mask in ``a`` (N, H, W) with every mask in ``b`` (M, H, W), both boolean; (N, M) float64.
+
+    Intersection and union are exact integers and the quotient is taken in float64, as pycocotools does
+    (0 where the masks do not overlap, empty masks included).
+    """
+    # float32 counts are exact up to 2**24 pixels and take half the memory of float64
+    pixels = int(np.prod(a.shape[1:]))
+    count_type = np.float32 if pixels < 2**24 else np.float64
+    fa = a.reshape(len(a), pixels).astype(count_type)
+    fb = b.reshape(len(b), pixels).astype(count_type)
+    inter = (fa @ fb.T).astype(np.float64)
+    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
+    return np.where(inter > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def true_positives(iou: np.ndarray) -> np.ndarray:
+    """True positives of one datapoint at each t in ``IOU_THRESHOLDS``; ``iou`` is (predictions, ground truth).
+
+    One assignment maximizes the summed IoU; its pairs with IoU >= t count at t. The matrix has the
+    official orientation and order, so that ties between equally good assignments resolve the same way.
+    """
+    rows, cols = linear_sum_assignment(-iou)
+    return (iou[rows, cols][None, :] >= IOU_THRESHOLDS[:, None]).sum(1)
 
 
 @dataclass
@@ -112,9 +134,9 @@ class _ConceptCounts:
         self.gt_objects |= other.gt_objects
 
     def concept_metrics(self) -> dict:
-        pm = float(np.mean(f1(self.tp, self.fp, self.fn))) if self.positive_frames else None
+        pm = f1(self.tp, self.fp, self.fn)
         il = mcc(*[int(v) for v in self.image])
-        return {"cgF1": None if pm is None else 100.0 * pm * il, "pmF1": pm, "IL_MCC": il}
+        return {"cgF1": 100.0 * float(np.mean(pm * il)), "pmF1": float(np.mean(pm)), "IL_MCC": il}
 
 
 class Scorer:
@@ -129,7 +151,7 @@ class Scorer:
         # and only the non-zero IoUs, so a long clip costs a few bytes per object and frame.
         self._tracks: list[tuple[np.ndarray, ...]] = []
         self.frames = 0
-        self.ignored_low_score = 0  # predictions with score <= 0.5
+        self.ignored_low_score = 0  # predictions with score under 0.5
         self.ignored_other_concept = 0  # predictions of a phrase outside the scored list
 
     def add(self, gt: FrameObjects, pred: FrameObjects) -> None:
@@ -138,14 +160,14 @@ class Scorer:
             raise ValueError("predictions need scores")
         if len(pred.ids) and len(gt.ids) and pred.masks.shape[1:] != gt.masks.shape[1:]:
             raise ValueError(f"prediction masks are {pred.masks.shape[1:]}, ground truth {gt.masks.shape[1:]}")
-        confident = pred.scores > SCORE_THRESHOLD
+        confident = pred.scores >= SCORE_THRESHOLD
         known = np.array([c in self._counts for c in pred.concepts], bool)
         self.ignored_low_score += int((~confident).sum())
         self.ignored_other_concept += int((confident & ~known).sum())
         pred = pred.subset(confident & known)
         gt = gt.subset(np.array([c in self._counts for c in gt.concepts], bool))
         if len(gt.ids) and len(pred.ids):
-            iou = mask_iou(torch.from_numpy(gt.masks), torch.from_numpy(pred.masks)).numpy().astype(float)
+            iou = mask_iou(gt.masks, pred.masks)
         else:
             iou = np.zeros((len(gt.ids), len(pred.ids)))
         same = np.array(gt.concepts, object)[:, None] == np.array(pred.concepts, object)[None, :]
@@ -156,7 +178,7 @@ class Scorer:
             n_gt, n_pred = int(g.sum()), int(p.sum())
             counts.image[_il_cell(n_gt, n_pred)] += 1
             if n_gt:
-                matched = matches_per_threshold(iou[np.ix_(g, p)])
+                matched = true_positives(iou[np.ix_(g, p)].T)
                 counts.tp += matched
                 counts.fp += n_pred - matched
                 counts.fn += n_gt - matched
@@ -166,7 +188,7 @@ class Scorer:
         index = {p: i for i, p in enumerate(self.phrases)}
         self._tracks.append((gt.ids, pred.ids, np.array([index[c] for c in gt.concepts], np.int16),
                              np.array([index[c] for c in pred.concepts], np.int16), rows.astype(np.int32),
-                             cols.astype(np.int32), iou[rows, cols].astype(np.float32)))
+                             cols.astype(np.int32), iou[rows, cols]))
         self.frames += 1
 
     def _track_frames(self, phrase: str | None) -> list[TrackFrame]:

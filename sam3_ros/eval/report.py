@@ -57,7 +57,8 @@ def _markdown(run: EvalRun, context: dict) -> str:
 
 ## Accuracy
 
-Predictions count only with score > 0.5. cgF1 = 100 * pmF1 * IL_MCC (SAM 3 paper); HOTA and IDF1 in percent.
+Predictions count only with score >= 0.5. cgF1 (percent), pmF1 and IL_MCC as the official SAM 3 evaluator
+computes them (`sam3/eval/cgf1_eval.py`); HOTA and IDF1 in percent.
 
 | metric | value |
 |---|---|
@@ -67,7 +68,7 @@ Predictions count only with score > 0.5. cgF1 = 100 * pmF1 * IL_MCC (SAM 3 paper
 |---|---|---|---|---|---|---|---|---|
 {concept_rows}
 
-Ignored predictions: {run.ignored_low_score} with score <= 0.5, {run.ignored_other_concept} of a phrase not scored.
+Ignored predictions: {run.ignored_low_score} with score under 0.5, {run.ignored_other_concept} of a phrase not scored.
 
 ## Speed
 
