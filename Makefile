@@ -18,11 +18,18 @@ $(STAMP): setup.py constraints.txt
 	$(PY) -m pip install -q --no-deps "trackeval==1.3.0" "tabulate>=0.9"
 	touch $(STAMP)
 
-test: $(STAMP)
+# The official SAM 3 package, for the cgF1 / pmF1 / IL_MCC cross-check in tests/test_metrics.py, which loads
+# only its evaluator file (sam3/eval/cgf1_eval.py) from the wheel; --no-deps, not installed: the package pins
+# numpy<2.4 and brings its own model stack
+OFFICIAL_SAM3 := .official/sam3-0.1.4-py3-none-any.whl
+$(OFFICIAL_SAM3): | $(STAMP)
+	$(PY) -m pip download -q --no-deps --only-binary :all: "sam3==0.1.4" -d .official
+
+test: $(STAMP) $(OFFICIAL_SAM3)
 	$(PY) -m pytest
 
 demo: $(STAMP)
 	$(VENV)/bin/sam3-ros demo
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache *.egg-info
+	rm -rf $(VENV) .official demo_out .pytest_cache *.egg-info

@@ -1,14 +1,22 @@
-"""Metric functions against hand-computed cases (8x8 frames, a few objects); HOTA against TrackEval."""
+"""Metric functions against hand-computed cases (8x8 frames, a few objects) and against the official evaluators:
+SAM 3's ``cgf1_eval.py`` for cgF1 / pmF1 / IL_MCC, TrackEval for HOTA."""
 
+import importlib.util
+import json
 import math
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from pycocotools import mask as coco_mask
 
 from sam3_ros.eval.metrics import FrameObjects, Scorer, mask_iou, mcc, true_positives
 from sam3_ros.eval.tracking import TrackFrame, hota, identity_metrics
 
 H = W = 8
+# `make test` downloads it (see the Makefile); only sam3/eval/cgf1_eval.py is read from it
+OFFICIAL_SAM3_WHEEL = Path(__file__).resolve().parents[1] / ".official" / "sam3-0.1.4-py3-none-any.whl"
 
 
 def box(x0, y0, x1, y1):
@@ -220,3 +228,114 @@ def test_hota_equals_trackeval_on_random_sequences():
         expected = float(np.mean(trackeval_metrics.HOTA().eval_sequence(data)["HOTA"]))
         assert hota(frames) == pytest.approx(expected, abs=1e-12)
 
+
+@pytest.fixture(scope="module")
+def official_cgf1_eval(tmp_path_factory):
+    """The official ``sam3/eval/cgf1_eval.py``, loaded by itself from the sam3 0.1.4 wheel."""
+    if not OFFICIAL_SAM3_WHEEL.exists():
+        pytest.skip(f"{OFFICIAL_SAM3_WHEEL.name} not downloaded (`make test` downloads it)")
+    path = tmp_path_factory.mktemp("official") / "cgf1_eval.py"
+    with zipfile.ZipFile(OFFICIAL_SAM3_WHEEL) as wheel:
+        path.write_bytes(wheel.read("sam3/eval/cgf1_eval.py"))
+    spec = importlib.util.spec_from_file_location("official_cgf1_eval", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _coco_rle(mask):
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def _official_figures(cgf1_eval, folder, frames, phrases):
+    """cgF1 (percent), pmF1 and IL_MCC from ``CGF1Evaluator`` on COCO-style JSON: one image per (frame, phrase)."""
+    images, annotations, results = [], [], []
+    for index, (truth, output) in enumerate(frames):
+        height, width = truth.masks.shape[1:]
+        for phrase in phrases:
+            image_id = len(images) + 1
+            images.append({"id": image_id, "file_name": f"{index:06d}.png", "height": height, "width": width,
+                           "text_input": phrase, "is_instance_exhaustive": True})
+            for concept, mask in zip(truth.concepts, truth.masks):
+                if concept == phrase:
+                    rle = _coco_rle(mask)
+                    annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
+                                        "segmentation": rle, "area": float(mask.sum()),
+                                        "bbox": coco_mask.toBbox(rle).tolist(), "iscrowd": 0})
+            results += [{"image_id": image_id, "category_id": 1, "segmentation": _coco_rle(mask), "score": float(s)}
+                        for concept, mask, s in zip(output.concepts, output.masks, output.scores) if concept == phrase]
+    gt_path, pred_path = folder / "gt.json", folder / "predictions.json"
+    gt_path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                   "categories": [{"id": 1, "name": "object"}]}))
+    pred_path.write_text(json.dumps(results))
+    with np.errstate(divide="ignore", invalid="ignore"):  # its positive_macro_F1 (not compared) divides by 0
+        out = cgf1_eval.CGF1Evaluator(str(gt_path)).evaluate(str(pred_path))
+    return (100 * out["cgF1_eval_segm_cgF1"], out["cgF1_eval_segm_positive_micro_F1"],
+            out["cgF1_eval_segm_IL_MCC"])
+
+
+def _random_clip(rng, size=12):
+    """Frames with random boxes as ground truth ("cat", "dog"; "cup" never present) and perturbed copies,
+    straddling unions, empty masks and spurious boxes as predictions, with scores on both sides of 0.5."""
+    scores = [0.1, 0.4999, 0.5, 0.5, 0.5001, 0.7, 0.95]
+
+    def random_box():
+        x0, y0 = rng.integers(0, size - 2, 2)
+        m = np.zeros((size, size), bool)
+        m[y0:y0 + rng.integers(2, 6), x0:x0 + rng.integers(2, 6)] = True
+        return m
+
+    def perturbed(mask, others):
+        out, kind = mask.copy(), rng.integers(6)
+        on, off = np.flatnonzero(out), np.flatnonzero(~out)
+        if kind == 1:  # drop pixels: IoU k/n, often exactly on a threshold
+            out.flat[rng.choice(on, min(rng.integers(1, 4), len(on) - 1), replace=False)] = False
+        elif kind == 2:
+            out.flat[rng.choice(off, rng.integers(1, 4), replace=False)] = True
+        elif kind == 3:
+            out = np.roll(out, 1, axis=int(rng.integers(2)))
+        elif kind == 4:  # straddles this object and another
+            out |= others[rng.integers(len(others))]
+        elif kind == 5 and rng.random() < 0.3:
+            out[:] = False
+        return out
+
+    frames = []
+    for _ in range(rng.integers(2, 7)):
+        truth, output = [], []  # (concept, mask) and (concept, mask, score)
+        for phrase in ("cat", "dog"):
+            objects = [random_box() for _ in range(rng.integers(1, 4))] if rng.random() < 0.7 else []
+            truth += [(phrase, m) for m in objects]
+            output += [(phrase, perturbed(m, objects), rng.choice(scores))
+                       for m in objects for _ in range(rng.choice(3, p=[0.2, 0.65, 0.15]))]
+        output += [(phrase, random_box(), rng.choice(scores)) for phrase in ("cat", "dog", "cup", "zebra")
+                   for _ in range(rng.poisson(0.3))]
+        order = rng.permutation(len(output))
+        output = [output[i] for i in order]
+        masks = lambda objs: np.stack([o[1] for o in objs]) if objs else np.zeros((0, size, size), bool)  # noqa: E731
+        frames.append((FrameObjects(np.arange(len(truth)), [o[0] for o in truth], masks(truth)),
+                       FrameObjects(np.arange(len(output)), [o[0] for o in output], masks(output),
+                                    scores=[o[2] for o in output])))
+    return frames
+
+
+def test_cgf1_pmf1_il_mcc_equal_the_official_evaluator(official_cgf1_eval, tmp_path):
+    """Generated clips (and the hand-made straddling case) scored by our Scorer and by the official
+    CGF1Evaluator: overall and per phrase (the official run on that phrase's datapoints alone)."""
+    phrases = ["cat", "dog", "cup"]
+    left, right = box(0, 0, 4, 4), box(4, 0, 8, 4)
+    clips = [[(gt((1, "cat", left), (2, "cat", right)),
+               pred((7, "cat", box(0, 0, 7, 4), 0.9), (8, "cat", box(0, 0, 2, 4), 0.5))), (gt(), pred())]]
+    rng = np.random.default_rng(0)
+    clips += [_random_clip(rng) for _ in range(30)]
+    for n, frames in enumerate(clips):
+        ours = score(frames, phrases)
+        folder = tmp_path / f"clip{n}"
+        folder.mkdir()
+        official = _official_figures(official_cgf1_eval, folder, frames, phrases)
+        assert (ours["cgF1"], ours["pmF1"], ours["IL_MCC"]) == pytest.approx(official, abs=1e-6), f"clip {n}"
+        for phrase in phrases:
+            mine = ours["per_concept"][phrase]
+            official = _official_figures(official_cgf1_eval, folder, frames, [phrase])
+            assert (mine["cgF1"], mine["pmF1"], mine["IL_MCC"]) == pytest.approx(official, abs=1e-6), (n, phrase)
