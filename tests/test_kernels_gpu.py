@@ -169,6 +169,17 @@ def test_merge_plan(backend, gen, n, m, prompts, config):
             assert _same(got, want), name
 
 
+@pytest.mark.parametrize("n, h, w, groups", [(0, 5, 5, 1), (1, 1, 1, 1), (3, 7, 5, 1), (9, 33, 31, 3),
+                                             (40, 64, 48, 5), (64, 720, 1280, 4), (300, 96, 96, 7)])
+def test_exclusive_masks(backend, gen, n, h, w, groups):
+    device = _fits(backend, n * h * w)
+    masks = _masks(gen, n, h, w)
+    scores = torch.round(torch.rand(n, generator=gen) * 4) / 4  # ties, and zeros (which keep no pixel)
+    group = torch.randint(-1, groups - 1, (n,), generator=gen)  # -1: the engine's click-created objects
+    got = cuda_ops.exclusive_masks(masks.to(device), scores.to(device), group.to(device))
+    assert _same(got, reference.exclusive_masks(masks, scores, group))
+
+
 @pytest.mark.parametrize("n, h, w, kind", [(1, 1, 1, "noise"), (3, 65, 7, "noise"), (2, 1, 130, "noise"),
                                            (2, 130, 1, "noise"), (6, 64, 64, "mixed"), (4, 720, 1280, "mixed"),
                                            (2, 1080, 1920, "noise")])

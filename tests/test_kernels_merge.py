@@ -1,4 +1,5 @@
-"""The merge reference (``reference.merge_plan``) against brute force and against transformers' own code."""
+"""The merge references (``reference.merge_plan``, ``reference.exclusive_masks``) against brute force and
+against transformers' own code."""
 
 from collections import defaultdict
 from types import SimpleNamespace
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sam3_ros.kernels.reference import MergeConfig, mask_iou, merge_plan
+from sam3_ros.engine.reference import video_processor
+from sam3_ros.kernels.reference import MergeConfig, exclusive_masks, mask_iou, merge_plan
 
 F32 = np.float32
 
@@ -164,3 +166,35 @@ def test_merge_plan_matches_transformers_association(seed):
     assert ours.keep_alive.tolist() == expected_alive
     assert [metadata["trk_keep_alive"][i] for i in new_ids] == [cfg.init_keep_alive] * len(new_ids)
     assert int(ours.next_id) == 21 + len(new_ids)
+
+
+def _brute_exclusive(masks, scores, groups):
+    """Pixel by pixel: the covering mask of highest score in each group (lower index on ties), if positive."""
+    n, h, w = masks.shape
+    out = np.zeros((n, h, w), bool)
+    for y in range(h):
+        for x in range(w):
+            for g in set(groups):
+                covering = [i for i in range(n) if groups[i] == g and masks[i, y, x]]
+                if covering:
+                    best = max(covering, key=lambda i: (scores[i], -i))
+                    out[best, y, x] = scores[best] > 0
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exclusive_masks_matches_brute_force_and_transformers_postprocessing(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = 2 + seed
+    masks = torch.rand(n, 9, 11, generator=g) > 0.4
+    scores = torch.round(torch.rand(n, generator=g) * 4) / 4  # ties, and zeros (which keep no pixel)
+    groups = torch.randint(-1, 2, (n,), generator=g)
+    ours = exclusive_masks(masks, scores, groups)
+    assert np.array_equal(ours.numpy(), _brute_exclusive(masks.numpy(), scores.tolist(), groups.tolist()))
+    # as Sam3VideoProcessor.postprocess_outputs calls it: tracker scores, background 0, one group per prompt
+    theirs = video_processor()._apply_object_wise_non_overlapping_constraints(
+        masks[:, None], scores[:, None], background_value=0, prompt_ids=groups.tolist())[:, 0] > 0
+    assert torch.equal(ours, theirs)
+    assert exclusive_masks(masks[:0], scores[:0], groups[:0]).shape == (0, 9, 11)
+    with pytest.raises(ValueError, match="scores and groups"):
+        exclusive_masks(masks, scores[:1], groups)

@@ -11,6 +11,7 @@ pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed"
 
 ARCHS = ["sm_80", "sm_87", "sm_90"]  # A100, Jetson Orin, H100/H200
 KERNELS = {"mask_iou": ["pack_masks", "pair_iou"], "mask_nms": ["nms_from_iou"], "merge_plan": ["merge_plan"],
+           "exclusive_masks": ["exclusive_order", "exclusive_masks"],
            "rle": ["rle_count_edges", "rle_write_edges", "rle_edges_to_counts"]}
 
 
@@ -53,7 +54,7 @@ def test_compile_errors_are_clear():
         nvrtc.compile_source('extern "C" __global__ void k() { undefined_thing(); }', "broken", "sm_90")
     with pytest.raises(ValueError, match="arch must look like"):
         nvrtc.compile_source("", "x", "90")
-    with pytest.raises(ValueError, match="no kernel source 'nope'; known: mask_iou"):
+    with pytest.raises(ValueError, match="no kernel source 'nope'; known: exclusive_masks, mask_iou"):
         nvrtc.source_path("nope")
 
 

@@ -1,7 +1,8 @@
 """``sam3-ros bench engine``: the engine vs the transformers streaming loop on the same frames.
 
 Both run in one process on the same weights and frames (moving synthetic shapes), with the same
-thresholds and the same NMS / hole filling, frame by frame in turn. Prints ms/frame (median, p99) per
+thresholds, frame by frame in turn; the reference runs its own NMS and hole filling, with its hub kernel's
+functions computed on the host (``CvUtilsOnHost``). Prints ms/frame (median, p99) per
 stage, frames/s and the ratio, and the bytes each side holds for its stream after the warm-up and at the
 end. The reference's stages are its ``Sam3VideoModel`` steps (its "encoder" is the rest of its step,
 preprocessing included).

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..kernels.ops import exclusive_masks
 from ..settings import Settings
 from .backends import make_encoder
 from .detector import Detector
@@ -310,6 +311,9 @@ class Engine:
         keep = upload(alive, self.device)
         out_slots = slots[keep]
         out_logits = out_logits[keep]
+        # the reference settles the objects' overlaps in its output by their tracker scores
+        out_scores = (torch.sigmoid(prop["object_score_logits"][:, 0]).float() if n
+                      else torch.zeros(0, device=self.device))[keep]
         expired_slots = [live[i] for i in np.flatnonzero(expired_host)]
         self.counters.objects_expired += len(expired_slots) - len(evicted)
         self.counters.objects_evicted += len(evicted)
@@ -332,13 +336,17 @@ class Engine:
             new_logits = fill_holes(dets["masks"][new_idx][:, None], self.settings.tracking.hole_fill_area)[:, 0]
             out_slots = torch.cat([out_slots, new_slots])
             out_logits = torch.cat([out_logits, new_logits.to(out_logits.dtype)])
+            out_scores = torch.cat([out_scores, dets["scores"][new_idx].float()])  # a new object's: its detection's
         clock.lap("spawn")
 
         masks = logits_to_masks(out_logits, size)
+        boxes = masks_to_boxes(masks)  # of each object's own mask, as the reference's boxes
+        out_concept = self._concept[out_slots]
+        masks = exclusive_masks(masks, out_scores, out_concept)  # no pixel in two objects of one concept
         result = Instances(
             ids=self._ids[out_slots],
-            scores=self._score[out_slots], boxes=masks_to_boxes(masks), masks=masks,
-            concept_index=self._concept[out_slots], detected=(self._last_detected[out_slots] == t),
+            scores=self._score[out_slots], boxes=boxes, masks=masks,
+            concept_index=out_concept, detected=(self._last_detected[out_slots] == t),
             age=t - self._first_frame[out_slots], frames_since_detected=t - self._last_detected[out_slots],
             phrases=list(self.phrases), stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, camera=frame.camera,
             image_size=size, timings_ms=clock.result(),

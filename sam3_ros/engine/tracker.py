@@ -29,7 +29,7 @@ class BatchedTracker:
         self.hidden = model.hidden_dim
         self.mem_dim = model.mem_dim
         self.feature_sizes = [tuple(s) for s in model.backbone_feature_sizes]
-        self.pointer_norm = float(model.config.max_object_pointers_in_encoder - 1)
+        self.max_pointers = int(model.config.max_object_pointers_in_encoder)
         self._rotation_cache: dict[torch.device, torch.Tensor] = {}
         self._key_rotation_cache: dict[tuple, torch.Tensor] = {}
         self._temporal_cache: tuple | None = None  # (weight versions and dtype, per-layer temporal keys)
@@ -70,7 +70,7 @@ class BatchedTracker:
 
         p = pointers.shape[1]
         if model.config.enable_temporal_pos_encoding_for_object_pointers:
-            sine = get_1d_sine_pe(offsets.reshape(-1).float() / self.pointer_norm, dim=self.hidden)
+            sine = get_1d_sine_pe(offsets.reshape(-1).float() / self.pointer_scale(frame), dim=self.hidden)
             pointer_pos = model.temporal_positional_encoding_projection_layer(sine.to(pointers.dtype)).view(n, p, -1)
         else:
             pointer_pos = pointers.new_zeros(n, p, self.mem_dim)
@@ -98,6 +98,13 @@ class BatchedTracker:
         keys = memory + torch.cat([spatial_pos, pointer_pos], dim=1).to(dtype)
         rotation = self._key_rotation(memory, k, p * splits)
         return [_keys_values(layer.cross_attn_image, keys, memory, rotation) for layer in layers], key_valid
+
+    def pointer_scale(self, frame: int) -> float:
+        """What object-pointer frame offsets are divided by before their sine encoding, when tracking into
+        ``frame`` (the stream's ``frame + 1``-th): ``Sam3VideoModel`` passes the frames received so far to its
+        tracker, which divides by ``min(frames, max_object_pointers_in_encoder) - 1``. At least 1: on the first
+        frame (a click refinement there) the only offset is 0."""
+        return float(max(min(frame + 1, self.max_pointers) - 1, 1))
 
     def memory_keys_values(self, features: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """What a bank with derived entries keeps of memory features (N, tokens, mem_dim) with positions

@@ -21,6 +21,7 @@ _THREADS = 256
 _SHARED_BYTES = 48 * 1024  # dynamic shared memory a block gets without opting in
 _RLE_SEGMENT_ROWS = 64  # must match SEG in rle.cu
 _GRID_Y = 65535  # largest gridDim.y: pack_masks puts one mask per block row
+_PIXEL_BLOCKS = 1024  # blocks of per-pixel kernels: about one full wave of threads on a large GPU
 
 
 def _require_cuda(*tensors: torch.Tensor) -> torch.device:
@@ -125,6 +126,26 @@ def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.
            (iou.float().contiguous(), det_scores.float().contiguous(), *prompts, trk_nonempty.bool().contiguous(),
             keep_alive.long().contiguous(), next_id.long().contiguous(), n, m, cfg, *out),
            device, shared_bytes=n * 10)
+    return out
+
+
+def exclusive_masks(masks: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Per-group pixel non-overlap of (N, H, W) bool masks on device; same result as ``reference.exclusive_masks``."""
+    device = _require_cuda(masks, scores, groups)
+    masks = _bool_masks(masks, "masks")
+    n, h, w = masks.shape
+    if scores.shape != (n,) or groups.shape != (n,):
+        raise ValueError(f"need (N,) scores and groups for {n} masks, got {tuple(scores.shape)} and "
+                         f"{tuple(groups.shape)}")
+    out = torch.empty_like(masks)
+    if n == 0 or h * w == 0:
+        return out
+    scores, groups = scores.float().contiguous(), groups.long().contiguous()
+    order = torch.empty(n, dtype=torch.int32, device=device)
+    launch("exclusive_masks", "exclusive_order", (1,), (_THREADS,), (scores, groups, n, order), device)
+    blocks = min((h * w + _THREADS - 1) // _THREADS, _PIXEL_BLOCKS)  # grid-stride loops cover the rest
+    launch("exclusive_masks", "exclusive_masks", (blocks,), (_THREADS,),
+           (masks, scores, groups, order, n, ctypes.c_longlong(h * w), out), device)
     return out
 
 

@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 _failure: str | None = None
 _ready: set[int | None] = set()  # device indices whose kernels are loaded
 _KERNELS = (("mask_iou", "pack_masks"), ("mask_iou", "pair_iou"), ("mask_nms", "nms_from_iou"),
-            ("merge_plan", "merge_plan"), ("rle", "rle_count_edges"), ("rle", "rle_write_edges"),
+            ("merge_plan", "merge_plan"), ("exclusive_masks", "exclusive_order"),
+            ("exclusive_masks", "exclusive_masks"), ("rle", "rle_count_edges"), ("rle", "rle_write_edges"),
             ("rle", "rle_edges_to_counts"))
 
 
@@ -79,6 +80,12 @@ def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.
     """Detection-track merge (see ``reference.merge_plan``)."""
     ops = _cuda(iou, det_scores, trk_nonempty, keep_alive, next_id) or reference
     return ops.merge_plan(iou, det_scores, trk_nonempty, keep_alive, next_id, config, det_prompt, trk_prompt)
+
+
+def exclusive_masks(masks: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Masks that share no pixel within a group (see ``reference.exclusive_masks``); the kernel takes bool masks."""
+    ops = _cuda(masks, scores, groups) if masks.dtype == torch.bool else None
+    return (ops or reference).exclusive_masks(masks, scores, groups)
 
 
 def rle_encode(masks: torch.Tensor) -> list[np.ndarray]:

@@ -55,6 +55,40 @@ def nms_from_iou(iou: torch.Tensor, scores: torch.Tensor, iou_threshold: float) 
     return keep
 
 
+def exclusive_masks(masks: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Masks that share no pixel within a group: transformers' video post-processing step
+    ``Sam3VideoProcessor._apply_object_wise_non_overlapping_constraints`` (background 0).
+
+    ``masks`` (N, H, W) bool, ``scores`` (N,) float32 (finite), ``groups`` (N,) int64. Within a group, a pixel
+    covered by several masks stays with the one of highest score (ties: lower index), and only if that score
+    is positive; the others lose it. Returns the new (N, H, W) bool masks. No host synchronization.
+    """
+    n = masks.shape[0]
+    if masks.ndim != 3 or scores.shape != (n,) or groups.shape != (n,):
+        raise ValueError(f"need (N, H, W) masks with (N,) scores and groups, got {tuple(masks.shape)}, "
+                         f"{tuple(scores.shape)} and {tuple(groups.shape)}")
+    if n == 0:
+        return masks.clone()
+    # objects sorted by group, then score (descending), then index: stable sorts, the last key first
+    order = torch.sort(scores, descending=True, stable=True).indices
+    order = order[torch.sort(groups[order], stable=True).indices]
+    group = groups[order]
+    covered = masks[order].flatten(1).to(torch.int32)
+    # covering masks ranked above each one in its group: covering masks up to it, minus those up to the
+    # end of the previous group, minus itself
+    position = torch.arange(n, device=masks.device)
+    first = torch.cat([torch.ones(1, dtype=torch.bool, device=masks.device), group[1:] != group[:-1]])
+    group_start = torch.cummax(torch.where(first, position, torch.zeros_like(position)), dim=0).values
+    upto = covered.cumsum(dim=0, dtype=torch.int32)
+    before_group = torch.where((group_start > 0)[:, None], upto[(group_start - 1).clamp(min=0)],
+                               torch.zeros_like(upto))
+    above = upto - covered - before_group
+    kept = (covered > 0) & (above == 0) & (scores[order] > 0)[:, None]
+    out = torch.empty_like(masks)
+    out[order] = kept.view_as(masks)
+    return out
+
+
 @dataclass(frozen=True)
 class MergeConfig:
     """Thresholds of the detection-track merge; defaults are ``Sam3VideoConfig``'s (transformers name in brackets)."""
