@@ -19,7 +19,7 @@ def missing_ros() -> str:
     try:
         get_package_share_directory("sam3_ros")
         importlib.import_module("sam3_ros.msg")
-    except (PackageNotFoundError, ImportError):
+    except (PackageNotFoundError, ImportError, OSError):  # OSError: no AMENT_PREFIX_PATH at all
         return "sam3_ros is not built with colcon and sourced: run `make test-ros`"
     if shutil.which("ros2") is None:
         return "no `ros2` command (ros2cli) on PATH"
