@@ -56,11 +56,13 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def ros_domain():
-    """A ROS domain of its own (other tests on this machine use theirs), discovery on this host only."""
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+def ros_domain(tmp_path_factory):
+    """A ROS domain of its own (other tests on this machine use theirs), discovery on this host only, and ROS
+    log files (nodes, launch) in the session's temporary folder rather than ~/.ros/log."""
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR")}
     os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 200))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
     yield int(os.environ["ROS_DOMAIN_ID"])
     for key, value in saved.items():
         if value is None:
