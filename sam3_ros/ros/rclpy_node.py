@@ -6,7 +6,7 @@
 - deactivate: drop subscriptions and services, stop the workers (engines and tracks stay)
 - cleanup: free the engines and the GPU memory they held
 
-Importing this module needs rclpy and the message packages of ``names`` (no cyclonedds, no
+It needs rclpy and the message packages of the types in ``names``, nothing more (no cyclonedds, no
 rosidl_runtime_py). ``make test-ros`` runs it under a real ROS 2 (tests/ros).
 """
 
