@@ -26,6 +26,7 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import NodeNameNonExistentError
 from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -146,8 +147,12 @@ class RosClient:
     def count_publishers(self, topic: str) -> int:
         return self.node.count_publishers(topic)
 
-    def services(self) -> set[str]:
-        return {name for name, _ in self.node.get_service_names_and_types()}
+    def services(self, node: str = NODE, namespace: str = "/") -> set[str]:
+        """The services that node ``namespace``/``node`` offers (clients in the graph name services too)."""
+        try:
+            return {name for name, _ in self.node.get_service_names_and_types_by_node(node, namespace)}
+        except NodeNameNonExistentError:  # not (yet, or any more) in the graph
+            return set()
 
     # -- services ----------------------------------------------------------------------------------
     def call(self, srv_type: Any, name: str, request: Any = None, timeout: float = 60.0,
