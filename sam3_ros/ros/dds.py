@@ -26,11 +26,10 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from .dds_types import Received, WireType
+from .names import QOS_PROFILES
 
 log = logging.getLogger(__name__)
 
-# profile -> (reliable, default history depth). Durability is volatile for all (as rclpy's).
-QOS_PROFILES = {"sensor_data": (False, 1), "reliable": (True, 10), "best_effort": (False, 1), "services": (True, 10)}
 MAX_DOMAIN_ID = 232  # ROS 2's limit for the default port mapping
 _WAKE_PERIOD = duration(milliseconds=250)  # readers re-check for shutdown at least this often
 
