@@ -6,9 +6,12 @@ worker that ends (SystemExit) is restarted by the watchdog with its engine and t
 ending is reported dead; a stalled camera is an ERROR in /diagnostics within the watchdog time.
 """
 
+import sys
 import time
+import types
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -16,6 +19,7 @@ from sam3_ros.codec.image import rgb_to_image_fields
 from sam3_ros.interfaces import typestore
 from sam3_ros.pipeline.messages import image_message, time_to_ns
 from sam3_ros.pipeline.node import WORKER_RESTARTS, TrackerNode, engine_factory
+from sam3_ros.ros.decoding import decode_with_cv_bridge
 from sam3_ros.settings import Settings
 
 from node_faults import ERRORS, STAGES, STALL_S, FaultyEngine, Outputs, fault_id, faulty_decode, faulty_publish
@@ -181,3 +185,48 @@ def test_a_camera_whose_every_image_fails_is_an_error_until_one_is_answered(runn
     running.answer()
     assert running.status(lambda s: s.level != ERROR).message.endswith("rejected inputs")
 
+
+# -- cv_bridge, the rclpy transport's fallback decoder --------------------------------------------------
+def standin_cv_bridge():
+    """A stand-in for the ``cv_bridge`` module (not installable without ROS): ``CvBridgeError`` is a
+    ``TypeError`` and ``imgmsg_to_cv2`` fails as the real one does (an unknown encoding: getCvType's error
+    wrapped in CvBridgeError; data shorter than the shape: numpy's TypeError); it converts ``bayer_rggb8``."""
+    module = types.ModuleType("cv_bridge")
+
+    class CvBridgeError(TypeError):
+        pass
+
+    class CvBridge:
+        def imgmsg_to_cv2(self, img_msg, desired_encoding="passthrough"):
+            if img_msg.encoding != "bayer_rggb8":
+                raise CvBridgeError(RuntimeError(f"Unrecognized image encoding [{img_msg.encoding}]"))
+            im = np.ndarray(shape=(img_msg.height, img_msg.width), dtype=np.uint8, buffer=bytes(img_msg.data))
+            assert desired_encoding == "rgb8"
+            return cv2.cvtColor(im, cv2.COLOR_BayerRG2RGB)
+
+    module.CvBridge, module.CvBridgeError = CvBridge, CvBridgeError
+    return module
+
+
+def test_cv_bridge_errors_count_as_bad_images_and_the_camera_goes_on(engine, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv_bridge", standin_cv_bridge())
+    running = Running(engine, decode=decode_with_cv_bridge)
+    try:
+        running.send(encoding="yuv999")
+        running.wait_dropped("bad_image", 1)
+        assert "Unrecognized image encoding [yuv999]" in running.node.diagnostics.last_error(CAMERA)
+        running.answer()
+        bayer = np.random.default_rng(0).integers(0, 256, (40, 56), np.uint8)
+        stamp = running.stamp + 1
+        running.node.on_image(CAMERA, image_message({"height": 40, "width": 56, "encoding": "bayer_rggb8",
+                                                     "is_bigendian": 0, "step": 56, "data": bayer.reshape(-1)},
+                                                    stamp, "cam"))
+        running.stamp = stamp
+        assert running.outputs.wait_instances(stamp, timeout=10).header.frame_id == "cam"  # cv_bridge decoded it
+        short = image_message({"height": 40, "width": 56, "encoding": "bayer_rggb8", "is_bigendian": 0,
+                               "step": 56, "data": bayer.reshape(-1)[:100]}, 0, "cam")
+        with pytest.raises(ValueError, match="cv_bridge cannot convert the 'bayer_rggb8' image: buffer is too small"):
+            decode_with_cv_bridge(short, 10**6)
+        assert running.node.reset().success
+    finally:
+        running.node.stop()
