@@ -4,7 +4,8 @@ A frame asks for a fault by its header's ``frame_id``, ``fault:<stage>:<exceptio
 stage ``decode`` (the decoder raises), ``engine`` (``engine.step`` raises), ``output`` (building the
 InstanceArray raises: the engine's instances fail when their phrases are read) or ``publish`` (the
 instances publisher raises). A ``SetPrompt`` whose first phrase is ``fault:command:<exception>`` makes
-the engine's ``set_prompt`` raise. ``fault:engine:stall`` makes ``engine.step`` take ``STALL_S``.
+the engine's ``set_prompt`` raise. ``fault:engine:stall`` makes ``engine.step`` take ``STALL_S`` (or until
+``FaultyEngine.stall_released`` is set).
 Everything else is the real thing: the codec, the tiny-random engine, the node, Cyclone DDS.
 
 Run as a script (``python tests/node_faults.py --set key=value ...``) it is the DDS-direct node with these
@@ -20,7 +21,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Any, Callable
 
 from sam3_ros.engine.types import Instances
@@ -34,7 +34,7 @@ from sam3_ros.settings import Settings, parse_override
 ERRORS = (TypeError, RuntimeError, KeyError, MemoryError)  # "every exception": one of each family
 EXCEPTIONS = {error.__name__: error for error in (*ERRORS, SystemExit)}  # SystemExit ends a worker
 STAGES = ("decode", "engine", "output", "publish")
-STALL_S = 2.0  # how long a fault:engine:stall frame keeps the engine busy
+STALL_S = 5.0  # how long a fault:engine:stall frame keeps the engine busy, at most
 
 
 def fault_id(stage: str, exception: str) -> str:
@@ -75,6 +75,7 @@ class FaultyEngine:
 
     def __init__(self, engine: Any):
         self.engine = engine
+        self.stall_released = threading.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.engine, name)
@@ -82,7 +83,8 @@ class FaultyEngine:
     def step(self, frame) -> Instances:
         raise_if_asked(frame.frame_id, "engine")
         if frame.frame_id == fault_id("engine", "stall"):
-            time.sleep(STALL_S)
+            self.stall_released.wait(STALL_S)
+            self.stall_released.clear()
         found = self.engine.step(frame)
         return OutputFaultInstances(**{f.name: getattr(found, f.name) for f in dataclasses.fields(found)})
 

@@ -155,7 +155,8 @@ def test_a_stall_shows_in_diagnostics_within_the_watchdog_time(node):
     sent = time.monotonic()
     stalled = node.send(good_image(fault_id("engine", "stall")))
     status, _ = node.status(where=lambda s, _: s.level == ERROR, timeout=STALL_S)
-    assert time.monotonic() - sent < STALL_TIMEOUT_S + 0.5, "the stall was reported late"
+    reported = time.monotonic() - sent
+    assert STALL_TIMEOUT_S <= reported < STALL_TIMEOUT_S + 2.0, f"the stall was reported after {reported} s"
     assert "busy in engine for" in status.message, status.message
     assert node.client.wait_for_instances(stalled, camera=RAW, timeout=10)  # the slow frame is answered too
     node.status(where=lambda s, _: s.level != ERROR)

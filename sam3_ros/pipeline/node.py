@@ -127,9 +127,9 @@ class TrackerNode:
         self._diagnostics_thread.start()
 
     def _start_worker(self, camera: _Camera) -> None:
-        camera.worker = threading.Thread(target=self._work, args=(camera,), name=f"worker:{camera.name}",
-                                         daemon=True)
-        camera.worker.start()
+        worker = threading.Thread(target=self._work, args=(camera,), name=f"worker:{camera.name}", daemon=True)
+        worker.start()
+        camera.worker = worker  # only once started: whoever reads it may join it
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the workers (each finishes its current frame) and the diagnostics thread."""
