@@ -57,6 +57,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "hypothesis>=6.100",  # fuzz of the node's input side (tests/test_input_fuzz.py)
             "catkin_pkg>=1.0",
             "motmetrics>=1.4",
             "mcap>=1.1",

@@ -97,6 +97,9 @@ class OutputSettings:
     overlay: bool = _spec(False, "publish /sam3/overlay (bgr8 image with colored masks and ids)")
     label_image: bool = _spec(False, "publish /sam3/labels (mono16, pixel = instance id)")
     diagnostics_period_s: float = _spec(1.0, "seconds between /diagnostics messages", lo=0.05, hi=3600.0)
+    stall_timeout_s: float = _spec(5.0, "a camera whose image has waited this long for an output is an ERROR in "
+                                   "/diagnostics, with the reason (watchdog; it also restarts stopped workers)",
+                                   lo=0.1, hi=3600.0)
 
 
 @dataclass

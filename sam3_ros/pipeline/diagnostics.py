@@ -1,7 +1,9 @@
 """Per-camera counters and the ``/diagnostics`` message built from them once a period.
 
 Everything per frame goes here instead of the log: input and output counts (rates over the last
-period), stale drops, rejected inputs by reason, latency percentiles over a bounded window, object count.
+period), stale drops, frames dropped by reason, latency percentiles over a bounded window, object count,
+worker restarts. A camera's status is OK, WARN (inputs are lost) or ERROR (the watchdog's problem text:
+stalled or dead).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ DIAGNOSTICS_NAME = "sam3_tracker"
 
 
 class CameraStats:
-    """Counters of one camera; ``rejected`` is keyed by a short reason (e.g. ``bad image``)."""
+    """Counters of one camera; ``rejected`` is keyed by a short reason (e.g. ``bad_image``)."""
 
     def __init__(self) -> None:
         self.published = 0
@@ -29,6 +31,8 @@ class CameraStats:
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.objects = 0
         self.last_error = ""
+        self.worker_restarts = 0
+        self.problem = ""  # set by the node's watchdog: why the camera is an ERROR ("" = it is not)
 
 
 class Diagnostics:
@@ -48,20 +52,40 @@ class Diagnostics:
             stats.latencies_ms.append(latency_ms)
             stats.objects = objects
 
-    def rejected(self, camera: str, reason: str, error: str) -> None:
-        """Count an input that could not be processed (and remember the latest error text)."""
+    def rejected(self, camera: str, reason: str, error: str) -> int:
+        """Count a frame that got no output, by reason (and remember the latest error text); returns the
+        count of that reason."""
         with self._lock:
-            self.cameras[camera].rejected[reason] += 1
-            self.cameras[camera].last_error = error
+            stats = self.cameras[camera]
+            stats.rejected[reason] += 1
+            stats.last_error = f"{reason}: {error}"
+            return stats.rejected[reason]
 
-    def count(self, event: str) -> None:
-        """Count a node-level event, e.g. ``prompt topic rejected``."""
+    def count(self, event: str) -> int:
+        """Count a node-level event, e.g. ``prompt_topic.rejected``; returns its count."""
         with self._lock:
             self.node[event] += 1
+            return self.node[event]
 
     def rejected_total(self, camera: str) -> int:
         with self._lock:
             return sum(self.cameras[camera].rejected.values())
+
+    def last_error(self, camera: str) -> str:
+        with self._lock:
+            return self.cameras[camera].last_error
+
+    def worker_restarted(self, camera: str) -> None:
+        with self._lock:
+            self.cameras[camera].worker_restarts += 1
+
+    def set_problem(self, camera: str, problem: str) -> bool:
+        """Set (or clear, with "") why ``camera`` is an ERROR; True if that changed whether it is one."""
+        with self._lock:
+            stats = self.cameras[camera]
+            changed = bool(stats.problem) != bool(problem)
+            stats.problem = problem
+            return changed
 
     def message(self, stamp_ns: int, received: dict[str, int], dropped: dict[str, int],
                 engine: dict[str, dict[str, int]] | None = None):
@@ -90,14 +114,18 @@ class Diagnostics:
                     "rejected": sum(stats.rejected.values()),
                     **{f"rejected.{reason}": n for reason, n in sorted(stats.rejected.items())},
                     "latency_p50_ms": p50, "latency_p99_ms": p99, "objects": stats.objects,
-                    "last_error": stats.last_error,
+                    "last_error": stats.last_error, "worker_restarts": stats.worker_restarts,
                     **{f"engine.{name}": n for name, n in engine.get(camera, {}).items()},
                 }
                 rejected = sum(stats.rejected.values())
-                level = Status.WARN if rejected or dropped[camera] else Status.OK  # WARN: inputs are lost
+                if stats.problem:
+                    level, text = Status.ERROR, stats.problem
+                elif rejected or dropped[camera]:  # inputs are lost
+                    level, text = Status.WARN, f"{dropped[camera]} stale drops, {rejected} rejected inputs"
+                else:
+                    level, text = Status.OK, "ok"
                 statuses.append(Status(
-                    level=level, name=f"{DIAGNOSTICS_NAME}: {camera}", message="ok" if not level
-                    else f"{dropped[camera]} stale drops, {rejected} rejected inputs", hardware_id=camera,
+                    level=level, name=f"{DIAGNOSTICS_NAME}: {camera}", message=text, hardware_id=camera,
                     values=[KeyValue(key=k, value=_text(v)) for k, v in values.items()]))
             node_values = {**{k: n for k, n in sorted(self.node.items())}, **gpu_memory()}
             statuses.append(Status(level=Status.OK, name=DIAGNOSTICS_NAME, message="ok", hardware_id="",

@@ -25,9 +25,10 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ..pipeline.node import Reply, TrackerNode, decode_image, engine_factory, is_compressed_topic
+from ..pipeline.node import Reply, TrackerNode, engine_factory, is_compressed_topic
 from ..settings import Settings, SettingsError, describe
 from . import names
+from .decoding import decode_with_cv_bridge
 
 NODE_NAME = "sam3_tracker"
 # numpy dtype -> array.array typecode, for rclpy's sequence fields
@@ -65,22 +66,6 @@ def to_rclpy(message: Any) -> Any:
             value = bytes([int(value)])
         setattr(out, name, value)
     return out
-
-
-def decode_with_cv_bridge(message: Any, max_pixels: int) -> np.ndarray:
-    """Our codec first; cv_bridge (where installed) for encodings the codec does not know."""
-    try:
-        return decode_image(message, max_pixels)
-    except ValueError as exc:
-        if "unsupported image encoding" not in str(exc):
-            raise
-        try:
-            from cv_bridge import CvBridge
-        except ImportError:
-            raise exc from None
-        if int(message.height) * int(message.width) > max_pixels:
-            raise ValueError(f"image of {message.width}x{message.height} pixels exceeds the limit of {max_pixels}")
-        return np.asarray(CvBridge().imgmsg_to_cv2(message, desired_encoding="rgb8"))
 
 
 class TrackerLifecycleNode(LifecycleNode):
