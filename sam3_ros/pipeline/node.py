@@ -28,6 +28,7 @@ from .messages import image_message, instances_to_message, time_to_ns
 from .overlay import label_image, overlay_image
 from .requests import parse_add_points, parse_prompt_text, parse_set_prompt
 from .slot import LatestSlot
+from .stamps import StampGaps
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class _Camera:
     name: str
     engine: Any
     slot: LatestSlot = field(default_factory=LatestSlot)
+    gaps: StampGaps = field(default_factory=StampGaps)  # frames lost before they reached the node
     image_size: tuple[int, int] | None = None  # (H, W) of the latest processed image
     stamp_ns: int | None = None  # stamp of the latest processed image
     exemplars: tuple[int, int] = (0, 0)  # positive, negative exemplar boxes in the active prompt
@@ -89,6 +91,7 @@ class TrackerNode:
         self._stop.clear()
         for camera in self.cameras.values():
             camera.slot = LatestSlot()  # a stopped node's slots are closed; counts restart with the node
+            camera.gaps = StampGaps()
             camera.worker = threading.Thread(target=self._work, args=(camera,), name=f"worker:{camera.name}",
                                              daemon=True)
             camera.worker.start()
@@ -109,6 +112,7 @@ class TrackerNode:
     # -- inputs from the transport -----------------------------------------------------------------
     def on_image(self, camera: str, message: Any) -> None:
         """A ``sensor_msgs/Image`` or ``CompressedImage`` arrived on ``camera`` (cheap: only stores it)."""
+        self.cameras[camera].gaps.add(time_to_ns(message.header.stamp))
         self.cameras[camera].slot.put(message)
 
     def on_prompt_text(self, message: Any) -> None:
@@ -261,7 +265,7 @@ class TrackerNode:
         camera.image_size, camera.stamp_ns = rgb.shape[:2], frame.stamp_ns
         positive, negative = camera.exemplars
         out = instances_to_message(instances, dropped_frames=camera.slot.dropped, num_positive_exemplars=positive,
-                                   num_negative_exemplars=negative)
+                                   num_negative_exemplars=negative, missed_frames=camera.gaps.missed)
         if self.settings.output.overlay:
             self._publish("overlay", image_message(rgb_to_image_fields(overlay_image(rgb, instances), "bgr8"),
                                                    frame.stamp_ns, frame.frame_id))
@@ -279,7 +283,8 @@ class TrackerNode:
             dropped = {name: c.slot.dropped for name, c in self.cameras.items()}
             engine = {name: vars(c.engine.counters) for name, c in self.cameras.items()
                       if hasattr(c.engine, "counters")}  # e.g. lost tracker workers (placement: objects)
-            self._publish("diagnostics", self.diagnostics.message(time.time_ns(), received, dropped, engine))
+            missed = {name: (c.gaps.missed, c.gaps.period_ns) for name, c in self.cameras.items()}
+            self._publish("diagnostics", self.diagnostics.message(time.time_ns(), received, dropped, engine, missed))
 
 
 def engine_factory(settings: Settings) -> Callable[[str], Any]:
