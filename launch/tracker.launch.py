@@ -9,13 +9,16 @@ camera, one worker each; outputs tell cameras apart by InstanceArray.camera). To
 /compressed carry sensor_msgs/CompressedImage, as image_transport names them.
 One node per camera: include this file once per camera with its own `namespace` and a relative
 instances_topic (see multi_camera.launch.py); services then live under /<namespace>/sam3/.
+Full-resolution cameras: large_images:=true gives the node (and whatever this launch starts after it) the
+shipped middleware profiles, config/cyclonedds_large_images.xml (before the user's own CYCLONEDDS_URI, which
+still wins) and config/fastdds_large_images.xml (replacing FASTRTPS_DEFAULT_PROFILES_FILE); see the README.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.events import matches_action
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
@@ -39,12 +42,28 @@ ARGUMENTS = [
     ("overlay", "false", "also publish sam3/overlay (bgr8 image with colored masks, ids and concepts, for rviz)"),
     ("autostart", "true", "configure and activate the lifecycle node at launch; false leaves it unconfigured"),
     ("log_level", "info", "logging level of the node"),
+    ("large_images", "false", "true: middleware profiles for full-resolution images (config/*_large_images.xml)"),
 ]
 
 
 def _string(name: str) -> ParameterValue:
     # Launch arguments are text; keep them text (Settings turns "a,b" into a list where a list is expected).
     return ParameterValue(LaunchConfiguration(name), value_type=str)
+
+
+def large_image_profiles() -> list[SetEnvironmentVariable]:
+    """With large_images:=true, the shipped Cyclone DDS and Fast DDS profiles for the processes started next."""
+    config = FindPackageShare("sam3_ros")
+    given = IfCondition(LaunchConfiguration("large_images"))
+    fastdds = PathJoinSubstitution([config, "config", "fastdds_large_images.xml"])
+    return [
+        SetEnvironmentVariable("CYCLONEDDS_URI", ["file://", PathJoinSubstitution(
+            [config, "config", "cyclonedds_large_images.xml"]), ",", EnvironmentVariable("CYCLONEDDS_URI",
+                                                                                          default_value="")],
+            condition=given),
+        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", fastdds, condition=given),
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", fastdds, condition=given),  # Fast DDS 3
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -85,4 +104,4 @@ def generate_launch_description() -> LaunchDescription:
         ),
         condition=autostart,
     )
-    return LaunchDescription([*declared, node, activate_when_configured, configure])
+    return LaunchDescription([*declared, *large_image_profiles(), node, activate_when_configured, configure])
