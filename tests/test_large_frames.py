@@ -137,6 +137,18 @@ def test_participant_config_is_merged_with_the_users_cyclonedds_uri(tmp_path):
     assert "Internal/SocketReceiveBufferSize[@max]: 2 MiB" in config  # the user's, over our 3 MiB
 
 
+def test_shipped_cyclone_profile_is_read_by_cyclone(tmp_path):
+    """config/cyclonedds_large_images.xml, as rmw_cyclonedds_cpp users give it, in Cyclone's own trace."""
+    trace = tmp_path / "cyclone.log"
+    uri = (f"file://{ROOT / 'config' / 'cyclonedds_large_images.xml'},<Tracing><Verbosity>config</Verbosity>"
+           f"<OutputFile>{trace}</OutputFile></Tracing>")
+    code = "from cyclonedds.domain import DomainParticipant\nDomainParticipant(%d)\n" % random.randint(1, 200)
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, "CYCLONEDDS_URI": uri}, check=True, timeout=60)
+    config = trace.read_text()
+    assert "General/MaxMessageSize/#text: 65500 B" in config
+    assert "Internal/SocketReceiveBufferSize[@max]: 6 MiB" in config
+
+
 # -- the node ----------------------------------------------------------------------------------------
 def test_gap_in_camera_stamps_shows_as_transport_loss_and_a_short_buffer_says_what_to_run(tmp_path):
     """A 20 Hz camera skips 5 frames in the middle: /diagnostics and InstanceArray count them as missed
