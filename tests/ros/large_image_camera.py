@@ -9,6 +9,7 @@ settles, and prints one JSON line: sent, received, missed_in_transport, the rate
 
 import array
 import json
+import os
 import sys
 import threading
 import time
@@ -75,11 +76,10 @@ def main() -> int:
             break
         previous = values.get("received")
     print(json.dumps({"sent": sent, "received": int(values.get("received", 0)),
-                      "missed_in_transport": int(values.get("missed_in_transport", 0)), "rate_hz": achieved}))
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown()
-    return 0
+                      "missed_in_transport": int(values.get("missed_in_transport", 0)), "rate_hz": achieved}),
+          flush=True)
+    # Leave at once: tearing down rclpy under a still-spinning executor thread can abort the process.
+    os._exit(0)
 
 
 if __name__ == "__main__":
