@@ -29,6 +29,7 @@ setup(
         shared("msg", "*.msg"),
         shared("srv", "*.srv"),
         shared("config", "*.yaml"),
+        shared("config", "*.xml"),
         shared("launch", "*.py"),
         shared("kernels", "*.cu*"),
         ("share/sam3_ros", ["package.xml"]),

@@ -11,13 +11,17 @@ camera, one worker each; outputs tell cameras apart by InstanceArray.camera). To
 /compressed carry sensor_msgs/CompressedImage, as image_transport names them.
 One node per camera: include this file once per camera with its own `namespace` and a relative
 instances_topic (see multi_camera.launch.py); services then live under /<namespace>/sam3/.
+Full-resolution cameras: large_images:=true gives the node (and whatever this launch starts after it) the
+shipped middleware profiles, config/cyclonedds_large_images.xml (before the user's own CYCLONEDDS_URI, which
+still wins) and config/fastdds_large_images.xml (replacing FASTRTPS_DEFAULT_PROFILES_FILE); see the README.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler,
+                            SetEnvironmentVariable)
 from launch.conditions import IfCondition
 from launch.events import matches_action
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
@@ -30,7 +34,7 @@ ARGUMENTS = [
     ("compressed", "", "true if the topics carry sensor_msgs/CompressedImage (jpeg/png)"),
     ("params_file", PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
      "ROS 2 parameter file with every tracker setting"),
-    ("model", "", "built-in model name (tiny-random, toy) or a local directory with SAM 3 weights"),
+    ("model", "", "built-in model name (toy, tiny-random, sam3-random) or a local directory with SAM 3 weights"),
     ("prompt", "", "initial noun phrases, comma-separated, e.g. 'person, forklift'"),
     ("namespace", "", "namespace of the node and its topics (one per camera or robot)"),
     ("devices", "", "devices: auto, cpu, cuda:0, or several comma-separated (cuda:0,cuda:1)"),
@@ -41,6 +45,7 @@ ARGUMENTS = [
     ("overlay", "", "true: also publish sam3/overlay (bgr8 image with colored masks, ids and concepts)"),
     ("autostart", "true", "configure and activate the lifecycle node at launch; false leaves it unconfigured"),
     ("log_level", "info", "logging level of the node"),
+    ("large_images", "false", "true: middleware profiles for full-resolution images (config/*_large_images.xml)"),
 ]
 # launch argument -> (node parameter, type): given (not empty), it overrides params_file; empty, it is not passed
 OVERRIDES = {
@@ -72,6 +77,21 @@ def given_parameters(context) -> dict[str, ParameterValue]:
     return parameters
 
 
+def large_image_profiles() -> list[SetEnvironmentVariable]:
+    """With large_images:=true, the shipped Cyclone DDS and Fast DDS profiles for the processes started next."""
+    config = FindPackageShare("sam3_ros")
+    given = IfCondition(LaunchConfiguration("large_images"))
+    fastdds = PathJoinSubstitution([config, "config", "fastdds_large_images.xml"])
+    return [
+        SetEnvironmentVariable("CYCLONEDDS_URI", ["file://", PathJoinSubstitution(
+            [config, "config", "cyclonedds_large_images.xml"]), ",", EnvironmentVariable("CYCLONEDDS_URI",
+                                                                                          default_value="")],
+            condition=given),
+        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", fastdds, condition=given),
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", fastdds, condition=given),  # Fast DDS 3
+    ]
+
+
 def _node_and_transitions(context):
     # Built per execution: an action object must not run twice when this file is included several times.
     node = LifecycleNode(
@@ -98,4 +118,4 @@ def generate_launch_description() -> LaunchDescription:
     declared = [DeclareLaunchArgument(name, default_value=default,
                                       description=doc + (" (empty: params_file's value)" if name in OVERRIDES else ""))
                 for name, default, doc in ARGUMENTS]
-    return LaunchDescription([*declared, OpaqueFunction(function=_node_and_transitions)])
+    return LaunchDescription([*declared, *large_image_profiles(), OpaqueFunction(function=_node_and_transitions)])

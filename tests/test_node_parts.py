@@ -200,7 +200,7 @@ def test_a_camera_with_a_problem_is_an_error_until_it_is_cleared():
     assert _values(camera)["worker_restarts"] == "1"
     assert diagnostics.set_problem("/cam", "")
     camera, _ = diagnostics.message(0, {"/cam": 3}, {"/cam": 0}).status
-    assert camera.level == 1 and camera.message == "0 stale drops, 1 rejected inputs"
+    assert camera.level == 1 and camera.message == "0 stale drops, 1 rejected inputs, 0 missed in transport"
 
 
 def test_latency_window_is_bounded():

@@ -190,7 +190,7 @@ def test_a_camera_whose_every_image_fails_is_an_error_until_one_is_answered(runn
     status = running.status(lambda s: s.level == ERROR)
     assert "every image failed; last: bad_image: unsupported image encoding 'yuv999'" in status.message
     running.answer()
-    assert running.status(lambda s: s.level != ERROR).message.endswith("rejected inputs")
+    assert running.status(lambda s: s.level != ERROR).message.endswith("missed in transport")
 
 
 # -- cv_bridge, the rclpy transport's fallback decoder --------------------------------------------------

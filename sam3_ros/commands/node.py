@@ -79,7 +79,7 @@ def run_dds(settings, namespace: str = "") -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        participant = Participant(namespace=namespace)
+        participant = Participant(namespace=namespace, largest_frame_bytes=settings.input.largest_frame_bytes)
         node = DdsTrackerNode(settings, engine_factory(settings), participant)
     except ValueError as exc:  # bad ROS_DOMAIN_ID or namespace, a model that cannot be loaded
         print(f"sam3-ros node: {exc}", file=sys.stderr)

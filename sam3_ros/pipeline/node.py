@@ -38,6 +38,7 @@ from .messages import image_message, instances_to_message, time_to_ns
 from .overlay import label_image, overlay_image
 from .requests import parse_add_points, parse_prompt_text, parse_set_prompt
 from .slot import LatestSlot, SlotClosed
+from .stamps import StampGaps
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class _Camera:
     name: str
     engine: Any
     slot: LatestSlot = field(default_factory=LatestSlot)
+    gaps: StampGaps = field(default_factory=StampGaps)  # frames lost before they reached the node
     image_size: tuple[int, int] | None = None  # (H, W) of the latest processed image
     stamp_ns: int | None = None  # stamp of the latest processed image
     exemplars: tuple[int, int] = (0, 0)  # positive, negative exemplar boxes in the active prompt
@@ -122,6 +124,7 @@ class TrackerNode:
         for camera in self.cameras.values():
             camera.slot = LatestSlot()  # a stopped node's slots are closed; counts restart with the node
             camera.busy, camera.ended, camera.restarts, camera.dead = None, "", 0, False
+            camera.gaps = StampGaps()
             self._start_worker(camera)
         self._diagnostics_thread = threading.Thread(target=self._report, name="diagnostics", daemon=True)
         self._diagnostics_thread.start()
@@ -146,6 +149,7 @@ class TrackerNode:
     # -- inputs from the transport -----------------------------------------------------------------
     def on_image(self, camera: str, message: Any) -> None:
         """A ``sensor_msgs/Image`` or ``CompressedImage`` arrived on ``camera`` (cheap: only stores it)."""
+        self.cameras[camera].gaps.add(time_to_ns(message.header.stamp))
         self.cameras[camera].slot.put(message)
 
     def on_prompt_text(self, message: Any) -> None:
@@ -340,7 +344,7 @@ class TrackerNode:
         positive, negative = camera.exemplars
         outputs.append(("instances", instances_to_message(
             instances, dropped_frames=camera.slot.dropped, num_positive_exemplars=positive,
-            num_negative_exemplars=negative)))
+            num_negative_exemplars=negative, missed_frames=camera.gaps.missed)))
         return outputs
 
     def _drop(self, camera: _Camera, reason: str, error: Exception) -> None:
@@ -372,7 +376,8 @@ class TrackerNode:
         dropped = {name: c.slot.dropped for name, c in self.cameras.items()}
         engine = {name: vars(c.engine.counters) for name, c in self.cameras.items()
                   if hasattr(c.engine, "counters")}  # e.g. lost tracker workers (placement: objects)
-        return self.diagnostics.message(time.time_ns(), received, dropped, engine)
+        missed = {name: (c.gaps.missed, c.gaps.period_ns) for name, c in self.cameras.items()}
+        return self.diagnostics.message(time.time_ns(), received, dropped, engine, missed)
 
     def _watch(self) -> bool:
         """Restart ended workers, and record each camera's problem in the diagnostics; True if one changed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 import numpy as np
@@ -11,6 +12,8 @@ from ..pipeline.node import Reply, TrackerNode, decode_image, is_compressed_topi
 from ..settings import Settings
 from . import names
 from .dds import Participant
+
+log = logging.getLogger(__name__)
 
 
 def reply_message(reply: Reply, response_type: str) -> Any:
@@ -37,6 +40,12 @@ class DdsTrackerNode:
             publishers["labels"] = participant.publisher(names.LABELS_TOPIC, names.IMAGE_TYPE, "reliable")
         self.node = TrackerNode(settings, engine_factory, lambda kind, message: publishers[kind].publish(message),
                                 decode)
+        buffer = participant.receive_buffer
+        self.node.diagnostics.set_transport(
+            {"receive_buffer_bytes": buffer.granted, "receive_buffer_wanted_bytes": buffer.wanted},
+            buffer.advice() if buffer.short else "")
+        if buffer.short:
+            log.warning(buffer.advice())
         self.node.start()
         for topic in settings.input.topics:
             kind = names.COMPRESSED_TYPE if is_compressed_topic(settings, topic) else names.IMAGE_TYPE
