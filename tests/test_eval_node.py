@@ -24,8 +24,9 @@ BAG = ROOT / "tests" / "data" / "synthetic_seed0"
 GT = GroundTruth.load(ROOT / "tests" / "data" / "synthetic_seed0.gt.json")
 TOPIC = "/camera/image_raw"
 # Random weights score ~0.26: zero thresholds make it spawn objects, so the outputs carry masks.
-SETTINGS = Settings.default({"detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
-                             "tracking.keep_alive_frames": 0, "input.topics": [TOPIC]})
+SETTINGS = Settings.default({"model": "tiny-random", "detection.score_threshold": 0.0,
+                             "detection.new_object_threshold": 0.0, "tracking.keep_alive_frames": 0,
+                             "input.topics": [TOPIC]})
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ PERMISSIVE = {"detection.score_threshold": 0.0, "detection.new_object_threshold"
 
 
 def processor(**overrides):
-    return EngineProcessor(load_engine(Settings.default(overrides)), GT.phrases, TOPIC)
+    return EngineProcessor(load_engine(Settings.default({"model": "tiny-random", **overrides})), GT.phrases, TOPIC)
 
 
 def outputs(bag):

@@ -42,7 +42,7 @@ def node_env() -> dict:
 
 
 def start_node(settings: dict, log_path: Path, *extra: str) -> subprocess.Popen:
-    sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    sets = [arg for key, value in {"model": "tiny-random", **settings}.items() for arg in ("--set", f"{key}={value}")]
     with open(log_path, "wb") as log:
         return subprocess.Popen([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets, *extra],
                                 env=node_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)

@@ -19,7 +19,7 @@ CAMERAS = ["/a/image_raw", "/b/image_raw"]
 
 @pytest.fixture(scope="module")
 def settings():
-    return Settings.default({"devices": ["cpu"], "input.topics": CAMERAS, "prompt.text": "cat",
+    return Settings.default({"model": "tiny-random", "devices": ["cpu"], "input.topics": CAMERAS, "prompt.text": "cat",
                              "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
                              "output.diagnostics_period_s": 0.05})
 
