@@ -2,15 +2,13 @@
 
 Each subcommand lives in its own module ``sam3_ros.commands.<name>`` (``bench <what>`` in
 ``sam3_ros.commands.bench_<what>``) with two functions: ``add_arguments(parser)`` (cheap: no heavy
-imports at module level, so ``--help`` stays fast) and ``run(args) -> int``. A subcommand whose
-module does not exist yet says so and exits 2.
+imports at module level, so ``--help`` stays fast) and ``run(args) -> int``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 # name -> one-line help. Order is the order shown by --help.
@@ -30,7 +28,6 @@ BENCHMARKS = {
     "e2e": "camera frames in, published InstanceArray out, through the node over DDS",
     "multigpu": "fps vs objects vs number of GPUs",
 }
-NOT_BUILT_EXIT = 2
 
 
 def _module_name(command: str, benchmark: str | None = None) -> str:
@@ -39,16 +36,9 @@ def _module_name(command: str, benchmark: str | None = None) -> str:
     return f"sam3_ros.commands.{command.replace('-', '_')}"
 
 
-def _available(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
 def _add(subparsers, name: str, help_text: str, module: str) -> None:
-    if _available(module):
-        parser = subparsers.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(parser)
-    else:
-        parser = subparsers.add_parser(name, help=f"{help_text} [not built yet]", description=help_text)
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    importlib.import_module(module).add_arguments(parser)
     parser.set_defaults(_module=module, _name=name)
 
 
@@ -72,12 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one subcommand; returns the process exit code."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if not _available(args._module):
-        print(f"sam3-ros {args._name}: not built yet (see the project's open issues)", file=sys.stderr)
-        return NOT_BUILT_EXIT
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     return int(importlib.import_module(args._module).run(args) or 0)
 
 

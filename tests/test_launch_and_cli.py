@@ -50,9 +50,3 @@ def test_help_lists_every_subcommand():
                          text=True, check=True)
     for name in cli.BENCHMARKS:
         assert name in out.stdout
-
-
-def test_unbuilt_subcommand_says_so_and_exits_2(monkeypatch, capsys):
-    monkeypatch.setitem(cli.COMMANDS, "future", "a command nobody wrote yet")
-    assert cli.main(["future", "--anything"]) == cli.NOT_BUILT_EXIT
-    assert "not built yet" in capsys.readouterr().err
