@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import UsageError
+
 WARMUP = 5
 
 
@@ -184,11 +186,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
-        print(f"--size must be WxH, got {args.size!r}")
-        return 2
+        raise UsageError(f"--size must be WxH, got {args.size!r}") from None
     if args.objects < 1 or args.frames <= WARMUP:
-        print(f"--objects must be >= 1 and --frames > {WARMUP}")
-        return 2
+        raise UsageError(f"--objects must be >= 1 and --frames > {WARMUP}")
     hf_logging.set_verbosity_error()  # the reference warns on every frame that hits max_num_objects
     settings = Settings.default({
         "model": args.model, "devices": [args.device], "precision": args.precision, "backend": args.backend,

@@ -18,6 +18,8 @@ import re
 import time
 from pathlib import Path
 
+from . import UsageError
+
 # Targets for the kernel rows: median milliseconds, and at least this speedup over the reference.
 TARGET_MS = {"mask_iou 200x200": 0.1, "mask_nms 200": 0.1, "nms_from_iou 200": 0.1, "merge_plan 200x64": 0.1,
              "rle 32x1080x1920": 1.0}
@@ -180,11 +182,11 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("bench kernels: --device cuda but torch sees no CUDA device")
+        raise UsageError("--device cuda but torch sees no CUDA device")
     gpu = device.type == "cuda"
     repeats = args.repeats or (200 if gpu else 5)
     if repeats < 1 or args.warmup < 0:
-        raise SystemExit("bench kernels: --repeats must be >= 1 and --warmup >= 0")
+        raise UsageError("--repeats must be >= 1 and --warmup >= 0")
     limit = args.broadcast_limit_gb if args.broadcast_limit_gb is not None else (16.0 if gpu else 1.0)
     time_ms = _timer(device, repeats, args.warmup, args.row_seconds)
     name = _device_name(device)
