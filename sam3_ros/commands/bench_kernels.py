@@ -178,8 +178,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from sam3_ros.kernels import ops
-
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda but torch sees no CUDA device")
