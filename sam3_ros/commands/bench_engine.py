@@ -232,7 +232,8 @@ def _print(result: dict) -> None:
     print(f"device: {result['device']}\nmodel: {result['model']}  backend: {result['backend']}  "
           f"objects: {result['objects']}  "
           f"frames: {result['frames']}  size: {result['size']}  precision: {result['precision']}")
-    print(f"{'impl':<10} {'stage':<11} {'ms p50':>8} {'ms p99':>8} {'fps':>7} {'objects':>7} {'bytes held (warm-up -> end)':>30}")
+    print(f"{'impl':<10} {'stage':<11} {'ms p50':>8} {'ms p99':>8} {'fps':>7} {'objects':>7} "
+          f"{'bytes held (warm-up -> end)':>30}")
     for r in result["results"]:
         held = list(r["tensor_bytes"].values())
         print(f"{r['impl']:<10} {'total':<11} {r['ms_p50']:>8.2f} {r['ms_p99']:>8.2f} {r['fps']:>7.1f} "

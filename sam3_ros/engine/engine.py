@@ -353,7 +353,8 @@ class Engine:
                track_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Enforce ``tracking.max_objects``: new detections (indices ``candidates``) and live objects
         (indices ``alive`` into this frame's objects) compete by score, the lowest-scoring leave first
-        (ties keep the live object); with ``at_max_objects: refuse_new`` live objects always stay. Returns (admitted detections, highest score first; evicted objects)."""
+        (ties keep the live object); with ``at_max_objects: refuse_new`` live objects always stay.
+        Returns (admitted detections, highest score first; evicted objects)."""
         cap = self.settings.tracking.max_objects
         if len(alive) + len(candidates) <= cap:
             return candidates, np.zeros(0, dtype=np.int64)

@@ -189,8 +189,8 @@ def scoring_step(model, tokenize, samples: list[DetectorSample],
     cannot make steadier.
 
     The detector phase's one-to-one matching leaves the matched query's score split with the other queries
-    on the same object: the ranking is right, the level is not. Here every query whose mask would be a good detection should
-    clear the thresholds; the engine's NMS keeps one per object."""
+    on the same object: the ranking is right, the level is not. Here every query whose mask would be a good
+    detection should clear the thresholds; the engine's NMS keeps one per object."""
     detector = model.detector_model
     decoder = detector.detr_decoder
     with (torch.no_grad(), captured_output(detector.dot_product_scoring) as scoring,
