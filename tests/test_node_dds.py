@@ -36,6 +36,7 @@ NODE_SETTINGS = {
     "output.diagnostics_period_s": "0.3", "output.overlay": "true", "output.label_image": "true",
 }
 RNG = np.random.default_rng(3)
+START_S = 180  # a node's start (imports, model) on a loaded 2-core machine; this module starts three
 
 
 def node_env() -> dict:
@@ -103,7 +104,7 @@ def module_node(tmp_path_factory):
     client.participant.subscribe("/sam3/labels", "sensor_msgs/msg/Image", labels.append)
     running = Node(process, client, log_path)
     running.overlay, running.labels = overlay, labels
-    assert client.wait_for_node([RAW], timeout=90), f"node did not come up; log:\n{running.log()}"
+    assert client.wait_for_node([RAW], timeout=START_S), f"node did not come up; log:\n{running.log()}"
     assert client.camera(COMPRESSED, compressed=True).wait_for_subscribers(1, 10)
     yield running
     client.close()
@@ -316,7 +317,7 @@ def test_a_signal_stops_a_namespaced_node_within_2s(tmp_path, signum):
                           "output.instances_topic": "sam3/instances"}, log_path, "--namespace", "robot7")
     client = TrackerClient(domain=DOMAIN, namespace="robot7", instances_topic="sam3/instances")
     try:
-        assert client.wait_for_node(["/ns_cam/image_raw"], timeout=90), log_path.read_text()
+        assert client.wait_for_node(["/ns_cam/image_raw"], timeout=START_S), log_path.read_text()
         assert client.instances.name == "/robot7/sam3/instances"
         assert client.reset().success
         client.publish_image("/ns_cam/image_raw", np.zeros((H, W, 3), np.uint8), 77)
