@@ -99,18 +99,20 @@ def module_node(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("node") / "node.log"
     process = start_node(NODE_SETTINGS, log_path)
     client = TrackerClient(domain=DOMAIN)
-    overlay, labels = [], []
-    client.participant.subscribe("/sam3/overlay", "sensor_msgs/msg/Image", overlay.append)
-    client.participant.subscribe("/sam3/labels", "sensor_msgs/msg/Image", labels.append)
-    running = Node(process, client, log_path)
-    running.overlay, running.labels = overlay, labels
-    assert client.wait_for_node([RAW], timeout=START_S), f"node did not come up; log:\n{running.log()}"
-    assert client.camera(COMPRESSED, compressed=True).wait_for_subscribers(1, 10)
-    yield running
-    client.close()
-    if process.poll() is None:
-        process.kill()
-        process.wait(5)
+    try:  # the node is stopped also when it never came up
+        overlay, labels = [], []
+        client.participant.subscribe("/sam3/overlay", "sensor_msgs/msg/Image", overlay.append)
+        client.participant.subscribe("/sam3/labels", "sensor_msgs/msg/Image", labels.append)
+        running = Node(process, client, log_path)
+        running.overlay, running.labels = overlay, labels
+        assert client.wait_for_node([RAW], timeout=START_S), f"node did not come up; log:\n{running.log()}"
+        assert client.camera(COMPRESSED, compressed=True).wait_for_subscribers(1, 10)
+        yield running
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
 
 
 @pytest.fixture
