@@ -1,12 +1,15 @@
 # The README's commands: `make demo`, `make test`, `make test-ros`. All create .venv on first use.
+# `make lint`: ruff (lint and format check; settings in ruff.toml), also the first step of `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-ros demo clean
+RUFF_VERSION := 0.17.5
 
-$(STAMP): setup.py constraints.txt
+.PHONY: test test-ros lint demo clean
+
+$(STAMP): setup.py constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
@@ -16,6 +19,7 @@ $(STAMP): setup.py constraints.txt
 	# TrackEval, for the HOTA cross-check in tests/test_metrics.py; --no-deps: it requires the GUI build of
 	# OpenCV, which would replace the headless one the package uses (its metrics do not import cv2)
 	$(PY) -m pip install -q --no-deps "trackeval==1.3.0" "tabulate>=0.9"
+	$(PY) -m pip install -q "ruff==$(RUFF_VERSION)"
 	touch $(STAMP)
 
 # The official SAM 3 package, for the cgF1 / pmF1 / IL_MCC cross-check in tests/test_metrics.py, which loads
@@ -25,7 +29,11 @@ OFFICIAL_SAM3 := .official/sam3-0.1.4-py3-none-any.whl
 $(OFFICIAL_SAM3): | $(STAMP)
 	$(PY) -m pip download -q --no-deps --only-binary :all: "sam3==0.1.4" -d .official
 
-test: $(STAMP) $(OFFICIAL_SAM3)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint $(OFFICIAL_SAM3)
 	$(PY) -m pytest
 
 # tests/ros under a real ROS 2: the sourced one, else ../shared/ros2 set up into .ros/ (see tests/ros/run.sh)

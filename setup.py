@@ -1,6 +1,7 @@
 """pip install of sam3_ros: the DDS-direct node, evaluation, benchmarks and tests (no ROS install needed).
 
-On a robot, `colcon build` installs the same package through CMakeLists.txt instead.
+On a robot, `colcon build` installs the same package through CMakeLists.txt instead, less the offline training
+code (`sam3_ros/training/`).
 """
 
 from pathlib import Path

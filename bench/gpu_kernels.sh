@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #4 on a lent GPU, in one call: kernel == reference tests, the kernel benchmark, then
+# The CUDA kernels on a GPU, in one call: kernel == reference tests, the kernel benchmark, then
 # compute-sanitizer (memcheck, racecheck) over the GPU tests at small sizes.
 #
 #   device tool:  bash bench/gpu_kernels.sh          (from the repository root; about 5 minutes)

@@ -2,16 +2,18 @@
 
 Each subcommand lives in its own module ``sam3_ros.commands.<name>`` (``bench <what>`` in
 ``sam3_ros.commands.bench_<what>``) with two functions: ``add_arguments(parser)`` (cheap: no heavy
-imports at module level, so ``--help`` stays fast) and ``run(args) -> int``. A subcommand whose
-module does not exist yet says so and exits 2.
+imports at module level, so ``--help`` stays fast) and ``run(args) -> int``. Errors: see ``sam3_ros.commands``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
+
+from .commands import CommandFailed, UsageError
+
+USAGE_EXIT, FAILED_EXIT = 2, 1
 
 # name -> one-line help. Order is the order shown by --help.
 COMMANDS = {
@@ -30,7 +32,6 @@ BENCHMARKS = {
     "e2e": "camera frames in, published InstanceArray out, through the node over DDS",
     "multigpu": "fps vs objects vs number of GPUs",
 }
-NOT_BUILT_EXIT = 2
 
 
 def _module_name(command: str, benchmark: str | None = None) -> str:
@@ -39,17 +40,10 @@ def _module_name(command: str, benchmark: str | None = None) -> str:
     return f"sam3_ros.commands.{command.replace('-', '_')}"
 
 
-def _available(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
-def _add(subparsers, name: str, help_text: str, module: str) -> None:
-    if _available(module):
-        parser = subparsers.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(parser)
-    else:
-        parser = subparsers.add_parser(name, help=f"{help_text} [not built yet]", description=help_text)
-    parser.set_defaults(_module=module, _name=name)
+def _add(subparsers, name: str, help_text: str, module: str, command: str) -> None:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    importlib.import_module(module).add_arguments(parser)
+    parser.set_defaults(_module=module, _command=command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,22 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
             bench = subparsers.add_parser(name, help=help_text, description=help_text)
             inner = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
             for what, what_help in BENCHMARKS.items():
-                _add(inner, what, what_help, _module_name(name, what))
+                _add(inner, what, what_help, _module_name(name, what), f"{name} {what}")
         else:
-            _add(subparsers, name, help_text, _module_name(name))
+            _add(subparsers, name, help_text, _module_name(name), name)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and run one subcommand; returns the process exit code."""
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if not _available(args._module):
-        print(f"sam3-ros {args._name}: not built yet (see the project's open issues)", file=sys.stderr)
-        return NOT_BUILT_EXIT
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    return int(importlib.import_module(args._module).run(args) or 0)
+    """Parse arguments and run one subcommand; returns the process exit code (2: usage error, 1: failure)."""
+    args, unknown = build_parser().parse_known_args(argv)  # its own errors: message to stderr, exit 2
+    try:
+        if unknown:  # reported here, under the subcommand's name (argparse would name only the top level)
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)}")
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (UsageError, CommandFailed) as exc:
+        print(f"sam3-ros {args._command}: {exc}", file=sys.stderr)
+        return USAGE_EXIT if isinstance(exc, UsageError) else FAILED_EXIT
 
 
 if __name__ == "__main__":

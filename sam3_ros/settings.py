@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from .prompts import check_phrases, split_phrases
+
 
 class SettingsError(ValueError):
     """A setting has a bad value, an unknown name, or the file cannot be read."""
@@ -55,7 +57,7 @@ class PromptSettings:
 
     def phrases(self) -> list[str]:
         """The initial prompt as a list of stripped, non-empty phrases."""
-        return [p.strip() for p in self.text.split(",") if p.strip()]
+        return split_phrases(self.text)
 
 
 @dataclass
@@ -345,9 +347,7 @@ def validate(settings: Settings) -> None:
             "detection.new_object_threshold: must be >= detection.score_threshold "
             f"({settings.detection.new_object_threshold} < {settings.detection.score_threshold})"
         )
-    phrases = settings.prompt.phrases()
-    if len(phrases) > settings.prompt.max_phrases:
-        raise SettingsError(f"prompt.text: {len(phrases)} phrases, more than prompt.max_phrases")
-    for phrase in phrases:
-        if len(phrase) > settings.prompt.max_phrase_chars:
-            raise SettingsError(f"prompt.text: phrase of {len(phrase)} characters exceeds prompt.max_phrase_chars")
+    try:
+        check_phrases(settings.prompt.phrases(), settings.prompt)
+    except ValueError as exc:
+        raise SettingsError(f"prompt.text: {exc}") from None

@@ -142,9 +142,11 @@ PEER = textwrap.dedent("""
     T = typestore().types
     p = Participant()
     def trigger(request):
-        return T["std_srvs/srv/Trigger_Response"](success=True, message=f"member={request.structure_needs_at_least_one_member}")
+        member = request.structure_needs_at_least_one_member
+        return T["std_srvs/srv/Trigger_Response"](success=True, message=f"member={member}")
     def add(request):
-        return T["sam3_ros/srv/AddPoints_Response"](success=True, message=request.camera, object_id=int(request.points.size))
+        return T["sam3_ros/srv/AddPoints_Response"](success=True, message=request.camera,
+                                                    object_id=int(request.points.size))
     p.service("/peer/trigger", "std_srvs/srv/Trigger", trigger)
     p.service("/peer/add", "sam3_ros/srv/AddPoints", add)
     pub = p.publisher("/peer/image", "sensor_msgs/msg/Image", "sensor_data")

@@ -2,12 +2,14 @@
 
 import json
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from sam3_ros.engine import ConceptPrompt, Frame, ModelLoadError, load_engine, load_model
+from sam3_ros.pipeline import requests
 from sam3_ros.settings import Settings
 
 SIZE = 56  # tiny-random at 56 px keeps every step a few milliseconds
@@ -165,8 +167,8 @@ def test_bad_frames_raise_and_engine_stays_usable(loaded, bad, message):
     (ConceptPrompt(phrases=["x" * 201]), "max_phrase_chars"),
     (ConceptPrompt(phrases=[f"p{i}" for i in range(17)]), "max_phrases"),
     (ConceptPrompt(phrases=["a", "a"]), "twice"),
-    (ConceptPrompt(boxes=np.array([[10, 10, 5, 20]], np.float32), box_labels=np.array([True])), "x1 > x0"),
-    (ConceptPrompt(boxes=np.array([[10, 10, 90, 20]], np.float32), box_labels=np.array([True])), "outside"),
+    (ConceptPrompt(boxes=np.array([[10, 10, 5, 20]], np.float32), box_labels=np.array([True])), "x_max > x_min"),
+    (ConceptPrompt(boxes=np.array([[70, 10, 90, 20]], np.float32), box_labels=np.array([True])), "outside"),
     (ConceptPrompt(boxes=np.array([[1, 1, 5, 5]], np.float32), box_labels=np.array([True, False])), "labels"),
 ])
 def test_bad_prompts_raise_and_keep_the_old_prompt(loaded, prompt, message):
@@ -179,6 +181,54 @@ def test_bad_prompts_raise_and_keep_the_old_prompt(loaded, prompt, message):
     assert len(engine.step(Frame(image()))) > 0
 
 
+
+def _outcome(call):
+    """What a call gives, or the message of the ValueError it raises."""
+    try:
+        return call()
+    except ValueError as exc:
+        return f"rejected: {exc}"
+
+
+@pytest.mark.parametrize("box", [
+    [10, 10, 90, 20],  # past the right edge: clipped to the 64 x 48 image
+    [-5, -3, 20, 60],  # past three edges: clipped
+    [70, 10, 90, 20],  # wholly outside
+    [10, 10, 5, 20],  # inverted
+    [0, 0, np.inf, 3],
+])
+def test_a_box_gets_one_verdict_from_the_node_and_the_engine(loaded, box):
+    """Exemplar and click boxes: the node's request parsing and the engine apply the same rule."""
+    engine = load_engine(make_settings(), loaded)
+    engine.step(Frame(image()))
+    request = SimpleNamespace(phrases=["cup"], boxes=np.asarray(box, np.float32), box_labels=np.array([True]))
+    parsed = _outcome(lambda: requests.parse_set_prompt(request, engine.settings.prompt, (48, 64)).boxes.tolist())
+    taken = _outcome(lambda: engine.set_prompt(ConceptPrompt(["cup"], np.array([box], np.float32), np.array([True])))
+                     or engine._boxes.tolist())
+    assert parsed == taken
+    clicks = SimpleNamespace(object_id=-1, points=np.zeros(0, np.float32), labels=np.zeros(0), box=np.asarray(box))
+    parsed = _outcome(lambda: requests.parse_add_points(clicks, (48, 64)).box.tolist())
+    taken = _outcome(lambda: engine.add_points(None, None, None, box))
+    rejected = isinstance(parsed, str)
+    assert rejected == isinstance(taken, str) and (not rejected or parsed == taken), (parsed, taken)
+    if box[0] == 10 and box[2] == 90:
+        assert parsed == [10, 10, 64, 20]
+
+
+@pytest.mark.parametrize("point, inside", [([63.5, 47.5], True), ([0, 0], True), ([64, 10], False),
+                                           ([10, 48], False), ([-0.1, 3], False), ([np.nan, 3], False)])
+def test_a_click_gets_one_verdict_from_the_node_and_the_engine(loaded, point, inside):
+    """A point names a pixel: 0 <= x < W and 0 <= y < H, in the node's request parsing and in the engine."""
+    engine = load_engine(make_settings(), loaded)
+    engine.step(Frame(image()))
+    clicks = SimpleNamespace(object_id=-1, points=np.asarray(point, np.float32), labels=np.array([1]),
+                             box=np.zeros(0, np.float32))
+    parsed = _outcome(lambda: requests.parse_add_points(clicks, (48, 64)).points.tolist())
+    taken = _outcome(lambda: engine.add_points(None, [point], [1]))
+    assert isinstance(taken, int) == inside and (parsed == [point]) == inside
+    if not inside:
+        assert parsed == taken
+
 def test_bad_object_requests_raise(loaded):
     engine = load_engine(make_settings(), loaded)
     engine.step(Frame(image()))
@@ -186,11 +236,11 @@ def test_bad_object_requests_raise(loaded):
         engine.remove(999)
     with pytest.raises(ValueError, match="unknown object id"):
         engine.add_points(999, [[1, 1]], [1])
-    with pytest.raises(ValueError, match="inside"):
+    with pytest.raises(ValueError, match="outside"):
         engine.add_points(None, [[100, 1]], [1])
     with pytest.raises(ValueError, match="labels"):
         engine.add_points(None, [[1, 1]], [2])
-    with pytest.raises(ValueError, match="2 points but 1 labels"):
+    with pytest.raises(ValueError, match="1 labels for 2 points"):
         engine.add_points(None, [[1, 1], [2, 2]], [1])
     assert engine.add_points(None, [[10, 10]], [1]) >= 1
 

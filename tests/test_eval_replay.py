@@ -110,4 +110,5 @@ def test_eval_command_writes_the_report(tmp_path):
         assert (tmp_path / "o" / name).is_file()
     bad = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "eval", str(BAG), "--out", str(tmp_path / "p"),
                           "--topic", "/nope"], capture_output=True, text=True, env=env, timeout=300)
-    assert bad.returncode == 1 and "no image topic '/nope'" in bad.stdout
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("sam3-ros eval: ")]
+    assert bad.returncode == 1 and "no image topic '/nope'" in "".join(errors), bad.stderr[-2000:]

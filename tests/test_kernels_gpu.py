@@ -27,6 +27,7 @@ from sam3_ros.kernels.launch import dims, kernel_arguments
 
 EMULATION = Path(__file__).resolve().parent / "cuda_emulation"
 EMULATED_MAX_WORK = 3e6  # pixels x masks beyond which a case is left to the GPU
+CUDA = torch.device("cuda")  # of the tests marked gpu (skipped without a CUDA device)
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,8 @@ def emulated_kernels(tmp_path_factory):
                       r"\1* \2 = reinterpret_cast<\1*>(emu::block->dynamic_shared);", source.read_text())
         entries = "".join(
             f'extern "C" void emu_launch_{k}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, '
-            f"unsigned bz, std::size_t shared, void** args) {{ emu::launch({k}, gx, gy, gz, bx, by, bz, shared, args); }}\n"
+            f"unsigned bz, std::size_t shared, void** args) "
+            f"{{ emu::launch({k}, gx, gy, gz, bx, by, bz, shared, args); }}\n"
             for k in re.findall(r'extern "C" __global__ void (\w+)\(', text))
         cpp, lib = build / f"{source.stem}.cpp", build / f"{source.stem}.so"
         cpp.write_text(f'#include "cuda_emulation.h"\n{text}\n{entries}')

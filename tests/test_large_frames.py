@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sam3_ros.pipeline.messages import time_to_ns
 from sam3_ros.pipeline.stamps import StampGaps
 from sam3_ros.ros.client import TrackerClient
 from sam3_ros.ros.dds_config import MIB, ReceiveBuffer, kernel_receive_buffer_limit, receive_buffer_bytes

@@ -1,4 +1,4 @@
-"""Launch files compile and declare documented arguments; the CLI lists its subcommands."""
+"""Launch files compile and declare documented arguments; the CLI lists its subcommands and reports errors one way."""
 
 import ast
 import subprocess
@@ -52,7 +52,30 @@ def test_help_lists_every_subcommand():
         assert name in out.stdout
 
 
-def test_unbuilt_subcommand_says_so_and_exits_2(monkeypatch, capsys):
-    monkeypatch.setitem(cli.COMMANDS, "future", "a command nobody wrote yet")
-    assert cli.main(["future", "--anything"]) == cli.NOT_BUILT_EXIT
-    assert "not built yet" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, status, message", [
+    (["node", "--transport", "dds", "--set", "detection.score_threshold=2"], 2, "detection.score_threshold: 2.0"),
+    (["demo", "--out", "{tmp}", "--size", "8x8"], 2, "too small"),
+    (["make-bag", "{tmp}/bag", "--frames", "0"], 2, "frames must be >= 1"),
+    (["make-bag", "{tmp}/bag", "--images", "{tmp}"], 2, "no .jpg/.png frames"),
+    (["eval", "{tmp}/bag", "--gt", "{tmp}/missing.json", "--out", "{tmp}/o"], 1, "missing.json"),
+    (["bench", "engine", "--size", "12"], 2, "--size must be WxH"),
+    (["bench", "kernels", "--warmup", "-1"], 2, "--warmup >= 0"),
+    (["bench", "multigpu", "--objects", "two"], 2, "--objects: expected comma-separated integers"),
+    (["export-onnx", "--model", "{tmp}/no-model", "--out", "{tmp}/x.onnx"], 1, "no-model"),
+    (["build-engine", "--model", "tiny-random", "--device", "cpu"], 2, "TensorRT"),
+    (["train-toy", "--minutes", "-1", "--out", "{tmp}/o"], 2, "--minutes must be >= 0"),
+    (["train-toy", "--probe", "{tmp}/no-model", "--out", "{tmp}/o"], 1, "no-model"),
+    (["bench", "engine", "--no-such-flag"], 2, "unrecognized arguments: --no-such-flag"),
+])
+def test_every_subcommand_reports_errors_the_same_way(argv, status, message, tmp_path, capsys):
+    """Message on stderr, prefixed with the command; exit 2 for a command line that cannot work, 1 for a failure."""
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == status, err
+    prefix = "sam3-ros " + " ".join(argv[:2] if argv[0] == "bench" else argv[:1])
+    assert f"{prefix}: " in err and message in err, err
+    assert not out.strip(), out

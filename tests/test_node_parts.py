@@ -123,7 +123,7 @@ def test_valid_prompt_is_parsed_and_boxes_clipped():
     (set_prompt_request([], [0] * 12, [True] * 3), "3 exemplar boxes, more than the limit of 2"),
     (set_prompt_request([], [100, 100, 120, 130], [True]), "is outside the 64x48 image"),
     (set_prompt_request([], [10, 10, 5, 20], [True]), "needs x_max > x_min"),
-    (set_prompt_request([], [np.nan, 1, 2, 3], [True]), "boxes contain NaN"),
+    (set_prompt_request([], [np.nan, 1, 2, 3], [True]), "box 0 contains NaN"),
 ])
 def test_bad_prompts_are_rejected_with_a_reason(request_, expected):
     with pytest.raises(ValueError, match=expected):
@@ -150,7 +150,7 @@ def test_valid_points_are_parsed():
     (add_points_request([1, 2], [1, 1]), "2 labels for 1 points"),
     (add_points_request([1, 2], [2]), "labels must be 1"),
     (add_points_request([np.nan, 2], [1]), "points contain NaN"),
-    (add_points_request([1, 2], [1], [0, 0, np.inf, 3]), "box contain NaN or infinite"),
+    (add_points_request([1, 2], [1], [0, 0, np.inf, 3]), "box contains NaN or infinite"),
     (add_points_request([70, 2], [1]), r"point \(70, 2\) is outside the 64x48 image"),
     (add_points_request([], []), "no points and no box"),
     (add_points_request([1, 2], [1], [1, 2, 3]), "box has 3 values"),

@@ -11,7 +11,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sam3_ros.engine import ConceptPrompt, Frame, load_engine, load_model

@@ -46,11 +46,12 @@ def test_probe_command_writes_its_json(tmp_path, capsys):
     assert "best_query_giou" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--probe", "/nonexistent/model"], "neither a built-in name"),
-    (["--probe", "tiny-random", "--probe-frames", "0"], "--probe-frames and --probe-clips must be >= 1"),
-    (["--probe", "tiny-random", "--probe-clips", "0"], "--probe-frames and --probe-clips must be >= 1"),
+@pytest.mark.parametrize("argv, status, message", [
+    (["--probe", "/nonexistent/model"], 1, "neither a built-in name"),
+    (["--probe", "tiny-random", "--probe-frames", "0"], 2, "--probe-frames and --probe-clips must be >= 1"),
+    (["--probe", "tiny-random", "--probe-clips", "0"], 2, "--probe-frames and --probe-clips must be >= 1"),
 ])
-def test_probe_command_bad_arguments(argv, message, capsys, tmp_path):
-    assert main(["train-toy", *argv, "--out", str(tmp_path)]) == 1
-    assert message in capsys.readouterr().out
+def test_probe_command_bad_arguments(argv, status, message, capsys, tmp_path):
+    assert main(["train-toy", *argv, "--out", str(tmp_path)]) == status
+    err = capsys.readouterr().err
+    assert err.startswith("sam3-ros train-toy: ") and message in err, err

@@ -332,7 +332,7 @@ def test_start_from_a_directory_without_a_model_is_a_clear_error(tmp_path, capsy
     from sam3_ros.cli import main
 
     assert main(["train-toy", "--start-from", str(tmp_path), "--phases", "scoring", "--out", str(tmp_path / "o")]) == 1
-    assert f"--start-from: model directory {tmp_path} has no config.json" in capsys.readouterr().out
+    assert f"--start-from: model directory {tmp_path} has no config.json" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

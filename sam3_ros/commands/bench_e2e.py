@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import CommandFailed
+
 WARMUP = 5  # frames excluded from the statistics (first-call allocations, lazy imports)
 
 
@@ -198,8 +200,7 @@ def run(args: argparse.Namespace) -> int:
               "frames": args.frames, "stages_median_ms": ours["stages"], "gpu_peak_bytes": ours["gpu_peak_bytes"],
               "rows": rows, "stream": None}
     if not args.no_node and not _through_node(args, overrides, count, width, height, rows, result):
-        print("sam3-ros bench e2e: the node did not come up", file=sys.stderr)
-        return 1
+        raise CommandFailed("the node did not come up")
     _report(args, result)
     return 0
 

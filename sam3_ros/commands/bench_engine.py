@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import UsageError
+
 WARMUP = 5
 
 
@@ -184,11 +186,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
-        print(f"--size must be WxH, got {args.size!r}")
-        return 2
+        raise UsageError(f"--size must be WxH, got {args.size!r}") from None
     if args.objects < 1 or args.frames <= WARMUP:
-        print(f"--objects must be >= 1 and --frames > {WARMUP}")
-        return 2
+        raise UsageError(f"--objects must be >= 1 and --frames > {WARMUP}")
     hf_logging.set_verbosity_error()  # the reference warns on every frame that hits max_num_objects
     settings = Settings.default({
         "model": args.model, "devices": [args.device], "precision": args.precision, "backend": args.backend,
@@ -232,7 +232,8 @@ def _print(result: dict) -> None:
     print(f"device: {result['device']}\nmodel: {result['model']}  backend: {result['backend']}  "
           f"objects: {result['objects']}  "
           f"frames: {result['frames']}  size: {result['size']}  precision: {result['precision']}")
-    print(f"{'impl':<10} {'stage':<11} {'ms p50':>8} {'ms p99':>8} {'fps':>7} {'objects':>7} {'bytes held (warm-up -> end)':>30}")
+    print(f"{'impl':<10} {'stage':<11} {'ms p50':>8} {'ms p99':>8} {'fps':>7} {'objects':>7} "
+          f"{'bytes held (warm-up -> end)':>30}")
     for r in result["results"]:
         held = list(r["tensor_bytes"].values())
         print(f"{r['impl']:<10} {'total':<11} {r['ms_p50']:>8.2f} {r['ms_p99']:>8.2f} {r['fps']:>7.1f} "

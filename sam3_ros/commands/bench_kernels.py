@@ -2,7 +2,7 @@
 
 "broadcast" is transformers' own ``mask_iou`` from the Sam3 video model (N x M x H x W boolean AND/OR);
 "int8_gemm" a candidate IoU by exact int8 GEMM. Every result is checked against the reference's.
-Sizes are those of issue #4 (mask IoU N = M = 16, 64, 200 at 288x288; NMS over 200; merge of 200
+Sizes are those the engine meets at its limits (mask IoU N = M = 16, 64, 200 at 288x288; NMS over 200; merge of 200
 detections with 64 tracks; RLE of 32 masks at 720p and 1080p). Each row is one call as the engine makes
 it, inputs already on the device: CUDA-event time on a GPU, wall time on a CPU, after warm-up calls.
 Without CUDA the kernel rows say why they are unavailable.
@@ -18,7 +18,9 @@ import re
 import time
 from pathlib import Path
 
-# Issue #4 targets for the kernel rows: median milliseconds, and at least this speedup over the reference.
+from . import UsageError
+
+# Targets for the kernel rows: median milliseconds, and at least this speedup over the reference.
 TARGET_MS = {"mask_iou 200x200": 0.1, "mask_nms 200": 0.1, "nms_from_iou 200": 0.1, "merge_plan 200x64": 0.1,
              "rle 32x1080x1920": 1.0}
 TARGET_SPEEDUP = 10.0
@@ -89,7 +91,7 @@ def _blobs(n: int, h: int, w: int, device, seed: int):
 
 def _int8_gemm_iou(a, b):
     """Candidate IoU by an exact int8 GEMM (int32 accumulation; tensor cores on a GPU), to weigh against
-    the popcount kernel ("choose by measurement", issue #4). Bool masks are reinterpreted, not copied."""
+    the popcount kernel by measurement. Bool masks are reinterpreted, not copied."""
     import torch
     import torch.nn.functional as F
 
@@ -176,15 +178,13 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from sam3_ros.kernels import ops
-
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("bench kernels: --device cuda but torch sees no CUDA device")
+        raise UsageError("--device cuda but torch sees no CUDA device")
     gpu = device.type == "cuda"
     repeats = args.repeats or (200 if gpu else 5)
     if repeats < 1 or args.warmup < 0:
-        raise SystemExit("bench kernels: --repeats must be >= 1 and --warmup >= 0")
+        raise UsageError("--repeats must be >= 1 and --warmup >= 0")
     limit = args.broadcast_limit_gb if args.broadcast_limit_gb is not None else (16.0 if gpu else 1.0)
     time_ms = _timer(device, repeats, args.warmup, args.row_seconds)
     name = _device_name(device)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import UsageError
+
 WARMUP = 3
 PROBES = 10
 STAGES = ("encoder", "detector", "tracker", "merge", "comm")
@@ -90,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
         objects, workers = _ints(args.objects, "objects"), _ints(args.workers, "workers")
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError as exc:
-        print(f"bench multigpu: {exc}")
-        return 2
+        raise UsageError(str(exc)) from None
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     base = Settings.default({
         "model": args.model, "image_size": args.image_size, "precision": args.precision, "devices": devices[:1],

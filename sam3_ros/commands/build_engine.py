@@ -9,9 +9,10 @@ input shape and weights. An engine whose features are off by more than the toler
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
+
+from . import CommandFailed, UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"sam3-ros build-engine: {args.device} requested but CUDA is not available", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.device} requested but CUDA is not available")
     try:
         engine_key(args.model, device, args.precision, 1)  # TensorRT and CUDA here? (before loading the model)
     except BackendUnavailable as exc:
-        print(f"sam3-ros build-engine: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     loaded = load_model(args.model, device, torch.float32, args.image_size)
     size = int(loaded.model.tracker_model.image_size)
     start = time.perf_counter()
@@ -64,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<20} max rel. error vs torch fp32: {error:.3g}")
     worst, limit = max(errors.values()), ENGINE_TOLERANCE[args.precision]
     if not worst <= limit:
-        print(f"sam3-ros build-engine: features off by {worst:.3g} (limit {limit}): engine NOT cached", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"features off by {worst:.3g} (limit {limit}): engine NOT cached")
     path = EngineCache(args.cache_dir).store(engine_key(args.model, device, args.precision, size), serialized)
     print(f"cached: {path}")
     return 0

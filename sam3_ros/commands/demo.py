@@ -6,6 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from . import UsageError
 from .make_bag import parse_size
 
 # The built-in tiny-random model has random weights: its scores sit around 0.26, under every default
@@ -50,9 +51,8 @@ def run(args: argparse.Namespace) -> int:
         overrides = {**(RANDOM_MODEL_OVERRIDES if args.model == "tiny-random" else {}), "model": args.model,
                      **dict(parse_override(s) for s in args.set)}
         settings = Settings.default(overrides)
-    except ValueError as exc:
-        print(f"sam3-ros demo: {exc}")
-        return 1
+    except ValueError as exc:  # a bad --size, --frames or --set
+        raise UsageError(str(exc)) from None
     topic = "/camera/image_raw"
     bag, gt_path = write_benchmark(out / "sample", config, topic=topic, progress=True)
     result, context = replay_bag(bag, GroundTruth.load(gt_path), settings, out, transport=args.transport, topic=topic)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import CommandFailed
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", help="rosbag2 directory with the camera topic")
@@ -62,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
             result, context = replay_bag(args.bag, gt, load_settings(args), out, phrases=phrases,
                                          transport=args.transport, pacing=args.pacing, rate=args.rate, topic=args.topic)
     except ValueError as exc:  # bad bag, ground truth, settings or prompt: say what, no traceback
-        print(f"sam3-ros eval: {exc}")
-        return 1
+        raise CommandFailed(str(exc)) from None
     write_report(out, result, context)
     print(summary(result, context))
     print(f"report: {out / 'report.md'}")

@@ -7,6 +7,8 @@ import argparse
 import time
 from pathlib import Path
 
+from . import CommandFailed
+
 TOLERANCE = 1e-3  # max error relative to each output's scale, fp32 ONNX vs fp32 torch
 
 
@@ -22,9 +24,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..engine.backends.onnx_export import export_encoder, relative_errors
-    from ..engine.loading import load_model
+    from ..engine.loading import ModelLoadError, load_model
 
-    loaded = load_model(args.model, "cpu", torch.float32, args.image_size)
+    try:
+        loaded = load_model(args.model, "cpu", torch.float32, args.image_size)
+    except ModelLoadError as exc:
+        raise CommandFailed(str(exc)) from None
     size = int(loaded.model.tracker_model.image_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -40,4 +45,6 @@ def run(args: argparse.Namespace) -> int:
     worst = max(errors.values())
     ok = worst < TOLERANCE
     print(f"max relative error {worst:.3g} ({'<' if ok else '>='} {TOLERANCE}): {'ok' if ok else 'FAILED'}")
-    return 0 if ok else 1
+    if not ok:
+        raise CommandFailed(f"the ONNX encoder's outputs are off by {worst:.3g} (limit {TOLERANCE})")
+    return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import UsageError
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"320x240"`` -> (320, 240)."""
@@ -41,9 +43,8 @@ def run(args: argparse.Namespace) -> int:
         config = WorldConfig(width=args.size[0], height=args.size[1], frames=args.frames, fps=args.fps, seed=args.seed)
         bag, gt = write_benchmark(args.out, config, storage=args.storage, topic=args.topic, frame_id=args.frame_id,
                                   progress=True)
-    except ValueError as exc:
-        print(f"sam3-ros make-bag: {exc}")
-        return 1
+    except ValueError as exc:  # a bad --size, --frames or --fps
+        raise UsageError(str(exc)) from None
     print(f"wrote {bag} ({args.storage}, {args.frames} frames on {args.topic}) and {gt}")
     return 0
 
@@ -58,8 +59,7 @@ def _from_images(args: argparse.Namespace) -> int:
 
     files = sorted(p for p in Path(args.images).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not files:
-        print(f"sam3-ros make-bag: no .jpg/.png frames in {args.images}")
-        return 1
+        raise UsageError(f"no .jpg/.png frames in {args.images}")
     step_ns = round(1e9 / args.fps)
     frames = ((i * step_ns, np.asarray(Image.open(f).convert("RGB"))) for i, f in enumerate(files))
     count = write_camera_bag(args.out, frames, topic=args.topic, frame_id=args.frame_id, storage=args.storage)

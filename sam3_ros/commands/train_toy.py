@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import CommandFailed, UsageError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="toy_out",
@@ -53,25 +55,21 @@ def run(args: argparse.Namespace) -> int:
     steps = (args.vision_steps, args.binding_steps, args.detector_steps, args.scoring_steps, args.exemplar_steps,
              args.tracker_steps)
     if args.minutes < 0 or min(steps) < 1:
-        print("sam3-ros train-toy: --minutes must be >= 0 and the step counts >= 1")
-        return 1
+        raise UsageError("--minutes must be >= 0 and the step counts >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"sam3-ros train-toy: --device {args.device} but CUDA is not available")
-        return 1
+        raise UsageError(f"--device {args.device} but CUDA is not available")
     try:
         config = TrainConfig(seed=args.seed, vision_steps=args.vision_steps, binding_steps=args.binding_steps,
                              detector_steps=args.detector_steps, scoring_steps=args.scoring_steps,
                              exemplar_steps=args.exemplar_steps, tracker_steps=args.tracker_steps,
                              minutes=args.minutes, start_from=args.start_from,
                              phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()) or PHASES)
-    except ValueError as exc:
-        print(f"sam3-ros train-toy: {exc}")
-        return 1
+    except ValueError as exc:  # a bad --phases or --minutes
+        raise UsageError(str(exc)) from None
     try:
         record = train_toy(Path(args.out), config, torch.device(args.device))
     except ModelLoadError as error:  # --start-from: missing or corrupt model directory
-        print(f"sam3-ros train-toy: --start-from: {error}")
-        return 1
+        raise CommandFailed(f"--start-from: {error}") from None
     steps = record["config"]
     print(f"trained in {record['seconds'] / 60:.1f} min ({steps['detector_steps']} detector + "
           f"{steps['tracker_steps']} tracker steps) -> {args.out}")
@@ -91,13 +89,11 @@ def _probe(args: argparse.Namespace) -> int:
     from ..training.probe import probe_model
 
     if args.probe_frames < 1 or args.probe_clips < 1:
-        print("sam3-ros train-toy: --probe-frames and --probe-clips must be >= 1")
-        return 1
+        raise UsageError("--probe-frames and --probe-clips must be >= 1")
     try:
         loaded = load_model(args.probe, device=args.device)
     except ModelLoadError as error:
-        print(f"sam3-ros train-toy: {error}")
-        return 1
+        raise CommandFailed(str(error)) from None
     report = probe_model(loaded, frames=args.probe_frames, clips=args.probe_clips)
     print(report.table())
     out = Path(args.out)

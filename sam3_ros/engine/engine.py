@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..kernels.ops import exclusive_masks
+from ..prompts import check_clicks, check_prompt
 from ..settings import Settings
 from .backends import make_encoder
 from .detector import Detector
@@ -138,34 +139,14 @@ class Engine:
 
     # -- prompts and objects ---------------------------------------------------------------------------
     def set_prompt(self, prompt: ConceptPrompt, keep_tracks: bool = False) -> None:
-        """Replace the concept prompt. Without ``keep_tracks`` every object is dropped; with it, objects
-        of phrases still in the prompt (and click-created ones) are kept, the others dropped."""
-        limits = self.settings.prompt
+        """Replace the concept prompt (checked by ``sam3_ros.prompts.check_prompt``: exemplar boxes are clipped
+        to the last frame). Without ``keep_tracks`` every object is dropped; with it, objects of phrases still
+        in the prompt (and click-created ones) are kept, the others dropped."""
         if not isinstance(prompt, ConceptPrompt):
             raise ValueError(f"set_prompt expects a ConceptPrompt, got {type(prompt).__name__}")
-        phrases = [p.strip() if isinstance(p, str) else p for p in prompt.phrases]
-        for i, p in enumerate(phrases):
-            if not isinstance(p, str) or not p:
-                raise ValueError(f"prompt phrase {i} is empty or not a string: {prompt.phrases[i]!r}")
-            if len(p) > limits.max_phrase_chars:
-                raise ValueError(f"prompt phrase {i} has {len(p)} characters, more than "
-                                 f"prompt.max_phrase_chars={limits.max_phrase_chars}")
-        if len(phrases) > limits.max_phrases:
-            raise ValueError(f"prompt has {len(phrases)} phrases, more than prompt.max_phrases={limits.max_phrases}")
-        if len(set(phrases)) != len(phrases):
-            raise ValueError("prompt lists the same phrase twice")
-        boxes = np.asarray(prompt.boxes, dtype=np.float32).reshape(-1, 4) if np.size(prompt.boxes) else np.zeros((0, 4), np.float32)
-        labels = np.asarray(prompt.box_labels, dtype=bool).reshape(-1)
-        if len(labels) != len(boxes):
-            raise ValueError(f"prompt has {len(boxes)} exemplar boxes but {len(labels)} box labels")
-        if len(boxes) > limits.max_exemplar_boxes:
-            raise ValueError(f"prompt has {len(boxes)} exemplar boxes, more than "
-                             f"prompt.max_exemplar_boxes={limits.max_exemplar_boxes}")
-        if not phrases and not len(boxes):
-            raise ValueError("prompt is empty: give at least one phrase or exemplar box")
         size = self._last[2] if self._last is not None else None
-        for i, box in enumerate(boxes):
-            self._check_box(box, size, f"exemplar box {i}")
+        phrases, boxes, labels = check_prompt(prompt.phrases, prompt.boxes, prompt.box_labels, size,
+                                              self.settings.prompt)
         old_phrases = self.phrases
         self.phrases, self._boxes, self._box_labels = phrases, torch.from_numpy(boxes), torch.from_numpy(labels)
         if not keep_tracks:
@@ -181,7 +162,8 @@ class Engine:
         """Refine object ``obj_id`` or start a new one (``None``) from clicks on the last frame.
 
         ``points`` (P, 2) xy source pixels, ``labels`` (P,) 1 = on the object / 0 = background,
-        ``box`` optional xyxy source pixels. Returns the object's id.
+        ``box`` optional xyxy source pixels (checked by ``sam3_ros.prompts.check_clicks``). Returns the
+        object's id.
         """
         if self._last is None:
             raise ValueError("add_points needs a processed frame first (call step)")
@@ -192,26 +174,12 @@ class Engine:
         elif self.bank.free_slots == 0:
             raise ValueError(f"add_points: tracking.max_objects={self.settings.tracking.max_objects} objects are "
                              "tracked already; remove one first")
-        pts = np.asarray(points, dtype=np.float32).reshape(-1, 2) if points is not None and np.size(points) else np.zeros((0, 2), np.float32)
-        lbl = np.asarray(labels, dtype=np.int64).reshape(-1) if labels is not None else np.zeros((0,), np.int64)
-        if len(pts) != len(lbl):
-            raise ValueError(f"add_points: {len(pts)} points but {len(lbl)} labels")
-        if not np.isin(lbl, (0, 1)).all():
-            raise ValueError("add_points: labels must be 1 (object) or 0 (background)")
-        if len(pts) == 0 and box is None:
-            raise ValueError("add_points: give at least one point or a box")
+        pts, lbl, box = check_clicks(points, labels, box, size)
         h, w = size
-        if len(pts) and (not np.isfinite(pts).all() or (pts[:, 0] < 0).any() or (pts[:, 1] < 0).any()
-                         or (pts[:, 0] > w).any() or (pts[:, 1] > h).any()):
-            raise ValueError(f"add_points: points must lie inside the {w}x{h} image")
         scale = np.array([self.image_size / w, self.image_size / h], np.float32)
         box_t = None
         if box is not None:
-            b = np.asarray(box, dtype=np.float32).reshape(-1)
-            if b.shape != (4,):
-                raise ValueError(f"add_points: box must be 4 numbers xyxy, got shape {np.shape(box)}")
-            self._check_box(b, size, "add_points box")
-            box_t = torch.from_numpy((b.reshape(2, 2) * scale).reshape(1, 1, 4)).to(self.device, self.dtype)
+            box_t = torch.from_numpy((box.reshape(2, 2) * scale).reshape(1, 1, 4)).to(self.device, self.dtype)
         if len(pts) == 0:  # a box alone: the prompt encoder still wants a (padding) point
             pts, lbl = np.zeros((1, 2), np.float32), np.full((1,), -10, np.int64)
         points_t = torch.from_numpy(pts * scale).view(1, 1, -1, 2).to(self.device, self.dtype)
@@ -385,7 +353,8 @@ class Engine:
                track_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Enforce ``tracking.max_objects``: new detections (indices ``candidates``) and live objects
         (indices ``alive`` into this frame's objects) compete by score, the lowest-scoring leave first
-        (ties keep the live object); with ``at_max_objects: refuse_new`` live objects always stay. Returns (admitted detections, highest score first; evicted objects)."""
+        (ties keep the live object); with ``at_max_objects: refuse_new`` live objects always stay.
+        Returns (admitted detections, highest score first; evicted objects)."""
         cap = self.settings.tracking.max_objects
         if len(alive) + len(candidates) <= cap:
             return candidates, np.zeros(0, dtype=np.int64)
@@ -432,17 +401,6 @@ class Engine:
             return self._objects.slots[self._objects.ids.index(int(obj_id))]
         except ValueError:
             raise ValueError(f"unknown object id {obj_id} (live ids: {self._objects.ids})") from None
-
-    @staticmethod
-    def _check_box(box: np.ndarray, size: tuple[int, int] | None, what: str) -> None:
-        if not np.isfinite(box).all():
-            raise ValueError(f"{what} has non-finite coordinates: {box.tolist()}")
-        x0, y0, x1, y1 = box.tolist()
-        if not (x1 > x0 and y1 > y0):
-            raise ValueError(f"{what} must be xyxy with x1 > x0 and y1 > y0, got {box.tolist()}")
-        if x0 < 0 or y0 < 0 or (size is not None and (x1 > size[1] or y1 > size[0])):
-            where = f"the {size[1]}x{size[0]} image" if size else "the image"
-            raise ValueError(f"{what} {box.tolist()} lies outside {where}")
 
     def _boxes_fit(self, size: tuple[int, int]) -> bool:
         h, w = size

@@ -1,4 +1,5 @@
-"""Model loading: a built-in name (``toy``, ``tiny-random``, ``sam3-random``) or a local directory in transformers format.
+"""Model loading: a built-in name (``toy``, ``tiny-random``, ``sam3-random``) or a local directory in
+transformers format.
 
 Never downloads. A missing or unreadable model gives one ``ModelLoadError`` naming the path.
 """

@@ -1,4 +1,4 @@
-"""Data that crosses the engine boundary (ARCHITECTURE.md, "Contracts between parts").
+"""Data that crosses the engine boundary: what callers give the engine and what it returns.
 
 The engine's surface (implemented in ``sam3_ros.engine``):
     set_prompt(prompt: ConceptPrompt, keep_tracks: bool = False) -> None
@@ -35,10 +35,6 @@ class ConceptPrompt:
     phrases: list[str] = field(default_factory=list)
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     box_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))  # True = positive
-
-    @property
-    def empty(self) -> bool:
-        return not self.phrases and len(self.boxes) == 0
 
 
 @dataclass

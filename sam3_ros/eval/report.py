@@ -51,6 +51,9 @@ def _markdown(run: EvalRun, context: dict) -> str:
         f"{_fmt(m['IDF1'])} | {m['id_switches']} | {m['positive_frames']} | {m['gt_objects']} |"
         for p, m in r["per_concept"].items())
     setup = "\n".join(f"- {k}: `{v}`" for k, v in context.items())
+    speed = (f"| {r['frames']} | {r['frames'] - r['dropped'] - r['missed_in_transport']} | {r['dropped']} | "
+             f"{r['missed_in_transport']} | {run.failed} | {r['fps']:.2f} | {r['latency_ms']['p50']:.1f} | "
+             f"{r['latency_ms']['p99']:.1f} | {run.wall_s:.1f} |")
     return f"""# sam3_ros evaluation
 
 {setup}
@@ -74,7 +77,7 @@ Ignored predictions: {run.ignored_low_score} with score under 0.5, {run.ignored_
 
 | frames | processed | dropped | missed in transport | rejected images | fps | p50 (ms) | p99 (ms) | wall (s) |
 |---|---|---|---|---|---|---|---|---|
-| {r['frames']} | {r['frames'] - r['dropped'] - r['missed_in_transport']} | {r['dropped']} | {r['missed_in_transport']} | {run.failed} | {r['fps']:.2f} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p99']:.1f} | {run.wall_s:.1f} |
+{speed}
 
 ![latency](latency.png) ![per concept](per_concept.png)
 """

@@ -13,7 +13,7 @@ import torch
 
 TINY_IMAGE_SIZE = 112
 _PATCH = 14
-_HIDDEN = 128  # fpn_hidden_size: a multiple of 64 and > 64 (FIELD-NOTES)
+_HIDDEN = 128  # fpn_hidden_size: a multiple of 64 and > 64 (transformers' SAM 3 classes require it)
 _VOCAB = 1000
 _MAX_TOKENS = 32
 

@@ -2,7 +2,7 @@
 
 Trained jointly from scratch, the detector never ties a phrase to the image in a CPU budget: the
 vision features keep moving while the prompt fusion tries to read them, and the phrase stays ignored
-(presence loss flat at its prior for 3,000 steps). Two dense signals break that:
+(the presence loss stays flat at its prior). Dense signals break that:
 
 - ``ConceptHead``: the vision encoder first learns, per pixel, which concept covers it (cross-entropy
   over the world's concepts and background on each FPN level the detector reads), and, per concept
@@ -14,9 +14,8 @@ vision features keep moving while the prompt fusion tries to read them, and the 
   cross-attention to the phrase, which the presence, scores and masks then read.
 - ``PositionHead``: beside the concept, the same FPN levels predict where each pixel is (Fourier
   features of its image coordinates). The concept target alone is translation-invariant and the
-  features lose absolute position (a linear probe on v7's mask-decoder pixel embeddings reads none),
-  so the dot-product mask head cannot tell two objects of one concept apart: both queries get the
-  union (best-query mask IoU median 0.87 for an object alone with its concept, 0.60 beside a twin).
+  features lose absolute position, so the dot-product mask head cannot tell two objects of one concept
+  apart: both queries get the union of the two.
 - ``QueryPositionHead``: in the detector phase, the matched queries' mask embeddings predict the same
   features at their objects' box centres: the other side of that dot product.
 """
@@ -57,10 +56,8 @@ class ConceptHead(nn.Module):
 def region_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of each concept region's mean logits (B, K + 1, h, w) against its concept, every
     region of every image weighing the same. The per-pixel term is mostly background and colour, which
-    come easily; what tells a region's shape is a few pixels' worth of it, so shape is learned slowly
-    (a linear probe on object-pooled features of the detector's level, after 2,000 steps: 67% right without
-    this term, 84% with it). Pooled logits are what the detector's queries read, and their error is mostly
-    shape."""
+    come easily; what tells a region's shape is a few pixels' worth of it, so from that term alone shape is
+    learned slowly. Pooled logits are what the detector's queries read, and their error is mostly shape."""
     onehot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2)[:, :BACKGROUND].float()  # (B, K, h, w)
     count = onehot.sum((-2, -1))
     pooled = torch.einsum("bchw,bkhw->bkc", logits, onehot) / count.clamp(min=1)[..., None]

@@ -184,15 +184,13 @@ def scoring_step(model, tokenize, samples: list[DetectorSample],
     x the presence probability) learns the quality of that query's mask (``mask_quality``), by BCE over every
     query of every (image, phrase) row, and the presence probability keeps its own BCE (is the phrase there).
 
-    After the detector phase the presence probability of a present phrase is often near 0.5 (v9: median
-    0.54 on the objects whose good query scored under 0.5), which no query probability can make up for.
-    Training its head here on the frozen presence token helped a little (v10 -> v11, with an exemplar rerun:
-    cgF1 12.5 -> 16.1), but does not make presence steady: that needs the token itself (see the issue's notes).
+    After the detector phase the presence probability of a present phrase is often near 0.5, which no query
+    probability can make up for; here only its head learns, on the frozen presence token, which this phase
+    cannot make steadier.
 
     The detector phase's one-to-one matching leaves the matched query's score split with the other queries
-    on the same object (median top score 0.50 on present phrases after 4,500 steps, 0.009 on absent ones):
-    the ranking is right, the level is not. Here every query whose mask would be a good detection should
-    clear the thresholds; the engine's NMS keeps one per object."""
+    on the same object: the ranking is right, the level is not. Here every query whose mask would be a good
+    detection should clear the thresholds; the engine's NMS keeps one per object."""
     detector = model.detector_model
     decoder = detector.detr_decoder
     with (torch.no_grad(), captured_output(detector.dot_product_scoring) as scoring,
@@ -220,7 +218,7 @@ def exemplar_step(model, tokenize, samples: list[DetectorSample], weights: LossW
     """``detector_step`` on exemplar prompts, plus distillation from each prompt's ``text_twin``: the DETR
     encoder's fused image tokens, every query's logit and box, and the presence logit should be what the
     phrase asking for the same objects gives. Against a frozen detector the ground-truth losses alone
-    barely move the geometry encoder (300 steps: 2% of positive-exemplar prompts detected); the twin says
+    barely move the geometry encoder (few positive-exemplar prompts get detected); the twin says
     densely where the detector already knows the answer."""
     detector = model.detector_model
     with torch.no_grad():

@@ -52,10 +52,8 @@ _PROBE_STEPS = 30  # steps timed before a time budget fixes a phase's step count
 @dataclass
 class TrainConfig:
     seed: int = 0
-    # fixed, also with ``minutes``. Colour is learned in a few hundred steps, shape (what tells the hard
-    # negatives apart) is not: a linear probe on object-pooled features of the detector's level reads an
-    # object's shape 67% right after 2,000 steps of the per-pixel term alone, 84% with ``region_loss``
-    # (chance 33%; colour 96-100% either way)
+    # fixed, also with ``minutes``: colour is learned in a few hundred steps, shape (what tells the hard
+    # negatives apart) takes thousands, even with ``auxiliary.region_loss``
     vision_steps: int = 3000
     vision_images_per_step: int = 6
     binding_steps: int = 500  # fixed, also with ``minutes``
@@ -69,8 +67,7 @@ class TrainConfig:
     clip_length: int = 6
     clip_objects: int = 6
     lr: float = 1e-3
-    # the detector phase's: at 1e-3 its early localization gains fade and presence degrades (1,000 steps from
-    # the same encoders: 54% of present phrases get a query over 0.5 at 3e-4, with the decoder's edge prior)
+    # the detector phase's: at ``lr`` its early localization gains fade and presence degrades
     detector_lr: float = 3e-4
     weight_decay: float = 0.01
     warmup_steps: int = 100

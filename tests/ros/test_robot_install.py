@@ -1,9 +1,11 @@
-"""The README's robot install line installs everything the rclpy path imports beyond ROS 2 itself."""
+"""The README's robot install line installs everything the rclpy path imports beyond ROS 2 itself; the colcon
+install holds the runtime without the offline training code, and the running node needs none of it."""
 
 from __future__ import annotations
 
 import ros_required  # noqa: F401  (first: without ROS 2 this module skips, saying why)
 import ast
+import functools
 import importlib.metadata as metadata
 import json
 import re
@@ -49,6 +51,7 @@ def install_closure(names: list[str]) -> set[str]:
     return seen
 
 
+@functools.lru_cache
 def probe(mode: str) -> dict:
     out = subprocess.run([sys.executable, str(PROBE), mode], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -82,3 +85,13 @@ def test_readme_install_line_covers_what_the_rclpy_node_imports():
     installed = install_closure(readme_install_line()) | rosdep
     missing = {dist: module for dist, module in needed.items() if dist not in installed}
     assert not missing, f"imported by the rclpy node but not installed by the README's line: {missing}"
+
+
+def test_colcon_install_leaves_out_the_training_code_the_node_never_loads():
+    import sam3_ros  # from the colcon install (tests/ros/run.sh sources it)
+
+    installed = Path(sam3_ros.__file__).resolve().parent
+    assert (installed / "msg").is_dir() and (installed / "engine" / "engine.py").is_file(), installed
+    assert not (installed / "training").exists(), f"{installed / 'training'} is installed"
+    loaded = probe("node")["sam3_ros_files"]
+    assert loaded and all(Path(f).resolve().is_relative_to(installed) for f in loaded), loaded

@@ -1,9 +1,10 @@
 """The data plane of object sharding: one ``torch.distributed`` process group, rank 0 = coordinator.
 
-NCCL between GPUs (one rank per GPU), gloo on CPU or when ranks share a GPU. Every collective is rooted at rank 0 (broadcast from it, gather and
-scatter through it), so a worker talks only to the coordinator. Rows of different workers are padded to
-the same count (gloo's gather and scatter need equal sizes). When a peer dies the group is left
-(``leave``) and formed again, under a new generation prefix of the same store, by the survivors.
+NCCL between GPUs (one rank per GPU), gloo on CPU or when ranks share a GPU. Every collective is rooted at
+rank 0 (broadcast from it, gather and scatter through it), so a worker talks only to the coordinator. Rows
+of different workers are padded to the same count (gloo's gather and scatter need equal sizes). When a peer
+dies the group is left (``leave``) and formed again, under a new generation prefix of the same store, by the
+survivors.
 """
 
 from __future__ import annotations
