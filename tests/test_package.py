@@ -59,3 +59,14 @@ def test_every_imported_ros_package_is_a_dependency():
     deps = _deps(_package())
     missing = {name: where for name, where in _imported_ros_packages().items() if name not in deps}
     assert not missing, f"ROS packages imported but not in package.xml: {missing}"
+
+
+def test_every_published_or_subscribed_type_is_a_dependency():
+    """The rclpy transport imports each topic's message package by name (``names.*_TYPE``), and the messages
+    built from the typestore nest others (vision_msgs nests geometry_msgs)."""
+    from sam3_ros.ros import names
+
+    packages = {value.split("/")[0] for key, value in vars(names).items() if key.endswith("_TYPE")}
+    packages |= {"geometry_msgs"} if "vision_msgs" in packages else set()
+    missing = packages - _deps(_package()) - {"sam3_ros"}
+    assert not missing, f"message packages used but not in package.xml: {missing}"
