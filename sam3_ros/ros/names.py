@@ -4,8 +4,6 @@ Names without a leading slash are relative: they land under the node's namespace
 or robot), and under ``/`` when there is none.
 """
 
-from ..pipeline.depth import depth_inputs
-
 PROMPT_TOPIC = "sam3/prompt"
 OVERLAY_TOPIC = "sam3/overlay"
 LABELS_TOPIC = "sam3/labels"
@@ -40,7 +38,7 @@ def output_topics(settings) -> dict[str, tuple[str, str]]:
     """The vision_msgs outputs the settings ask for, as publish kind -> (topic, type): the 2D detections always,
     the 3D detections and (``output.point_cloud``) the point cloud when a camera has depth."""
     topics = {"detections": (DETECTIONS_TOPIC, DETECTIONS_TYPE)}
-    if depth_inputs(settings):
+    if any(settings.input.depth_topics):  # a camera with depth (names stays light: no pipeline import)
         topics["detections_3d"] = (DETECTIONS_3D_TOPIC, DETECTIONS_3D_TYPE)
         if settings.output.point_cloud:
             topics["points"] = (POINTS_TOPIC, POINTS_TYPE)
