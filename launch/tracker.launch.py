@@ -7,7 +7,9 @@ The node is a lifecycle (managed) node; by default this launch configures and ac
 Settings come from params_file (the packaged config/tracker.yaml by default); a launch argument given
 on the command line overrides the file's value, one left empty is not passed to the node at all.
 Several cameras in one node: camera_topic:="/cam_front/image_raw,/cam_rear/image_raw" (one engine per
-camera, one worker each; outputs tell cameras apart by InstanceArray.camera). Topics ending in
+camera, one worker each; outputs tell cameras apart by InstanceArray.camera).
+3D per instance: depth_topic:=/camera/aligned_depth_to_color/image_raw (one per camera topic) with the colour
+camera's CameraInfo (camera_info_topic, default the camera_info beside the camera topic). Topics ending in
 /compressed carry sensor_msgs/CompressedImage, as image_transport names them.
 One node per camera: include this file once per camera with its own `namespace` and a relative
 instances_topic (see multi_camera.launch.py); services then live under /<namespace>/sam3/.
@@ -32,6 +34,11 @@ from lifecycle_msgs.msg import Transition
 ARGUMENTS = [
     ("camera_topic", "", "camera topic(s) to segment; comma-separated for several"),
     ("compressed", "", "true if the topics carry sensor_msgs/CompressedImage (jpeg/png)"),
+    ("depth_topic", "", "aligned depth image topic(s), one per camera topic (16UC1 mm or 32FC1 m, registered to the "
+     "colour image): 3D per instance on sam3/detections_3d"),
+    ("camera_info_topic", "", "CameraInfo topic(s) of the colour camera(s), one per camera topic (default: the "
+     "camera_info beside each camera topic)"),
+    ("point_cloud", "", "true: with depth, also publish sam3/points (PointCloud2 of each instance's depth points)"),
     ("params_file", PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
      "ROS 2 parameter file with every tracker setting"),
     ("model", "", "built-in model name (toy, tiny-random, sam3-random) or a local directory with SAM 3 weights"),
@@ -51,6 +58,9 @@ ARGUMENTS = [
 OVERRIDES = {
     "camera_topic": ("input.topics", str),
     "compressed": ("input.compressed", bool),
+    "depth_topic": ("input.depth_topics", str),
+    "camera_info_topic": ("input.camera_info_topics", str),
+    "point_cloud": ("output.point_cloud", bool),
     "model": ("model", str),
     "prompt": ("prompt.text", str),
     "devices": ("devices", str),

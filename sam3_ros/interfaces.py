@@ -21,6 +21,24 @@ STANDARD_SERVICES = {
     "string message # informational, e.g. for error messages\n",
 }
 
+# Standard messages we publish that rosbags' store does not ship: vision_msgs 4.1.1 (ROS 2 Jazzy), the fields of
+# ros-perception/vision_msgs' msg/*.msg (their comments document them). Registered only where the store lacks them.
+STANDARD_MESSAGES = {
+    "vision_msgs/msg/ObjectHypothesis": "string class_id\nfloat64 score\n",
+    "vision_msgs/msg/ObjectHypothesisWithPose": "vision_msgs/ObjectHypothesis hypothesis\n"
+    "geometry_msgs/PoseWithCovariance pose\n",
+    "vision_msgs/msg/Point2D": "float64 x\nfloat64 y\n",
+    "vision_msgs/msg/Pose2D": "vision_msgs/Point2D position\nfloat64 theta\n",
+    "vision_msgs/msg/BoundingBox2D": "vision_msgs/Pose2D center\nfloat64 size_x\nfloat64 size_y\n",
+    "vision_msgs/msg/BoundingBox3D": "geometry_msgs/Pose center\ngeometry_msgs/Vector3 size\n",
+    "vision_msgs/msg/Detection2D": "std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n"
+    "vision_msgs/BoundingBox2D bbox\nstring id\n",
+    "vision_msgs/msg/Detection2DArray": "std_msgs/Header header\nvision_msgs/Detection2D[] detections\n",
+    "vision_msgs/msg/Detection3D": "std_msgs/Header header\nvision_msgs/ObjectHypothesisWithPose[] results\n"
+    "vision_msgs/BoundingBox3D bbox\nstring id\n",
+    "vision_msgs/msg/Detection3DArray": "std_msgs/Header header\nvision_msgs/Detection3D[] detections\n",
+}
+
 
 def message_names() -> list[str]:
     """Full names of our message types, e.g. ``sam3_ros/msg/Instance``."""
@@ -62,6 +80,9 @@ def typestore():
 
     store = get_typestore(getattr(Stores, ROS_DISTRO_STORE))
     types: dict = {}
+    for name, text in STANDARD_MESSAGES.items():
+        if name not in store.types:
+            types.update(get_types_from_msg(text, name))
     for name, text in definitions().items():
         # rosbags files every type under ".../msg/"; services keep rosidl's "pkg/srv/Name_Request".
         for parsed_name, spec in get_types_from_msg(text, name).items():

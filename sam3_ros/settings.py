@@ -46,6 +46,12 @@ class InputSettings:
     largest_frame_bytes: int = _spec(1920 * 1080 * 3, "largest image message expected, in bytes (default: 1920x1080 "
                                      "rgb8); the DDS-direct transport sizes its socket receive buffer for it",
                                      lo=64 * 1024, hi=2**31 - 1)
+    depth_topics: list[str] = _spec([], "aligned depth image topic of each camera, in input.topics order "
+                                    "(sensor_msgs/Image, 16UC1 mm or 32FC1 m, registered to the colour image); "
+                                    "'' for a camera without depth; [] = no 3D")
+    camera_info_topics: list[str] = _spec([], "CameraInfo topic of each camera, in input.topics order; [] = the "
+                                          "camera_info topic beside each camera topic (/cam/color/image_raw -> "
+                                          "/cam/color/camera_info)")
 
 
 @dataclass
@@ -97,10 +103,27 @@ class MemorySettings:
 
 
 @dataclass
+class DepthSettings:
+    max_stamp_diff_ms: float = _spec(20.0, "a depth image pairs with the colour image whose header stamp is closest, "
+                                     "within this many milliseconds", lo=0.0, hi=10000.0)
+    min_m: float = _spec(0.1, "depth below this (metres) is invalid", lo=0.0, hi=1000.0)
+    max_m: float = _spec(10.0, "depth above this (metres) is invalid", lo=0.0, hi=1000.0)
+    erode_px: int = _spec(2, "erode each mask by this many pixels before reading depth (edge pixels mix the object "
+                          "with what is behind it)", lo=0, hi=100)
+    outlier_mads: float = _spec(3.0, "depth further from the instance's median than this many scaled median absolute "
+                                "deviations is an outlier (at least 1% of the median depth is kept)", lo=0.5, hi=100.0)
+    min_points: int = _spec(20, "an instance needs this many valid depth pixels for 3D", lo=1, hi=1000000)
+    max_samples: int = _spec(256, "depth pixels read per instance at most: larger boxes are read on a regular grid",
+                             lo=16, hi=1000000)
+
+
+@dataclass
 class OutputSettings:
     instances_topic: str = _spec("/sam3/instances", "InstanceArray output topic", nonempty=True)
     overlay: bool = _spec(False, "publish /sam3/overlay (bgr8 image with colored masks and ids)")
     label_image: bool = _spec(False, "publish /sam3/labels (mono16, pixel = instance id)")
+    point_cloud: bool = _spec(False, "with depth: publish sam3/points (PointCloud2 of the depth points behind each "
+                              "instance's 3D, fields x y z id)")
     diagnostics_period_s: float = _spec(1.0, "seconds between /diagnostics messages", lo=0.05, hi=3600.0)
     stall_timeout_s: float = _spec(5.0, "a camera whose image has waited this long for an output is an ERROR in "
                                    "/diagnostics, with the reason (watchdog; it also restarts stopped workers)",
@@ -126,6 +149,7 @@ class Settings:
     detection: DetectionSettings = field(default_factory=DetectionSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
+    depth: DepthSettings = field(default_factory=DepthSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
 
     def __post_init__(self) -> None:
@@ -324,6 +348,22 @@ def _check_device(name: str) -> bool:
     return head == "cuda" and index.isdigit()
 
 
+def _validate_depth(settings: Settings) -> None:
+    inputs = settings.input
+    for name in ("depth_topics", "camera_info_topics"):
+        listed = getattr(inputs, name)
+        if listed and len(listed) != len(inputs.topics):
+            raise SettingsError(f"input.{name}: {len(listed)} topics for {len(inputs.topics)} cameras; list one per "
+                                "camera in input.topics order ('' for a camera without depth), or none")
+        for i, topic in enumerate(listed):
+            if topic and not topic.startswith("/") and not topic[:1].isalpha():
+                raise SettingsError(f"input.{name}[{i}]: {topic!r} is not a valid topic name")
+            if topic and topic in inputs.topics:
+                raise SettingsError(f"input.{name}[{i}]: {topic!r} is also a camera topic")
+    if settings.depth.min_m >= settings.depth.max_m:
+        raise SettingsError(f"depth.min_m: must be < depth.max_m ({settings.depth.min_m} >= {settings.depth.max_m})")
+
+
 def validate(settings: Settings) -> None:
     """Check every field and the rules that span fields; raise SettingsError naming the field."""
     for f in dataclasses.fields(settings):
@@ -339,6 +379,7 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"input.topics[{i}]: {topic!r} is not a valid topic name")
     if len(set(settings.input.topics)) != len(settings.input.topics):
         raise SettingsError("input.topics: lists the same topic twice")
+    _validate_depth(settings)
     if settings.placement == "objects" and len(settings.devices) > 1 and len(settings.input.topics) > 1:
         raise SettingsError("placement: objects shares one camera stream's objects over the devices; list one topic "
                             "in input.topics, or use placement: cameras")

@@ -67,9 +67,10 @@ def test_node_with_object_placement_runs_one_camera_on_a_sharded_engine():
     try:
         assert isinstance(engine, ShardedEngine) and engine.num_workers == 1  # detector here, objects there
         published = []
-        node = TrackerNode(settings, lambda camera: engine, lambda kind, message: published.append(message))
+        node = TrackerNode(settings, lambda camera: engine, lambda kind, message: published.append((kind, message)))
         for stamp, rgb in enumerate(moving_shapes(3, 48, 64), start=1):
             node._process(node.cameras["/cam"], image_message(rgb_to_image_fields(rgb), stamp, "cam"), 0.0)
+        published = [m for k, m in published if k == "instances"]
         assert [m.header.stamp.nanosec for m in published] == [1, 2, 3]
         assert len(published[-1].instances) > 0 and engine.counters.frames == 3
     finally:

@@ -131,3 +131,14 @@ print(json.dumps({{"loaded": sorted(m for m in sys.modules if m.startswith("sam3
     assert "sam3_ros.engine.engine" in result["loaded"] and "sam3_ros.pipeline.node" in result["loaded"]
     assert len(result["skipped"]) < len(_robot_modules()) // 4, result["skipped"]
     assert not [m for m in result["loaded"] if m.startswith("sam3_ros.training")], result["loaded"]
+
+
+def test_every_published_or_subscribed_type_is_a_dependency():
+    """The rclpy transport imports each topic's message package by name (``names.*_TYPE``), and the messages
+    built from the typestore nest others (vision_msgs nests geometry_msgs)."""
+    from sam3_ros.ros import names
+
+    packages = {value.split("/")[0] for key, value in vars(names).items() if key.endswith("_TYPE")}
+    packages |= {"geometry_msgs"} if "vision_msgs" in packages else set()
+    missing = packages - _deps(_package()) - {"sam3_ros"}
+    assert not missing, f"message packages used but not in package.xml: {missing}"

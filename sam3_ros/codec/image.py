@@ -45,23 +45,31 @@ def _check_size(height: int, width: int, max_pixels: int) -> None:
         raise ValueError(f"image of {width}x{height} = {height * width} pixels exceeds the limit of {max_pixels}")
 
 
-def image_to_rgb(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode a ``sensor_msgs/Image`` (anything with its fields) to a new RGB uint8 (H, W, 3) array."""
+def pixel_rows(msg: Any, bytes_per_pixel: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The (height, width x bytes_per_pixel) uint8 pixel rows of a ``sensor_msgs/Image`` (a view of its data,
+    row padding left out), after checking its size, step and data length (ValueError naming the problem)."""
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    encoding = str(msg.encoding).lower()
-    if encoding not in _LAYOUTS:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(IMAGE_ENCODINGS)}")
     _check_size(height, width, max_pixels)
-    bpp, order = _LAYOUTS[encoding]
-    if step < width * bpp:
-        raise ValueError(f"step {step} is smaller than width {width} x {bpp} bytes per pixel for {encoding}")
+    if step < width * bytes_per_pixel:
+        raise ValueError(f"step {step} is smaller than width {width} x {bytes_per_pixel} bytes per pixel for "
+                         f"{msg.encoding}")
     data = np.frombuffer(memoryview(msg.data), np.uint8) if not isinstance(msg.data, np.ndarray) \
         else msg.data.view(np.uint8).reshape(-1)
     if data.size != step * height:
         raise ValueError(f"data has {data.size} bytes, expected step {step} x height {height} = {step * height}")
+    return data.reshape(height, step)[:, : width * bytes_per_pixel]
+
+
+def image_to_rgb(msg: Any, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode a ``sensor_msgs/Image`` (anything with its fields) to a new RGB uint8 (H, W, 3) array."""
+    height, width = int(msg.height), int(msg.width)
+    encoding = str(msg.encoding).lower()
+    if encoding not in _LAYOUTS:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(IMAGE_ENCODINGS)}")
+    bpp, order = _LAYOUTS[encoding]
+    rows = pixel_rows(msg, bpp, max_pixels)
     if order in ("uyvy", "yuyv") and width % 2:
         raise ValueError(f"{encoding} needs an even width, got {width}")
-    rows = data.reshape(height, step)[:, : width * bpp]
     if order == "mono16":
         big = bool(getattr(msg, "is_bigendian", False))
         return _stretch_to_rgb(rows.copy().view(">u2" if big else "<u2").reshape(height, width))

@@ -6,6 +6,8 @@ the node computes per frame, no transport); (2) the node in its own process over
 receive-to-publish latency; (3) optionally a camera at ``--rate`` Hz: frames sent and received by the node
 (its /diagnostics count), frames it found missing in transport (from the camera's stamps), output rate,
 stale drops, lag.
+With ``--depth``, the in-process run also times the 3D step (``pipeline.instances3d.locate_instances``) on
+each frame's instances and an aligned depth image (a noisy plane 2 m away, the synthetic camera's intrinsics).
 With ``--reference``, the transformers streaming loop runs on the same frames in the same process (its
 masks upsampled to the source size; no message building), for the ratio. ``--objects N`` makes every
 detection start an object until N are tracked (random-weight models score too low for the defaults).
@@ -47,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "compile", "eager"),
                         help="vision encoder backend")
     parser.add_argument("--reference", action="store_true", help="also time the transformers streaming loop")
+    parser.add_argument("--depth", action="store_true", help="also time the 3D step from an aligned depth image "
+                        "(in process)")
     parser.add_argument("--no-node", action="store_true", help="in-process only (no DDS node)")
     parser.add_argument("--json", metavar="PATH", help="write the results here")
 
@@ -84,17 +88,21 @@ def _device_name(settings) -> str:
     return f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
 
 
-def _in_process(settings, frames, loaded) -> dict:
-    """engine.step + instances_to_message per frame: ms, per-stage ms, objects, peak GPU memory."""
+def _in_process(settings, frames, loaded, depth: bool = False) -> dict:
+    """engine.step + instances_to_message per frame: ms, per-stage ms, objects, peak GPU memory; with ``depth``
+    the 3D step's ms too."""
     import torch
     from tqdm import tqdm
 
     from ..engine import Frame, load_engine
+    from ..eval.synthetic_depth import synthetic_intrinsics
+    from ..pipeline.instances3d import locate_instances
     from ..pipeline.messages import instances_to_message
 
     engine = load_engine(settings, loaded)
     cuda = engine.device.type == "cuda"
-    times, stages, objects = [], {}, []
+    times, stages, objects, times_3d = [], {}, [], []
+    depth_image = intrinsics = None
     for i, rgb in enumerate(tqdm(frames, desc="in process", leave=False)):
         if i == WARMUP and cuda:
             torch.cuda.reset_peak_memory_stats(engine.device)
@@ -102,12 +110,20 @@ def _in_process(settings, frames, loaded) -> dict:
         instances = engine.step(Frame(image=rgb, stamp_ns=i + 1, frame_id="bench", camera="/bench"))
         instances_to_message(instances)  # reads the masks back: the frame's GPU work is done here
         times.append((time.perf_counter() - start) * 1e3)
+        if depth:
+            if depth_image is None:
+                height, width = rgb.shape[:2]
+                noise = np.random.default_rng(1).normal(0.0, 0.004, (height, width))
+                depth_image, intrinsics = ((2.0 + noise) * 1000).astype(np.uint16), synthetic_intrinsics(width, height)
+            start = time.perf_counter()
+            locate_instances(instances.boxes, instances.masks, depth_image, 0.001, intrinsics, settings.depth)
+            times_3d.append((time.perf_counter() - start) * 1e3)
         if i >= WARMUP:
             objects.append(len(instances))
             for stage, ms in instances.timings_ms.items():
                 stages.setdefault(stage, []).append(ms)
     peak = torch.cuda.max_memory_allocated(engine.device) if cuda else None
-    return {"times": times[WARMUP:], "stages": {k: _stats(v)["median_ms"] for k, v in stages.items()},
+    return {"times": times[WARMUP:], "times_3d": times_3d[WARMUP:], "stages": {k: _stats(v)["median_ms"] for k, v in stages.items()},
             "objects_median": float(np.median(objects)), "gpu_peak_bytes": peak, "backend": engine.encoder.name}
 
 
@@ -181,9 +197,11 @@ def run(args: argparse.Namespace) -> int:
     count = args.frames + WARMUP
     device = resolve_device(settings)
     loaded = load_model(settings.model, device, resolve_dtype(settings, device), settings.image_size)
-    ours = _in_process(settings, list(_frames(count, width, height)), loaded)
+    ours = _in_process(settings, list(_frames(count, width, height)), loaded, args.depth)
     rows = {"in process: engine.step + message": _stats(ours["times"])}
     base = rows["in process: engine.step + message"]["median_ms"]
+    if args.depth:
+        rows["in process: 3D step (depth)"] = _stats(ours["times_3d"], base)
     if args.reference:
         from transformers.utils import logging as hf_logging
 

@@ -83,9 +83,10 @@ def read_messages(path: str | Path, topic: str) -> Iterator[tuple[int, object]]:
             yield time_ns, store.deserialize_cdr(raw, connection.msgtype)
 
 
-def camera_topic(path: str | Path, topic: str | None = None) -> str:
-    """The bag's camera topic: ``topic`` if given (checked), else its only image topic."""
-    found = {t: m for t, (m, _) in topics(path).items() if m in IMAGE_TYPES}
+def camera_topic(path: str | Path, topic: str | None = None, depth_topic: str | None = None) -> str:
+    """The bag's camera topic: ``topic`` if given (checked), else its only image topic other than
+    ``depth_topic``."""
+    found = {t: m for t, (m, _) in topics(path).items() if m in IMAGE_TYPES and t != depth_topic}
     if topic is not None:
         if topic not in found:
             raise ValueError(f"bag {path} has no image topic {topic!r}; image topics: {sorted(found)}")

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..pipeline.messages import time_to_ns
 from ..ros.names import INSTANCES_TYPE
 from .bags import BagWriter, camera_topic, read_messages, topics
+from .depth_error import depth_errors
 from .groundtruth import GroundTruth
 from .metrics import FrameObjects, Scorer
 from .replay import Arrival, Replay, median_period
@@ -68,15 +69,17 @@ def score_outputs(gt: GroundTruth, phrases: list[str], arrivals: list[Arrival], 
 
 
 def evaluate(bag: str | Path, gt: GroundTruth, replay: Replay, out_dir: str | Path, *,
-             phrases: list[str] | None = None, topic: str | None = None, progress: bool = True) -> EvalRun:
+             phrases: list[str] | None = None, topic: str | None = None, progress: bool = True,
+             settings=None) -> EvalRun:
     """Run ``replay`` over the bag's camera topic, write ``out_dir/instances`` and return the scored run.
 
     ``replay`` is a :class:`Replay` (in-process or lockstep through the node) or anything with its
     interface (``run``, ``arrivals``, ``period_ns``, ``wall_s``, ``failed``, ``pacing``), e.g. the
     realtime replay through the node. ``phrases`` are the noun phrases scored (default: the ground
-    truth's, positives and negatives)."""
+    truth's, positives and negatives). With depth ground truth the report has the 3D errors too
+    (``depth_error``, with ``settings``' depth section; default settings without)."""
     phrases = list(phrases or gt.phrases)
-    topic = camera_topic(bag, topic)
+    topic = camera_topic(bag, topic, gt.depth_topic)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output_bag = out_dir / OUTPUT_BAG
@@ -91,14 +94,20 @@ def evaluate(bag: str | Path, gt: GroundTruth, replay: Replay, out_dir: str | Pa
             bar.update(len(replay.arrivals) - bar.n)
         bar.update(len(replay.arrivals) - bar.n)
     scorer = score_outputs(gt, phrases, replay.arrivals, replay.period_ns, read_messages(output_bag, INSTANCES_TOPIC))
-    return _run(scorer, latencies, replay.arrivals, replay.period_ns, replay.wall_s, replay.failed, output_bag)
+    run = _run(scorer, latencies, replay.arrivals, replay.period_ns, replay.wall_s, replay.failed, output_bag)
+    if gt.has_3d:
+        from ..settings import Settings
+
+        run.report["depth_3d"] = depth_errors(bag, gt, read_messages(output_bag, INSTANCES_TOPIC),
+                                              settings or Settings.default({}))
+    return run
 
 
 def score_recording(recorded: str | Path, gt: GroundTruth, *, phrases: list[str] | None = None,
                     topic: str | None = None) -> EvalRun:
     """Score a recording of the camera topic and ``/sam3/instances`` (``launch/bag_eval.launch.py``): both
     logged at their receive times, so this is the realtime result that ROS delivered."""
-    topic = camera_topic(recorded, topic)
+    topic = camera_topic(recorded, topic, gt.depth_topic)
     arrivals = [Arrival(i, time_to_ns(msg.header.stamp), int(log_ns))
                 for i, (log_ns, msg) in enumerate(read_messages(recorded, topic))]
     if not arrivals:
@@ -152,7 +161,7 @@ def replay_bag(bag: str | Path, gt: GroundTruth, settings, out_dir: str | Path, 
     if transport not in ("inproc", "dds"):
         raise ValueError(f"unknown transport {transport!r}; choose inproc or dds")
     phrases = list(phrases or gt.phrases)
-    topic = camera_topic(bag, topic)
+    topic = camera_topic(bag, topic, gt.depth_topic)
     settings = settings.replace(**{"input.topics": [topic]})
     context = {"bag": str(bag), "pacing": pacing, "model": settings.model}
     with ExitStack() as stack:
@@ -170,4 +179,5 @@ def replay_bag(bag: str | Path, gt: GroundTruth, settings, out_dir: str | Path, 
             engine = load_engine(settings)
             replay = Replay(EngineProcessor(engine, phrases, topic), pacing, rate)
             context.update(transport="in-process", device=str(engine.device))
-        return evaluate(bag, gt, replay, out_dir, phrases=phrases, topic=topic, progress=progress), context
+        return evaluate(bag, gt, replay, out_dir, phrases=phrases, topic=topic, progress=progress,
+                        settings=settings), context

@@ -9,7 +9,12 @@ Layout (what :class:`GroundTruthBuilder` writes and :class:`GroundTruth` reads):
      "video_np_pairs": [{"video_id": 1, "category_id": 1, "noun_phrase": "red circle",
                          "num_masklets": 2}, ...],                  # num_masklets 0: a negative phrase
      "annotations": [{"id": 1, "video_id": 1, "category_id": 1, "segmentations": [RLE | null] * T,
-                      "areas": [...], "bboxes": [...], "iscrowd": 0}]}
+                      "areas": [...], "bboxes": [...], "iscrowd": 0,
+                      "centroids_3d": [[x, y, z] | null] * T, "extents_3d": [...]}]}   # with depth, ours
+
+With depth (our addition), the video also lists ``camera_info`` (fx, fy, cx, cy, width, height) and the bag's
+``depth_topic`` and ``camera_info_topic``; each annotation its visible part's 3D centroid and extent per frame, in
+metres in the camera optical frame.
 
 RLE counts may be compressed strings (pycocotools, what SA-Co/VEval and YTVIS ship) or lists.
 Without ``video_np_pairs`` (plain YTVIS), every category with a masklet in the video is a phrase.
@@ -54,17 +59,23 @@ class GroundTruthBuilder:
         self.phrases = list(dict.fromkeys(phrases))
         self.info = dict(info or {})
         self._stamps: list[int] = []
-        self._tracks: dict[int, dict] = {}  # object id -> {"concept", "segmentations": {frame: rle}}
+        self._tracks: dict[int, dict] = {}  # object id -> {"concept", "segmentations": {frame: rle}, "3d": {...}}
+        self.depth: dict = {}  # with depth: camera_info, depth_topic, camera_info_topic (the video's entry)
 
-    def add_frame(self, stamp_ns: int, ids, concepts: list[str], masks: np.ndarray) -> None:
-        """Add the next frame's objects (visible masks, (N, H, W) bool)."""
+    def add_frame(self, stamp_ns: int, ids, concepts: list[str], masks: np.ndarray, centroids=None,
+                  extents=None) -> None:
+        """Add the next frame's objects (visible masks, (N, H, W) bool; with depth their (N, 3) 3D centroids and
+        extents)."""
         t = len(self._stamps)
         self._stamps.append(int(stamp_ns))
-        for obj_id, concept, counts in zip(np.asarray(ids).tolist(), concepts, rle.encode(np.asarray(masks, bool))):
+        for i, (obj_id, concept, counts) in enumerate(zip(np.asarray(ids).tolist(), concepts,
+                                                          rle.encode(np.asarray(masks, bool)))):
             if concept not in self.phrases:
                 continue  # distractors are not annotated: no phrase of this video names them
-            track = self._tracks.setdefault(int(obj_id), {"concept": concept, "segmentations": {}})
+            track = self._tracks.setdefault(int(obj_id), {"concept": concept, "segmentations": {}, "3d": {}})
             track["segmentations"][t] = counts
+            if centroids is not None:
+                track["3d"][t] = ([float(v) for v in centroids[i]], [float(v) for v in extents[i]])
 
     def to_dict(self) -> dict:
         length, h, w = len(self._stamps), self.height, self.width
@@ -78,14 +89,19 @@ class GroundTruthBuilder:
                 areas[t] = int(counts[1::2].sum())
                 x0, y0, x1, y1 = rle.bbox(counts, h, w).tolist()
                 boxes[t] = [x0, y0, x1 - x0, y1 - y0]  # COCO xywh
-            annotations.append({"id": ann_id, "video_id": 1, "category_id": category_id[track["concept"]],
-                                "object_id": obj_id, "noun_phrase": track["concept"], "segmentations": segs,
-                                "areas": areas, "bboxes": boxes, "iscrowd": 0})
+            annotation = {"id": ann_id, "video_id": 1, "category_id": category_id[track["concept"]],
+                          "object_id": obj_id, "noun_phrase": track["concept"], "segmentations": segs,
+                          "areas": areas, "bboxes": boxes, "iscrowd": 0}
+            if self.depth:
+                annotation["centroids_3d"] = [track["3d"][t][0] if t in track["3d"] else None for t in range(length)]
+                annotation["extents_3d"] = [track["3d"][t][1] if t in track["3d"] else None for t in range(length)]
+            annotations.append(annotation)
         masklets = {p: sum(t["concept"] == p for t in self._tracks.values()) for p in self.phrases}
         return {
             "info": self.info,
             "videos": [{"id": 1, "name": self.name, "width": w, "height": h, "length": length,
-                        "file_names": [f"{self.name}/{t:05d}.jpg" for t in range(length)], "stamps_ns": self._stamps}],
+                        "file_names": [f"{self.name}/{t:05d}.jpg" for t in range(length)], "stamps_ns": self._stamps,
+                        **self.depth}],
             "categories": categories,
             "video_np_pairs": [{"video_id": 1, "category_id": category_id[p], "noun_phrase": p,
                                 "num_masklets": masklets[p]} for p in self.phrases],
@@ -150,6 +166,24 @@ class GroundTruth:
         if self._frame_of_stamp is not None:
             return self._frame_of_stamp.get(int(stamp_ns))
         return position if position < self.length else None
+
+    @property
+    def has_3d(self) -> bool:
+        """Whether the video has depth ground truth (camera_info, and 3D per annotation)."""
+        return "camera_info" in self.video and all("centroids_3d" in a for a in self.annotations)
+
+    @property
+    def depth_topic(self) -> str | None:
+        """The bag's depth image topic, for ground truth with depth."""
+        return self.video.get("depth_topic")
+
+    def frame_3d(self, t: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """object id -> (centroid, extent) of the objects annotated on frame ``t`` (needs ``has_3d``)."""
+        out = {}
+        for a in self.annotations:
+            if a["centroids_3d"][t] is not None:
+                out[a.get("object_id", a["id"])] = (np.asarray(a["centroids_3d"][t]), np.asarray(a["extents_3d"][t]))
+        return out
 
     def frame(self, t: int) -> FrameObjects:
         """Objects annotated on frame ``t``."""

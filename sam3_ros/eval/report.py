@@ -28,7 +28,21 @@ def summary(run: EvalRun, context: dict) -> str:
     for phrase, m in r["per_concept"].items():
         kind = "" if m["positive_frames"] else "  [negative phrase]"
         lines.append(f"    {phrase:<24} {_fmt(m['cgF1']):>7} / {_fmt(m['HOTA']):>6} / {_fmt(m['IDF1']):>6}{kind}")
+    if "depth_3d" in r:
+        lines.append("  3D error, median (p90), centroid / extent:")
+        lines += [f"    {label:<24} {_depth_line(r['depth_3d'][key])}" for key, label in DEPTH_ROWS]
     return "\n".join(lines)
+
+
+DEPTH_ROWS = (("from_gt_masks", "ground-truth masks"), ("from_model_masks", "model masks"))
+
+
+def _depth_line(errors: dict) -> str:
+    def metres(stats):
+        return "n/a" if stats is None else f"{stats['median'] * 100:.2f} cm ({stats['p90'] * 100:.2f} cm)"
+
+    return (f"{metres(errors['centroid_error_m'])} / {metres(errors['extent_error_m'])}, {errors['objects']} objects, "
+            f"{errors['without_3d']} without 3D")
 
 
 def write_report(out_dir: str | Path, run: EvalRun, context: dict) -> list[Path]:
@@ -80,6 +94,23 @@ Ignored predictions: {run.ignored_low_score} with score under 0.5, {run.ignored_
 {speed}
 
 ![latency](latency.png) ![per concept](per_concept.png)
+""" + _depth_markdown(r)
+
+
+def _depth_markdown(r: dict) -> str:
+    if "depth_3d" not in r:
+        return ""
+    rows = "\n".join(f"| {label} | {_depth_line(r['depth_3d'][key])} |" for key, label in DEPTH_ROWS)
+    return f"""
+## 3D from depth
+
+The 3D step on the bag's depth image, from the ground-truth masks and from the model's masks (each paired with
+the ground-truth object it overlaps most, IoU >= 0.5); error against the ground truth's 3D, in the camera
+optical frame.
+
+| masks | centroid / extent error, median (p90) |
+|---|---|
+{rows}
 """
 
 

@@ -151,6 +151,14 @@ class World:
         noise = rng.normal(0, 6, (cfg.height, cfg.width, 3))
         return np.clip(tint * 0.6 + gradient + noise, 0, 255).astype(np.uint8)  # greyish, low saturation
 
+    def distances_m(self, near: float, far: float) -> np.ndarray:
+        """Each object's distance from the camera (index: id - 1), in [near, far] metres and consistent with the
+        drawing order (a nearer object covers a farther one). From a random stream of its own: the clip's images
+        are the same with or without distances."""
+        rng = np.random.default_rng([self.config.seed, 7])
+        far_to_near = np.sort(rng.uniform(near, far, len(self._objects.concepts)))[::-1]
+        return far_to_near[self._objects.depth]  # depth: the drawing rank, larger is nearer
+
     def positions(self, t: int) -> np.ndarray:
         """(N, 2) object centres at frame ``t``: straight motion, reflected at a border one radius
         outside the image, so objects leave the view and come back."""

@@ -2,9 +2,10 @@
 
 Everything per frame goes here instead of the log: input and output counts (rates over the last
 period), stale drops, frames missed in transport (from the camera's stamps), frames dropped by reason,
-latency percentiles over a bounded window, object count, worker restarts; and the transport's own status
-(socket buffers). A camera's status is OK, WARN (inputs are lost) or ERROR (the watchdog's problem text:
-stalled or dead).
+latency percentiles over a bounded window, object count, worker restarts; for cameras with depth, the depth
+images received, frames published with 3D, frames without 3D by reason and instances without 3D; and the
+transport's own status (socket buffers). A camera's status is OK, WARN (inputs are lost, or frames got no
+3D) or ERROR (the watchdog's problem text: stalled or dead).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class CameraStats:
         self.last_error = ""
         self.worker_restarts = 0
         self.problem = ""  # set by the node's watchdog: why the camera is an ERROR ("" = it is not)
+        self.depth: Counter[str] = Counter()  # frames with 3D, frames without it by reason, instances without it
+        self.depth_error = ""  # why the latest frame without 3D had none
 
 
 class Diagnostics:
@@ -70,6 +73,21 @@ class Diagnostics:
             stats.last_error = f"{reason}: {error}"
             return stats.rejected[reason]
 
+    def depth_dropped(self, camera: str, reason: str, error: str) -> int:
+        """Count a frame published without 3D, by reason (its 2D outputs went out); returns that reason's count."""
+        with self._lock:
+            stats = self.cameras[camera]
+            stats.depth[f"dropped.{reason}"] += 1
+            stats.depth_error = f"{reason}: {error}"
+            return stats.depth[f"dropped.{reason}"]
+
+    def depth_located(self, camera: str, without_3d: int) -> None:
+        """Count a frame published with 3D, and its listed instances that had too little valid depth for it."""
+        with self._lock:
+            stats = self.cameras[camera]
+            stats.depth["frames_3d"] += 1
+            stats.depth["instances_without_3d"] += without_3d
+
     def count(self, event: str) -> int:
         """Count a node-level event, e.g. ``prompt_topic.rejected``; returns its count."""
         with self._lock:
@@ -98,14 +116,15 @@ class Diagnostics:
 
     def message(self, stamp_ns: int, received: dict[str, int], dropped: dict[str, int],
                 engine: dict[str, dict[str, int]] | None = None,
-                missed: dict[str, tuple[int, float | None]] | None = None):
+                missed: dict[str, tuple[int, float | None]] | None = None, depth: dict[str, int] | None = None):
         """A ``diagnostic_msgs/DiagnosticArray``: one status per camera and one for the node.
 
         ``received``/``dropped`` are the slots' cumulative counts (images in, images replaced unprocessed);
         ``engine`` the engines' own counters per camera (listed as ``engine.<name>``); ``missed`` per camera
-        (frames lost before reaching the node, the camera period in ns or None) from its stamps.
+        (frames lost before reaching the node, the camera period in ns or None) from its stamps; ``depth`` the
+        depth images received per camera with depth.
         """
-        engine, missed = engine or {}, missed or {}
+        engine, missed, depth = engine or {}, missed or {}, depth or {}
         types = typestore().types
         Status, KeyValue = types["diagnostic_msgs/msg/DiagnosticStatus"], types["diagnostic_msgs/msg/KeyValue"]
         now = time.monotonic()
@@ -130,12 +149,22 @@ class Diagnostics:
                 }
                 lost, period_ns = missed.get(camera, (0, None))
                 values.update({"missed_in_transport": lost, "camera_hz": 1e9 / period_ns if period_ns else 0.0})
+                without_3d = 0
+                if camera in depth:
+                    without_3d = sum(n for key, n in stats.depth.items() if key.startswith("dropped."))
+                    values.update({"depth.received": depth[camera], "depth.frames_3d": stats.depth["frames_3d"],
+                                   "depth.frames_without_3d": without_3d,
+                                   **{f"depth.{key}": n for key, n in sorted(stats.depth.items())
+                                      if key.startswith("dropped.")},
+                                   "depth.instances_without_3d": stats.depth["instances_without_3d"],
+                                   "depth.last_error": stats.depth_error})
                 rejected = sum(stats.rejected.values())
                 if stats.problem:
                     level, text = Status.ERROR, stats.problem
-                elif rejected or dropped[camera] or lost:  # inputs are lost
+                elif rejected or dropped[camera] or lost or without_3d:  # inputs are lost
                     level, text = Status.WARN, (f"{dropped[camera]} stale drops, {rejected} rejected inputs, "
-                                                f"{lost} missed in transport")
+                                                f"{lost} missed in transport"
+                                                + (f", {without_3d} frames without 3D" if without_3d else ""))
                 else:
                     level, text = Status.OK, "ok"
                 statuses.append(Status(

@@ -1,16 +1,22 @@
 """The tracker node's logic, shared by both transports (rclpy and DDS-direct).
 
 Data flow per camera: the transport calls ``on_image`` (never blocks) -> latest-wins slot -> the
-camera's worker thread: decode -> ``engine.step`` -> ``InstanceArray`` (+ overlay, labels) ->
-``publish``. Service requests are validated on the caller's thread, then run on the camera's worker
+camera's worker thread: decode -> ``engine.step`` -> ``InstanceArray`` (+ overlay, labels, ``Detection2DArray``;
+with depth, ``Detection3DArray`` and the point cloud) -> ``publish``. Depth images and CameraInfo arrive
+through ``on_depth`` / ``on_camera_info`` and pair with the colour frame by stamp (``depth.DepthInput``).
+Service requests are validated on the caller's thread, then run on the camera's worker
 between two frames (the engine is never used from two threads), and answered with a ``Reply``.
 Outputs go through one callable, ``publish(kind, message)``, kind one of ``instances``, ``overlay``,
-``labels``, ``diagnostics``; messages are rosbags dataclasses (the rclpy transport converts them).
+``labels``, ``detections``, ``detections_3d``, ``points``, ``diagnostics``; messages are rosbags dataclasses
+(the rclpy transport converts them).
 
 No input and no failure of one stage stops a camera: an exception in decoding, the engine, building
 the outputs or publishing drops that frame, counted in ``/diagnostics`` under a reason (``bad_image``,
 ``decode_error``, ``engine_rejected``, ``engine_error``, ``output_error``, ``publish_error``), and the
-worker takes the next frame; a failing command becomes a failed ``Reply``. Only a ``BaseException``
+worker takes the next frame; a failing command becomes a failed ``Reply``. A frame whose 3D cannot be computed
+(no depth paired, no or bad CameraInfo, a bad depth image) keeps its 2D outputs and is counted under
+``depth.dropped.<reason>``; instances with too little valid depth are left out of ``Detection3DArray`` and
+counted (``depth.instances_without_3d``). Only a ``BaseException``
 that is not an ``Exception`` (``SystemExit``, ...) ends a worker (its frame counted as ``worker_stopped``).
 A watchdog on the diagnostics thread restarts an ended worker with the same engine and tracks (up to
 ``WORKER_RESTARTS`` times without an output in between; then the camera is reported dead), and reports
@@ -31,10 +37,13 @@ from typing import Any, Callable
 import numpy as np
 
 from ..codec.image import compressed_to_rgb, image_to_rgb, rgb_to_image_fields
-from ..engine.types import ConceptPrompt, Frame
+from ..engine.types import ConceptPrompt, Frame, _host
 from ..settings import Settings
+from .depth import DepthInput, NoDepth3D, depth_inputs, locate_from_messages
 from .diagnostics import Diagnostics
+from .instances3d import Instances3D, locate_instances
 from .messages import image_message, instances_to_message, time_to_ns
+from .messages_3d import detections_2d_message, detections_3d_message, point_cloud_message
 from .overlay import label_image, overlay_image
 from .requests import parse_add_points, parse_prompt_text, parse_set_prompt
 from .slot import LatestSlot, SlotClosed
@@ -77,6 +86,7 @@ class _Camera:
     ended: str = ""  # why the worker last ended, until the next output
     restarts: int = 0  # worker restarts since the last output
     dead: bool = False  # the worker ended WORKER_RESTARTS times without an output: not restarted again
+    depth: DepthInput | None = None  # aligned depth and CameraInfo, for cameras with a depth topic
 
 
 def decode_image(message: Any, max_pixels: int) -> np.ndarray:
@@ -112,6 +122,9 @@ class TrackerNode:
         self._publish = publish
         self._decode = decode
         self.cameras = {topic: _Camera(topic, engine_factory(topic)) for topic in settings.input.topics}
+        self.depth_topics = depth_inputs(settings)  # camera -> (depth topic, CameraInfo topic)
+        for camera in self.depth_topics:
+            self.cameras[camera].depth = DepthInput(round(settings.depth.max_stamp_diff_ms * 1e6))
         self.diagnostics = Diagnostics(list(self.cameras))
         self._stop = threading.Event()
         self._lifecycle = threading.Lock()  # stop() and the watchdog's worker restarts exclude each other
@@ -151,6 +164,14 @@ class TrackerNode:
         """A ``sensor_msgs/Image`` or ``CompressedImage`` arrived on ``camera`` (cheap: only stores it)."""
         self.cameras[camera].gaps.add(time_to_ns(message.header.stamp))
         self.cameras[camera].slot.put(message)
+
+    def on_depth(self, camera: str, message: Any) -> None:
+        """An aligned depth image of ``camera`` arrived (cheap: only stores it)."""
+        self.cameras[camera].depth.put_depth(message)
+
+    def on_camera_info(self, camera: str, message: Any) -> None:
+        """``camera``'s CameraInfo arrived (the latest one is used)."""
+        self.cameras[camera].depth.put_camera_info(message)
 
     def on_prompt_text(self, message: Any) -> None:
         """``/sam3/prompt`` (std_msgs/String, comma-separated phrases): a new prompt for every camera."""
@@ -314,6 +335,8 @@ class TrackerNode:
             rgb = self._decode(message, self.settings.input.max_image_pixels)
             frame = Frame(image=rgb, stamp_ns=time_to_ns(message.header.stamp),
                           frame_id=str(message.header.frame_id), camera=camera.name)
+            if camera.depth is not None:
+                camera.depth.want(frame.stamp_ns)  # depth arriving while the engine runs pairs too
             camera.busy = ("engine", time.monotonic())
             instances = camera.engine.step(frame)
             camera.image_size, camera.stamp_ns = rgb.shape[:2], frame.stamp_ns
@@ -342,10 +365,47 @@ class TrackerNode:
             outputs.append(("labels", image_message(rgb_to_image_fields(label_image(instances), "mono16"),
                                                     frame.stamp_ns, frame.frame_id)))
         positive, negative = camera.exemplars
-        outputs.append(("instances", instances_to_message(
+        instance_array = instances_to_message(
             instances, dropped_frames=camera.slot.dropped, num_positive_exemplars=positive,
-            num_negative_exemplars=negative, missed_frames=camera.gaps.missed)))
+            num_negative_exemplars=negative, missed_frames=camera.gaps.missed)
+        outputs.append(("detections", detections_2d_message(instance_array)))
+        if camera.depth is not None:
+            outputs += self._outputs_3d(camera, rgb.shape[:2], instances, instance_array)
+        outputs.append(("instances", instance_array))
         return outputs
+
+    def _outputs_3d(self, camera: _Camera, image_size: tuple[int, int], instances: Any,
+                    instance_array: Any) -> list[tuple[str, Any]]:
+        """The 3D outputs of one frame; none (counted, with the reason) when its 3D cannot be computed."""
+        with_points = self.settings.output.point_cloud
+        try:
+            located = self._locate(camera, image_size, instances, with_points)
+        except Exception as exc:  # bad depth input or a failing 3D step: the 2D outputs go on without it
+            reason = exc.reason if isinstance(exc, NoDepth3D) else "error"
+            text = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            count = self.diagnostics.depth_dropped(camera.name, reason, text)
+            if _is_sparse(count):
+                log.warning("%s: a frame without 3D (%s, %d so far): %s", camera.name, reason, count, text,
+                            exc_info=None if isinstance(exc, ValueError) else exc)
+            return []
+        ids = np.asarray(_host(instances.ids))
+        outputs = [("detections_3d", detections_3d_message(instance_array, ids, located))]
+        if with_points:
+            outputs.append(("points", point_cloud_message(instance_array, ids, located)))
+        self.diagnostics.depth_located(camera.name, len(instance_array.instances) - len(outputs[0][1].detections))
+        return outputs
+
+    def _locate(self, camera: _Camera, image_size: tuple[int, int], instances: Any, with_points: bool) -> Instances3D:
+        """The 3D of the frame's instances from the depth image paired with it; ``NoDepth3D`` if it has none."""
+        paired = camera.depth.take()
+        depth_topic, info_topic = self.depth_topics[camera.name]
+        if paired.depth is None:
+            raise NoDepth3D("no_depth", f"no depth image on {depth_topic} within "
+                                        f"{self.settings.depth.max_stamp_diff_ms:g} ms of the colour image's stamp")
+        if paired.camera_info is None:
+            raise NoDepth3D("no_camera_info", f"no CameraInfo received on {info_topic} yet")
+        return locate_from_messages(paired.depth, paired.camera_info, image_size, instances, self.settings,
+                                    with_points, (depth_topic, info_topic))
 
     def _drop(self, camera: _Camera, reason: str, error: Exception) -> None:
         text = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
@@ -377,7 +437,8 @@ class TrackerNode:
         engine = {name: vars(c.engine.counters) for name, c in self.cameras.items()
                   if hasattr(c.engine, "counters")}  # e.g. lost tracker workers (placement: objects)
         missed = {name: (c.gaps.missed, c.gaps.period_ns) for name, c in self.cameras.items()}
-        return self.diagnostics.message(time.time_ns(), received, dropped, engine, missed)
+        depth = {name: c.depth.received for name, c in self.cameras.items() if c.depth is not None}
+        return self.diagnostics.message(time.time_ns(), received, dropped, engine, missed, depth)
 
     def _watch(self) -> bool:
         """Restart ended workers, and record each camera's problem in the diagnostics; True if one changed."""

@@ -38,6 +38,8 @@ class DdsTrackerNode:
             publishers["overlay"] = participant.publisher(names.OVERLAY_TOPIC, names.IMAGE_TYPE, "reliable")
         if out.label_image:
             publishers["labels"] = participant.publisher(names.LABELS_TOPIC, names.IMAGE_TYPE, "reliable")
+        for kind, (topic, ros_type) in names.output_topics(settings).items():
+            publishers[kind] = participant.publisher(topic, ros_type, "reliable")
         self.node = TrackerNode(settings, engine_factory, lambda kind, message: publishers[kind].publish(message),
                                 decode)
         buffer = participant.receive_buffer
@@ -51,6 +53,12 @@ class DdsTrackerNode:
             kind = names.COMPRESSED_TYPE if is_compressed_topic(settings, topic) else names.IMAGE_TYPE
             participant.subscribe(topic, kind, lambda message, t=topic: self.node.on_image(t, message),
                                   settings.input.qos, settings.input.qos_depth)
+        for camera, (depth_topic, info_topic) in self.node.depth_topics.items():
+            participant.subscribe(depth_topic, names.IMAGE_TYPE,
+                                  lambda message, c=camera: self.node.on_depth(c, message),
+                                  settings.input.qos, settings.input.qos_depth)
+            participant.subscribe(info_topic, names.CAMERA_INFO_TYPE,
+                                  lambda message, c=camera: self.node.on_camera_info(c, message), settings.input.qos)
         participant.subscribe(names.PROMPT_TOPIC, names.PROMPT_TYPE, self.node.on_prompt_text, "reliable")
         for name, (srv_type, method) in names.SERVICES.items():
             handler = getattr(self.node, method)

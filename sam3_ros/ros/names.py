@@ -7,6 +7,9 @@ or robot), and under ``/`` when there is none.
 PROMPT_TOPIC = "sam3/prompt"
 OVERLAY_TOPIC = "sam3/overlay"
 LABELS_TOPIC = "sam3/labels"
+DETECTIONS_TOPIC = "sam3/detections"
+DETECTIONS_3D_TOPIC = "sam3/detections_3d"
+POINTS_TOPIC = "sam3/points"
 DIAGNOSTICS_TOPIC = "/diagnostics"  # absolute, as ROS 2 diagnostics tools expect
 
 # service name -> (service type, TrackerNode method)
@@ -22,6 +25,21 @@ COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 INSTANCES_TYPE = "sam3_ros/msg/InstanceArray"
 DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
 PROMPT_TYPE = "std_msgs/msg/String"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
+DETECTIONS_3D_TYPE = "vision_msgs/msg/Detection3DArray"
+POINTS_TYPE = "sensor_msgs/msg/PointCloud2"
 
 # QoS profile -> (reliable, default history depth); durability is volatile for all, as rclpy's profiles.
 QOS_PROFILES = {"sensor_data": (False, 1), "reliable": (True, 10), "best_effort": (False, 1), "services": (True, 10)}
+
+
+def output_topics(settings) -> dict[str, tuple[str, str]]:
+    """The vision_msgs outputs the settings ask for, as publish kind -> (topic, type): the 2D detections always,
+    the 3D detections and (``output.point_cloud``) the point cloud when a camera has depth."""
+    topics = {"detections": (DETECTIONS_TOPIC, DETECTIONS_TYPE)}
+    if any(settings.input.depth_topics):  # a camera with depth (names stays light: no pipeline import)
+        topics["detections_3d"] = (DETECTIONS_3D_TOPIC, DETECTIONS_3D_TYPE)
+        if settings.output.point_cloud:
+            topics["points"] = (POINTS_TOPIC, POINTS_TYPE)
+    return topics

@@ -86,7 +86,9 @@ class TrackerLifecycleNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self.settings = Settings.from_dict({name: self.get_parameter(name).value for name, _, _ in describe()})
+            # an empty list (e.g. input.depth_topics: []) is a parameter without a value in ROS 2: the default holds
+            values = {name: self.get_parameter(name).value for name, _, _ in describe()}
+            self.settings = Settings.from_dict({name: value for name, value in values.items() if value is not None})
         except SettingsError as exc:
             self.get_logger().error(f"invalid parameters: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -97,6 +99,7 @@ class TrackerLifecycleNode(LifecycleNode):
             topics["overlay"] = (names.OVERLAY_TOPIC, names.IMAGE_TYPE)
         if out.label_image:
             topics["labels"] = (names.LABELS_TOPIC, names.IMAGE_TYPE)
+        topics.update(names.output_topics(self.settings))
         self._outputs = {kind: self.create_lifecycle_publisher(interface(kind_type), topic, qos_profile("reliable"))
                          for kind, (topic, kind_type) in topics.items()}
         try:
@@ -120,6 +123,14 @@ class TrackerLifecycleNode(LifecycleNode):
             kind = names.COMPRESSED_TYPE if is_compressed_topic(settings, topic) else names.IMAGE_TYPE
             self._inputs.append(self.create_subscription(
                 interface(kind), topic, lambda message, t=topic: tracker.on_image(t, message), camera_qos,
+                callback_group=self._camera_group))
+        for camera, (depth_topic, info_topic) in tracker.depth_topics.items():
+            self._inputs.append(self.create_subscription(
+                interface(names.IMAGE_TYPE), depth_topic, lambda message, c=camera: tracker.on_depth(c, message),
+                camera_qos, callback_group=self._camera_group))
+            self._inputs.append(self.create_subscription(
+                interface(names.CAMERA_INFO_TYPE), info_topic,
+                lambda message, c=camera: tracker.on_camera_info(c, message), qos_profile(settings.input.qos),
                 callback_group=self._camera_group))
         self._inputs.append(self.create_subscription(interface(names.PROMPT_TYPE), names.PROMPT_TOPIC,
                                                      tracker.on_prompt_text, qos_profile("reliable"),
