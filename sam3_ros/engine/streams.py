@@ -104,7 +104,7 @@ class StageTimer:
             self._last = time.perf_counter()
 
     def lap(self, stage: str) -> None:
-        """End ``stage`` here (the next one starts)."""
+        """End ``stage`` here (the next one starts); a stage lapped again adds to its time."""
         if self.cuda:
             event = torch.cuda.Event(enable_timing=True)
             event.record()
@@ -112,7 +112,7 @@ class StageTimer:
             self._stages.append(stage)
         else:
             now = time.perf_counter()
-            self._wall[stage] = (now - self._last) * 1000.0
+            self._wall[stage] = self._wall.get(stage, 0.0) + (now - self._last) * 1000.0
             self._last = now
 
     def result(self) -> Mapping[str, float]:
@@ -131,7 +131,9 @@ class _EventTimes(Mapping):
     def _resolve(self) -> dict[str, float]:
         if self._times is None:
             self._marks[-1].synchronize()
-            self._times = {s: a.elapsed_time(b) for s, a, b in zip(self._stages, self._marks, self._marks[1:])}
+            self._times = {}
+            for stage, begin, end in zip(self._stages, self._marks, self._marks[1:]):
+                self._times[stage] = self._times.get(stage, 0.0) + begin.elapsed_time(end)
             self._marks = []
         return self._times
 
@@ -139,10 +141,10 @@ class _EventTimes(Mapping):
         return self._resolve()[stage]
 
     def __iter__(self):
-        return iter(self._stages)
+        return iter(dict.fromkeys(self._stages))
 
     def __len__(self) -> int:
-        return len(self._stages)
+        return len(set(self._stages))
 
     def __repr__(self) -> str:
         return repr(self._resolve())
