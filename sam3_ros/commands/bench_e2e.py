@@ -9,6 +9,13 @@ masks upsampled to the source size; no message building), for the ratio. ``--obj
 detection start an object until N are tracked (random-weight models score too low for the defaults).
 Prints a table (median, p99, frames/s, ratio to the in-process time, device; per-stage CUDA-event times
 and peak GPU memory on a GPU) and writes JSON.
+
+Host-side figures: the engine's stages that are not network passes (``preprocess``, ``merge``, ``spawn``,
+``output``) plus ``message`` (building the InstanceArray), per frame: the "host" row, and, with the node,
+"transport" (the node's receive -> publish minus the in-process time). Several ``--objects`` and ``--size``
+values (comma-separated) measure each combination in process and print the host time as a scaling table
+(the node runs for single values only). The JSON records the machine's load average during the run and
+``--note`` (what else the machine was doing).
 """
 
 from __future__ import annotations
@@ -27,24 +34,28 @@ from pathlib import Path
 import numpy as np
 
 WARMUP = 5  # frames excluded from the statistics (first-call allocations, lazy imports)
+HOST_STAGES = ("preprocess", "merge", "spawn", "output", "message")  # per-frame work that is not a network pass
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tiny-random", help="built-in model name or a local model directory")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--frames", type=int, default=60, help="measured frames per mode (after warm-up)")
-    parser.add_argument("--size", default="128x96", help="camera image size WxH")
+    parser.add_argument("--size", default="128x96",
+                        help="camera image size WxH; several comma-separated: a scaling table")
     parser.add_argument("--prompt", default="red circle, blue square", help="noun phrases, comma-separated")
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz) of the streaming mode; 0 skips it")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                         help="extra node setting, e.g. detection.score_threshold=0.0 (repeatable)")
-    parser.add_argument("--objects", type=int, default=0,
-                        help="track this many objects (every detection starts one until then); 0: the settings decide")
+    parser.add_argument("--objects", default="0",
+                        help="track this many objects (every detection starts one until then); 0: the settings "
+                             "decide; several comma-separated: a scaling table")
     parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "compile", "eager"),
                         help="vision encoder backend")
     parser.add_argument("--reference", action="store_true", help="also time the transformers streaming loop")
     parser.add_argument("--no-node", action="store_true", help="in-process only (no DDS node)")
     parser.add_argument("--json", metavar="PATH", help="write the results here")
+    parser.add_argument("--note", default="", help="what else ran on the machine (kept in the JSON)")
 
 
 def _frames(count: int, width: int, height: int):
@@ -96,15 +107,21 @@ def _in_process(settings, frames, loaded) -> dict:
             torch.cuda.reset_peak_memory_stats(engine.device)
         start = time.perf_counter()
         instances = engine.step(Frame(image=rgb, stamp_ns=i + 1, frame_id="bench", camera="/bench"))
+        built = time.perf_counter()
         instances_to_message(instances)  # reads the masks back: the frame's GPU work is done here
-        times.append((time.perf_counter() - start) * 1e3)
+        end = time.perf_counter()
+        times.append((end - start) * 1e3)
         if i >= WARMUP:
             objects.append(len(instances))
-            for stage, ms in instances.timings_ms.items():
+            frame_stages = {**instances.timings_ms, "message": (end - built) * 1e3}
+            for stage, ms in frame_stages.items():
                 stages.setdefault(stage, []).append(ms)
+            stages.setdefault("host", []).append(sum(frame_stages.get(s, 0.0) for s in HOST_STAGES))
     peak = torch.cuda.max_memory_allocated(engine.device) if cuda else None
+    host = stages.pop("host")
     return {"times": times[WARMUP:], "stages": {k: _stats(v)["median_ms"] for k, v in stages.items()},
-            "objects_median": float(np.median(objects)), "gpu_peak_bytes": peak, "backend": engine.encoder.name}
+            "host": host, "objects_median": float(np.median(objects)), "gpu_peak_bytes": peak,
+            "backend": engine.encoder.name}
 
 
 def _start_node(domain: int, overrides: list[str]) -> subprocess.Popen:
@@ -145,29 +162,43 @@ def _stream(client, frames, rate: float) -> dict:
             "dropped_stale": int(last.dropped_frames), "latency_p50_ms": _stats([m.latency_ms for m in outputs])["median_ms"]}
 
 
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height)
+
+
+def _overrides(args, objects: int) -> list[str]:
+    overrides = [f"model={args.model}", f"devices=[{args.device}]", f"prompt.text={args.prompt}",
+                 f"backend={args.backend}", "input.topics=[/bench/image_raw]", "input.qos=reliable",
+                 "input.qos_depth=1"]
+    if objects > 0:  # the same settings bench engine uses to hold `objects` objects
+        overrides += [f"tracking.max_objects={objects}", "tracking.keep_alive_frames=100000",
+                      "detection.score_threshold=0.0", "detection.new_object_threshold=0.0",
+                      "tracking.assoc_iou_threshold=1.0", "tracking.track_assoc_iou_threshold=0.0"]
+    return overrides + args.set
+
+
 def run(args: argparse.Namespace) -> int:
     from ..engine import load_model
     from ..engine.engine import resolve_device, resolve_dtype
     from ..settings import Settings, parse_override
     from .bench_engine import ReferenceRun
 
-    width, _, height = args.size.partition("x")
-    width, height = int(width), int(height)
-    overrides = [f"model={args.model}", f"devices=[{args.device}]", f"prompt.text={args.prompt}",
-                 f"backend={args.backend}", "input.topics=[/bench/image_raw]", "input.qos=reliable",
-                 "input.qos_depth=1"]
-    if args.objects > 0:  # the same settings bench engine uses to hold `objects` objects
-        overrides += [f"tracking.max_objects={args.objects}", "tracking.keep_alive_frames=100000",
-                      "detection.score_threshold=0.0", "detection.new_object_threshold=0.0",
-                      "tracking.assoc_iou_threshold=1.0", "tracking.track_assoc_iou_threshold=0.0"]
-    overrides += args.set
+    sizes = [_size(text) for text in args.size.split(",")]
+    counts = [int(text) for text in args.objects.split(",")]
+    load_before = os.getloadavg()
+    overrides = _overrides(args, counts[0])
     settings = Settings.default(dict(parse_override(text) for text in overrides))
     count = args.frames + WARMUP
     device = resolve_device(settings)
     loaded = load_model(settings.model, device, resolve_dtype(settings, device), settings.image_size)
+    if len(sizes) * len(counts) > 1:
+        return _scaling(args, sizes, counts, loaded, load_before)
+    (width, height), objects = sizes[0], counts[0]
     ours = _in_process(settings, list(_frames(count, width, height)), loaded)
     rows = {"in process: engine.step + message": _stats(ours["times"])}
     base = rows["in process: engine.step + message"]["median_ms"]
+    rows["host: " + " + ".join(HOST_STAGES)] = _stats(ours["host"], base)
     if args.reference:
         from transformers.utils import logging as hf_logging
 
@@ -180,13 +211,44 @@ def run(args: argparse.Namespace) -> int:
     del loaded
     result = {"benchmark": "e2e", "device": _device_name(settings), "model": args.model, "size": [width, height],
               "backend": ours["backend"], "precision": str(resolve_dtype(settings, device)).replace("torch.", ""),
-              "objects": args.objects, "objects_median": ours["objects_median"], "prompt": settings.prompt.phrases(),
+              "objects": objects, "objects_median": ours["objects_median"], "prompt": settings.prompt.phrases(),
               "frames": args.frames, "stages_median_ms": ours["stages"], "gpu_peak_bytes": ours["gpu_peak_bytes"],
-              "rows": rows, "stream": None}
+              "rows": rows, "transport_ms": None, "stream": None, "note": args.note}
     if not args.no_node and not _through_node(args, overrides, count, width, height, rows, result):
         print("sam3-ros bench e2e: the node did not come up", file=sys.stderr)
         return 1
+    result["load_average"] = {"before": load_before, "after": os.getloadavg()}
     _report(args, result)
+    return 0
+
+
+def _scaling(args, sizes, counts, loaded, load_before) -> int:
+    """In process for every (size, objects): the host time per frame as a table (objects x sizes)."""
+    from ..settings import Settings, parse_override
+
+    results = []
+    for objects in counts:
+        settings = Settings.default(dict(parse_override(text) for text in _overrides(args, objects)))
+        for width, height in sizes:
+            ours = _in_process(settings, list(_frames(args.frames + WARMUP, width, height)), loaded)
+            results.append({"size": [width, height], "objects": objects, "objects_median": ours["objects_median"],
+                            "host": _stats(ours["host"]), "in_process": _stats(ours["times"]),
+                            "stages_median_ms": ours["stages"]})
+    result = {"benchmark": "e2e-scaling", "device": _device_name(settings), "model": args.model,
+              "frames": args.frames, "host_stages": list(HOST_STAGES), "results": results, "note": args.note,
+              "load_average": {"before": load_before, "after": os.getloadavg()}}
+    print(f"sam3-ros bench e2e: {args.model}, {args.frames} frames per cell, device: {result['device']}")
+    print("host ms per frame (median; " + " + ".join(HOST_STAGES) + "), objects tracked x camera size:")
+    print(f"{'objects':>8s} " + " ".join(f"{f'{w}x{h}':>14s}" for w, h in sizes))
+    for objects in counts:
+        cells = [r for r in results if r["objects"] == objects]
+        print(f"{objects:8d} " + " ".join(f"{r['host']['median_ms']:9.2f} ({r['objects_median']:.0f})" for r in cells))
+    for r in results:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_median_ms"].items())
+        print(f"{r['size'][0]}x{r['size'][1]}, {r['objects']} objects: {stages}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
@@ -210,6 +272,7 @@ def _through_node(args, overrides, count, width, height, rows, result) -> bool:
     base = rows["in process: engine.step + message"]["median_ms"]
     rows["node over DDS: camera round trip"] = _stats(round_trips, base)
     rows["node over DDS: receive -> publish"] = _stats(latencies, base)
+    result["transport_ms"] = rows["node over DDS: receive -> publish"]["median_ms"] - base
     result["stream"] = stream
     return True
 
@@ -227,6 +290,8 @@ def _report(args, result: dict) -> None:
         print(f"camera at {stream['rate_hz']:.0f} Hz: {stream['published']}/{stream['sent']} frames published "
               f"({stream['output_fps']:.1f}/s), {stream['dropped_stale']} stale drops, "
               f"latency p50 {stream['latency_p50_ms']:.1f} ms")
+    if result["transport_ms"] is not None:
+        print(f"transport (node receive -> publish minus in process): {result['transport_ms']:.2f} ms")
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result["stages_median_ms"].items())
     print(f"in-process stages (median ms): {stages}")
     if result["gpu_peak_bytes"] is not None:

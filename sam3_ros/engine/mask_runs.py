@@ -377,8 +377,8 @@ def _exclusive(placed: dict, scores, groups, first_band, bands, first_col, cols,
         group = int(groups[i])
         if group not in claims:  # claimed prefix ends and suffix starts over the group's region
             members = involved[groups[involved] == group]
-            top, left = int(first_band[members].min()), int(first_col[members].min())
-            bottom, right = int((first_band[members] + bands[members]).max()), int((first_col[members] + cols[members]).max())
+            top, bottom = int(first_band[members].min()), int((first_band[members] + bands[members]).max())
+            left, right = int(first_col[members].min()), int((first_col[members] + cols[members]).max())
             claims[group] = (top, left, np.repeat(ay.start[top:bottom, None], right - left, axis=1),
                              np.repeat(ay.end[top:bottom, None], right - left, axis=1))
         top, left, prefix_end, suffix_start = claims[group]
