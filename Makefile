@@ -1,10 +1,10 @@
-# The README's two commands: `make demo` and `make test`. Both create .venv on first use.
+# The README's commands: `make demo`, `make test`, `make test-ros`. All create .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo clean
+.PHONY: test test-ros demo clean
 
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ $(OFFICIAL_SAM3): | $(STAMP)
 test: $(STAMP) $(OFFICIAL_SAM3)
 	$(PY) -m pytest
 
+# tests/ros under a real ROS 2: the sourced one, else ../shared/ros2 set up into .ros/ (see tests/ros/run.sh)
+test-ros: $(STAMP)
+	tests/ros/run.sh $(PY)
+
 demo: $(STAMP)
 	$(VENV)/bin/sam3-ros demo
 
 clean:
-	rm -rf $(VENV) .official demo_out .pytest_cache *.egg-info
+	rm -rf $(VENV) .ros .official demo_out .pytest_cache *.egg-info

@@ -29,6 +29,7 @@ setup(
         shared("msg", "*.msg"),
         shared("srv", "*.srv"),
         shared("config", "*.yaml"),
+        shared("config", "*.xml"),
         shared("launch", "*.py"),
         shared("kernels", "*.cu*"),
         ("share/sam3_ros", ["package.xml"]),
@@ -57,6 +58,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "hypothesis>=6.100",  # fuzz of the node's input side (tests/test_input_fuzz.py)
             "catkin_pkg>=1.0",
             "motmetrics>=1.4",
             "mcap>=1.1",

@@ -21,8 +21,8 @@ ARGUMENTS = [
     ("bag", "", "rosbag2 to play (directory), e.g. one written by `sam3-ros make-bag`"),
     ("record", "bag_eval_out", "output rosbag2 directory (camera topic + /sam3/instances); must not exist"),
     ("camera_topic", "/camera/image_raw", "camera topic in the bag"),
-    ("prompt", "", "noun phrases, comma-separated (use the ground truth's phrases)"),
-    ("model", "tiny-random", "built-in model name or a local directory with SAM 3 weights"),
+    ("prompt", "", "noun phrases, comma-separated (use the ground truth's phrases; empty: params_file's value)"),
+    ("model", "", "built-in model name or a local directory with SAM 3 weights (empty: params_file's value)"),
     ("rate", "1.0", "bag playback rate (1.0 = recorded speed)"),
     ("start_delay", "5.0", "seconds to wait for the node to load its model before playing"),
     ("params_file", PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
@@ -51,8 +51,8 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
     )
     # Give the last frame time to be processed and recorded, then stop everything.
-    stop_after_play = RegisterEventHandler(OnProcessExit(
-        target_action=player, on_exit=[TimerAction(period=3.0, actions=[EmitEvent(event=Shutdown(reason="bag played"))])]))
+    stop_after_play = RegisterEventHandler(OnProcessExit(target_action=player, on_exit=[
+        TimerAction(period=3.0, actions=[EmitEvent(event=Shutdown(reason="bag played"))])]))
     return LaunchDescription([*declared, tracker, recorder,
                               TimerAction(period=LaunchConfiguration("start_delay"), actions=[player]),
                               stop_after_play])

@@ -19,9 +19,9 @@ ARGUMENTS = [
     ("cameras", "front,rear", "camera names, comma-separated; camera i publishes /<name>/<image_topic>"),
     ("image_topic", "image_raw", "image topic below each camera name (image_raw/compressed for CompressedImage)"),
     ("layout", "per_camera", "per_camera: one node per camera in its own namespace; single: one node, all cameras"),
-    ("devices", "auto", "devices, comma-separated; per_camera gives camera i devices[i mod n]"),
-    ("model", "tiny-random", "built-in model name or a local directory with SAM 3 weights"),
-    ("prompt", "", "initial noun phrases, comma-separated"),
+    ("devices", "", "devices, comma-separated; per_camera gives camera i devices[i mod n] (empty: params_file's)"),
+    ("model", "", "built-in model name or a local directory with SAM 3 weights (empty: params_file's value)"),
+    ("prompt", "", "initial noun phrases, comma-separated (empty: params_file's value)"),
     ("params_file", PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
      "ROS 2 parameter file with every tracker setting"),
     ("autostart", "true", "configure and activate the nodes at launch"),
@@ -35,19 +35,22 @@ def _nodes(context):
     if arg("layout") not in ("per_camera", "single"):
         raise ValueError(f"layout:={arg('layout')!r} is not per_camera or single")
     names = [n.strip().strip("/") for n in arg("cameras").split(",") if n.strip().strip("/")]
-    devices = [d.strip() for d in arg("devices").split(",") if d.strip()] or ["auto"]
-    tracker = PythonLaunchDescriptionSource(
-        PathJoinSubstitution([FindPackageShare("sam3_ros"), "launch", "tracker.launch.py"]))
+    devices = [d.strip() for d in arg("devices").split(",") if d.strip()] or [""]  # "": the params file's
     common = {"model": arg("model"), "prompt": arg("prompt"), "params_file": arg("params_file"),
               "autostart": arg("autostart")}
     if arg("layout") == "single":
         topics = ",".join(f"/{name}/{arg('image_topic')}" for name in names)
-        return [IncludeLaunchDescription(tracker, launch_arguments={
-            **common, "camera_topic": topics, "devices": ",".join(devices)}.items())]
-    return [IncludeLaunchDescription(tracker, launch_arguments={
-        **common, "namespace": name, "camera_topic": f"/{name}/{arg('image_topic')}",
-        "instances_topic": "sam3/instances", "devices": devices[i % len(devices)]}.items())
-        for i, name in enumerate(names)]
+        return [_include_tracker({**common, "camera_topic": topics, "devices": ",".join(devices)})]
+    return [_include_tracker({**common, "namespace": name, "camera_topic": f"/{name}/{arg('image_topic')}",
+                              "instances_topic": "sam3/instances", "devices": devices[i % len(devices)]})
+            for i, name in enumerate(names)]
+
+
+def _include_tracker(arguments: dict[str, str]) -> IncludeLaunchDescription:
+    # One source per include: a source loads its description once, and the same node action must not run twice.
+    tracker = PythonLaunchDescriptionSource(
+        PathJoinSubstitution([FindPackageShare("sam3_ros"), "launch", "tracker.launch.py"]))
+    return IncludeLaunchDescription(tracker, launch_arguments=arguments.items())
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -41,6 +41,9 @@ class InputSettings:
     qos: str = _spec("sensor_data", "image subscription QoS profile", choices=QOS_PROFILES)
     qos_depth: int = _spec(1, "image subscription history depth", lo=1, hi=100)
     max_image_pixels: int = _spec(4096 * 4096, "larger images are dropped (counted)", lo=1)
+    largest_frame_bytes: int = _spec(1920 * 1080 * 3, "largest image message expected, in bytes (default: 1920x1080 "
+                                     "rgb8); the DDS-direct transport sizes its socket receive buffer for it",
+                                     lo=64 * 1024, hi=2**31 - 1)
 
 
 @dataclass
@@ -97,6 +100,9 @@ class OutputSettings:
     overlay: bool = _spec(False, "publish /sam3/overlay (bgr8 image with colored masks and ids)")
     label_image: bool = _spec(False, "publish /sam3/labels (mono16, pixel = instance id)")
     diagnostics_period_s: float = _spec(1.0, "seconds between /diagnostics messages", lo=0.05, hi=3600.0)
+    stall_timeout_s: float = _spec(5.0, "a camera whose image has waited this long for an output is an ERROR in "
+                                   "/diagnostics, with the reason (watchdog; it also restarts stopped workers)",
+                                   lo=0.1, hi=3600.0)
 
 
 @dataclass

@@ -58,7 +58,7 @@ def _samples():
         "sam3_ros/msg/InstanceArray": TYPES["sam3_ros/msg/InstanceArray"](
             header=_header(12, 34, "cam"), camera="/camera/image_raw", instances=[instance, instance], num_hidden_objects=2,
             prompt=["red circle", "cat"], num_positive_exemplars=1, num_negative_exemplars=2, latency_ms=3.5,
-            dropped_frames=9),
+            dropped_frames=9, missed_frames=4),
         "sensor_msgs/msg/Image": TYPES["sensor_msgs/msg/Image"](
             header=_header(1, 2, "f"), height=2, width=3, encoding="rgb8", is_bigendian=0, step=9,
             data=np.arange(18, dtype=np.uint8)),

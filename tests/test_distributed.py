@@ -21,7 +21,8 @@ from sam3_ros.settings import Settings, SettingsError
 SIZE = 56
 WORKERS = 3
 # low thresholds and short keep-alive: objects start, expire and hit max_objects within 40 frames
-SCENARIO = {"image_size": SIZE, "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
+SCENARIO = {"model": "tiny-random", "image_size": SIZE, "detection.score_threshold": 0.0,
+            "detection.new_object_threshold": 0.0,
             "detection.nms_iou_threshold": 0.5, "tracking.assoc_iou_threshold": 0.1, "tracking.max_objects": 6,
             "tracking.keep_alive_frames": 3, "tracking.recondition_every": 4}
 
@@ -41,7 +42,8 @@ def test_node_places_three_cameras_on_two_devices_and_runs_them():
     from sam3_ros.pipeline.node import TrackerNode, engine_factory
 
     cameras = ["/a/image", "/b/image", "/c/image"]
-    settings = Settings.default({"devices": ["cpu", "cpu"], "placement": "cameras", "input.topics": cameras,
+    settings = Settings.default({"model": "tiny-random", "devices": ["cpu", "cpu"], "placement": "cameras",
+                                 "input.topics": cameras,
                                  "image_size": SIZE, "prompt.text": "cat"})
     make = engine_factory(settings)
     assert make.placement == {"/a/image": 0, "/b/image": 1, "/c/image": 0}  # 2 + 1

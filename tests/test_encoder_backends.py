@@ -90,7 +90,7 @@ def test_type_stubs_alone_do_not_count_as_tensorrt():
 
 
 def test_engine_uses_the_backend_setting(loaded):
-    base = {"devices": ["cpu"], "image_size": SIZE}
+    base = {"model": "tiny-random", "devices": ["cpu"], "image_size": SIZE}
     engine = load_engine(Settings.default({**base, "backend": "eager"}), loaded)
     engine.set_prompt(ConceptPrompt(phrases=["cup"]))
     assert engine.encoder.name == "eager"

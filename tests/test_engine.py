@@ -14,7 +14,7 @@ SIZE = 56  # tiny-random at 56 px keeps every step a few milliseconds
 
 
 def make_settings(**overrides) -> Settings:
-    base = {"devices": ["cpu"], "image_size": SIZE, "detection.score_threshold": 0.0,
+    base = {"model": "tiny-random", "devices": ["cpu"], "image_size": SIZE, "detection.score_threshold": 0.0,
             "detection.new_object_threshold": 0.0, "detection.nms_iou_threshold": 1.0,
             "tracking.assoc_iou_threshold": 1.0, "tracking.max_objects": 4}
     return Settings.default({**base, **overrides})

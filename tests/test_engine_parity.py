@@ -72,7 +72,7 @@ def parity_settings(max_objects: int, score_threshold: float = 0.0, **extra) -> 
     """Settings at the reference's behaviour: on a frame without tracks it starts every detection over
     ``score_threshold``, which a new-object threshold equal to it does too."""
     return Settings.default({
-        "devices": ["cpu"], "detection.score_threshold": score_threshold,
+        "model": "tiny-random", "devices": ["cpu"], "detection.score_threshold": score_threshold,
         "detection.new_object_threshold": score_threshold, "tracking.max_objects": max_objects,
         **REFERENCE_BEHAVIOUR, **extra,
     })

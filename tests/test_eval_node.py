@@ -24,8 +24,9 @@ BAG = ROOT / "tests" / "data" / "synthetic_seed0"
 GT = GroundTruth.load(ROOT / "tests" / "data" / "synthetic_seed0.gt.json")
 TOPIC = "/camera/image_raw"
 # Random weights score ~0.26: zero thresholds make it spawn objects, so the outputs carry masks.
-SETTINGS = Settings.default({"detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
-                             "tracking.keep_alive_frames": 0, "input.topics": [TOPIC]})
+SETTINGS = Settings.default({"model": "tiny-random", "detection.score_threshold": 0.0,
+                             "detection.new_object_threshold": 0.0, "tracking.keep_alive_frames": 0,
+                             "input.topics": [TOPIC]})
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,9 @@ def test_realtime_through_the_node_drops_what_it_cannot_keep_up_with(node, tmp_p
     run = evaluate(BAG, GT, replay, tmp_path / "rt", progress=False)
     recorded = list(bags.read_messages(run.output_bag, INSTANCES_TOPIC))
     assert run.report["frames"] == GT.length
-    assert 0 < run.report["dropped"] == GT.length - len(recorded)
+    # every frame not answered was either skipped for a newer one or never reached the node
+    assert 0 < run.report["dropped"] <= run.report["dropped"] + run.report["missed_in_transport"] \
+        == GT.length - len(recorded)
     stamps = [time_to_ns(m.header.stamp) for _, m in recorded]
     assert stamps == sorted(stamps) and stamps[-1] == time_to_ns(
         list(bags.read_messages(BAG, TOPIC))[-1][1].header.stamp)  # the newest frame is always answered

@@ -51,7 +51,7 @@ def _samples(store):
     yield T["sam3_ros/msg/InstanceArray"], T["sam3_ros/msg/InstanceArray"](
         header=header, camera="/camera/image_raw", instances=[_instance(store, 1), _instance(store, 2)], num_hidden_objects=1,
         prompt=["red circle", "blue square"], num_positive_exemplars=1, num_negative_exemplars=0,
-        latency_ms=12.5, dropped_frames=3,
+        latency_ms=12.5, dropped_frames=3, missed_frames=2,
     )
     yield T["sam3_ros/srv/SetPrompt_Request"], T["sam3_ros/srv/SetPrompt_Request"](
         phrases=["person", "forklift"], boxes=np.array([0, 0, 10, 10, 5, 5, 8, 8], np.float32),

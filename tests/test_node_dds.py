@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pycocotools import mask as coco_mask
+
+from instance_checks import check_masks
 
 from sam3_ros.codec.image import rgb_to_compressed, rgb_to_image_fields
 from sam3_ros.pipeline.messages import compressed_message, header, image_message, time_to_ns
@@ -41,7 +42,7 @@ def node_env() -> dict:
 
 
 def start_node(settings: dict, log_path: Path, *extra: str) -> subprocess.Popen:
-    sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    sets = [arg for key, value in {"model": "tiny-random", **settings}.items() for arg in ("--set", f"{key}={value}")]
     with open(log_path, "wb") as log:
         return subprocess.Popen([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets, *extra],
                                 env=node_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -135,14 +136,7 @@ def test_image_and_compressed_streams_give_instances_with_the_source_header(node
     assert all(m.camera == COMPRESSED and m.header.frame_id == "rear" for m in rear)
     assert last.prompt == ["cat"] and len(last.instances) > 0
     for message in (last, last_rear):
-        for item in message.instances:
-            assert (item.mask_height, item.mask_width) == (H, W)
-            mask = coco_mask.decode(coco_mask.frPyObjects(
-                {"size": [H, W], "counts": [int(c) for c in item.mask_rle]}, H, W)).astype(bool)
-            ys, xs = np.nonzero(mask)
-            assert len(xs), "published an empty mask"
-            assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == item.box.tolist()
-            assert item.concept == "cat" and 0 <= item.score <= 1
+        check_masks(message, H, W, "cat")
 
 
 def test_overlay_and_label_images_carry_the_source_header(node):

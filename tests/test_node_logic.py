@@ -1,7 +1,6 @@
 """TrackerNode in process with the real tiny-random engine: what the rclpy lifecycle relies on
 (stop/start again), and requests that arrive before any image. Outputs are collected from ``publish``."""
 
-import threading
 import time
 from types import SimpleNamespace
 
@@ -13,38 +12,14 @@ from sam3_ros.pipeline.messages import image_message, stamp_to_time, time_to_ns
 from sam3_ros.pipeline.node import TrackerNode, engine_factory
 from sam3_ros.settings import Settings
 
+from node_faults import Outputs
+
 CAMERAS = ["/a/image_raw", "/b/image_raw"]
-
-
-class Outputs:
-    """The node's publish sink: keeps every message and lets a test wait for one."""
-
-    def __init__(self):
-        self.messages = []
-        self.cond = threading.Condition()
-
-    def __call__(self, kind, message):
-        with self.cond:
-            self.messages.append((kind, message))
-            self.cond.notify_all()
-
-    def wait_diagnostics(self, timeout=5.0):
-        with self.cond:
-            assert self.cond.wait_for(lambda: any(k == "diagnostics" for k, _ in self.messages), timeout)
-
-    def wait_instances(self, stamp_ns, timeout=20.0):
-        def found():
-            return next((m for k, m in self.messages if k == "instances" and time_to_ns(m.header.stamp) == stamp_ns),
-                        None)
-
-        with self.cond:
-            assert self.cond.wait_for(lambda: found() is not None, timeout), f"no output for stamp {stamp_ns}"
-            return found()
 
 
 @pytest.fixture(scope="module")
 def settings():
-    return Settings.default({"devices": ["cpu"], "input.topics": CAMERAS, "prompt.text": "cat",
+    return Settings.default({"model": "tiny-random", "devices": ["cpu"], "input.topics": CAMERAS, "prompt.text": "cat",
                              "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
                              "output.diagnostics_period_s": 0.05})
 

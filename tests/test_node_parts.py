@@ -12,7 +12,7 @@ from sam3_ros.interfaces import typestore
 from sam3_ros.pipeline import requests
 from sam3_ros.pipeline.diagnostics import LATENCY_WINDOW, Diagnostics
 from sam3_ros.pipeline.overlay import color_of, label_image, overlay_image
-from sam3_ros.pipeline.slot import LatestSlot
+from sam3_ros.pipeline.slot import LatestSlot, SlotClosed
 from sam3_ros.settings import PromptSettings
 
 LIMITS = PromptSettings(max_phrases=3, max_phrase_chars=20, max_exemplar_boxes=2)
@@ -58,6 +58,39 @@ def test_closed_slot_refuses_commands_and_returns_nothing():
         pending_future.result(1)
     with pytest.raises(RuntimeError, match="shutting down"):
         slot.submit(lambda: 1).result(1)
+
+
+def test_slot_knows_since_when_an_image_waits_for_an_output():
+    slot = LatestSlot()
+    assert slot.unanswered_since is None
+    slot.put(1)
+    first = slot.unanswered_since
+    slot.put(2)
+    assert slot.unanswered_since == first  # the replaced image waited first
+    slot.take(0)
+    slot.answered()
+    assert slot.unanswered_since is None
+    slot.put(3)
+    slot.answered()  # answered an earlier image: image 3 still waits, since its arrival
+    assert slot.unanswered_since == slot.last_received_at is not None
+
+
+def test_slot_closed_with_a_reason_refuses_commands_keeps_images_and_reopens():
+    slot = LatestSlot()
+    queued = slot.submit(lambda: 1)
+    slot.close("the worker of /cam stopped")
+    with pytest.raises(SlotClosed, match="the worker of /cam stopped"):
+        queued.result(1)
+    with pytest.raises(SlotClosed, match="the worker of /cam stopped"):
+        slot.submit(lambda: 2).result(1)
+    slot.put(7)
+    assert slot.take(0) == ([], None) and slot.received == 1
+    slot.reopen()
+    future = slot.submit(lambda: 3)
+    commands, pending = slot.take(0)
+    assert pending.message == 7 and len(commands) == 1
+    commands[0][1].set_result(commands[0][0]())
+    assert future.result(1) == 3
 
 
 # -- request validation -------------------------------------------------------------------------------
@@ -154,6 +187,20 @@ def test_diagnostics_report_rates_drops_rejections_and_latency():
     assert message.header.stamp.nanosec == 123
     # Round trip through the wire codec: the message is a valid DiagnosticArray.
     typestore().serialize_cdr(message, "diagnostic_msgs/msg/DiagnosticArray")
+
+
+def test_a_camera_with_a_problem_is_an_error_until_it_is_cleared():
+    diagnostics = Diagnostics(["/cam"])
+    assert diagnostics.rejected("/cam", "bad_image", "x") == 1
+    assert diagnostics.set_problem("/cam", "no output for 5.0 s after an image: busy in engine for 5.0 s")
+    assert not diagnostics.set_problem("/cam", "no output for 6.0 s after an image: busy in engine for 6.0 s")
+    diagnostics.worker_restarted("/cam")
+    camera, _ = diagnostics.message(0, {"/cam": 3}, {"/cam": 0}).status
+    assert camera.level == 2 and camera.message == "no output for 6.0 s after an image: busy in engine for 6.0 s"
+    assert _values(camera)["worker_restarts"] == "1"
+    assert diagnostics.set_problem("/cam", "")
+    camera, _ = diagnostics.message(0, {"/cam": 3}, {"/cam": 0}).status
+    assert camera.level == 1 and camera.message == "0 stale drops, 1 rejected inputs, 0 missed in transport"
 
 
 def test_latency_window_is_bounded():

@@ -14,7 +14,7 @@ SIZE = 112
 
 
 def settings(**overrides) -> Settings:
-    base = {"devices": ["cuda"], "image_size": SIZE, "precision": "fp32", "backend": "eager",
+    base = {"model": "tiny-random", "devices": ["cuda"], "image_size": SIZE, "precision": "fp32", "backend": "eager",
             "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
             "tracking.assoc_iou_threshold": 1.0, "tracking.max_objects": 6,
             # hole filling labels connected components until they converge: a data-dependent loop that

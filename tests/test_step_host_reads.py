@@ -43,7 +43,7 @@ def loaded():
 
 def run_steps(loaded, phrases, **overrides):
     settings = Settings.default({
-        "devices": ["cpu"], "image_size": SIZE, "detection.score_threshold": 0.0,
+        "model": "tiny-random", "devices": ["cpu"], "image_size": SIZE, "detection.score_threshold": 0.0,
         "detection.new_object_threshold": 0.0, "tracking.assoc_iou_threshold": 1.0, "tracking.max_objects": 6,
         "tracking.keep_alive_frames": 1, **overrides})  # objects start and expire on every frame
     engine = load_engine(settings, loaded)

@@ -3,7 +3,9 @@
 Same frames, same settings, one run: (1) in process, ``engine.step`` + ``instances_to_message`` (what
 the node computes per frame, no transport); (2) the node in its own process over DDS-direct, lockstep
 (publish a frame, wait for its InstanceArray): round trip seen by the camera, and the node's own
-receive-to-publish latency; (3) optionally a camera at ``--rate`` Hz: output rate, stale drops, lag.
+receive-to-publish latency; (3) optionally a camera at ``--rate`` Hz: frames sent and received by the node
+(its /diagnostics count), frames it found missing in transport (from the camera's stamps), output rate,
+stale drops, lag.
 With ``--reference``, the transformers streaming loop runs on the same frames in the same process (its
 masks upsampled to the source size; no message building), for the ratio. ``--objects N`` makes every
 detection start an object until N are tracked (random-weight models score too low for the defaults).
@@ -145,21 +147,33 @@ def _lockstep(client, frames) -> tuple[list[float], list[float]]:
     return round_trips[WARMUP:], latencies[WARMUP:]
 
 
+def _received_by_node(client, camera: str) -> int:
+    """The node's count of images received on ``camera`` (its next /diagnostics)."""
+    message = client.wait_for_diagnostics(10)
+    status = next(s for s in message.status if s.name.endswith(f": {camera}"))
+    return int(next(kv.value for kv in status.values if kv.key == "received"))
+
+
 def _stream(client, frames, rate: float) -> dict:
     from ..pipeline.messages import time_to_ns
 
+    camera = "/bench/image_raw"
+    received_before = _received_by_node(client, camera)
     client.clear()
     sent = {}
-    base = 10_000_000
+    period_ns, base = int(1e9 / rate), 1000 * 1_000_000_000  # the camera's clock; far from the lockstep stamps
     for i, rgb in enumerate(frames):
-        sent[base + i] = time.perf_counter()
-        client.publish_image("/bench/image_raw", rgb, base + i, frame_id="bench", qos="reliable")
-        time.sleep(max(1.0 / rate - (time.perf_counter() - sent[base + i]), 0.0))
-    last = client.wait_for_instances(base + len(sent) - 1, timeout=60)
+        stamp = base + i * period_ns
+        sent[stamp] = time.perf_counter()
+        client.publish_image(camera, rgb, stamp, frame_id="bench", qos="reliable")
+        time.sleep(max(1.0 / rate - (time.perf_counter() - sent[stamp]), 0.0))
+    last = client.wait_for_instances(max(sent), timeout=60)
     outputs = [m for m in client.received if time_to_ns(m.header.stamp) in sent]
     duration = time.perf_counter() - sent[base]
-    return {"rate_hz": rate, "sent": len(sent), "published": len(outputs), "output_fps": len(outputs) / duration,
-            "dropped_stale": int(last.dropped_frames), "latency_p50_ms": _stats([m.latency_ms for m in outputs])["median_ms"]}
+    received = _received_by_node(client, camera) - received_before
+    return {"rate_hz": rate, "sent": len(sent), "received": received, "missed_in_transport": int(last.missed_frames),
+            "published": len(outputs), "output_fps": len(outputs) / duration, "dropped_stale": int(last.dropped_frames),
+            "latency_p50_ms": _stats([m.latency_ms for m in outputs])["median_ms"]}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -287,7 +301,8 @@ def _report(args, result: dict) -> None:
         print(f"{name:44s} {row['median_ms']:10.2f} {row['p99_ms']:9.2f} {row['fps']:9.1f} "
               f"{row['ratio_to_in_process']:12.2f}")
     if stream:
-        print(f"camera at {stream['rate_hz']:.0f} Hz: {stream['published']}/{stream['sent']} frames published "
+        print(f"camera at {stream['rate_hz']:.0f} Hz: {stream['received']}/{stream['sent']} frames received by the "
+              f"node ({stream['missed_in_transport']} missed in transport), {stream['published']} published "
               f"({stream['output_fps']:.1f}/s), {stream['dropped_stale']} stale drops, "
               f"latency p50 {stream['latency_p50_ms']:.1f} ms")
     if result["transport_ms"] is not None:

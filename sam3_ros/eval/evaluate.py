@@ -120,6 +120,9 @@ def _run(scorer: Scorer, latencies: list[tuple[float, float]], arrivals: list[Ar
          wall_s: float, failed: int, output_bag: Path) -> EvalRun:
     frames = len(arrivals)
     lat = np.array([ms for _, ms in latencies]) if latencies else np.zeros(1)
+    # the node's own count of camera frames that never reached it (cumulative: the latest output's)
+    missed = max((int(getattr(msg, "missed_frames", 0)) for _, msg in read_messages(output_bag, INSTANCES_TOPIC)),
+                 default=0)
     accuracy = scorer.result()
     per_concept = accuracy.pop("per_concept")
     report = {
@@ -127,7 +130,8 @@ def _run(scorer: Scorer, latencies: list[tuple[float, float]], arrivals: list[Ar
         "fps": len(latencies) / wall_s if wall_s > 0 else 0.0,
         "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))},
         "frames": frames,
-        "dropped": frames - len(latencies),
+        "dropped": max(frames - len(latencies) - missed, 0),  # arrived, skipped for a newer frame (or rejected)
+        "missed_in_transport": missed,
         "per_concept": per_concept,
     }
     return EvalRun(report=report, latencies=latencies, wall_s=wall_s, failed=failed,

@@ -22,8 +22,8 @@ def summary(run: EvalRun, context: dict) -> str:
     lines = [f"sam3_ros evaluation: {context.get('bag', '')} ({context.get('pacing', '')}, "
              f"model {context.get('model', '')}, {context.get('transport', 'in-process')})",
              "  " + "  ".join(f"{k} {_fmt(r[k], 3 if k in ('pmF1', 'IL_MCC') else 2)}" for k in METRICS),
-             f"  frames {r['frames']}  dropped {r['dropped']}  fps {r['fps']:.1f}  latency p50 "
-             f"{r['latency_ms']['p50']:.1f} ms  p99 {r['latency_ms']['p99']:.1f} ms",
+             f"  frames {r['frames']}  dropped {r['dropped']}  missed in transport {r['missed_in_transport']}  "
+             f"fps {r['fps']:.1f}  latency p50 {r['latency_ms']['p50']:.1f} ms  p99 {r['latency_ms']['p99']:.1f} ms",
              "  per concept (cgF1 / HOTA / IDF1):"]
     for phrase, m in r["per_concept"].items():
         kind = "" if m["positive_frames"] else "  [negative phrase]"
@@ -72,9 +72,9 @@ Ignored predictions: {run.ignored_low_score} with score under 0.5, {run.ignored_
 
 ## Speed
 
-| frames | processed | dropped | rejected images | fps | latency p50 (ms) | latency p99 (ms) | wall (s) |
-|---|---|---|---|---|---|---|---|
-| {r['frames']} | {r['frames'] - r['dropped']} | {r['dropped']} | {run.failed} | {r['fps']:.2f} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p99']:.1f} | {run.wall_s:.1f} |
+| frames | processed | dropped | missed in transport | rejected images | fps | p50 (ms) | p99 (ms) | wall (s) |
+|---|---|---|---|---|---|---|---|---|
+| {r['frames']} | {r['frames'] - r['dropped'] - r['missed_in_transport']} | {r['dropped']} | {r['missed_in_transport']} | {run.failed} | {r['fps']:.2f} | {r['latency_ms']['p50']:.1f} | {r['latency_ms']['p99']:.1f} | {run.wall_s:.1f} |
 
 ![latency](latency.png) ![per concept](per_concept.png)
 """

@@ -1,7 +1,10 @@
 """Per-camera counters and the ``/diagnostics`` message built from them once a period.
 
 Everything per frame goes here instead of the log: input and output counts (rates over the last
-period), stale drops, rejected inputs by reason, latency percentiles over a bounded window, object count.
+period), stale drops, frames missed in transport (from the camera's stamps), frames dropped by reason,
+latency percentiles over a bounded window, object count, worker restarts; and the transport's own status
+(socket buffers). A camera's status is OK, WARN (inputs are lost) or ERROR (the watchdog's problem text:
+stalled or dead).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ DIAGNOSTICS_NAME = "sam3_tracker"
 
 
 class CameraStats:
-    """Counters of one camera; ``rejected`` is keyed by a short reason (e.g. ``bad image``)."""
+    """Counters of one camera; ``rejected`` is keyed by a short reason (e.g. ``bad_image``)."""
 
     def __init__(self) -> None:
         self.published = 0
@@ -29,6 +32,8 @@ class CameraStats:
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.objects = 0
         self.last_error = ""
+        self.worker_restarts = 0
+        self.problem = ""  # set by the node's watchdog: why the camera is an ERROR ("" = it is not)
 
 
 class Diagnostics:
@@ -40,6 +45,14 @@ class Diagnostics:
         self.node: Counter[str] = Counter()  # prompt topic and service outcomes
         self._last_counts: dict[str, tuple[int, int]] = {camera: (0, 0) for camera in cameras}
         self._last_time = time.monotonic()
+        self.transport: dict[str, object] = {}  # the transport's settings as it got them (node status values)
+        self.transport_warning = ""  # what is wrong with them and what to do (WARN on the node status)
+
+    def set_transport(self, values: dict[str, object], warning: str = "") -> None:
+        """The transport's status, e.g. socket buffer sizes; a ``warning`` makes the node status WARN."""
+        with self._lock:
+            self.transport = {f"transport.{key}": value for key, value in values.items()}
+            self.transport_warning = warning
 
     def published(self, camera: str, latency_ms: float, objects: int) -> None:
         with self._lock:
@@ -48,29 +61,51 @@ class Diagnostics:
             stats.latencies_ms.append(latency_ms)
             stats.objects = objects
 
-    def rejected(self, camera: str, reason: str, error: str) -> None:
-        """Count an input that could not be processed (and remember the latest error text)."""
+    def rejected(self, camera: str, reason: str, error: str) -> int:
+        """Count a frame that got no output, by reason (and remember the latest error text); returns the
+        count of that reason."""
         with self._lock:
-            self.cameras[camera].rejected[reason] += 1
-            self.cameras[camera].last_error = error
+            stats = self.cameras[camera]
+            stats.rejected[reason] += 1
+            stats.last_error = f"{reason}: {error}"
+            return stats.rejected[reason]
 
-    def count(self, event: str) -> None:
-        """Count a node-level event, e.g. ``prompt topic rejected``."""
+    def count(self, event: str) -> int:
+        """Count a node-level event, e.g. ``prompt_topic.rejected``; returns its count."""
         with self._lock:
             self.node[event] += 1
+            return self.node[event]
 
     def rejected_total(self, camera: str) -> int:
         with self._lock:
             return sum(self.cameras[camera].rejected.values())
 
+    def last_error(self, camera: str) -> str:
+        with self._lock:
+            return self.cameras[camera].last_error
+
+    def worker_restarted(self, camera: str) -> None:
+        with self._lock:
+            self.cameras[camera].worker_restarts += 1
+
+    def set_problem(self, camera: str, problem: str) -> bool:
+        """Set (or clear, with "") why ``camera`` is an ERROR; True if that changed whether it is one."""
+        with self._lock:
+            stats = self.cameras[camera]
+            changed = bool(stats.problem) != bool(problem)
+            stats.problem = problem
+            return changed
+
     def message(self, stamp_ns: int, received: dict[str, int], dropped: dict[str, int],
-                engine: dict[str, dict[str, int]] | None = None):
+                engine: dict[str, dict[str, int]] | None = None,
+                missed: dict[str, tuple[int, float | None]] | None = None):
         """A ``diagnostic_msgs/DiagnosticArray``: one status per camera and one for the node.
 
         ``received``/``dropped`` are the slots' cumulative counts (images in, images replaced unprocessed);
-        ``engine`` the engines' own counters per camera (listed as ``engine.<name>``).
+        ``engine`` the engines' own counters per camera (listed as ``engine.<name>``); ``missed`` per camera
+        (frames lost before reaching the node, the camera period in ns or None) from its stamps.
         """
-        engine = engine or {}
+        engine, missed = engine or {}, missed or {}
         types = typestore().types
         Status, KeyValue = types["diagnostic_msgs/msg/DiagnosticStatus"], types["diagnostic_msgs/msg/KeyValue"]
         now = time.monotonic()
@@ -90,17 +125,26 @@ class Diagnostics:
                     "rejected": sum(stats.rejected.values()),
                     **{f"rejected.{reason}": n for reason, n in sorted(stats.rejected.items())},
                     "latency_p50_ms": p50, "latency_p99_ms": p99, "objects": stats.objects,
-                    "last_error": stats.last_error,
+                    "last_error": stats.last_error, "worker_restarts": stats.worker_restarts,
                     **{f"engine.{name}": n for name, n in engine.get(camera, {}).items()},
                 }
+                lost, period_ns = missed.get(camera, (0, None))
+                values.update({"missed_in_transport": lost, "camera_hz": 1e9 / period_ns if period_ns else 0.0})
                 rejected = sum(stats.rejected.values())
-                level = Status.WARN if rejected or dropped[camera] else Status.OK  # WARN: inputs are lost
+                if stats.problem:
+                    level, text = Status.ERROR, stats.problem
+                elif rejected or dropped[camera] or lost:  # inputs are lost
+                    level, text = Status.WARN, (f"{dropped[camera]} stale drops, {rejected} rejected inputs, "
+                                                f"{lost} missed in transport")
+                else:
+                    level, text = Status.OK, "ok"
                 statuses.append(Status(
-                    level=level, name=f"{DIAGNOSTICS_NAME}: {camera}", message="ok" if not level
-                    else f"{dropped[camera]} stale drops, {rejected} rejected inputs", hardware_id=camera,
+                    level=level, name=f"{DIAGNOSTICS_NAME}: {camera}", message=text, hardware_id=camera,
                     values=[KeyValue(key=k, value=_text(v)) for k, v in values.items()]))
-            node_values = {**{k: n for k, n in sorted(self.node.items())}, **gpu_memory()}
-            statuses.append(Status(level=Status.OK, name=DIAGNOSTICS_NAME, message="ok", hardware_id="",
+            node_values = {**{k: n for k, n in sorted(self.node.items())}, **self.transport, **gpu_memory()}
+            warning = self.transport_warning
+            statuses.append(Status(level=Status.WARN if warning else Status.OK, name=DIAGNOSTICS_NAME,
+                                   message=warning or "ok", hardware_id="",
                                    values=[KeyValue(key=k, value=_text(v)) for k, v in node_values.items()]))
         return types["diagnostic_msgs/msg/DiagnosticArray"](header=header(stamp_ns), status=statuses)
 

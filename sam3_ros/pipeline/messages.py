@@ -41,7 +41,7 @@ def compressed_message(data: bytes, fmt: str, stamp_ns: int, frame_id: str = "")
 
 
 def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropped_frames: int = 0,
-                         num_positive_exemplars: int = 0, num_negative_exemplars: int = 0):
+                         num_positive_exemplars: int = 0, num_negative_exemplars: int = 0, missed_frames: int = 0):
     """Build the ``InstanceArray`` for one processed frame (header copied from the source image).
 
     Tracked objects whose mask is empty in this frame (hidden, or out of view) are not listed, as the
@@ -69,6 +69,7 @@ def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropp
         camera=instances.camera, instances=items, num_hidden_objects=len(order) - len(visible),
         prompt=list(instances.phrases), num_positive_exemplars=num_positive_exemplars,
         num_negative_exemplars=num_negative_exemplars, latency_ms=float(latency_ms), dropped_frames=int(dropped_frames),
+        missed_frames=int(missed_frames),
     )
 
 

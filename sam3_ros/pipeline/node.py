@@ -4,9 +4,18 @@ Data flow per camera: the transport calls ``on_image`` (never blocks) -> latest-
 camera's worker thread: decode -> ``engine.step`` -> ``InstanceArray`` (+ overlay, labels) ->
 ``publish``. Service requests are validated on the caller's thread, then run on the camera's worker
 between two frames (the engine is never used from two threads), and answered with a ``Reply``.
-A diagnostics thread publishes counters once a period. Outputs go through one callable,
-``publish(kind, message)``, kind one of ``instances``, ``overlay``, ``labels``, ``diagnostics``;
-messages are rosbags dataclasses (the rclpy transport converts them).
+Outputs go through one callable, ``publish(kind, message)``, kind one of ``instances``, ``overlay``,
+``labels``, ``diagnostics``; messages are rosbags dataclasses (the rclpy transport converts them).
+
+No input and no failure of one stage stops a camera: an exception in decoding, the engine, building
+the outputs or publishing drops that frame, counted in ``/diagnostics`` under a reason (``bad_image``,
+``decode_error``, ``engine_rejected``, ``engine_error``, ``output_error``, ``publish_error``), and the
+worker takes the next frame; a failing command becomes a failed ``Reply``. Only a ``BaseException``
+that is not an ``Exception`` (``SystemExit``, ...) ends a worker (its frame counted as ``worker_stopped``).
+A watchdog on the diagnostics thread restarts an ended worker with the same engine and tracks (up to
+``WORKER_RESTARTS`` times without an output in between; then the camera is reported dead), and reports
+a camera as ERROR when an image has waited ``output.stall_timeout_s`` for an output. Services for a
+camera without a worker answer at once.
 """
 
 from __future__ import annotations
@@ -14,7 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,11 +37,13 @@ from .diagnostics import Diagnostics
 from .messages import image_message, instances_to_message, time_to_ns
 from .overlay import label_image, overlay_image
 from .requests import parse_add_points, parse_prompt_text, parse_set_prompt
-from .slot import LatestSlot
+from .slot import LatestSlot, SlotClosed
+from .stamps import StampGaps
 
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT_S = 30.0  # longest a service waits for the worker (one engine step, plus model warm-up)
+WORKER_RESTARTS = 3  # restarts of a camera's worker without an output in between, before it is reported dead
 
 
 @dataclass
@@ -56,10 +68,15 @@ class _Camera:
     name: str
     engine: Any
     slot: LatestSlot = field(default_factory=LatestSlot)
+    gaps: StampGaps = field(default_factory=StampGaps)  # frames lost before they reached the node
     image_size: tuple[int, int] | None = None  # (H, W) of the latest processed image
     stamp_ns: int | None = None  # stamp of the latest processed image
     exemplars: tuple[int, int] = (0, 0)  # positive, negative exemplar boxes in the active prompt
     worker: threading.Thread | None = None
+    busy: tuple[str, float] | None = None  # (stage, monotonic start) while the worker handles an input or command
+    ended: str = ""  # why the worker last ended, until the next output
+    restarts: int = 0  # worker restarts since the last output
+    dead: bool = False  # the worker ended WORKER_RESTARTS times without an output: not restarted again
 
 
 def decode_image(message: Any, max_pixels: int) -> np.ndarray:
@@ -67,6 +84,22 @@ def decode_image(message: Any, max_pixels: int) -> np.ndarray:
     if hasattr(message, "format"):
         return compressed_to_rgb(message, max_pixels=max_pixels)
     return image_to_rgb(message, max_pixels=max_pixels)
+
+
+def _drop_reason(stage: str, error: Exception) -> str:
+    """The diagnostics reason of a frame dropped by ``error`` in ``stage`` (ValueError: the input's fault)."""
+    if isinstance(error, ValueError) and stage in ("decode", "engine"):
+        return "bad_image" if stage == "decode" else "engine_rejected"
+    return f"{stage}_error"
+
+
+def _dead_reason(camera: _Camera) -> str:
+    return f"its worker stopped {camera.restarts + 1} times without an output; last: {camera.ended}"
+
+
+def _is_sparse(count: int) -> bool:
+    """Log the 1st, 10th, 100th, ... occurrence only: the counters in /diagnostics have the rest."""
+    return count > 0 and 10 ** (len(str(count)) - 1) == count
 
 
 class TrackerNode:
@@ -81,25 +114,32 @@ class TrackerNode:
         self.cameras = {topic: _Camera(topic, engine_factory(topic)) for topic in settings.input.topics}
         self.diagnostics = Diagnostics(list(self.cameras))
         self._stop = threading.Event()
+        self._lifecycle = threading.Lock()  # stop() and the watchdog's worker restarts exclude each other
         self._diagnostics_thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start one worker per camera and the diagnostics thread."""
+        """Start one worker per camera and the diagnostics thread (which also runs the watchdog)."""
         self._stop.clear()
         for camera in self.cameras.values():
             camera.slot = LatestSlot()  # a stopped node's slots are closed; counts restart with the node
-            camera.worker = threading.Thread(target=self._work, args=(camera,), name=f"worker:{camera.name}",
-                                             daemon=True)
-            camera.worker.start()
+            camera.busy, camera.ended, camera.restarts, camera.dead = None, "", 0, False
+            camera.gaps = StampGaps()
+            self._start_worker(camera)
         self._diagnostics_thread = threading.Thread(target=self._report, name="diagnostics", daemon=True)
         self._diagnostics_thread.start()
 
+    def _start_worker(self, camera: _Camera) -> None:
+        worker = threading.Thread(target=self._work, args=(camera,), name=f"worker:{camera.name}", daemon=True)
+        worker.start()
+        camera.worker = worker  # only once started: whoever reads it may join it
+
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the workers (each finishes its current frame) and the diagnostics thread."""
-        self._stop.set()
-        for camera in self.cameras.values():
-            camera.slot.close()
+        with self._lifecycle:
+            self._stop.set()
+            for camera in self.cameras.values():
+                camera.slot.close()
         deadline = time.monotonic() + timeout
         threads = [c.worker for c in self.cameras.values()] + [self._diagnostics_thread]
         for thread in threads:
@@ -109,6 +149,7 @@ class TrackerNode:
     # -- inputs from the transport -----------------------------------------------------------------
     def on_image(self, camera: str, message: Any) -> None:
         """A ``sensor_msgs/Image`` or ``CompressedImage`` arrived on ``camera`` (cheap: only stores it)."""
+        self.cameras[camera].gaps.add(time_to_ns(message.header.stamp))
         self.cameras[camera].slot.put(message)
 
     def on_prompt_text(self, message: Any) -> None:
@@ -200,21 +241,29 @@ class TrackerNode:
     def _call(self, service: str, plan: Callable[[], list[tuple[_Camera, Callable[[], Any]]]],
               check: Callable[[list], None] | None = None) -> list | Reply:
         """Validate with ``plan()`` on the caller's thread, giving (camera, command) pairs; run each command
-        on its camera's worker (between frames) and wait; then ``check`` the results. A ValueError from
-        any step becomes a failed Reply, counted in the diagnostics."""
+        on its camera's worker (between frames) and wait up to ``COMMAND_TIMEOUT_S`` in all; then ``check``
+        the results. Every failure becomes a failed Reply, counted in the diagnostics as
+        ``<service>.rejected`` (ValueError: a bad request), ``.unavailable`` (no worker serves a camera),
+        ``.timeout``, or ``.failed`` (anything else the engine raised)."""
         try:
             futures = [camera.slot.submit(command) for camera, command in plan()]
-            results = [future.result(COMMAND_TIMEOUT_S) for future in futures]
+            if wait_futures(futures, COMMAND_TIMEOUT_S).not_done:
+                self.diagnostics.count(f"{service}.timeout")
+                return Reply(False, f"{service} did not finish within {COMMAND_TIMEOUT_S} s")
+            results = [future.result() for future in futures]
             if check is not None:
                 check(results)
-        except (ValueError, RuntimeError) as exc:  # bad request, or the node is shutting down
-            self.diagnostics.count(f"{service}.rejected")
-            return Reply(False, str(exc))
-        except FutureTimeout:
-            self.diagnostics.count(f"{service}.timeout")
-            return Reply(False, f"{service} did not finish within {COMMAND_TIMEOUT_S} s")
-        self.diagnostics.count(f"{service}.accepted")
-        return results
+        except ValueError as exc:
+            outcome, text = "rejected", str(exc)
+        except SlotClosed as exc:
+            outcome, text = "unavailable", str(exc)
+        except Exception as exc:  # an engine bug or an exhausted resource: the caller learns it, the node goes on
+            outcome, text = "failed", f"{service} failed: {type(exc).__name__}: {exc}"
+        else:
+            self.diagnostics.count(f"{service}.accepted")
+            return results
+        self.diagnostics.count(f"{service}.{outcome}")
+        return Reply(False, text)
 
     def _set_prompt(self, camera: _Camera, prompt: ConceptPrompt, keep_tracks: bool) -> ConceptPrompt:
         camera.engine.set_prompt(prompt, keep_tracks=keep_tracks)
@@ -224,62 +273,159 @@ class TrackerNode:
 
     # -- worker ------------------------------------------------------------------------------------
     def _work(self, camera: _Camera) -> None:
-        while not self._stop.is_set():
-            commands, pending = camera.slot.take()
-            for command, future in commands:
-                try:
-                    future.set_result(command())
-                except Exception as exc:  # reported to the waiting service; unexpected ones logged too
-                    if not isinstance(exc, ValueError):
-                        log.exception("command on %s failed", camera.name)
-                    future.set_exception(exc)
-            if pending is not None:
-                self._process(camera, pending.message, pending.received_at)
+        commands: list[tuple[Callable[[], Any], Future]] = []
+        try:
+            while not self._stop.is_set():
+                camera.busy = None
+                commands, pending = camera.slot.take()
+                for command, future in commands:
+                    self._run_command(camera, command, future)
+                if pending is not None:
+                    self._process(camera, pending.message, pending.received_at)
+        except BaseException as exc:  # errors are handled per frame and command; this (SystemExit, ...) ends us
+            camera.ended = f"{type(exc).__name__}: {exc}"
+            reason = f"the worker of {camera.name} stopped ({camera.ended})"
+            if camera.busy is not None and camera.busy[0] != "command":  # the frame in hand is lost: count it
+                self.diagnostics.rejected(camera.name, "worker_stopped", camera.ended)
+            camera.slot.close(reason)  # services answer at once until the watchdog restarts it
+            for _, future in commands:
+                if not future.done():
+                    future.set_exception(SlotClosed(reason))
+            log.error("%s", reason)
+        finally:
+            camera.busy = None
 
-    def _reject(self, camera: _Camera, reason: str, error: Exception) -> None:
-        self.diagnostics.rejected(camera.name, reason, str(error))
-        if self.diagnostics.rejected_total(camera.name) in (1, 10, 100, 1000, 10000):  # sparse: counters have the rest
-            log.warning("%s: dropped an input (%s): %s", camera.name, reason, error,
-                        exc_info=None if isinstance(error, ValueError) else error)
+    def _run_command(self, camera: _Camera, command: Callable[[], Any], future: Future) -> None:
+        camera.busy = ("command", time.monotonic())
+        try:
+            result = command()
+        except Exception as exc:  # reported to the waiting service; unexpected ones logged too
+            if not isinstance(exc, ValueError):
+                log.exception("command on %s failed", camera.name)
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
 
     def _process(self, camera: _Camera, message: Any, received_at: float) -> None:
+        """Decode one image, step the engine, build and publish the outputs. An exception in any stage drops
+        the frame, counted under a reason, and the worker goes on with the next one."""
         try:
+            camera.busy = ("decode", time.monotonic())
             rgb = self._decode(message, self.settings.input.max_image_pixels)
-        except ValueError as exc:
-            self._reject(camera, "bad_image", exc)
-            return
-        frame = Frame(image=rgb, stamp_ns=time_to_ns(message.header.stamp), frame_id=str(message.header.frame_id),
-                      camera=camera.name)
-        try:
+            frame = Frame(image=rgb, stamp_ns=time_to_ns(message.header.stamp),
+                          frame_id=str(message.header.frame_id), camera=camera.name)
+            camera.busy = ("engine", time.monotonic())
             instances = camera.engine.step(frame)
-        except ValueError as exc:
-            self._reject(camera, "engine_rejected", exc)
+            camera.image_size, camera.stamp_ns = rgb.shape[:2], frame.stamp_ns
+            camera.busy = ("output", time.monotonic())
+            outputs = self._outputs(camera, rgb, frame, instances)
+            camera.busy = ("publish", time.monotonic())
+            for kind, out in outputs:
+                if kind == "instances":
+                    out.latency_ms = (time.monotonic() - received_at) * 1e3
+                self._publish(kind, out)
+        except Exception as exc:  # no input and no failing stage may stop the camera
+            self._drop(camera, _drop_reason(camera.busy[0], exc), exc)
             return
-        except Exception as exc:  # an engine bug must not stop the camera: count it, log it sparsely
-            self._reject(camera, "engine_error", exc)
-            return
-        camera.image_size, camera.stamp_ns = rgb.shape[:2], frame.stamp_ns
-        positive, negative = camera.exemplars
-        out = instances_to_message(instances, dropped_frames=camera.slot.dropped, num_positive_exemplars=positive,
-                                   num_negative_exemplars=negative)
-        if self.settings.output.overlay:
-            self._publish("overlay", image_message(rgb_to_image_fields(overlay_image(rgb, instances), "bgr8"),
-                                                   frame.stamp_ns, frame.frame_id))
-        if self.settings.output.label_image:
-            self._publish("labels", image_message(rgb_to_image_fields(label_image(instances), "mono16"),
-                                                  frame.stamp_ns, frame.frame_id))
-        out.latency_ms = (time.monotonic() - received_at) * 1e3
-        self._publish("instances", out)
-        self.diagnostics.published(camera.name, out.latency_ms, len(out.instances))
+        published = outputs[-1][1]  # the InstanceArray
+        self.diagnostics.published(camera.name, published.latency_ms, len(published.instances))
+        camera.slot.answered()
+        camera.restarts, camera.ended = 0, ""
 
+    def _outputs(self, camera: _Camera, rgb: np.ndarray, frame: Frame, instances: Any) -> list[tuple[str, Any]]:
+        """The messages of one processed frame as (kind, message), in publishing order: instances last."""
+        outputs = []
+        if self.settings.output.overlay:
+            outputs.append(("overlay", image_message(rgb_to_image_fields(overlay_image(rgb, instances), "bgr8"),
+                                                     frame.stamp_ns, frame.frame_id)))
+        if self.settings.output.label_image:
+            outputs.append(("labels", image_message(rgb_to_image_fields(label_image(instances), "mono16"),
+                                                    frame.stamp_ns, frame.frame_id)))
+        positive, negative = camera.exemplars
+        outputs.append(("instances", instances_to_message(
+            instances, dropped_frames=camera.slot.dropped, num_positive_exemplars=positive,
+            num_negative_exemplars=negative, missed_frames=camera.gaps.missed)))
+        return outputs
+
+    def _drop(self, camera: _Camera, reason: str, error: Exception) -> None:
+        text = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
+        count = self.diagnostics.rejected(camera.name, reason, text)
+        if _is_sparse(count):
+            log.warning("%s: dropped a frame (%s, %d so far): %s", camera.name, reason, count, text,
+                        exc_info=None if isinstance(error, ValueError) else error)
+
+    # -- diagnostics and watchdog ------------------------------------------------------------------
     def _report(self) -> None:
-        period = self.settings.output.diagnostics_period_s
-        while not self._stop.wait(period):
-            received = {name: c.slot.received for name, c in self.cameras.items()}
-            dropped = {name: c.slot.dropped for name, c in self.cameras.items()}
-            engine = {name: vars(c.engine.counters) for name, c in self.cameras.items()
-                      if hasattr(c.engine, "counters")}  # e.g. lost tracker workers (placement: objects)
-            self._publish("diagnostics", self.diagnostics.message(time.time_ns(), received, dropped, engine))
+        """Run the watchdog every tick; publish ``/diagnostics`` once a period, and at once when a camera's
+        problem changes (so that a stall shows within the watchdog time)."""
+        output = self.settings.output
+        tick = min(output.diagnostics_period_s, output.stall_timeout_s / 10)
+        next_report = time.monotonic() + output.diagnostics_period_s
+        while not self._stop.wait(tick):
+            try:
+                changed = self._watch()
+                if changed or time.monotonic() >= next_report:
+                    next_report = time.monotonic() + output.diagnostics_period_s
+                    self._publish("diagnostics", self._diagnostics_message())
+            except Exception as exc:  # e.g. a failed publish: the watchdog must keep running
+                if _is_sparse(self.diagnostics.count("diagnostics.error")):
+                    log.warning("diagnostics failed: %s", exc, exc_info=exc)
+
+    def _diagnostics_message(self) -> Any:
+        received = {name: c.slot.received for name, c in self.cameras.items()}
+        dropped = {name: c.slot.dropped for name, c in self.cameras.items()}
+        engine = {name: vars(c.engine.counters) for name, c in self.cameras.items()
+                  if hasattr(c.engine, "counters")}  # e.g. lost tracker workers (placement: objects)
+        missed = {name: (c.gaps.missed, c.gaps.period_ns) for name, c in self.cameras.items()}
+        return self.diagnostics.message(time.time_ns(), received, dropped, engine, missed)
+
+    def _watch(self) -> bool:
+        """Restart ended workers, and record each camera's problem in the diagnostics; True if one changed."""
+        now = time.monotonic()
+        changed = False
+        for camera in self.cameras.values():
+            if camera.worker is not None and not camera.worker.is_alive() and not camera.dead:
+                self._restart(camera)
+            changed |= self.diagnostics.set_problem(camera.name, self._problem(camera, now))
+        return changed
+
+    def _restart(self, camera: _Camera) -> None:
+        """A new worker for a camera whose worker ended, with the same engine, tracks and slot; after
+        ``WORKER_RESTARTS`` restarts without an output the camera is dead and its services answer so."""
+        with self._lifecycle:
+            if self._stop.is_set():
+                return
+            if camera.restarts >= WORKER_RESTARTS:
+                camera.dead = True
+                camera.slot.close(f"camera {camera.name} is dead: {_dead_reason(camera)}; restart the node "
+                                  "(or deactivate and activate it)")
+                log.error("%s is dead: %s", camera.name, _dead_reason(camera))
+                return
+            camera.restarts += 1
+            self.diagnostics.worker_restarted(camera.name)
+            camera.slot.reopen()
+            self._start_worker(camera)
+        log.warning("%s: worker stopped (%s); restarted with its engine and tracks (%d of %d)", camera.name,
+                    camera.ended, camera.restarts, WORKER_RESTARTS)
+
+    def _problem(self, camera: _Camera, now: float) -> str:
+        """Why the camera is an ERROR ("" when it is not): dead, or an image waited ``stall_timeout_s``."""
+        if camera.dead:
+            return f"dead: {_dead_reason(camera)}"
+        timeout = self.settings.output.stall_timeout_s
+        since = camera.slot.unanswered_since
+        if since is None or now - since < timeout:
+            return ""
+        waited = f"no output for {now - since:.1f} s after an image"
+        busy = camera.busy
+        if busy is not None and now - busy[1] >= timeout:
+            return f"{waited}: busy in {busy[0]} for {now - busy[1]:.1f} s"
+        if camera.ended:
+            return f"{waited}: its worker stopped ({camera.ended}), restarted {camera.restarts} time(s)"
+        if now - (camera.slot.last_received_at or 0.0) >= timeout:
+            return ""  # the camera went quiet after images that got no output: nothing waits now
+        last = self.diagnostics.last_error(camera.name) or "none processed yet"
+        return f"{waited}: every image failed; last: {last}"
 
 
 def engine_factory(settings: Settings) -> Callable[[str], Any]:

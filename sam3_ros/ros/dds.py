@@ -4,6 +4,7 @@ Names: topic ``/a/b`` is DDS topic ``rt/a/b``; service ``/a/s`` is ``rq/a/sReque
 ``rr/a/sReply``. Types come from ``dds_types`` (generated from the typestore). QoS profiles map to
 DDS QoS as rclpy's do; the domain is ``ROS_DOMAIN_ID`` (0 when unset). Each subscription and
 service runs its own thread (a WaitSet on its reader), so a slow callback never delays another.
+The domain is configured for full-resolution frames (``dds_config``), merged with ``CYCLONEDDS_URI``.
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ from typing import Any, Callable
 
 from cyclonedds.core import (DDSException, GuardCondition, InstanceState, Policy, Qos, ReadCondition, SampleState,
                              ViewState, WaitSet)
-from cyclonedds.domain import DomainParticipant
+from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
+from ..settings import InputSettings
+from .dds_config import ReceiveBuffer, participant_config
 from .dds_types import Received, WireType
+from .names import QOS_PROFILES
 
 log = logging.getLogger(__name__)
 
-# profile -> (reliable, default history depth). Durability is volatile for all (as rclpy's).
-QOS_PROFILES = {"sensor_data": (False, 1), "reliable": (True, 10), "best_effort": (False, 1), "services": (True, 10)}
 MAX_DOMAIN_ID = 232  # ROS 2's limit for the default port mapping
 _WAKE_PERIOD = duration(milliseconds=250)  # readers re-check for shutdown at least this often
 
@@ -215,13 +217,60 @@ class ServiceClient:
                 self._pending.pop(seq, None)
 
 
-class Participant:
-    """One DDS domain participant per process, with topic caching and orderly shutdown of reader threads."""
+class _Domains:
+    """The Cyclone domains this process configured, shared by its participants of each domain id.
 
-    def __init__(self, domain: int | None = None, namespace: str = ""):
+    A domain's configuration is fixed when it is created, so the first participant of a domain id
+    creates it with its configuration and the last one to close deletes it (deleting a domain deletes
+    everything in it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._domains: dict[int, list] = {}  # domain id -> [Domain, participants using it]
+
+    def join(self, domain: int, config: str) -> None:
+        with self._lock:
+            if domain in self._domains:
+                self._domains[domain][1] += 1
+                return
+            try:
+                self._domains[domain] = [Domain(domain, config), 1]
+            except DDSException as exc:
+                if exc.code != DDSException.DDS_RETCODE_PRECONDITION_NOT_MET:
+                    raise ValueError(f"Cyclone DDS rejected its configuration (CYCLONEDDS_URI merged with ours): "
+                                     f"{exc}") from None
+                # created outside this class (a plain DomainParticipant): it keeps its configuration
+                log.warning("DDS domain %d already exists in this process; its configuration is kept", domain)
+
+    def leave(self, domain: int) -> None:
+        with self._lock:
+            entry = self._domains.get(domain)
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._domains[domain]
+                    entry[0].__del__()  # cyclonedds deletes entities when collected; this is that deletion, now
+
+
+_DOMAINS = _Domains()
+
+
+class Participant:
+    """One DDS domain participant per process, with topic caching and orderly shutdown of reader threads.
+
+    ``largest_frame_bytes`` sizes the socket receive buffer (``dds_config.ReceiveBuffer``; None: the
+    settings' default); ``receive_buffer`` tells what was asked for and what the kernel allows."""
+
+    def __init__(self, domain: int | None = None, namespace: str = "", largest_frame_bytes: int | None = None):
         self.domain = domain_id() if domain is None else domain
         self.namespace = namespace
-        self.dp = DomainParticipant(self.domain)
+        self.receive_buffer = ReceiveBuffer.for_frames(largest_frame_bytes or InputSettings().largest_frame_bytes)
+        _DOMAINS.join(self.domain, participant_config(self.receive_buffer))
+        try:
+            self.dp = DomainParticipant(self.domain)
+        except DDSException:
+            _DOMAINS.leave(self.domain)
+            raise
         self.guard = GuardCondition(self.dp)
         self.closing = False
         self._topics: dict[str, Topic] = {}
@@ -267,3 +316,4 @@ class Participant:
         for reader in self._readers:
             reader.thread.join(max(deadline - time.monotonic(), 0.0))
         self.dp.__del__()  # cyclonedds deletes entities when collected; this is that deletion, now
+        _DOMAINS.leave(self.domain)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
+import numpy as np
+
 from ..interfaces import typestore
-from ..pipeline.node import Reply, TrackerNode, is_compressed_topic
+from ..pipeline.node import Reply, TrackerNode, decode_image, is_compressed_topic
 from ..settings import Settings
 from . import names
 from .dds import Participant
+
+log = logging.getLogger(__name__)
 
 
 def reply_message(reply: Reply, response_type: str) -> Any:
@@ -18,9 +23,11 @@ def reply_message(reply: Reply, response_type: str) -> Any:
 
 
 class DdsTrackerNode:
-    """Creates the publishers, then ``TrackerNode`` (loads the engines), then subscriptions and services."""
+    """Creates the publishers, then ``TrackerNode`` (loads the engines), then subscriptions and services.
+    ``decode`` is the node's image decoder (``TrackerNode``'s ``decode``)."""
 
-    def __init__(self, settings: Settings, engine_factory: Callable[[str], Any], participant: Participant):
+    def __init__(self, settings: Settings, engine_factory: Callable[[str], Any], participant: Participant,
+                 decode: Callable[[Any, int], np.ndarray] = decode_image):
         self.participant = participant
         out = settings.output
         publishers = {
@@ -31,7 +38,14 @@ class DdsTrackerNode:
             publishers["overlay"] = participant.publisher(names.OVERLAY_TOPIC, names.IMAGE_TYPE, "reliable")
         if out.label_image:
             publishers["labels"] = participant.publisher(names.LABELS_TOPIC, names.IMAGE_TYPE, "reliable")
-        self.node = TrackerNode(settings, engine_factory, lambda kind, message: publishers[kind].publish(message))
+        self.node = TrackerNode(settings, engine_factory, lambda kind, message: publishers[kind].publish(message),
+                                decode)
+        buffer = participant.receive_buffer
+        self.node.diagnostics.set_transport(
+            {"receive_buffer_bytes": buffer.granted, "receive_buffer_wanted_bytes": buffer.wanted},
+            buffer.advice() if buffer.short else "")
+        if buffer.short:
+            log.warning(buffer.advice())
         self.node.start()
         for topic in settings.input.topics:
             kind = names.COMPRESSED_TYPE if is_compressed_topic(settings, topic) else names.IMAGE_TYPE

@@ -1,4 +1,4 @@
-"""ROS names and types of the node's interface, shared by both transports and the client.
+"""ROS names, types and QoS profiles of the node's interface, shared by both transports and the client.
 
 Names without a leading slash are relative: they land under the node's namespace (one node per camera
 or robot), and under ``/`` when there is none.
@@ -22,3 +22,6 @@ COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 INSTANCES_TYPE = "sam3_ros/msg/InstanceArray"
 DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
 PROMPT_TYPE = "std_msgs/msg/String"
+
+# QoS profile -> (reliable, default history depth); durability is volatile for all, as rclpy's profiles.
+QOS_PROFILES = {"sensor_data": (False, 1), "reliable": (True, 10), "best_effort": (False, 1), "services": (True, 10)}

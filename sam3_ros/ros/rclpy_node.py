@@ -6,14 +6,14 @@
 - deactivate: drop subscriptions and services, stop the workers (engines and tracks stay)
 - cleanup: free the engines and the GPU memory they held
 
-Written against the documented rclpy API (Humble/Jazzy); our CI has no ROS 2, so it is compile-checked
-there and exercised through the shared pipeline, which the DDS-direct tests drive end to end.
-Importing this module needs rclpy.
+It needs rclpy and the message packages of the types in ``names``, nothing more (no cyclonedds, no
+rosidl_runtime_py). ``make test-ros`` runs it under a real ROS 2 (tests/ros).
 """
 
 from __future__ import annotations
 
 import array
+import importlib
 import sys
 from typing import Any
 
@@ -24,11 +24,11 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rosidl_runtime_py.utilities import get_message, get_service
 
-from ..pipeline.node import Reply, TrackerNode, decode_image, engine_factory, is_compressed_topic
+from ..pipeline.node import Reply, TrackerNode, engine_factory, is_compressed_topic
 from ..settings import Settings, SettingsError, describe
 from . import names
+from .decoding import decode_with_cv_bridge
 
 NODE_NAME = "sam3_tracker"
 # numpy dtype -> array.array typecode, for rclpy's sequence fields
@@ -38,17 +38,21 @@ _TYPECODES = {np.dtype(k): v for k, v in (("u1", "B"), ("i1", "b"), ("u2", "H"),
 
 def qos_profile(profile: str, depth: int | None = None) -> QoSProfile:
     """rclpy QoS for our profile names (the same mapping as the DDS-direct transport)."""
-    from .dds import QOS_PROFILES
-
-    reliable, default_depth = QOS_PROFILES[profile]
+    reliable, default_depth = names.QOS_PROFILES[profile]
     return QoSProfile(
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         history=HistoryPolicy.KEEP_LAST, depth=depth or default_depth, durability=DurabilityPolicy.VOLATILE)
 
 
+def interface(type_name: str) -> Any:
+    """The rclpy class of ``pkg/msg/Name`` or ``pkg/srv/Name``, imported from its package's Python module."""
+    package, kind, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
 def to_rclpy(message: Any) -> Any:
     """A rosbags message dataclass (what the pipeline builds) as the rclpy message of the same type."""
-    cls = get_message(message.__msgtype__)
+    cls = interface(message.__msgtype__)
     out = cls()
     for name, kind in cls.get_fields_and_field_types().items():
         value = getattr(message, name)
@@ -62,22 +66,6 @@ def to_rclpy(message: Any) -> Any:
             value = bytes([int(value)])
         setattr(out, name, value)
     return out
-
-
-def decode_with_cv_bridge(message: Any, max_pixels: int) -> np.ndarray:
-    """Our codec first; cv_bridge (where installed) for encodings the codec does not know."""
-    try:
-        return decode_image(message, max_pixels)
-    except ValueError as exc:
-        if "unsupported image encoding" not in str(exc):
-            raise
-        try:
-            from cv_bridge import CvBridge
-        except ImportError:
-            raise exc from None
-        if int(message.height) * int(message.width) > max_pixels:
-            raise ValueError(f"image of {message.width}x{message.height} pixels exceeds the limit of {max_pixels}")
-        return np.asarray(CvBridge().imgmsg_to_cv2(message, desired_encoding="rgb8"))
 
 
 class TrackerLifecycleNode(LifecycleNode):
@@ -109,13 +97,14 @@ class TrackerLifecycleNode(LifecycleNode):
             topics["overlay"] = (names.OVERLAY_TOPIC, names.IMAGE_TYPE)
         if out.label_image:
             topics["labels"] = (names.LABELS_TOPIC, names.IMAGE_TYPE)
-        self._outputs = {kind: self.create_lifecycle_publisher(get_message(kind_type), topic, qos_profile("reliable"))
-                            for kind, (topic, kind_type) in topics.items()}
+        self._outputs = {kind: self.create_lifecycle_publisher(interface(kind_type), topic, qos_profile("reliable"))
+                         for kind, (topic, kind_type) in topics.items()}
         try:
             self.tracker = TrackerNode(self.settings, engine_factory(self.settings), self._publish,
                                        decode=decode_with_cv_bridge)
-        except ValueError as exc:  # e.g. a model directory with missing files
-            self.get_logger().error(f"cannot load the model: {exc}")
+        except Exception as exc:  # e.g. a model directory with missing files: back to unconfigured, nothing kept
+            self.get_logger().error(f"cannot load the model {self.settings.model}: {exc}")
+            self._release()
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f"configured: model {self.settings.model}, cameras {self.settings.input.topics}")
         return TransitionCallbackReturn.SUCCESS
@@ -130,13 +119,13 @@ class TrackerLifecycleNode(LifecycleNode):
         for topic in settings.input.topics:
             kind = names.COMPRESSED_TYPE if is_compressed_topic(settings, topic) else names.IMAGE_TYPE
             self._inputs.append(self.create_subscription(
-                get_message(kind), topic, lambda message, t=topic: tracker.on_image(t, message), camera_qos,
+                interface(kind), topic, lambda message, t=topic: tracker.on_image(t, message), camera_qos,
                 callback_group=self._camera_group))
-        self._inputs.append(self.create_subscription(get_message(names.PROMPT_TYPE), names.PROMPT_TOPIC,
+        self._inputs.append(self.create_subscription(interface(names.PROMPT_TYPE), names.PROMPT_TOPIC,
                                                      tracker.on_prompt_text, qos_profile("reliable"),
                                                      callback_group=self._service_group))
         for name, (srv_type, method) in names.SERVICES.items():
-            self._inputs.append(self.create_service(get_service(srv_type), name, self._serve(getattr(tracker, method)),
+            self._inputs.append(self.create_service(interface(srv_type), name, self._serve(getattr(tracker, method)),
                                                     callback_group=self._service_group))
         return super().on_activate(state)
 
@@ -193,8 +182,14 @@ def main(ros_args: list[str] | None, defaults: Settings) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # SIGINT/SIGTERM shut the context down (rclpy's handlers); the executor may notice it as an error
     finally:
         node._stop_inputs()
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        rclpy.get_default_context().destroy()  # leave the graph now: peers forget this node at once
     return 0
