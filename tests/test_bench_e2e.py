@@ -23,6 +23,9 @@ def test_one_run_reports_the_host_row_and_stages(tmp_path):
     assert {"preprocess", "encoder", "detector", "tracker", "merge", "memory", "output", "message"} <= set(
         result["stages_median_ms"])
     assert result["note"] == "test" and len(result["load_average"]["after"]) == 3
+    cpu = result["rows"]["host, CPU time of the process"]
+    assert cpu["n"] == 2 and cpu["median_ms"] > 0 and set(result["stages_cpu_median_ms"]) == set(
+        result["stages_median_ms"])
 
 
 def test_several_sizes_and_counts_give_a_scaling_table(tmp_path):
@@ -31,3 +34,6 @@ def test_several_sizes_and_counts_give_a_scaling_table(tmp_path):
     cells = {(tuple(r["size"]), r["objects"]) for r in result["results"]}
     assert cells == {((160, 120), 1), ((200, 150), 1), ((160, 120), 2), ((200, 150), 2)}
     assert all(r["host"]["n"] == 2 and r["host"]["median_ms"] > 0 for r in result["results"])
+    assert all(r["host_cpu"]["n"] == 2 for r in result["results"])
+    compact = {(tuple(r["size"]), r["objects"]): r for r in result["compact_output"]["results"]}
+    assert set(compact) == cells and all(r["cpu_ms"] >= 0 and r["wall_ms"] > 0 for r in compact.values())

@@ -91,7 +91,8 @@ def tensors_of(*values) -> list[torch.Tensor]:
 
 
 class StageTimer:
-    """Per-stage times of one step: wall clock on CPU; CUDA events on GPU (read lazily, no sync in step)."""
+    """Per-stage times of one step: wall clock on CPU (and the process's CPU time, ``result().cpu_ms``: what a
+    stage costs when other jobs share the cores); CUDA events on GPU (read lazily, no sync in step)."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
@@ -100,8 +101,8 @@ class StageTimer:
             self._marks = [torch.cuda.Event(enable_timing=True)]
             self._marks[0].record()
         else:
-            self._wall: dict[str, float] = {}
-            self._last = time.perf_counter()
+            self._wall = StageTimes()
+            self._last, self._last_cpu = time.perf_counter(), time.process_time()
 
     def lap(self, stage: str) -> None:
         """End ``stage`` here (the next one starts); a stage lapped again adds to its time."""
@@ -111,14 +112,23 @@ class StageTimer:
             self._marks.append(event)
             self._stages.append(stage)
         else:
-            now = time.perf_counter()
+            now, now_cpu = time.perf_counter(), time.process_time()
             self._wall[stage] = self._wall.get(stage, 0.0) + (now - self._last) * 1000.0
-            self._last = now
+            self._wall.cpu_ms[stage] = self._wall.cpu_ms.get(stage, 0.0) + (now_cpu - self._last_cpu) * 1000.0
+            self._last, self._last_cpu = now, now_cpu
 
     def result(self) -> Mapping[str, float]:
         """Stage -> ms, including stages lapped after this call. On CUDA a mapping that waits for the
         last stage's event when first read."""
         return _EventTimes(self._stages, self._marks) if self.cuda else self._wall
+
+
+class StageTimes(dict):
+    """Stage -> wall ms, and ``cpu_ms``: stage -> CPU ms of the process (all its threads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cpu_ms: dict[str, float] = {}
 
 
 class _EventTimes(Mapping):
