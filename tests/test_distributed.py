@@ -104,6 +104,7 @@ def sharded(loaded):
 
 def agree(a, b) -> bool:
     """Same masks up to rounding: IoU >= 0.99, or both empty (IoU of two empty masks is undefined)."""
+    a, b = torch.from_numpy(np.asarray(a)), torch.from_numpy(np.asarray(b))
     iou = mask_iou(a, b).diagonal()
     both_empty = ~a.flatten(1).any(1) & ~b.flatten(1).any(1)
     return bool(((iou >= 0.99) | both_empty).all())

@@ -202,5 +202,5 @@ def test_new_object_on_a_frame_without_tracks_needs_the_new_object_score():
     assert len(tracked) == 2 and len(ours) == 1  # the reference takes every detection on a frame without tracks
     assert ours.scores.tolist() == pytest.approx([max(started.values())])
     best = max(started, key=started.get)
-    assert mask_iou(ours.masks, torch.nn.functional.interpolate(
+    assert mask_iou(torch.from_numpy(np.asarray(ours.masks)), torch.nn.functional.interpolate(
         tracked[best][None, None], size=(HEIGHT, WIDTH), mode="bilinear", align_corners=False)[0] > 0)[0, 0] > 0.99

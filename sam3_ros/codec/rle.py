@@ -1,4 +1,5 @@
-"""COCO run-length encoding of binary masks, as published in ``sam3_ros/Instance.mask_rle``.
+"""COCO run-length encoding of binary masks, as published in ``sam3_ros/Instance.mask_rle``, and ``RleMasks``,
+masks held as their counts.
 
 Counts alternate background/foreground runs over the mask in column-major order, starting with a
 background run (length 0 if the first pixel is set); ``pycocotools`` reads them after
@@ -47,3 +48,30 @@ def bbox(counts: np.ndarray, height: int, width: int) -> np.ndarray:
     if len(xs) == 0:
         return np.zeros(4, np.float32)
     return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+class RleMasks:
+    """(N, H, W) boolean masks held as their COCO RLE counts (one uint32 array per mask, as ``encode`` gives).
+
+    ``np.asarray`` (or ``dense()``) decodes them; ``counts[i]`` is what a message carries."""
+
+    def __init__(self, counts: list[np.ndarray], size: tuple[int, int]):
+        self.counts = list(counts)
+        self.size = (int(size[0]), int(size[1]))
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.counts), *self.size)
+
+    def dense(self) -> np.ndarray:
+        """The masks as an (N, H, W) bool array."""
+        out = np.zeros(self.shape, bool)
+        for mask, counts in zip(out, self.counts):
+            mask[...] = decode(counts, *self.size)
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.dense() if dtype is None else self.dense().astype(dtype)

@@ -13,6 +13,15 @@ masks upsampled to the source size; no message building), for the ratio. ``--obj
 detection start an object until N are tracked (random-weight models score too low for the defaults).
 Prints a table (median, p99, frames/s, ratio to the in-process time, device; per-stage CUDA-event times
 and peak GPU memory on a GPU) and writes JSON.
+
+Host-side figures: the engine's stages that are not network passes (``preprocess``, ``merge``, ``spawn``,
+``output``) plus ``message`` (building the InstanceArray), per frame: the "host" row, and, with the node,
+"transport" (the node's receive -> publish minus the in-process time). Several ``--objects`` and ``--size``
+values (comma-separated) measure each combination in process and print the host time as a scaling table
+(the node runs for single values only), and the output stage alone on compact masks of a fixed pixel size
+per combination. On CPU every stage is also given in CPU time of the process (what it costs when other jobs
+share the cores; ``--threads 1`` keeps torch's waiting worker threads out of it). The JSON records the
+machine's load average during the run and ``--note`` (what else the machine was doing).
 """
 
 from __future__ import annotations
@@ -33,19 +42,22 @@ import numpy as np
 from . import CommandFailed
 
 WARMUP = 5  # frames excluded from the statistics (first-call allocations, lazy imports)
+HOST_STAGES = ("preprocess", "merge", "spawn", "output", "message")  # per-frame work that is not a network pass
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tiny-random", help="built-in model name or a local model directory")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--frames", type=int, default=60, help="measured frames per mode (after warm-up)")
-    parser.add_argument("--size", default="128x96", help="camera image size WxH")
+    parser.add_argument("--size", default="128x96",
+                        help="camera image size WxH; several comma-separated: a scaling table")
     parser.add_argument("--prompt", default="red circle, blue square", help="noun phrases, comma-separated")
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz) of the streaming mode; 0 skips it")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                         help="extra node setting, e.g. detection.score_threshold=0.0 (repeatable)")
-    parser.add_argument("--objects", type=int, default=0,
-                        help="track this many objects (every detection starts one until then); 0: the settings decide")
+    parser.add_argument("--objects", default="0",
+                        help="track this many objects (every detection starts one until then); 0: the settings "
+                             "decide; several comma-separated: a scaling table")
     parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "compile", "eager"),
                         help="vision encoder backend")
     parser.add_argument("--reference", action="store_true", help="also time the transformers streaming loop")
@@ -53,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(in process)")
     parser.add_argument("--no-node", action="store_true", help="in-process only (no DDS node)")
     parser.add_argument("--json", metavar="PATH", help="write the results here")
+    parser.add_argument("--note", default="", help="what else ran on the machine (kept in the JSON)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads in process (0: torch's default); 1 keeps CPU times free of the spinning "
+                             "of idle worker threads when other jobs share the cores")
 
 
 def _frames(count: int, width: int, height: int):
@@ -101,15 +117,17 @@ def _in_process(settings, frames, loaded, depth: bool = False) -> dict:
 
     engine = load_engine(settings, loaded)
     cuda = engine.device.type == "cuda"
-    times, stages, objects, times_3d = [], {}, [], []
+    times, stages, cpu_stages, objects, times_3d = [], {}, {}, [], []
     depth_image = intrinsics = None
     for i, rgb in enumerate(tqdm(frames, desc="in process", leave=False)):
         if i == WARMUP and cuda:
             torch.cuda.reset_peak_memory_stats(engine.device)
         start = time.perf_counter()
         instances = engine.step(Frame(image=rgb, stamp_ns=i + 1, frame_id="bench", camera="/bench"))
+        built, built_cpu = time.perf_counter(), time.process_time()
         instances_to_message(instances)  # reads the masks back: the frame's GPU work is done here
-        times.append((time.perf_counter() - start) * 1e3)
+        end, end_cpu = time.perf_counter(), time.process_time()
+        times.append((end - start) * 1e3)
         if depth:
             if depth_image is None:
                 height, width = rgb.shape[:2]
@@ -120,11 +138,31 @@ def _in_process(settings, frames, loaded, depth: bool = False) -> dict:
             times_3d.append((time.perf_counter() - start) * 1e3)
         if i >= WARMUP:
             objects.append(len(instances))
-            for stage, ms in instances.timings_ms.items():
-                stages.setdefault(stage, []).append(ms)
+            _add_frame(stages, {**instances.timings_ms, "message": (end - built) * 1e3})
+            cpu_ms = getattr(instances.timings_ms, "cpu_ms", None)  # CPU only: the process's CPU time
+            if cpu_ms is not None:
+                _add_frame(cpu_stages, {**cpu_ms, "message": (end_cpu - built_cpu) * 1e3})
     peak = torch.cuda.max_memory_allocated(engine.device) if cuda else None
-    return {"times": times[WARMUP:], "times_3d": times_3d[WARMUP:], "stages": {k: _stats(v)["median_ms"] for k, v in stages.items()},
-            "objects_median": float(np.median(objects)), "gpu_peak_bytes": peak, "backend": engine.encoder.name}
+    host, host_cpu = stages.pop("host"), cpu_stages.pop("host", None)
+    return {"times": times[WARMUP:], "times_3d": times_3d[WARMUP:],
+            "stages": {k: _stats(v)["median_ms"] for k, v in stages.items()},
+            "cpu_stages": {k: _stats(v)["median_ms"] for k, v in cpu_stages.items()} or None,
+            "host": host, "host_cpu": host_cpu, "objects_median": float(np.median(objects)),
+            "gpu_peak_bytes": peak, "backend": engine.encoder.name}
+
+
+def torch_threads() -> int:
+    """torch's intra-op threads in this process."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _add_frame(stages: dict, frame_stages: dict) -> None:
+    """Append one frame's stage times (and their host sum) to ``stages``' lists."""
+    for stage, ms in frame_stages.items():
+        stages.setdefault(stage, []).append(ms)
+    stages.setdefault("host", []).append(sum(frame_stages.get(s, 0.0) for s in HOST_STAGES))
 
 
 def _start_node(domain: int, overrides: list[str]) -> subprocess.Popen:
@@ -177,29 +215,49 @@ def _stream(client, frames, rate: float) -> dict:
             "latency_p50_ms": _stats([m.latency_ms for m in outputs])["median_ms"]}
 
 
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height)
+
+
+def _overrides(args, objects: int) -> list[str]:
+    overrides = [f"model={args.model}", f"devices=[{args.device}]", f"prompt.text={args.prompt}",
+                 f"backend={args.backend}", "input.topics=[/bench/image_raw]", "input.qos=reliable",
+                 "input.qos_depth=1"]
+    if objects > 0:  # the same settings bench engine uses to hold `objects` objects
+        overrides += [f"tracking.max_objects={objects}", "tracking.keep_alive_frames=100000",
+                      "detection.score_threshold=0.0", "detection.new_object_threshold=0.0",
+                      "tracking.assoc_iou_threshold=1.0", "tracking.track_assoc_iou_threshold=0.0"]
+    return overrides + args.set
+
+
 def run(args: argparse.Namespace) -> int:
     from ..engine import load_model
     from ..engine.engine import resolve_device, resolve_dtype
     from ..settings import Settings, parse_override
     from .bench_engine import ReferenceRun
 
-    width, _, height = args.size.partition("x")
-    width, height = int(width), int(height)
-    overrides = [f"model={args.model}", f"devices=[{args.device}]", f"prompt.text={args.prompt}",
-                 f"backend={args.backend}", "input.topics=[/bench/image_raw]", "input.qos=reliable",
-                 "input.qos_depth=1"]
-    if args.objects > 0:  # the same settings bench engine uses to hold `objects` objects
-        overrides += [f"tracking.max_objects={args.objects}", "tracking.keep_alive_frames=100000",
-                      "detection.score_threshold=0.0", "detection.new_object_threshold=0.0",
-                      "tracking.assoc_iou_threshold=1.0", "tracking.track_assoc_iou_threshold=0.0"]
-    overrides += args.set
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    sizes = [_size(text) for text in args.size.split(",")]
+    counts = [int(text) for text in args.objects.split(",")]
+    load_before = os.getloadavg()
+    overrides = _overrides(args, counts[0])
     settings = Settings.default(dict(parse_override(text) for text in overrides))
     count = args.frames + WARMUP
     device = resolve_device(settings)
     loaded = load_model(settings.model, device, resolve_dtype(settings, device), settings.image_size)
+    if len(sizes) * len(counts) > 1:
+        return _scaling(args, sizes, counts, loaded, load_before)
+    (width, height), objects = sizes[0], counts[0]
     ours = _in_process(settings, list(_frames(count, width, height)), loaded, args.depth)
     rows = {"in process: engine.step + message": _stats(ours["times"])}
     base = rows["in process: engine.step + message"]["median_ms"]
+    rows["host: " + " + ".join(HOST_STAGES)] = _stats(ours["host"], base)
+    if ours["host_cpu"] is not None:
+        rows["host, CPU time of the process"] = _stats(ours["host_cpu"], base)
     if args.depth:
         rows["in process: 3D step (depth)"] = _stats(ours["times_3d"], base)
     if args.reference:
@@ -214,13 +272,94 @@ def run(args: argparse.Namespace) -> int:
     del loaded
     result = {"benchmark": "e2e", "device": _device_name(settings), "model": args.model, "size": [width, height],
               "backend": ours["backend"], "precision": str(resolve_dtype(settings, device)).replace("torch.", ""),
-              "objects": args.objects, "objects_median": ours["objects_median"], "prompt": settings.prompt.phrases(),
-              "frames": args.frames, "stages_median_ms": ours["stages"], "gpu_peak_bytes": ours["gpu_peak_bytes"],
-              "rows": rows, "stream": None}
+              "objects": objects, "objects_median": ours["objects_median"], "prompt": settings.prompt.phrases(),
+              "torch_threads": torch_threads(),
+              "frames": args.frames, "stages_median_ms": ours["stages"], "stages_cpu_median_ms": ours["cpu_stages"],
+              "gpu_peak_bytes": ours["gpu_peak_bytes"],
+              "rows": rows, "transport_ms": None, "stream": None, "note": args.note}
     if not args.no_node and not _through_node(args, overrides, count, width, height, rows, result):
         raise CommandFailed("the node did not come up")
+    result["load_average"] = {"before": load_before, "after": os.getloadavg()}
     _report(args, result)
     return 0
+
+
+def _scaling(args, sizes, counts, loaded, load_before) -> int:
+    """In process for every (size, objects): the host time per frame as a table (objects x sizes); then the
+    output stage alone on compact masks of a fixed pixel size (random-weight models give masks spread over
+    the whole frame, so their boxes are the frame)."""
+    from ..settings import Settings, parse_override
+
+    results = []
+    for objects in counts:
+        settings = Settings.default(dict(parse_override(text) for text in _overrides(args, objects)))
+        for width, height in sizes:
+            ours = _in_process(settings, list(_frames(args.frames + WARMUP, width, height)), loaded)
+            results.append({"size": [width, height], "objects": objects, "objects_median": ours["objects_median"],
+                            "host": _stats(ours["host"]), "in_process": _stats(ours["times"]),
+                            "host_cpu": _stats(ours["host_cpu"]) if ours["host_cpu"] else None,
+                            "stages_median_ms": ours["stages"], "stages_cpu_median_ms": ours["cpu_stages"]})
+    compact = [{"size": [width, height], "objects": objects, **_compact_output(objects, (height, width), args.frames)}
+               for objects in counts for width, height in sizes]
+    result = {"benchmark": "e2e-scaling", "device": _device_name(settings), "model": args.model,
+              "frames": args.frames, "torch_threads": torch_threads(), "host_stages": list(HOST_STAGES),
+              "results": results,
+              "compact_output": {"mask_radius_px": COMPACT_RADIUS, "low_res": COMPACT_LOW_RES, "results": compact},
+              "note": args.note, "load_average": {"before": load_before, "after": os.getloadavg()}}
+    print(f"sam3-ros bench e2e: {args.model}, {args.frames} frames per cell, device: {result['device']}")
+    cpu = results[0]["host_cpu"] is not None
+    _table("host ms per frame (median wall; " + " + ".join(HOST_STAGES) + "), objects tracked x camera size",
+           sizes, counts, results, lambda r: f"{r['host']['median_ms']:9.2f} ({r['objects_median']:.0f})")
+    if cpu:
+        _table("host CPU ms per frame (median CPU time of the process)", sizes, counts, results,
+               lambda r: f"{r['host_cpu']['median_ms']:9.2f} ({r['objects_median']:.0f})")
+    _table(f"output stage alone, compact masks (discs of {COMPACT_RADIUS} px radius from {COMPACT_LOW_RES}x"
+           f"{COMPACT_LOW_RES} logits): median CPU ms", sizes, counts, compact, lambda r: f"{r['cpu_ms']:14.2f}")
+    for r in results:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_median_ms"].items())
+        print(f"{r['size'][0]}x{r['size'][1]}, {r['objects']} objects: {stages}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+COMPACT_RADIUS = 60  # output pixels: an object of ~11,000 pixels, whatever the camera size
+COMPACT_LOW_RES = 288  # SAM 3's mask logits are 288x288
+
+
+def _table(title: str, sizes, counts, cells: list[dict], cell) -> None:
+    """Print ``cells`` (dicts with "size" and "objects") as rows of objects and columns of sizes."""
+    print(title + ":")
+    print(f"{'objects':>8s} " + " ".join(f"{f'{w}x{h}':>14s}" for w, h in sizes))
+    for objects in counts:
+        print(f"{objects:8d} " + " ".join(cell(r) for r in cells if r["objects"] == objects))
+
+
+def _compact_output(objects: int, size: tuple[int, int], frames: int) -> dict:
+    """``output_masks`` (the engine's output stage) on ``objects`` discs of ``COMPACT_RADIUS`` pixels at random
+    places in a frame of ``size``: median wall and CPU ms over ``frames`` calls."""
+    import torch
+
+    from ..engine.mask_runs import output_masks
+
+    rng = np.random.default_rng(objects)
+    height, width = size
+    ys = (np.arange(COMPACT_LOW_RES) + 0.5) * height / COMPACT_LOW_RES
+    xs = (np.arange(COMPACT_LOW_RES) + 0.5) * width / COMPACT_LOW_RES
+    centers = rng.random((objects, 2)) * [height, width]
+    distance = np.hypot(ys[None, :, None] - centers[:, 0, None, None], xs[None, None, :] - centers[:, 1, None, None])
+    logits = torch.from_numpy((COMPACT_RADIUS - distance).astype(np.float32) / 10)
+    scores = torch.from_numpy(rng.random(objects).astype(np.float32))
+    groups = torch.from_numpy(rng.integers(0, 2, objects))
+    output_masks(logits, scores, groups, size)  # warm-up: per-size tables and the one-time check of the emulation
+    wall, cpu = [], []
+    for _ in range(frames):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        output_masks(logits, scores, groups, size)
+        wall.append((time.perf_counter() - start) * 1e3)
+        cpu.append((time.process_time() - start_cpu) * 1e3)
+    return {"wall_ms": float(np.median(wall)), "cpu_ms": float(np.median(cpu))}
 
 
 def _through_node(args, overrides, count, width, height, rows, result) -> bool:
@@ -243,6 +382,7 @@ def _through_node(args, overrides, count, width, height, rows, result) -> bool:
     base = rows["in process: engine.step + message"]["median_ms"]
     rows["node over DDS: camera round trip"] = _stats(round_trips, base)
     rows["node over DDS: receive -> publish"] = _stats(latencies, base)
+    result["transport_ms"] = rows["node over DDS: receive -> publish"]["median_ms"] - base
     result["stream"] = stream
     return True
 
@@ -261,8 +401,13 @@ def _report(args, result: dict) -> None:
               f"node ({stream['missed_in_transport']} missed in transport), {stream['published']} published "
               f"({stream['output_fps']:.1f}/s), {stream['dropped_stale']} stale drops, "
               f"latency p50 {stream['latency_p50_ms']:.1f} ms")
+    if result["transport_ms"] is not None:
+        print(f"transport (node receive -> publish minus in process): {result['transport_ms']:.2f} ms")
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result["stages_median_ms"].items())
     print(f"in-process stages (median ms): {stages}")
+    if result["stages_cpu_median_ms"]:
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in result["stages_cpu_median_ms"].items())
+        print(f"in-process stages (median CPU ms of the process): {stages}")
     if result["gpu_peak_bytes"] is not None:
         print(f"peak GPU memory (in process, after warm-up): {result['gpu_peak_bytes'] / 2**20:.0f} MiB")
     if args.json:

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..kernels.ops import exclusive_masks
 from ..prompts import check_clicks, check_prompt
 from ..settings import Settings
 from .backends import make_encoder
 from .detector import Detector
 from .loading import LoadedModel, load_model
-from .mask_ops import fill_holes, logits_to_masks, masks_to_boxes
+from .mask_ops import fill_holes
+from .mask_runs import output_masks
 from .memory_bank import MemoryBank
 from .merge import MergeThresholds, NO_OBJECT_LOGIT, NEVER_OCCLUDED, associate, occlusion_suppression, suppress_shrunk
 from .preprocess import frame_tensor, to_pixels
@@ -232,12 +232,12 @@ class Engine:
         live = list(self._objects.slots)
         slots = upload(live, self.device, torch.long)
         n = len(live)
+        prop = self.tracker.propagate(feats, pos, live, t) if n else None
+        clock.lap("tracker")
         if n:
-            prop = self.tracker.propagate(feats, pos, live, t)
             trk = fill_holes(prop["low_res"], self.settings.tracking.hole_fill_area)[:, 0]
         else:
-            prop, trk = None, torch.zeros(0, self.low_res, self.low_res, device=self.device, dtype=self.dtype)
-        clock.lap("tracker")
+            trk = torch.zeros(0, self.low_res, self.low_res, device=self.device, dtype=self.dtype)
 
         concept = self._concept[slots]
         assoc = associate(dets["masks"], dets["scores"], dets["valid"], dets["concept"], trk, concept, self.thresholds)
@@ -270,8 +270,10 @@ class Engine:
             memory_masks = suppress_shrunk(trk[:, None], concept, len(self.phrases))
             present = (memory_masks > 0).flatten(1).any(dim=1, keepdim=True)
             logits = torch.where(present, 10.0, -10.0).to(memory_masks.dtype)
+            clock.lap("merge")
             self.tracker.remember(feats, live, t, prop, recondition_host, binarize=False,
                                   high_res=memory_masks, object_score_logits=logits)
+            clock.lap("memory")  # the memory encoder: a network pass
         clock.lap("merge")
 
         out_logits = torch.where((recondition & (assoc.recondition_det >= 0))[:, None, None],
@@ -292,6 +294,7 @@ class Engine:
             new_slots = upload(created, self.device, torch.long)
             self._score[new_slots] = dets["scores"][new_idx]
             det_masks = dets["masks"][new_idx][:, None]
+            clock.lap("spawn")
             start = self.tracker.from_masks(feats, det_masks >= 0.5)
             self.tracker.remember(feats, created, t, start, np.ones(len(created), bool), binarize=True)
             redo = alive[~recondition_host[alive]]
@@ -301,16 +304,16 @@ class Engine:
                 again = {k: v[upload(redo, self.device)] for k, v in prop.items()}
                 self.tracker.remember(feats, [live[i] for i in redo], t, again, np.zeros(len(redo), bool),
                                       binarize=True)
+            clock.lap("memory")  # the new objects' first pass and their memories: network passes
             new_logits = fill_holes(dets["masks"][new_idx][:, None], self.settings.tracking.hole_fill_area)[:, 0]
             out_slots = torch.cat([out_slots, new_slots])
             out_logits = torch.cat([out_logits, new_logits.to(out_logits.dtype)])
             out_scores = torch.cat([out_scores, dets["scores"][new_idx].float()])  # a new object's: its detection's
         clock.lap("spawn")
 
-        masks = logits_to_masks(out_logits, size)
-        boxes = masks_to_boxes(masks)  # of each object's own mask, as the reference's boxes
         out_concept = self._concept[out_slots]
-        masks = exclusive_masks(masks, out_scores, out_concept)  # no pixel in two objects of one concept
+        # boxes of each object's own mask, as the reference's; masks with no pixel in two objects of one concept
+        boxes, masks = output_masks(out_logits, out_scores, out_concept, size)
         result = Instances(
             ids=self._ids[out_slots],
             scores=self._score[out_slots], boxes=boxes, masks=masks,

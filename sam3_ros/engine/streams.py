@@ -91,7 +91,8 @@ def tensors_of(*values) -> list[torch.Tensor]:
 
 
 class StageTimer:
-    """Per-stage times of one step: wall clock on CPU; CUDA events on GPU (read lazily, no sync in step)."""
+    """Per-stage times of one step: wall clock on CPU (and the process's CPU time, ``result().cpu_ms``: what a
+    stage costs when other jobs share the cores); CUDA events on GPU (read lazily, no sync in step)."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
@@ -100,25 +101,34 @@ class StageTimer:
             self._marks = [torch.cuda.Event(enable_timing=True)]
             self._marks[0].record()
         else:
-            self._wall: dict[str, float] = {}
-            self._last = time.perf_counter()
+            self._wall = StageTimes()
+            self._last, self._last_cpu = time.perf_counter(), time.process_time()
 
     def lap(self, stage: str) -> None:
-        """End ``stage`` here (the next one starts)."""
+        """End ``stage`` here (the next one starts); a stage lapped again adds to its time."""
         if self.cuda:
             event = torch.cuda.Event(enable_timing=True)
             event.record()
             self._marks.append(event)
             self._stages.append(stage)
         else:
-            now = time.perf_counter()
-            self._wall[stage] = (now - self._last) * 1000.0
-            self._last = now
+            now, now_cpu = time.perf_counter(), time.process_time()
+            self._wall[stage] = self._wall.get(stage, 0.0) + (now - self._last) * 1000.0
+            self._wall.cpu_ms[stage] = self._wall.cpu_ms.get(stage, 0.0) + (now_cpu - self._last_cpu) * 1000.0
+            self._last, self._last_cpu = now, now_cpu
 
     def result(self) -> Mapping[str, float]:
         """Stage -> ms, including stages lapped after this call. On CUDA a mapping that waits for the
         last stage's event when first read."""
         return _EventTimes(self._stages, self._marks) if self.cuda else self._wall
+
+
+class StageTimes(dict):
+    """Stage -> wall ms, and ``cpu_ms``: stage -> CPU ms of the process (all its threads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cpu_ms: dict[str, float] = {}
 
 
 class _EventTimes(Mapping):
@@ -131,7 +141,9 @@ class _EventTimes(Mapping):
     def _resolve(self) -> dict[str, float]:
         if self._times is None:
             self._marks[-1].synchronize()
-            self._times = {s: a.elapsed_time(b) for s, a, b in zip(self._stages, self._marks, self._marks[1:])}
+            self._times = {}
+            for stage, begin, end in zip(self._stages, self._marks, self._marks[1:]):
+                self._times[stage] = self._times.get(stage, 0.0) + begin.elapsed_time(end)
             self._marks = []
         return self._times
 
@@ -139,10 +151,10 @@ class _EventTimes(Mapping):
         return self._resolve()[stage]
 
     def __iter__(self):
-        return iter(self._stages)
+        return iter(dict.fromkeys(self._stages))
 
     def __len__(self) -> int:
-        return len(self._stages)
+        return len(set(self._stages))
 
     def __repr__(self) -> str:
         return repr(self._resolve())

@@ -41,8 +41,10 @@ class ConceptPrompt:
 class Instances:
     """Everything found in one processed frame.
 
-    Tensors may live on the engine's device; ``masks`` stays there until the publisher encodes it to
-    RLE. ``concept_index[i]`` indexes ``phrases``; -1 marks an object created by clicks (concept "").
+    Tensors may live on the engine's device. The engine gives ``masks`` as their COCO run lengths
+    (``codec.rle.RleMasks``, computed per object inside its box; ``np.asarray`` decodes them); elsewhere they
+    may be an (N, H, W) bool array or tensor. ``concept_index[i]`` indexes ``phrases``; -1 marks an object
+    created by clicks (concept "").
     Masks of one concept share no pixel: a pixel two objects claim goes to the one of higher tracker score
     (a new object's: its detection score); each box bounds the object's mask from before that step.
     """
@@ -50,7 +52,7 @@ class Instances:
     ids: Any  # (N,) int64, stable per object, never reused in a run
     scores: Any  # (N,) float32 in [0, 1]
     boxes: Any  # (N, 4) float32, xyxy in source-image pixels (x/y max exclusive)
-    masks: Any  # (N, H, W) bool at source resolution, no pixel in two objects of one concept
+    masks: Any  # (N, H, W) bool at source resolution (engine: RleMasks), no pixel in two objects of one concept
     concept_index: Any  # (N,) int64
     detected: Any  # (N,) bool: matched by the detector this frame
     age: Any  # (N,) int64: frames since first seen

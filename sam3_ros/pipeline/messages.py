@@ -74,8 +74,11 @@ def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropp
 
 
 def _encode_masks(masks, order: np.ndarray) -> list[np.ndarray]:
-    """COCO RLE counts of ``masks[order]``; torch masks go through the kernels' dispatch, so masks on a
-    GPU are encoded there and only the counts are copied to the host."""
+    """COCO RLE counts of ``masks[order]``: the engine's ``RleMasks`` carry them already; torch masks go
+    through the kernels' dispatch, so masks on a GPU are encoded there and only the counts are copied to
+    the host."""
+    if isinstance(masks, rle.RleMasks):
+        return [masks.counts[i] for i in order]
     if hasattr(masks, "detach"):
         import torch  # loaded already when the masks are tensors
 

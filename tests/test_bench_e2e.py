@@ -1,0 +1,39 @@
+"""``sam3-ros bench e2e`` in process: the host row and stages in one run, and the scaling table's cells."""
+
+import argparse
+import json
+
+from sam3_ros.commands import bench_e2e
+
+
+def arguments(tmp_path, **values):
+    parser = argparse.ArgumentParser()
+    bench_e2e.add_arguments(parser)
+    args = parser.parse_args(["--frames", "2", "--no-node", "--rate", "0", "--json", str(tmp_path / "out.json")])
+    for key, value in values.items():
+        setattr(args, key, value)
+    return args
+
+
+def test_one_run_reports_the_host_row_and_stages(tmp_path):
+    assert bench_e2e.run(arguments(tmp_path, size="160x120", objects="2", note="test")) == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    host = result["rows"]["host: preprocess + merge + spawn + output + message"]
+    assert host["n"] == 2 and 0 < host["median_ms"] <= result["rows"]["in process: engine.step + message"]["p99_ms"]
+    assert {"preprocess", "encoder", "detector", "tracker", "merge", "memory", "output", "message"} <= set(
+        result["stages_median_ms"])
+    assert result["note"] == "test" and len(result["load_average"]["after"]) == 3
+    cpu = result["rows"]["host, CPU time of the process"]
+    assert cpu["n"] == 2 and cpu["median_ms"] > 0 and set(result["stages_cpu_median_ms"]) == set(
+        result["stages_median_ms"])
+
+
+def test_several_sizes_and_counts_give_a_scaling_table(tmp_path):
+    assert bench_e2e.run(arguments(tmp_path, size="160x120,200x150", objects="1,2")) == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    cells = {(tuple(r["size"]), r["objects"]) for r in result["results"]}
+    assert cells == {((160, 120), 1), ((200, 150), 1), ((160, 120), 2), ((200, 150), 2)}
+    assert all(r["host"]["n"] == 2 and r["host"]["median_ms"] > 0 for r in result["results"])
+    assert all(r["host_cpu"]["n"] == 2 for r in result["results"])
+    compact = {(tuple(r["size"]), r["objects"]): r for r in result["compact_output"]["results"]}
+    assert set(compact) == cells and all(r["cpu_ms"] >= 0 and r["wall_ms"] > 0 for r in compact.values())

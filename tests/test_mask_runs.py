@@ -1,0 +1,138 @@
+"""The published masks computed inside each object's box (``engine.mask_runs.output_masks``) are exactly the
+dense definition's: every mask upsampled to the frame with ``F.interpolate``, thresholded, boxed, made
+pixel-exclusive per concept and run-length encoded (what the engine computed before, ``dense_output_masks``).
+
+Compared: boxes bit for bit and RLE counts element for element, on random logits (noise, blobs, exact
+zeros and halves, duplicated objects, tied and non-positive scores, several concepts and click-created
+objects), on sizes up and down, and on the engine's own outputs frame by frame (``InstanceArray`` contents).
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sam3_ros.codec import rle
+from sam3_ros.engine import ConceptPrompt, Frame, load_engine, load_model
+from sam3_ros.engine import engine as engine_module
+from sam3_ros.engine import mask_runs
+from sam3_ros.pipeline.messages import instances_to_message
+from sam3_ros.settings import Settings
+
+
+def blobs(rng, n, h, w, radius=0.3):
+    ys, xs = np.mgrid[0:h, 0:w]
+    out = np.empty((n, h, w), np.float32)
+    for i in range(n):
+        cy, cx = rng.random(2) * [h, w]
+        r = 1 + rng.random() * radius * min(h, w)
+        out[i] = (r - np.hypot(ys - cy, xs - cx)) * rng.random()
+    return out
+
+
+def random_logits(rng, kind, n, h, w):
+    if kind == "noise":
+        return (rng.standard_normal((n, h, w)) * 1e-3).astype(np.float32)
+    if kind == "halves":  # exact zeros and values on the weights' grid: crossings exactly on rows
+        return (np.round(rng.standard_normal((n, h, w)) * 2) / 2).astype(np.float32)
+    logits = blobs(rng, n, h, w)
+    if kind == "duplicates":
+        logits[: n // 2] = logits[0]
+    return logits
+
+
+def same(got, want):
+    (got_boxes, got_masks), (want_boxes, want_masks) = got, want
+    return (torch.equal(got_boxes.cpu(), want_boxes.cpu()) and got_masks.size == want_masks.size
+            and len(got_masks) == len(want_masks)
+            and all(np.array_equal(a, b) for a, b in zip(got_masks.counts, want_masks.counts)))
+
+
+def case(rng, kind, n, h, w):
+    logits = torch.from_numpy(random_logits(rng, kind, n, h, w))
+    scores = torch.from_numpy((np.round(rng.random(n) * 4) / 4 - 0.25).astype(np.float32))  # ties, <= 0
+    groups = torch.from_numpy(rng.integers(-1, 2, n))
+    return logits, scores, groups
+
+
+@pytest.mark.parametrize("in_size, out_size", [((32, 32), (720, 1280)), ((288, 288), (1080, 1920)),
+                                               ((17, 23), (120, 97)), ((288, 288), (96, 128)), ((5, 300), (90, 40))])
+def test_the_emulated_upsampling_is_torchs(in_size, out_size):
+    logits = (np.random.default_rng(sum(out_size)).standard_normal((2, *in_size)) * 10).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(logits)[:, None], size=out_size, mode="bilinear",
+                             align_corners=False)[:, 0].numpy()
+    assert np.array_equal(mask_runs.upsample_exact(logits, out_size).view(np.int32), expected.view(np.int32))
+    assert mask_runs.emulation_matches_torch(in_size, out_size)
+
+
+@pytest.mark.parametrize("kind", ["noise", "blobs", "halves", "duplicates"])
+@pytest.mark.parametrize("seed", range(3))
+def test_box_runs_equal_the_dense_definition(kind, seed, monkeypatch):
+    rng = np.random.default_rng([seed, len(kind)])
+    dense = mask_runs.dense_output_masks
+    called = []
+    monkeypatch.setattr(mask_runs, "dense_output_masks", lambda *a: called.append(1) or dense(*a))
+    for _ in range(12):
+        h, w = (int(v) for v in rng.integers(2, 40, 2))
+        height, width = (int(v) for v in rng.integers(65, 400, 2))  # height + width > 128
+        logits, scores, groups = case(rng, kind, int(rng.integers(1, 12)), h, w)
+        assert same(mask_runs.output_masks(logits, scores, groups, (height, width)),
+                    dense(logits, scores, groups, (height, width))), (h, w, height, width)
+    assert not called  # every case went through the box path
+
+
+@pytest.mark.parametrize("n, low, size", [(16, 32, (720, 1280)), (6, 288, (480, 640)), (4, 288, (100, 120)),
+                                          (9, 40, (1080, 1920))])
+def test_box_runs_at_camera_sizes(n, low, size):
+    rng = np.random.default_rng(n)
+    for kind in ("noise", "blobs"):
+        logits, scores, groups = case(rng, kind, n, low, low)
+        assert same(mask_runs.output_masks(logits, scores, groups, size),
+                    mask_runs.dense_output_masks(logits, scores, groups, size))
+
+
+def test_where_the_box_path_is_not_exact_the_dense_one_runs(monkeypatch):
+    rng = np.random.default_rng(5)
+    logits, scores, groups = case(rng, "blobs", 5, 20, 20)
+    tiny = logits.clone()
+    tiny[0, 3, 3] = 1e-30  # products of such logits can underflow: the runs argument does not hold
+    host = []
+    with monkeypatch.context() as patch:
+        patch.setattr(mask_runs, "_host_output", lambda *a: host.append(1))
+        for values, size in ((tiny, (300, 200)), (logits, (60, 60))):  # height + width <= 128: another kernel
+            assert same(mask_runs.output_masks(values, scores, groups, size),
+                        mask_runs.dense_output_masks(values, scores, groups, size))
+    assert not host
+    empty = mask_runs.output_masks(torch.zeros(0, 8, 8), torch.zeros(0), torch.zeros(0, dtype=torch.long), (90, 160))
+    assert empty[0].shape == (0, 4) and len(empty[1]) == 0
+
+
+def test_rle_masks_decode_to_their_masks():
+    masks = np.random.default_rng(0).random((3, 7, 9)) > 0.5
+    held = rle.RleMasks(rle.encode(masks), (7, 9))
+    assert held.shape == (3, 7, 9) and len(held) == 3
+    assert np.array_equal(np.asarray(held), masks) and np.asarray(held, np.uint8).dtype == np.uint8
+
+
+def test_the_engine_publishes_what_the_dense_definition_gives(monkeypatch):
+    """Two engines on the same weights and frames, one with the dense definition: the same InstanceArrays."""
+    settings = Settings.default({"devices": ["cpu"], "tracking.max_objects": 8, "detection.score_threshold": 0.0,
+                                 "detection.new_object_threshold": 0.0, "tracking.assoc_iou_threshold": 1.0,
+                                 "tracking.track_assoc_iou_threshold": 0.0, "tracking.keep_alive_frames": 1000})
+    loaded = load_model("tiny-random")
+    ours, dense = load_engine(settings, loaded), load_engine(settings, loaded)
+    for engine in (ours, dense):
+        engine.set_prompt(ConceptPrompt(phrases=["red box", "blue box"]))
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    for t in range(6):
+        frame = background.copy()
+        frame[40 + 5 * t: 120 + 5 * t, 60: 160] = (220, 30, 30)
+        a = instances_to_message(ours.step(Frame(frame, stamp_ns=t + 1)))
+        with monkeypatch.context() as patch:
+            patch.setattr(engine_module, "output_masks", mask_runs.dense_output_masks)
+            b = instances_to_message(dense.step(Frame(frame, stamp_ns=t + 1)))
+        assert a.num_hidden_objects == b.num_hidden_objects and len(a.instances) == len(b.instances) > 0
+        for x, y in zip(a.instances, b.instances):
+            assert (x.id, x.concept, x.score, x.age, x.detected) == (y.id, y.concept, y.score, y.age, y.detected)
+            assert np.array_equal(x.box, y.box) and np.array_equal(x.mask_rle, y.mask_rle)
