@@ -9,8 +9,14 @@ their receive times, so `sam3-ros eval --recorded` scores exactly what a subscri
 """
 
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, ExecuteProcess, IncludeLaunchDescription,
-                            RegisterEventHandler, TimerAction)
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    ExecuteProcess,
+    IncludeLaunchDescription,
+    RegisterEventHandler,
+    TimerAction,
+)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -25,34 +31,67 @@ ARGUMENTS = [
     ("model", "", "built-in model name or a local directory with SAM 3 weights (empty: params_file's value)"),
     ("rate", "1.0", "bag playback rate (1.0 = recorded speed)"),
     ("start_delay", "5.0", "seconds to wait for the node to load its model before playing"),
-    ("params_file", PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
-     "ROS 2 parameter file with every tracker setting"),
+    (
+        "params_file",
+        PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
+        "ROS 2 parameter file with every tracker setting",
+    ),
 ]
 
 
 def generate_launch_description() -> LaunchDescription:
-    declared = [DeclareLaunchArgument(name, default_value=default, description=doc)
-                for name, default, doc in ARGUMENTS]
+    declared = [DeclareLaunchArgument(name, default_value=default, description=doc) for name, default, doc in ARGUMENTS]
     tracker = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare("sam3_ros"), "launch",
-                                                            "tracker.launch.py"])),
-        launch_arguments={"camera_topic": LaunchConfiguration("camera_topic"),
-                          "prompt": LaunchConfiguration("prompt"), "model": LaunchConfiguration("model"),
-                          "params_file": LaunchConfiguration("params_file")}.items(),
+        PythonLaunchDescriptionSource(
+            PathJoinSubstitution([FindPackageShare("sam3_ros"), "launch", "tracker.launch.py"])
+        ),
+        launch_arguments={
+            "camera_topic": LaunchConfiguration("camera_topic"),
+            "prompt": LaunchConfiguration("prompt"),
+            "model": LaunchConfiguration("model"),
+            "params_file": LaunchConfiguration("params_file"),
+        }.items(),
     )
     recorder = ExecuteProcess(
-        cmd=["ros2", "bag", "record", "-o", LaunchConfiguration("record"), "-s", "mcap",
-             LaunchConfiguration("camera_topic"), "/sam3/instances"],
+        cmd=[
+            "ros2",
+            "bag",
+            "record",
+            "-o",
+            LaunchConfiguration("record"),
+            "-s",
+            "mcap",
+            LaunchConfiguration("camera_topic"),
+            "/sam3/instances",
+        ],
         output="screen",
     )
     player = ExecuteProcess(
-        cmd=["ros2", "bag", "play", LaunchConfiguration("bag"), "--rate", LaunchConfiguration("rate"),
-             "--topics", LaunchConfiguration("camera_topic")],
+        cmd=[
+            "ros2",
+            "bag",
+            "play",
+            LaunchConfiguration("bag"),
+            "--rate",
+            LaunchConfiguration("rate"),
+            "--topics",
+            LaunchConfiguration("camera_topic"),
+        ],
         output="screen",
     )
     # Give the last frame time to be processed and recorded, then stop everything.
-    stop_after_play = RegisterEventHandler(OnProcessExit(target_action=player, on_exit=[
-        TimerAction(period=3.0, actions=[EmitEvent(event=Shutdown(reason="bag played"))])]))
-    return LaunchDescription([*declared, tracker, recorder,
-                              TimerAction(period=LaunchConfiguration("start_delay"), actions=[player]),
-                              stop_after_play])
+    stop_after_play = RegisterEventHandler(
+        OnProcessExit(
+            target_action=player,
+            on_exit=[TimerAction(period=3.0, actions=[EmitEvent(event=Shutdown(reason="bag played"))])],
+        )
+    )
+    return LaunchDescription(
+        [
+            *declared,
+            tracker,
+            recorder,
+            TimerAction(period=LaunchConfiguration("start_delay"), actions=[player]),
+            stop_after_play,
+        ]
+    )

@@ -22,8 +22,11 @@ ARGUMENTS = [
     ("devices", "", "devices, comma-separated; per_camera gives camera i devices[i mod n] (empty: params_file's)"),
     ("model", "", "built-in model name or a local directory with SAM 3 weights (empty: params_file's value)"),
     ("prompt", "", "initial noun phrases, comma-separated (empty: params_file's value)"),
-    ("params_file", PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
-     "ROS 2 parameter file with every tracker setting"),
+    (
+        "params_file",
+        PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
+        "ROS 2 parameter file with every tracker setting",
+    ),
     ("autostart", "true", "configure and activate the nodes at launch"),
 ]
 
@@ -36,24 +39,37 @@ def _nodes(context):
         raise ValueError(f"layout:={arg('layout')!r} is not per_camera or single")
     names = [n.strip().strip("/") for n in arg("cameras").split(",") if n.strip().strip("/")]
     devices = [d.strip() for d in arg("devices").split(",") if d.strip()] or [""]  # "": the params file's
-    common = {"model": arg("model"), "prompt": arg("prompt"), "params_file": arg("params_file"),
-              "autostart": arg("autostart")}
+    common = {
+        "model": arg("model"),
+        "prompt": arg("prompt"),
+        "params_file": arg("params_file"),
+        "autostart": arg("autostart"),
+    }
     if arg("layout") == "single":
         topics = ",".join(f"/{name}/{arg('image_topic')}" for name in names)
         return [_include_tracker({**common, "camera_topic": topics, "devices": ",".join(devices)})]
-    return [_include_tracker({**common, "namespace": name, "camera_topic": f"/{name}/{arg('image_topic')}",
-                              "instances_topic": "sam3/instances", "devices": devices[i % len(devices)]})
-            for i, name in enumerate(names)]
+    return [
+        _include_tracker(
+            {
+                **common,
+                "namespace": name,
+                "camera_topic": f"/{name}/{arg('image_topic')}",
+                "instances_topic": "sam3/instances",
+                "devices": devices[i % len(devices)],
+            }
+        )
+        for i, name in enumerate(names)
+    ]
 
 
 def _include_tracker(arguments: dict[str, str]) -> IncludeLaunchDescription:
     # One source per include: a source loads its description once, and the same node action must not run twice.
     tracker = PythonLaunchDescriptionSource(
-        PathJoinSubstitution([FindPackageShare("sam3_ros"), "launch", "tracker.launch.py"]))
+        PathJoinSubstitution([FindPackageShare("sam3_ros"), "launch", "tracker.launch.py"])
+    )
     return IncludeLaunchDescription(tracker, launch_arguments=arguments.items())
 
 
 def generate_launch_description() -> LaunchDescription:
-    declared = [DeclareLaunchArgument(name, default_value=default, description=doc)
-                for name, default, doc in ARGUMENTS]
+    declared = [DeclareLaunchArgument(name, default_value=default, description=doc) for name, default, doc in ARGUMENTS]
     return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])

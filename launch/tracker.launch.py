@@ -19,8 +19,13 @@ still wins) and config/fastdds_large_images.xml (replacing FASTRTPS_DEFAULT_PROF
 """
 
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler,
-                            SetEnvironmentVariable)
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    OpaqueFunction,
+    RegisterEventHandler,
+    SetEnvironmentVariable,
+)
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
@@ -34,21 +39,35 @@ from lifecycle_msgs.msg import Transition
 ARGUMENTS = [
     ("camera_topic", "", "camera topic(s) to segment; comma-separated for several"),
     ("compressed", "", "true if the topics carry sensor_msgs/CompressedImage (jpeg/png)"),
-    ("depth_topic", "", "aligned depth image topic(s), one per camera topic (16UC1 mm or 32FC1 m, registered to the "
-     "colour image): 3D per instance on sam3/detections_3d"),
-    ("camera_info_topic", "", "CameraInfo topic(s) of the colour camera(s), one per camera topic (default: the "
-     "camera_info beside each camera topic)"),
+    (
+        "depth_topic",
+        "",
+        "aligned depth image topic(s), one per camera topic (16UC1 mm or 32FC1 m, registered to the "
+        "colour image): 3D per instance on sam3/detections_3d",
+    ),
+    (
+        "camera_info_topic",
+        "",
+        "CameraInfo topic(s) of the colour camera(s), one per camera topic (default: the "
+        "camera_info beside each camera topic)",
+    ),
     ("point_cloud", "", "true: with depth, also publish sam3/points (PointCloud2 of each instance's depth points)"),
-    ("params_file", PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
-     "ROS 2 parameter file with every tracker setting"),
+    (
+        "params_file",
+        PathJoinSubstitution([FindPackageShare("sam3_ros"), "config", "tracker.yaml"]),
+        "ROS 2 parameter file with every tracker setting",
+    ),
     ("model", "", "built-in model name (toy, tiny-random, sam3-random) or a local directory with SAM 3 weights"),
     ("prompt", "", "initial noun phrases, comma-separated, e.g. 'person, forklift'"),
     ("namespace", "", "namespace of the node and its topics (one per camera or robot)"),
     ("devices", "", "devices: auto, cpu, cuda:0, or several comma-separated (cuda:0,cuda:1)"),
-    ("placement", "", "with several devices: cameras (each camera on one device) or objects (one "
-     "camera: detector on the first device, its tracked objects over one worker process per other device)"),
-    ("instances_topic", "",
-     "InstanceArray output topic; a relative name (sam3/instances) lands under the namespace"),
+    (
+        "placement",
+        "",
+        "with several devices: cameras (each camera on one device) or objects (one "
+        "camera: detector on the first device, its tracked objects over one worker process per other device)",
+    ),
+    ("instances_topic", "", "InstanceArray output topic; a relative name (sam3/instances) lands under the namespace"),
     ("overlay", "", "true: also publish sam3/overlay (bgr8 image with colored masks, ids and concepts)"),
     ("autostart", "true", "configure and activate the lifecycle node at launch; false leaves it unconfigured"),
     ("log_level", "info", "logging level of the node"),
@@ -93,10 +112,16 @@ def large_image_profiles() -> list[SetEnvironmentVariable]:
     given = IfCondition(LaunchConfiguration("large_images"))
     fastdds = PathJoinSubstitution([config, "config", "fastdds_large_images.xml"])
     return [
-        SetEnvironmentVariable("CYCLONEDDS_URI", ["file://", PathJoinSubstitution(
-            [config, "config", "cyclonedds_large_images.xml"]), ",", EnvironmentVariable("CYCLONEDDS_URI",
-                                                                                          default_value="")],
-            condition=given),
+        SetEnvironmentVariable(
+            "CYCLONEDDS_URI",
+            [
+                "file://",
+                PathJoinSubstitution([config, "config", "cyclonedds_large_images.xml"]),
+                ",",
+                EnvironmentVariable("CYCLONEDDS_URI", default_value=""),
+            ],
+            condition=given,
+        ),
         SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", fastdds, condition=given),
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", fastdds, condition=given),  # Fast DDS 3
     ]
@@ -115,17 +140,32 @@ def _node_and_transitions(context):
     )
     if not IfCondition(LaunchConfiguration("autostart")).evaluate(context):
         return [node]
-    activate_when_configured = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, goal_state="inactive",
-        entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                              transition_id=Transition.TRANSITION_ACTIVATE))]))
-    configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                            transition_id=Transition.TRANSITION_CONFIGURE))
+    activate_when_configured = RegisterEventHandler(
+        OnStateTransition(
+            target_lifecycle_node=node,
+            goal_state="inactive",
+            entities=[
+                EmitEvent(
+                    event=ChangeState(
+                        lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_ACTIVATE
+                    )
+                )
+            ],
+        )
+    )
+    configure = EmitEvent(
+        event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=Transition.TRANSITION_CONFIGURE)
+    )
     return [node, activate_when_configured, configure]
 
 
 def generate_launch_description() -> LaunchDescription:
-    declared = [DeclareLaunchArgument(name, default_value=default,
-                                      description=doc + (" (empty: params_file's value)" if name in OVERRIDES else ""))
-                for name, default, doc in ARGUMENTS]
+    declared = [
+        DeclareLaunchArgument(
+            name,
+            default_value=default,
+            description=doc + (" (empty: params_file's value)" if name in OVERRIDES else ""),
+        )
+        for name, default, doc in ARGUMENTS
+    ]
     return LaunchDescription([*declared, *large_image_profiles(), OpaqueFunction(function=_node_and_transitions)])

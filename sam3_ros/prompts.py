@@ -47,8 +47,10 @@ def check_phrases(phrases, limits: PromptLimits) -> list[str]:
         if not text:
             raise ValueError(f"phrase {i} is empty")
         if len(text) > limits.max_phrase_chars:
-            raise ValueError(f"phrase {i} has {len(text)} characters, more than the limit of "
-                             f"{limits.max_phrase_chars} (prompt.max_phrase_chars)")
+            raise ValueError(
+                f"phrase {i} has {len(text)} characters, more than the limit of "
+                f"{limits.max_phrase_chars} (prompt.max_phrase_chars)"
+            )
         if text in out:
             raise ValueError(f"phrase {i} {text!r} is listed twice")
         out.append(text)
@@ -73,8 +75,9 @@ def check_box(box, image_size: tuple[int, int] | None, what: str = "box") -> np.
     return np.array([max(x0, 0.0), max(y0, 0.0), min(x1, w), min(y1, h)], np.float32)
 
 
-def check_exemplar_boxes(boxes, labels, image_size: tuple[int, int] | None,
-                         limits: PromptLimits) -> tuple[np.ndarray, np.ndarray]:
+def check_exemplar_boxes(
+    boxes, labels, image_size: tuple[int, int] | None, limits: PromptLimits
+) -> tuple[np.ndarray, np.ndarray]:
     """Exemplar boxes (N x 4 values, flat or (N, 4)) and their labels (True = positive) -> ((N, 4) float32
     clipped boxes, (N,) bool); at most ``max_exemplar_boxes``, one label per box."""
     flat = np.array(boxes, np.float32).reshape(-1)
@@ -83,16 +86,18 @@ def check_exemplar_boxes(boxes, labels, image_size: tuple[int, int] | None,
     count = flat.size // 4
     labels = np.array(labels, bool).reshape(-1)
     if count > limits.max_exemplar_boxes:
-        raise ValueError(f"{count} exemplar boxes, more than the limit of {limits.max_exemplar_boxes} "
-                         "(prompt.max_exemplar_boxes)")
+        raise ValueError(
+            f"{count} exemplar boxes, more than the limit of {limits.max_exemplar_boxes} (prompt.max_exemplar_boxes)"
+        )
     if labels.size != count:
         raise ValueError(f"{labels.size} box_labels for {count} boxes; give one label per box")
     checked = [check_box(b, image_size, f"box {i}") for i, b in enumerate(flat.reshape(count, 4))]
     return (np.stack(checked) if checked else np.zeros((0, 4), np.float32)), labels
 
 
-def check_prompt(phrases, boxes, box_labels, image_size: tuple[int, int] | None,
-                 limits: PromptLimits) -> tuple[list[str], np.ndarray, np.ndarray]:
+def check_prompt(
+    phrases, boxes, box_labels, image_size: tuple[int, int] | None, limits: PromptLimits
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """A concept prompt -> (phrases, boxes, box labels) as ``check_phrases`` and ``check_exemplar_boxes``
     return them; it needs at least one phrase or box."""
     phrases = check_phrases(phrases, limits)

@@ -23,8 +23,15 @@ class SettingsError(ValueError):
     """A setting has a bad value, an unknown name, or the file cannot be read."""
 
 
-def _spec(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
-          choices: tuple[str, ...] | None = None, nonempty: bool = False) -> Any:
+def _spec(
+    default: Any,
+    doc: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    nonempty: bool = False,
+) -> Any:
     """A dataclass field with its documentation and validation rule attached."""
     meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "nonempty": nonempty}
     if isinstance(default, list):
@@ -38,20 +45,33 @@ QOS_PROFILES = ("sensor_data", "reliable", "best_effort")
 @dataclass
 class InputSettings:
     topics: list[str] = _spec(["/camera/image_raw"], "camera topics to subscribe to", nonempty=True)
-    compressed: bool = _spec(False, "all topics carry sensor_msgs/CompressedImage (jpeg/png) instead of Image; "
-                             "topics named .../compressed always do")
+    compressed: bool = _spec(
+        False,
+        "all topics carry sensor_msgs/CompressedImage (jpeg/png) instead of Image; "
+        "topics named .../compressed always do",
+    )
     qos: str = _spec("sensor_data", "image subscription QoS profile", choices=QOS_PROFILES)
     qos_depth: int = _spec(1, "image subscription history depth", lo=1, hi=100)
     max_image_pixels: int = _spec(4096 * 4096, "larger images are dropped (counted)", lo=1)
-    largest_frame_bytes: int = _spec(1920 * 1080 * 3, "largest image message expected, in bytes (default: 1920x1080 "
-                                     "rgb8); the DDS-direct transport sizes its socket receive buffer for it",
-                                     lo=64 * 1024, hi=2**31 - 1)
-    depth_topics: list[str] = _spec([], "aligned depth image topic of each camera, in input.topics order "
-                                    "(sensor_msgs/Image, 16UC1 mm or 32FC1 m, registered to the colour image); "
-                                    "'' for a camera without depth; [] = no 3D")
-    camera_info_topics: list[str] = _spec([], "CameraInfo topic of each camera, in input.topics order; [] = the "
-                                          "camera_info topic beside each camera topic (/cam/color/image_raw -> "
-                                          "/cam/color/camera_info)")
+    largest_frame_bytes: int = _spec(
+        1920 * 1080 * 3,
+        "largest image message expected, in bytes (default: 1920x1080 "
+        "rgb8); the DDS-direct transport sizes its socket receive buffer for it",
+        lo=64 * 1024,
+        hi=2**31 - 1,
+    )
+    depth_topics: list[str] = _spec(
+        [],
+        "aligned depth image topic of each camera, in input.topics order "
+        "(sensor_msgs/Image, 16UC1 mm or 32FC1 m, registered to the colour image); "
+        "'' for a camera without depth; [] = no 3D",
+    )
+    camera_info_topics: list[str] = _spec(
+        [],
+        "CameraInfo topic of each camera, in input.topics order; [] = the "
+        "camera_info topic beside each camera topic (/cam/color/image_raw -> "
+        "/cam/color/camera_info)",
+    )
 
 
 @dataclass
@@ -69,26 +89,33 @@ class PromptSettings:
 @dataclass
 class DetectionSettings:
     score_threshold: float = _spec(0.5, "detections below this score are ignored", lo=0.0, hi=1.0)
-    new_object_threshold: float = _spec(0.7, "a detection spawns a new object only above this score",
-                                        lo=0.0, hi=1.0)
-    nms_iou_threshold: float = _spec(0.1, "mask-IoU above which the lower-scoring detection is suppressed",
-                                     lo=0.0, hi=1.0)
+    new_object_threshold: float = _spec(0.7, "a detection spawns a new object only above this score", lo=0.0, hi=1.0)
+    nms_iou_threshold: float = _spec(
+        0.1, "mask-IoU above which the lower-scoring detection is suppressed", lo=0.0, hi=1.0
+    )
 
 
 @dataclass
 class TrackingSettings:
     assoc_iou_threshold: float = _spec(0.1, "detection-to-track mask IoU needed to match", lo=0.0, hi=1.0)
-    track_assoc_iou_threshold: float = _spec(0.5, "IoU for a track to count as confirmed by a detection",
-                                             lo=0.0, hi=1.0)
+    track_assoc_iou_threshold: float = _spec(
+        0.5, "IoU for a track to count as confirmed by a detection", lo=0.0, hi=1.0
+    )
     keep_alive_frames: int = _spec(30, "frames an object survives without a detector match", lo=0, hi=100000)
-    recondition_every: int = _spec(16, "re-condition a track on its matched detection every N frames (0 = never)",
-                                   lo=0, hi=100000)
-    hole_fill_area: int = _spec(16, "fill mask holes up to this area, in low-res mask pixels (0 = off)",
-                                lo=0, hi=1000000)
+    recondition_every: int = _spec(
+        16, "re-condition a track on its matched detection every N frames (0 = never)", lo=0, hi=100000
+    )
+    hole_fill_area: int = _spec(
+        16, "fill mask holes up to this area, in low-res mask pixels (0 = off)", lo=0, hi=1000000
+    )
     max_objects: int = _spec(64, "most objects tracked at once per camera", lo=1, hi=4096)
-    at_max_objects: str = _spec("evict_lowest", "at max_objects: evict_lowest (lowest-scoring objects make room "
-                                "for higher-scoring detections) or refuse_new (new detections wait; the reference's "
-                                "rule)", choices=("evict_lowest", "refuse_new"))
+    at_max_objects: str = _spec(
+        "evict_lowest",
+        "at max_objects: evict_lowest (lowest-scoring objects make room "
+        "for higher-scoring detections) or refuse_new (new detections wait; the reference's "
+        "rule)",
+        choices=("evict_lowest", "refuse_new"),
+    )
 
 
 @dataclass
@@ -96,25 +123,42 @@ class MemorySettings:
     num_maskmem: int = _spec(7, "recent frames kept in each object's memory", lo=1, hi=64)
     max_cond_frames: int = _spec(4, "prompted (conditioning) frames kept per object", lo=1, hi=64)
     max_object_pointers: int = _spec(16, "object pointers kept per object", lo=1, hi=256)
-    keep_keys_values: str = _spec("auto", "keep each memory's attention keys and values, computed once, instead of "
-                                  "recomputing them every frame: less work per frame, 2 x layers x width / mem_dim "
-                                  "times the memory. auto: while they take at most 1 GiB per camera",
-                                  choices=("auto", "always", "never"))
+    keep_keys_values: str = _spec(
+        "auto",
+        "keep each memory's attention keys and values, computed once, instead of "
+        "recomputing them every frame: less work per frame, 2 x layers x width / mem_dim "
+        "times the memory. auto: while they take at most 1 GiB per camera",
+        choices=("auto", "always", "never"),
+    )
 
 
 @dataclass
 class DepthSettings:
-    max_stamp_diff_ms: float = _spec(20.0, "a depth image pairs with the colour image whose header stamp is closest, "
-                                     "within this many milliseconds", lo=0.0, hi=10000.0)
+    max_stamp_diff_ms: float = _spec(
+        20.0,
+        "a depth image pairs with the colour image whose header stamp is closest, within this many milliseconds",
+        lo=0.0,
+        hi=10000.0,
+    )
     min_m: float = _spec(0.1, "depth below this (metres) is invalid", lo=0.0, hi=1000.0)
     max_m: float = _spec(10.0, "depth above this (metres) is invalid", lo=0.0, hi=1000.0)
-    erode_px: int = _spec(2, "erode each mask by this many pixels before reading depth (edge pixels mix the object "
-                          "with what is behind it)", lo=0, hi=100)
-    outlier_mads: float = _spec(3.0, "depth further from the instance's median than this many scaled median absolute "
-                                "deviations is an outlier (at least 1% of the median depth is kept)", lo=0.5, hi=100.0)
+    erode_px: int = _spec(
+        2,
+        "erode each mask by this many pixels before reading depth (edge pixels mix the object with what is behind it)",
+        lo=0,
+        hi=100,
+    )
+    outlier_mads: float = _spec(
+        3.0,
+        "depth further from the instance's median than this many scaled median absolute "
+        "deviations is an outlier (at least 1% of the median depth is kept)",
+        lo=0.5,
+        hi=100.0,
+    )
     min_points: int = _spec(20, "an instance needs this many valid depth pixels for 3D", lo=1, hi=1000000)
-    max_samples: int = _spec(256, "depth pixels read per instance at most: larger boxes are read on a regular grid",
-                             lo=16, hi=1000000)
+    max_samples: int = _spec(
+        256, "depth pixels read per instance at most: larger boxes are read on a regular grid", lo=16, hi=1000000
+    )
 
 
 @dataclass
@@ -122,27 +166,38 @@ class OutputSettings:
     instances_topic: str = _spec("/sam3/instances", "InstanceArray output topic", nonempty=True)
     overlay: bool = _spec(False, "publish /sam3/overlay (bgr8 image with colored masks and ids)")
     label_image: bool = _spec(False, "publish /sam3/labels (mono16, pixel = instance id)")
-    point_cloud: bool = _spec(False, "with depth: publish sam3/points (PointCloud2 of the depth points behind each "
-                              "instance's 3D, fields x y z id)")
+    point_cloud: bool = _spec(
+        False,
+        "with depth: publish sam3/points (PointCloud2 of the depth points behind each instance's 3D, fields x y z id)",
+    )
     diagnostics_period_s: float = _spec(1.0, "seconds between /diagnostics messages", lo=0.05, hi=3600.0)
-    stall_timeout_s: float = _spec(5.0, "a camera whose image has waited this long for an output is an ERROR in "
-                                   "/diagnostics, with the reason (watchdog; it also restarts stopped workers)",
-                                   lo=0.1, hi=3600.0)
+    stall_timeout_s: float = _spec(
+        5.0,
+        "a camera whose image has waited this long for an output is an ERROR in "
+        "/diagnostics, with the reason (watchdog; it also restarts stopped workers)",
+        lo=0.1,
+        hi=3600.0,
+    )
 
 
 @dataclass
 class Settings:
     """Everything the node needs, one section per concern."""
 
-    model: str = _spec("tiny-random", "built-in model name (tiny-random, toy) or a local model directory",
-                       nonempty=True)
+    model: str = _spec(
+        "tiny-random", "built-in model name (tiny-random, toy) or a local model directory", nonempty=True
+    )
     devices: list[str] = _spec(["auto"], "devices to run on: auto, cpu, cuda, cuda:N", nonempty=True)
-    placement: str = _spec("cameras", "how work spreads over several devices: cameras (each camera on one device) "
-                           "or objects (one camera; detector on the first device, tracked objects over the others)",
-                           choices=("cameras", "objects"))
+    placement: str = _spec(
+        "cameras",
+        "how work spreads over several devices: cameras (each camera on one device) "
+        "or objects (one camera; detector on the first device, tracked objects over the others)",
+        choices=("cameras", "objects"),
+    )
     backend: str = _spec("auto", "vision encoder backend", choices=("auto", "tensorrt", "compile", "eager"))
-    precision: str = _spec("auto", "compute precision (auto = bf16 on GPU, fp32 on CPU)",
-                           choices=("auto", "fp32", "bf16"))
+    precision: str = _spec(
+        "auto", "compute precision (auto = bf16 on GPU, fp32 on CPU)", choices=("auto", "fp32", "bf16")
+    )
     image_size: int = _spec(0, "model input side in pixels (0 = the model's own)", lo=0, hi=4096)
     input: InputSettings = field(default_factory=InputSettings)
     prompt: PromptSettings = field(default_factory=PromptSettings)
@@ -353,8 +408,10 @@ def _validate_depth(settings: Settings) -> None:
     for name in ("depth_topics", "camera_info_topics"):
         listed = getattr(inputs, name)
         if listed and len(listed) != len(inputs.topics):
-            raise SettingsError(f"input.{name}: {len(listed)} topics for {len(inputs.topics)} cameras; list one per "
-                                "camera in input.topics order ('' for a camera without depth), or none")
+            raise SettingsError(
+                f"input.{name}: {len(listed)} topics for {len(inputs.topics)} cameras; list one per "
+                "camera in input.topics order ('' for a camera without depth), or none"
+            )
         for i, topic in enumerate(listed):
             if topic and not topic.startswith("/") and not topic[:1].isalpha():
                 raise SettingsError(f"input.{name}[{i}]: {topic!r} is not a valid topic name")
@@ -381,8 +438,10 @@ def validate(settings: Settings) -> None:
         raise SettingsError("input.topics: lists the same topic twice")
     _validate_depth(settings)
     if settings.placement == "objects" and len(settings.devices) > 1 and len(settings.input.topics) > 1:
-        raise SettingsError("placement: objects shares one camera stream's objects over the devices; list one topic "
-                            "in input.topics, or use placement: cameras")
+        raise SettingsError(
+            "placement: objects shares one camera stream's objects over the devices; list one topic "
+            "in input.topics, or use placement: cameras"
+        )
     if settings.detection.new_object_threshold < settings.detection.score_threshold:
         raise SettingsError(
             "detection.new_object_threshold: must be >= detection.score_threshold "

@@ -13,11 +13,31 @@ from sam3_ros.pipeline.messages import compressed_message, image_message
 
 UINT32 = 2**32 - 1
 # sensor_msgs/image_encodings.hpp: bytes per pixel of the encodings the codec decodes
-BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "mono16": 2, "16uc1": 2,
-                   "yuv422": 2, "uyvy": 2, "yuv422_yuy2": 2, "yuyv": 2}
+BYTES_PER_PIXEL = {
+    "rgb8": 3,
+    "bgr8": 3,
+    "rgba8": 4,
+    "bgra8": 4,
+    "mono8": 1,
+    "8uc1": 1,
+    "mono16": 2,
+    "16uc1": 2,
+    "yuv422": 2,
+    "uyvy": 2,
+    "yuv422_yuy2": 2,
+    "yuyv": 2,
+}
 ENCODINGS = (*IMAGE_ENCODINGS, "yuv999", "bayer_rggb8", "32FC1", "16SC1", "RGB8", "", "rgb8 ")
-FORMATS = ("jpeg", "png", "rgb8; jpeg compressed bgr8", "bgr8; png compressed ", "16UC1; compressedDepth png",
-           "jpg", "tiff", "")
+FORMATS = (
+    "jpeg",
+    "png",
+    "rgb8; jpeg compressed bgr8",
+    "bgr8; png compressed ",
+    "16UC1; compressedDepth png",
+    "jpg",
+    "tiff",
+    "",
+)
 MAX_DATA = 64 * 64 * 4 + 64  # largest exact-size image data drawn: 64x64 at 4 bytes per pixel, plus padding
 SIDES = st.one_of(st.integers(1, 64), st.integers(0, 64), st.integers(0, UINT32))  # mostly small, or anything
 TEXT = st.binary(max_size=16).map(lambda raw: raw.decode("utf-8", "replace"))  # one draw: faster than st.text
@@ -43,10 +63,17 @@ def raw_images(draw):
         row = min(width * draw(st.integers(1, 4)), UINT32)
         step = draw(st.one_of(st.just(row), st.integers(row, min(row + 8, UINT32)), st.integers(0, UINT32)))
         declared = step * height
-        length = draw(st.one_of(st.just(declared), st.integers(0, 4096)) if declared <= MAX_DATA
-                      else st.integers(0, 4096))
-    fields = {"height": height, "width": width, "encoding": encoding, "is_bigendian": draw(st.integers(0, 255)),
-              "step": step, "data": _bytes(draw(st.integers(0, UINT32)), length)}
+        length = draw(
+            st.one_of(st.just(declared), st.integers(0, 4096)) if declared <= MAX_DATA else st.integers(0, 4096)
+        )
+    fields = {
+        "height": height,
+        "width": width,
+        "encoding": encoding,
+        "is_bigendian": draw(st.integers(0, 255)),
+        "step": step,
+        "data": _bytes(draw(st.integers(0, UINT32)), length),
+    }
     return image_message(fields, 0, "fuzz")
 
 
@@ -59,7 +86,7 @@ def _png_with_size(png: bytes, width: int, height: int) -> bytes:
 def _jpeg_with_size(jpeg: bytes, width: int, height: int) -> bytes:
     """The JPEG with its frame header (SOF0) claiming another size."""
     sof = jpeg.find(b"\xff\xc0")
-    return jpeg[:sof + 5] + struct.pack(">HH", height, width) + jpeg[sof + 9:]
+    return jpeg[: sof + 5] + struct.pack(">HH", height, width) + jpeg[sof + 9 :]
 
 
 @st.composite
@@ -73,7 +100,7 @@ def compressed_images(draw):
     data = rgb_to_compressed(rgb, kind)
     change = draw(st.sampled_from(("intact", "truncated", "flipped", "resized", "signature_and_junk", "junk", "empty")))
     if change == "truncated":
-        data = data[:draw(st.integers(0, len(data) - 1))]
+        data = data[: draw(st.integers(0, len(data) - 1))]
     elif change == "flipped":
         flips = np.random.default_rng(seed).integers(0, len(data), draw(st.integers(1, 8)))
         data = np.frombuffer(data, np.uint8).copy()

@@ -9,8 +9,9 @@ def check_masks(message, height: int, width: int, concept: str) -> None:
     is the instance's box; concept and score are as expected."""
     for item in message.instances:
         assert (item.mask_height, item.mask_width) == (height, width)
-        mask = coco_mask.decode(coco_mask.frPyObjects(
-            {"size": [height, width], "counts": [int(c) for c in item.mask_rle]}, height, width)).astype(bool)
+        mask = coco_mask.decode(
+            coco_mask.frPyObjects({"size": [height, width], "counts": [int(c) for c in item.mask_rle]}, height, width)
+        ).astype(bool)
         ys, xs = np.nonzero(mask)
         assert len(xs), "published an empty mask"
         assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == [int(v) for v in item.box]

@@ -135,6 +135,7 @@ class Outputs:
 
     def wait_diagnostics(self, timeout=5.0, where=lambda message: True):
         """The first diagnostics message (from now on, or any so far) for which ``where`` holds."""
+
         def found():
             return next((m for k, m in reversed(self.messages) if k == "diagnostics" and where(m)), None)
 
@@ -144,8 +145,9 @@ class Outputs:
 
     def wait_instances(self, stamp_ns, timeout=20.0):
         def found():
-            return next((m for k, m in self.messages if k == "instances" and time_to_ns(m.header.stamp) == stamp_ns),
-                        None)
+            return next(
+                (m for k, m in self.messages if k == "instances" and time_to_ns(m.header.stamp) == stamp_ns), None
+            )
 
         with self.cond:
             assert self.cond.wait_for(lambda: found() is not None, timeout), f"no output for stamp {stamp_ns}"
@@ -159,8 +161,9 @@ def main(argv: list[str]) -> int:
     settings = Settings.default(dict(parse_override(text) for text in parser.parse_args(argv).set))
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     make = engine_factory(settings)
-    node = DdsTrackerNode(settings, lambda camera: FaultyEngine(make(camera)), FaultyParticipant(),
-                          decode=faulty_decode)
+    node = DdsTrackerNode(
+        settings, lambda camera: FaultyEngine(make(camera)), FaultyParticipant(), decode=faulty_decode
+    )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

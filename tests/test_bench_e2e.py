@@ -21,11 +21,15 @@ def test_one_run_reports_the_host_row_and_stages(tmp_path):
     host = result["rows"]["host: preprocess + merge + spawn + output + message"]
     assert host["n"] == 2 and 0 < host["median_ms"] <= result["rows"]["in process: engine.step + message"]["p99_ms"]
     assert {"preprocess", "encoder", "detector", "tracker", "merge", "memory", "output", "message"} <= set(
-        result["stages_median_ms"])
+        result["stages_median_ms"]
+    )
     assert result["note"] == "test" and len(result["load_average"]["after"]) == 3
     cpu = result["rows"]["host, CPU time of the process"]
-    assert cpu["n"] == 2 and cpu["median_ms"] > 0 and set(result["stages_cpu_median_ms"]) == set(
-        result["stages_median_ms"])
+    assert (
+        cpu["n"] == 2
+        and cpu["median_ms"] > 0
+        and set(result["stages_cpu_median_ms"]) == set(result["stages_median_ms"])
+    )
 
 
 def test_several_sizes_and_counts_give_a_scaling_table(tmp_path):

@@ -52,20 +52,51 @@ def _to_idl(message, cls):
 
 def _samples():
     instance = TYPES["sam3_ros/msg/Instance"](
-        id=7, concept="red circle", score=0.75, box=np.array([1, 2, 3, 4], np.float32), mask_height=4, mask_width=3,
-        mask_rle=np.array([2, 5, 5], np.uint32), age=3, detected=True, frames_since_detected=0)
+        id=7,
+        concept="red circle",
+        score=0.75,
+        box=np.array([1, 2, 3, 4], np.float32),
+        mask_height=4,
+        mask_width=3,
+        mask_rle=np.array([2, 5, 5], np.uint32),
+        age=3,
+        detected=True,
+        frames_since_detected=0,
+    )
     return {
         "sam3_ros/msg/InstanceArray": TYPES["sam3_ros/msg/InstanceArray"](
-            header=_header(12, 34, "cam"), camera="/camera/image_raw", instances=[instance, instance], num_hidden_objects=2,
-            prompt=["red circle", "cat"], num_positive_exemplars=1, num_negative_exemplars=2, latency_ms=3.5,
-            dropped_frames=9, missed_frames=4),
+            header=_header(12, 34, "cam"),
+            camera="/camera/image_raw",
+            instances=[instance, instance],
+            num_hidden_objects=2,
+            prompt=["red circle", "cat"],
+            num_positive_exemplars=1,
+            num_negative_exemplars=2,
+            latency_ms=3.5,
+            dropped_frames=9,
+            missed_frames=4,
+        ),
         "sensor_msgs/msg/Image": TYPES["sensor_msgs/msg/Image"](
-            header=_header(1, 2, "f"), height=2, width=3, encoding="rgb8", is_bigendian=0, step=9,
-            data=np.arange(18, dtype=np.uint8)),
+            header=_header(1, 2, "f"),
+            height=2,
+            width=3,
+            encoding="rgb8",
+            is_bigendian=0,
+            step=9,
+            data=np.arange(18, dtype=np.uint8),
+        ),
         "diagnostic_msgs/msg/DiagnosticArray": TYPES["diagnostic_msgs/msg/DiagnosticArray"](
-            header=_header(5), status=[TYPES["diagnostic_msgs/msg/DiagnosticStatus"](
-                level=1, name="n", message="m", hardware_id="h",
-                values=[TYPES["diagnostic_msgs/msg/KeyValue"](key="k", value="v")])]),
+            header=_header(5),
+            status=[
+                TYPES["diagnostic_msgs/msg/DiagnosticStatus"](
+                    level=1,
+                    name="n",
+                    message="m",
+                    hardware_id="h",
+                    values=[TYPES["diagnostic_msgs/msg/KeyValue"](key="k", value="v")],
+                )
+            ],
+        ),
     }
 
 
@@ -78,13 +109,19 @@ def test_generated_type_matches_rosbags_bytes(ros_type):
     ours = bytes(typestore().serialize_cdr(message, ros_type))
     theirs = wire.idl.__idl__.serialize(_to_idl(message, wire.idl), use_version_2=False)
     assert ours[:2] == b"\x00\x01"  # CDR little-endian (XCDR1), as rmw_cyclonedds writes
-    assert theirs[: len(ours)] == ours and not theirs[len(ours):].strip(b"\x00")
+    assert theirs[: len(ours)] == ours and not theirs[len(ours) :].strip(b"\x00")
 
 
 def test_service_types_carry_the_request_header():
     wire = WireType("sam3_ros/srv/AddPoints_Request", request_header=True)
-    request = wire.message_class(object_id=-1, points=np.array([1.5, 2.5], np.float32), labels=np.array([1], np.int8),
-                                 box=np.zeros(0, np.float32), stamp=_time(), camera="c")
+    request = wire.message_class(
+        object_id=-1,
+        points=np.array([1.5, 2.5], np.float32),
+        labels=np.array([1], np.int8),
+        box=np.zeros(0, np.float32),
+        stamp=_time(),
+        camera="c",
+    )
     data = wire.encode(request, guid=2**64 - 1, seq=42).wire
     assert data[4:20] == (2**64 - 1).to_bytes(8, "little") + (42).to_bytes(8, "little", signed=True)
     decoded, guid, seq = wire.decode(data)
@@ -164,8 +201,11 @@ PEER = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def peer():
-    env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN), "PYTHONPATH": str(ROOT) + os.pathsep
-           + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "ROS_DOMAIN_ID": str(DOMAIN),
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     process = subprocess.Popen([sys.executable, "-c", PEER], env=env, cwd=ROOT, stdin=subprocess.PIPE)
     participant = dds.Participant(DOMAIN)
     yield participant
@@ -195,8 +235,14 @@ def test_services_between_processes(peer):
     reply = trigger.call(trigger.request_class(structure_needs_at_least_one_member=0))
     assert reply.success and reply.message == "member=0"
     for n in (2, 6, 0):  # replies are matched to their requests by the echoed sequence number
-        request = add.request_class(object_id=-1, points=np.ones(n, np.float32), labels=np.ones(n // 2, np.int8),
-                                    box=np.zeros(0, np.float32), stamp=_time(), camera=f"cam{n}")
+        request = add.request_class(
+            object_id=-1,
+            points=np.ones(n, np.float32),
+            labels=np.ones(n // 2, np.int8),
+            box=np.zeros(0, np.float32),
+            stamp=_time(),
+            camera=f"cam{n}",
+        )
         reply = add.call(request)
         assert (reply.object_id, reply.message) == (n, f"cam{n}")
 

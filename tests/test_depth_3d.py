@@ -30,6 +30,7 @@ def disc(h: int, w: int, cx: float, cy: float, r: float) -> np.ndarray:
 
 # --- codec ---------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("encoding, tolerance", [("16UC1", 0.0005), ("32FC1", 1e-6)])
 def test_depth_round_trips_through_image_fields(encoding, tolerance):
     depth = np.random.default_rng(1).uniform(0.2, 5.0, (6, 7)).astype(np.float32)
@@ -47,14 +48,26 @@ def test_depth_decoding_honours_row_padding_and_big_endian():
     assert scale == 0.001 and raw.astype(int).tolist() == millimetres.astype(int).tolist()
 
 
-@pytest.mark.parametrize("fields, expected", [
-    ({"encoding": "mono16"}, "unsupported depth encoding 'mono16'"),
-    ({"encoding": "32FC1", "step": 6}, "step 6 is smaller than width 3"),
-    ({"data": np.zeros(5, np.uint8)}, "data has 5 bytes"),
-])
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"encoding": "mono16"}, "unsupported depth encoding 'mono16'"),
+        ({"encoding": "32FC1", "step": 6}, "step 6 is smaller than width 3"),
+        ({"data": np.zeros(5, np.uint8)}, "data has 5 bytes"),
+    ],
+)
 def test_bad_depth_images_raise_a_value_error_naming_the_problem(fields, expected):
-    msg = SimpleNamespace(**{"height": 2, "width": 3, "step": 6, "encoding": "16UC1", "is_bigendian": 0,
-                             "data": np.zeros(12, np.uint8), **fields})
+    msg = SimpleNamespace(
+        **{
+            "height": 2,
+            "width": 3,
+            "step": 6,
+            "encoding": "16UC1",
+            "is_bigendian": 0,
+            "data": np.zeros(12, np.uint8),
+            **fields,
+        }
+    )
     with pytest.raises(ValueError, match=expected):
         depth_to_array(msg)
 
@@ -71,11 +84,17 @@ def test_intrinsics_from_camera_info_and_back():
 
 # --- settings and pairing ------------------------------------------------------------------------------------
 
+
 def test_depth_inputs_from_settings():
-    settings = Settings.default({"input.topics": ["/front/color/image_raw", "/rear/image_raw/compressed"],
-                                 "input.depth_topics": ["/front/aligned_depth_to_color/image_raw", ""]})
-    assert depth_inputs(settings) == {"/front/color/image_raw": ("/front/aligned_depth_to_color/image_raw",
-                                                                 "/front/color/camera_info")}
+    settings = Settings.default(
+        {
+            "input.topics": ["/front/color/image_raw", "/rear/image_raw/compressed"],
+            "input.depth_topics": ["/front/aligned_depth_to_color/image_raw", ""],
+        }
+    )
+    assert depth_inputs(settings) == {
+        "/front/color/image_raw": ("/front/aligned_depth_to_color/image_raw", "/front/color/camera_info")
+    }
     assert camera_info_topic("/rear/image_raw/compressed") == "/rear/camera_info"
     assert depth_inputs(Settings.default({})) == {}
     with pytest.raises(SettingsError, match=r"input.depth_topics: 2 topics for 1 cameras"):
@@ -107,6 +126,7 @@ def test_depth_pairs_with_the_closest_stamp_within_the_tolerance():
 
 # --- 3D statistics -------------------------------------------------------------------------------------------
 
+
 def test_a_disc_on_a_plane_with_holes_and_flying_pixels():
     """A disc at 1.5 m in front of a wall at 4 m; the mask bleeds one pixel onto the wall, its rim pixels mix
     both depths, a hole covers part of it: the centroid stays within millimetres of the truth."""
@@ -120,8 +140,7 @@ def test_a_disc_on_a_plane_with_holes_and_flying_pixels():
     depth[25, 25] = np.nan
     mask = disc(h, w, 30.0, 22.0, 13.0)  # a segmentation one pixel too large
     settings = DepthSettings(max_samples=100000)
-    located = locate_instances(np.array([box_of(mask)], float), mask[None], depth.astype(np.float32), 1.0, K,
-                               settings)
+    located = locate_instances(np.array([box_of(mask)], float), mask[None], depth.astype(np.float32), 1.0, K, settings)
     rows, cols = np.nonzero(true_mask)
     truth = np.array([(cols.mean() - K.cx) * 1.5 / K.fx, (rows.mean() - K.cy) * 1.5 / K.fy, 1.5])
     assert located.valid[0] and located.points_used[0] >= settings.min_points
@@ -142,8 +161,7 @@ def test_instances_without_valid_depth_have_no_3d():
     assert located.points_used.tolist()[0::2] == [0, 0] and located.points_used[1] >= 20
     assert abs(located.centroid[1, 2] - 2.0) < 1e-9 and not located.centroid[0].any()
     assert len(located.points[1]) == located.points_used[1] and np.allclose(located.points[1][:, 2], 2.0)
-    assert len(locate_instances(np.zeros((0, 4)), np.zeros((0, h, w), bool), depth, 0.001, K,
-                                DepthSettings())) == 0
+    assert len(locate_instances(np.zeros((0, 4)), np.zeros((0, h, w), bool), depth, 0.001, K, DepthSettings())) == 0
 
 
 def test_masks_as_torch_tensors_give_the_same_3d():
@@ -152,10 +170,8 @@ def test_masks_as_torch_tensors_give_the_same_3d():
     masks = np.stack([disc(h, w, 20, 20, 9), disc(h, w, 40, 30, 6)])
     boxes = np.array([box_of(m) for m in masks], np.float32)
     from_numpy = locate_instances(boxes, masks, depth, 0.001, K, DepthSettings())
-    from_torch = locate_instances(torch.from_numpy(boxes), torch.from_numpy(masks), depth, 0.001, K,
-                                  DepthSettings())
-    assert np.array_equal(from_numpy.centroid, from_torch.centroid) and np.array_equal(from_numpy.size,
-                                                                                       from_torch.size)
+    from_torch = locate_instances(torch.from_numpy(boxes), torch.from_numpy(masks), depth, 0.001, K, DepthSettings())
+    assert np.array_equal(from_numpy.centroid, from_torch.centroid) and np.array_equal(from_numpy.size, from_torch.size)
 
 
 def synthetic_errors(frames: int = 8, size=(640, 360), seed: int = 3):
@@ -170,9 +186,13 @@ def synthetic_errors(frames: int = 8, size=(640, 360), seed: int = 3):
             continue
         masks = np.asarray(frame.masks, bool)
         raw = depth_message(rendered.depth, frame.stamp_ns)
-        located = locate_from_messages(raw, camera_info_message(renderer.intrinsics, frame.stamp_ns), masks.shape[1:],
-                                       SimpleNamespace(boxes=np.array([box_of(m) for m in masks], float),
-                                                       masks=masks), Settings.default({}))
+        located = locate_from_messages(
+            raw,
+            camera_info_message(renderer.intrinsics, frame.stamp_ns),
+            masks.shape[1:],
+            SimpleNamespace(boxes=np.array([box_of(m) for m in masks], float), masks=masks),
+            Settings.default({}),
+        )
         assert located.valid.all()
         centroid_errors += np.linalg.norm(located.centroid - rendered.centroids, axis=1).tolist()
         extent_errors += np.abs(located.size - rendered.extents).max(1).tolist()
@@ -191,11 +211,11 @@ def test_bad_depth_input_is_a_no_depth_3d_with_its_reason():
     instances = SimpleNamespace(boxes=np.zeros((0, 4)), masks=np.zeros((0, 48, 64), bool))
     info, settings = camera_info_message(K, 0), Settings.default({})
     good = depth_message(np.ones((48, 64)), 0)
-    cases = [(depth_message(np.ones((24, 32)), 0), info, "bad_depth", "depth image of 32x24, the colour image "
-                                                                        "is 64x48"),
-             (SimpleNamespace(**{**vars(good), "encoding": "rgb8"}), info, "bad_depth", "unsupported depth "
-                                                                                         "encoding"),
-             (good, camera_info_message(Intrinsics(0.0, 0.0, 1, 1, 64, 48), 0), "bad_camera_info", "focal")]
+    cases = [
+        (depth_message(np.ones((24, 32)), 0), info, "bad_depth", "depth image of 32x24, the colour image is 64x48"),
+        (SimpleNamespace(**{**vars(good), "encoding": "rgb8"}), info, "bad_depth", "unsupported depth encoding"),
+        (good, camera_info_message(Intrinsics(0.0, 0.0, 1, 1, 64, 48), 0), "bad_camera_info", "focal"),
+    ]
     for depth, camera_info, reason, text in cases:
         with pytest.raises(NoDepth3D, match=text) as caught:
             locate_from_messages(depth, camera_info, (48, 64), instances, settings, topics=("/d", "/i"))

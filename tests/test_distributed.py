@@ -21,10 +21,17 @@ from sam3_ros.settings import Settings, SettingsError
 SIZE = 56
 WORKERS = 3
 # low thresholds and short keep-alive: objects start, expire and hit max_objects within 40 frames
-SCENARIO = {"model": "tiny-random", "image_size": SIZE, "detection.score_threshold": 0.0,
-            "detection.new_object_threshold": 0.0,
-            "detection.nms_iou_threshold": 0.5, "tracking.assoc_iou_threshold": 0.1, "tracking.max_objects": 6,
-            "tracking.keep_alive_frames": 3, "tracking.recondition_every": 4}
+SCENARIO = {
+    "model": "tiny-random",
+    "image_size": SIZE,
+    "detection.score_threshold": 0.0,
+    "detection.new_object_threshold": 0.0,
+    "detection.nms_iou_threshold": 0.5,
+    "tracking.assoc_iou_threshold": 0.1,
+    "tracking.max_objects": 6,
+    "tracking.keep_alive_frames": 3,
+    "tracking.recondition_every": 4,
+}
 
 
 def test_least_loaded_camera_placement_is_balanced_and_deterministic():
@@ -42,9 +49,16 @@ def test_node_places_three_cameras_on_two_devices_and_runs_them():
     from sam3_ros.pipeline.node import TrackerNode, engine_factory
 
     cameras = ["/a/image", "/b/image", "/c/image"]
-    settings = Settings.default({"model": "tiny-random", "devices": ["cpu", "cpu"], "placement": "cameras",
-                                 "input.topics": cameras,
-                                 "image_size": SIZE, "prompt.text": "cat"})
+    settings = Settings.default(
+        {
+            "model": "tiny-random",
+            "devices": ["cpu", "cpu"],
+            "placement": "cameras",
+            "input.topics": cameras,
+            "image_size": SIZE,
+            "prompt.text": "cat",
+        }
+    )
     make = engine_factory(settings)
     assert make.placement == {"/a/image": 0, "/b/image": 1, "/c/image": 0}  # 2 + 1
     published = []
@@ -61,8 +75,9 @@ def test_node_with_object_placement_runs_one_camera_on_a_sharded_engine():
     from sam3_ros.pipeline.messages import image_message
     from sam3_ros.pipeline.node import TrackerNode, engine_factory
 
-    settings = Settings.default({**SCENARIO, "devices": ["cpu", "cpu"], "placement": "objects",
-                                 "input.topics": ["/cam"], "prompt.text": "cat"})
+    settings = Settings.default(
+        {**SCENARIO, "devices": ["cpu", "cpu"], "placement": "objects", "input.topics": ["/cam"], "prompt.text": "cat"}
+    )
     engine = engine_factory(settings)("/cam")
     try:
         assert isinstance(engine, ShardedEngine) and engine.num_workers == 1  # detector here, objects there
@@ -92,9 +107,11 @@ def loaded():
 def sharded(loaded):
     from sam3_ros.engine.distributed import load_sharded_engine
 
-    engine = load_sharded_engine(Settings.default({**SCENARIO, "devices": ["cpu"] * (1 + WORKERS),
-                                                   "placement": "objects"}),
-                                 loaded, timeout_s=30.0)
+    engine = load_sharded_engine(
+        Settings.default({**SCENARIO, "devices": ["cpu"] * (1 + WORKERS), "placement": "objects"}),
+        loaded,
+        timeout_s=30.0,
+    )
     try:
         yield engine
     finally:
@@ -207,9 +224,31 @@ def test_bench_multigpu_writes_a_table_and_json(tmp_path):
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "multigpu.json"
-    run = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "bench", "multigpu", "--objects", "2", "--workers", "1",
-                          "--frames", "2", "--image-size", str(SIZE), "--size", "64x48", "--json", str(out)],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sam3_ros.cli",
+            "bench",
+            "multigpu",
+            "--objects",
+            "2",
+            "--workers",
+            "1",
+            "--frames",
+            "2",
+            "--image-size",
+            str(SIZE),
+            "--size",
+            "64x48",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "comm alone" in run.stdout and "CPU" in run.stdout
     rows = json.loads(out.read_text())["rows"]

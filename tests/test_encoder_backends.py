@@ -39,8 +39,10 @@ def test_eager_backend_computes_the_transformers_features(loaded):
         vision = model.detector_model.get_vision_features(pixel_values=x)
         feats, pos = model.get_vision_features_for_tracker(vision)
     assert torch.equal(got.detector.last_hidden_state, vision.last_hidden_state)
-    for ours, theirs in [*zip(got.detector.fpn_position_encoding, vision.fpn_position_encoding),
-                         *zip(got.tracker_pos, pos)]:
+    for ours, theirs in [
+        *zip(got.detector.fpn_position_encoding, vision.fpn_position_encoding),
+        *zip(got.tracker_pos, pos),
+    ]:
         assert torch.equal(ours, theirs)
     # the necks' levels are folded (every level of tiny-random is narrow): the same up to fp32 rounding
     levels = [*zip(got.detector.fpn_hidden_states, vision.fpn_hidden_states), *zip(got.tracker_feats, feats)]
@@ -50,8 +52,11 @@ def test_eager_backend_computes_the_transformers_features(loaded):
 
 def test_a_folded_convolution_chain_is_the_chain_also_at_the_border():
     torch.manual_seed(0)
-    first, middle, last = (torch.nn.Conv2d(6, 20, 1).double(), torch.nn.Conv2d(20, 20, 3, padding=1).double(),
-                           torch.nn.Conv2d(20, 5, 1).double())
+    first, middle, last = (
+        torch.nn.Conv2d(6, 20, 1).double(),
+        torch.nn.Conv2d(20, 20, 3, padding=1).double(),
+        torch.nn.Conv2d(20, 5, 1).double(),
+    )
     x = torch.randn(2, 6, 7, 9, dtype=torch.float64)
     with torch.no_grad():
         assert torch.allclose(FoldedConvChain(first, middle, None, (7, 9))(x), middle(first(x)), atol=1e-12)
@@ -125,8 +130,11 @@ def test_build_engine_without_tensorrt_says_so(capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SLOW, reason="full-size export: ~5 min and ~11 GB RAM on 2 cores at 336 px, "
-                    "more than 23 GB at 1008 px; set SAM3_ROS_SLOW_TESTS=1")
+@pytest.mark.skipif(
+    not SLOW,
+    reason="full-size export: ~5 min and ~11 GB RAM on 2 cores at 336 px, "
+    "more than 23 GB at 1008 px; set SAM3_ROS_SLOW_TESTS=1",
+)
 def test_onnx_export_of_the_full_size_encoder_matches_torch(tmp_path):
     size = int(os.environ.get("SAM3_ROS_FULL_EXPORT_SIZE", "336"))  # full depth and width; 1008 needs > 23 GB
     model = load_model("sam3-random", image_size=size).model
@@ -143,6 +151,7 @@ def test_compile_backend_matches_eager_on_cpu(loaded):
     eager = make_encoder("eager", loaded.model, cpu, torch.float32, SIZE)
     compiled = make_encoder("compile", loaded.model, cpu, torch.float32, SIZE)
     a, b = eager(pixels()), compiled(pixels())
-    for x, y in zip([*a.detector.fpn_hidden_states, *a.tracker_feats],
-                    [*b.detector.fpn_hidden_states, *b.tracker_feats]):
+    for x, y in zip(
+        [*a.detector.fpn_hidden_states, *a.tracker_feats], [*b.detector.fpn_hidden_states, *b.tracker_feats]
+    ):
         torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-4)

@@ -16,9 +16,16 @@ SIZE = 56  # tiny-random at 56 px keeps every step a few milliseconds
 
 
 def make_settings(**overrides) -> Settings:
-    base = {"model": "tiny-random", "devices": ["cpu"], "image_size": SIZE, "detection.score_threshold": 0.0,
-            "detection.new_object_threshold": 0.0, "detection.nms_iou_threshold": 1.0,
-            "tracking.assoc_iou_threshold": 1.0, "tracking.max_objects": 4}
+    base = {
+        "model": "tiny-random",
+        "devices": ["cpu"],
+        "image_size": SIZE,
+        "detection.score_threshold": 0.0,
+        "detection.new_object_threshold": 0.0,
+        "detection.nms_iou_threshold": 1.0,
+        "tracking.assoc_iou_threshold": 1.0,
+        "tracking.max_objects": 4,
+    }
     return Settings.default({**base, **overrides})
 
 
@@ -94,8 +101,16 @@ def test_max_objects_keeps_the_highest_scoring_objects(loaded):
 def test_lost_objects_expire_and_ids_are_never_reused(loaded):
     # track_assoc 1.0: no detection ever confirms a track, so each object expires after keep_alive frames;
     # assoc 0.0: while any track lives every detection matches it, so nothing new starts until all expired
-    engine = load_engine(make_settings(**{"tracking.keep_alive_frames": 2, "tracking.track_assoc_iou_threshold": 1.0,
-                                           "tracking.assoc_iou_threshold": 0.0}), loaded)
+    engine = load_engine(
+        make_settings(
+            **{
+                "tracking.keep_alive_frames": 2,
+                "tracking.track_assoc_iou_threshold": 1.0,
+                "tracking.assoc_iou_threshold": 0.0,
+            }
+        ),
+        loaded,
+    )
     engine.set_prompt(ConceptPrompt(phrases=["thing"]))
     first = engine.step(Frame(image())).ids.tolist()
     seen = [engine.step(Frame(image(seed=t))).ids.tolist() for t in range(1, 6)]
@@ -129,10 +144,10 @@ def test_exemplar_boxes_reach_the_detector(loaded):
     engine = load_engine(make_settings(), loaded)
     scores = {}
     for label in (True, False):
-        engine.set_prompt(ConceptPrompt(phrases=["cup"], boxes=np.array([[8, 8, 30, 30]], np.float32),
-                                        box_labels=np.array([label])))
-        vision = loaded.model.detector_model.get_vision_features(
-            pixel_values=torch.zeros(1, 3, SIZE, SIZE))
+        engine.set_prompt(
+            ConceptPrompt(phrases=["cup"], boxes=np.array([[8, 8, 30, 30]], np.float32), box_labels=np.array([label]))
+        )
+        vision = loaded.model.detector_model.get_vision_features(pixel_values=torch.zeros(1, 3, SIZE, SIZE))
         with torch.inference_mode():
             scores[label] = engine._detect(vision, (48, 64))["scores"]
     assert not torch.equal(scores[True], scores[False])
@@ -146,12 +161,15 @@ def test_text_embeddings_are_cached(loaded):
     assert engine.detector.text_embeddings(["cup", "bottle"], torch.device("cpu"))[0] is first[0]
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((10, 10, 3), np.float32), "uint8"),
-    (np.zeros((10, 10), np.uint8), "H x W x 3"),
-    (np.zeros((0, 10, 3), np.uint8), "empty"),
-    ("not an image", "numpy array or torch tensor"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((10, 10, 3), np.float32), "uint8"),
+        (np.zeros((10, 10), np.uint8), "H x W x 3"),
+        (np.zeros((0, 10, 3), np.uint8), "empty"),
+        ("not an image", "numpy array or torch tensor"),
+    ],
+)
 def test_bad_frames_raise_and_engine_stays_usable(loaded, bad, message):
     engine = load_engine(make_settings(), loaded)
     engine.set_prompt(ConceptPrompt(phrases=["cup"]))
@@ -161,16 +179,19 @@ def test_bad_frames_raise_and_engine_stays_usable(loaded, bad, message):
     assert len(engine.step(Frame(image()))) > 0
 
 
-@pytest.mark.parametrize("prompt, message", [
-    (ConceptPrompt(), "empty"),
-    (ConceptPrompt(phrases=["  "]), "empty"),
-    (ConceptPrompt(phrases=["x" * 201]), "max_phrase_chars"),
-    (ConceptPrompt(phrases=[f"p{i}" for i in range(17)]), "max_phrases"),
-    (ConceptPrompt(phrases=["a", "a"]), "twice"),
-    (ConceptPrompt(boxes=np.array([[10, 10, 5, 20]], np.float32), box_labels=np.array([True])), "x_max > x_min"),
-    (ConceptPrompt(boxes=np.array([[70, 10, 90, 20]], np.float32), box_labels=np.array([True])), "outside"),
-    (ConceptPrompt(boxes=np.array([[1, 1, 5, 5]], np.float32), box_labels=np.array([True, False])), "labels"),
-])
+@pytest.mark.parametrize(
+    "prompt, message",
+    [
+        (ConceptPrompt(), "empty"),
+        (ConceptPrompt(phrases=["  "]), "empty"),
+        (ConceptPrompt(phrases=["x" * 201]), "max_phrase_chars"),
+        (ConceptPrompt(phrases=[f"p{i}" for i in range(17)]), "max_phrases"),
+        (ConceptPrompt(phrases=["a", "a"]), "twice"),
+        (ConceptPrompt(boxes=np.array([[10, 10, 5, 20]], np.float32), box_labels=np.array([True])), "x_max > x_min"),
+        (ConceptPrompt(boxes=np.array([[70, 10, 90, 20]], np.float32), box_labels=np.array([True])), "outside"),
+        (ConceptPrompt(boxes=np.array([[1, 1, 5, 5]], np.float32), box_labels=np.array([True, False])), "labels"),
+    ],
+)
 def test_bad_prompts_raise_and_keep_the_old_prompt(loaded, prompt, message):
     engine = load_engine(make_settings(), loaded)
     engine.set_prompt(ConceptPrompt(phrases=["cup"]))
@@ -181,7 +202,6 @@ def test_bad_prompts_raise_and_keep_the_old_prompt(loaded, prompt, message):
     assert len(engine.step(Frame(image()))) > 0
 
 
-
 def _outcome(call):
     """What a call gives, or the message of the ValueError it raises."""
     try:
@@ -190,21 +210,28 @@ def _outcome(call):
         return f"rejected: {exc}"
 
 
-@pytest.mark.parametrize("box", [
-    [10, 10, 90, 20],  # past the right edge: clipped to the 64 x 48 image
-    [-5, -3, 20, 60],  # past three edges: clipped
-    [70, 10, 90, 20],  # wholly outside
-    [10, 10, 5, 20],  # inverted
-    [0, 0, np.inf, 3],
-])
+@pytest.mark.parametrize(
+    "box",
+    [
+        [10, 10, 90, 20],  # past the right edge: clipped to the 64 x 48 image
+        [-5, -3, 20, 60],  # past three edges: clipped
+        [70, 10, 90, 20],  # wholly outside
+        [10, 10, 5, 20],  # inverted
+        [0, 0, np.inf, 3],
+    ],
+)
 def test_a_box_gets_one_verdict_from_the_node_and_the_engine(loaded, box):
     """Exemplar and click boxes: the node's request parsing and the engine apply the same rule."""
     engine = load_engine(make_settings(), loaded)
     engine.step(Frame(image()))
     request = SimpleNamespace(phrases=["cup"], boxes=np.asarray(box, np.float32), box_labels=np.array([True]))
     parsed = _outcome(lambda: requests.parse_set_prompt(request, engine.settings.prompt, (48, 64)).boxes.tolist())
-    taken = _outcome(lambda: engine.set_prompt(ConceptPrompt(["cup"], np.array([box], np.float32), np.array([True])))
-                     or engine._boxes.tolist())
+    taken = _outcome(
+        lambda: (
+            engine.set_prompt(ConceptPrompt(["cup"], np.array([box], np.float32), np.array([True])))
+            or engine._boxes.tolist()
+        )
+    )
     assert parsed == taken
     clicks = SimpleNamespace(object_id=-1, points=np.zeros(0, np.float32), labels=np.zeros(0), box=np.asarray(box))
     parsed = _outcome(lambda: requests.parse_add_points(clicks, (48, 64)).box.tolist())
@@ -215,19 +242,30 @@ def test_a_box_gets_one_verdict_from_the_node_and_the_engine(loaded, box):
         assert parsed == [10, 10, 64, 20]
 
 
-@pytest.mark.parametrize("point, inside", [([63.5, 47.5], True), ([0, 0], True), ([64, 10], False),
-                                           ([10, 48], False), ([-0.1, 3], False), ([np.nan, 3], False)])
+@pytest.mark.parametrize(
+    "point, inside",
+    [
+        ([63.5, 47.5], True),
+        ([0, 0], True),
+        ([64, 10], False),
+        ([10, 48], False),
+        ([-0.1, 3], False),
+        ([np.nan, 3], False),
+    ],
+)
 def test_a_click_gets_one_verdict_from_the_node_and_the_engine(loaded, point, inside):
     """A point names a pixel: 0 <= x < W and 0 <= y < H, in the node's request parsing and in the engine."""
     engine = load_engine(make_settings(), loaded)
     engine.step(Frame(image()))
-    clicks = SimpleNamespace(object_id=-1, points=np.asarray(point, np.float32), labels=np.array([1]),
-                             box=np.zeros(0, np.float32))
+    clicks = SimpleNamespace(
+        object_id=-1, points=np.asarray(point, np.float32), labels=np.array([1]), box=np.zeros(0, np.float32)
+    )
     parsed = _outcome(lambda: requests.parse_add_points(clicks, (48, 64)).points.tolist())
     taken = _outcome(lambda: engine.add_points(None, [point], [1]))
     assert isinstance(taken, int) == inside and (parsed == [point]) == inside
     if not inside:
         assert parsed == taken
+
 
 def test_bad_object_requests_raise(loaded):
     engine = load_engine(make_settings(), loaded)
@@ -270,8 +308,10 @@ def test_model_loads_from_a_local_transformers_directory(tmp_path, loaded):
     (tmp_path / "vocab.json").write_text(json.dumps(vocab))
     (tmp_path / "merges.txt").write_text("#version: 0.2\n")
     from_disk = load_model(str(tmp_path))
-    assert torch.equal(from_disk.model.tracker_model.memory_temporal_positional_encoding,
-                       loaded.model.tracker_model.memory_temporal_positional_encoding)
+    assert torch.equal(
+        from_disk.model.tracker_model.memory_temporal_positional_encoding,
+        loaded.model.tracker_model.memory_temporal_positional_encoding,
+    )
     assert from_disk.tokenize(["cup"])["input_ids"][0, :3].tolist() == [0, 3, 4]  # the vocabulary on disk is used
     engine = load_engine(make_settings(model=str(tmp_path), image_size=0), from_disk)
     engine.set_prompt(ConceptPrompt(phrases=["cup"]))
@@ -293,8 +333,12 @@ def test_phrases_in_one_batch_equal_phrases_one_at_a_time(loaded):
 
 
 def test_expired_objects_free_their_slots_for_new_ones_on_the_same_frame(loaded):
-    engine = load_engine(make_settings(**{"tracking.max_objects": 2, "tracking.keep_alive_frames": 1,
-                                           "tracking.track_assoc_iou_threshold": 1.0}), loaded)
+    engine = load_engine(
+        make_settings(
+            **{"tracking.max_objects": 2, "tracking.keep_alive_frames": 1, "tracking.track_assoc_iou_threshold": 1.0}
+        ),
+        loaded,
+    )
     engine.set_prompt(ConceptPrompt(phrases=["thing"]))
     ids = [engine.step(Frame(image(seed=t))).ids.tolist() for t in range(6)]
     assert all(len(i) == 2 for i in ids) and engine.counters.objects_expired >= 2
@@ -318,10 +362,12 @@ def test_keep_tracks_keeps_objects_of_phrases_still_prompted(loaded):
 
 
 def test_bf16_precision_runs_on_cpu(loaded):
-    engine = load_engine(make_settings(precision="bf16"), load_model("tiny-random", dtype=torch.bfloat16,
-                                                                      image_size=SIZE))
-    engine.set_prompt(ConceptPrompt(phrases=["cup"], boxes=np.array([[2, 2, 30, 30]], np.float32),
-                                    box_labels=np.array([True])))
+    engine = load_engine(
+        make_settings(precision="bf16"), load_model("tiny-random", dtype=torch.bfloat16, image_size=SIZE)
+    )
+    engine.set_prompt(
+        ConceptPrompt(phrases=["cup"], boxes=np.array([[2, 2, 30, 30]], np.float32), box_labels=np.array([True]))
+    )
     for seed in range(3):
         out = engine.step(Frame(image(seed=seed)))
     assert len(out) > 0 and out.scores.dtype == torch.float32 and np.asarray(out.masks).any()

@@ -7,9 +7,15 @@ import shutil
 
 from sam3_ros.engine.backends.engine_cache import EngineCache, EngineKey, check_engine_file, weights_fingerprint
 
-KEY = EngineKey(model="sam3-random", weights="builtin:sam3-random", gpu_name="NVIDIA H100 80GB HBM3",
-                compute_capability=(9, 0), tensorrt_version="10.13.0.35", precision="bf16",
-                input_shape=(1, 3, 1008, 1008))
+KEY = EngineKey(
+    model="sam3-random",
+    weights="builtin:sam3-random",
+    gpu_name="NVIDIA H100 80GB HBM3",
+    compute_capability=(9, 0),
+    tensorrt_version="10.13.0.35",
+    precision="bf16",
+    input_shape=(1, 3, 1008, 1008),
+)
 ENGINE = b"serialized engine bytes" * 100
 
 
@@ -23,8 +29,14 @@ def test_stored_engine_is_found_for_its_own_key(tmp_path):
 
 
 def test_every_key_field_gives_its_own_entry(tmp_path):
-    changes = {"weights": "dir:abc", "gpu_name": "NVIDIA H200", "compute_capability": (8, 0),
-               "tensorrt_version": "10.14.1", "precision": "fp16", "input_shape": (1, 3, 504, 504)}
+    changes = {
+        "weights": "dir:abc",
+        "gpu_name": "NVIDIA H200",
+        "compute_capability": (8, 0),
+        "tensorrt_version": "10.14.1",
+        "precision": "fp16",
+        "input_shape": (1, 3, 504, 504),
+    }
     cache = EngineCache(tmp_path)
     cache.store(KEY, ENGINE)
     for field, value in changes.items():
@@ -36,8 +48,9 @@ def test_every_key_field_gives_its_own_entry(tmp_path):
 
 def test_foreign_engine_under_our_name_is_refused_with_the_reason(tmp_path):
     # an engine built on an A100 with another TensorRT, copied (e.g. with a cache folder) to where ours would be
-    foreign = dataclasses.replace(KEY, gpu_name="NVIDIA A100-SXM4-80GB", compute_capability=(8, 0),
-                                  tensorrt_version="10.8.0.43")
+    foreign = dataclasses.replace(
+        KEY, gpu_name="NVIDIA A100-SXM4-80GB", compute_capability=(8, 0), tensorrt_version="10.8.0.43"
+    )
     elsewhere = EngineCache(tmp_path / "a100").store(foreign, ENGINE)
     ours = EngineCache(tmp_path / "h100")
     ours.root.mkdir()

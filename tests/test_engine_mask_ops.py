@@ -5,8 +5,14 @@ import pytest
 import scipy.ndimage as ndimage
 import torch
 
-from sam3_ros.engine.mask_ops import (components_by_pooling, components_on_host, connected_components, fill_holes,
-                                     logits_to_masks, masks_to_boxes)
+from sam3_ros.engine.mask_ops import (
+    components_by_pooling,
+    components_on_host,
+    connected_components,
+    fill_holes,
+    logits_to_masks,
+    masks_to_boxes,
+)
 
 EIGHT = np.ones((3, 3), int)
 

@@ -22,12 +22,22 @@ def rss_bytes() -> int:
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc for RSS")
 def test_memory_is_constant_over_2000_frames_with_8_objects():
-    settings = Settings.default({
-        "model": "tiny-random", "devices": ["cpu"], "image_size": 28, "tracking.max_objects": 8,
-        "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0, "detection.nms_iou_threshold": 0.0,
-        "tracking.assoc_iou_threshold": 1.0, "tracking.track_assoc_iou_threshold": 0.0, "tracking.hole_fill_area": 0,
-        "tracking.keep_alive_frames": 100000, "tracking.at_max_objects": "refuse_new",  # the same 8 objects
-    })
+    settings = Settings.default(
+        {
+            "model": "tiny-random",
+            "devices": ["cpu"],
+            "image_size": 28,
+            "tracking.max_objects": 8,
+            "detection.score_threshold": 0.0,
+            "detection.new_object_threshold": 0.0,
+            "detection.nms_iou_threshold": 0.0,
+            "tracking.assoc_iou_threshold": 1.0,
+            "tracking.track_assoc_iou_threshold": 0.0,
+            "tracking.hole_fill_area": 0,
+            "tracking.keep_alive_frames": 100000,
+            "tracking.at_max_objects": "refuse_new",  # the same 8 objects
+        }
+    )
     engine = load_engine(settings)
     engine.set_prompt(ConceptPrompt(phrases=["thing"]))
     frames = [np.random.default_rng(i).integers(0, 255, (24, 32, 3), dtype=np.uint8) for i in range(16)]
@@ -47,8 +57,9 @@ def test_memory_is_constant_over_2000_frames_with_8_objects():
     assert growth < 0.05, f"RSS grew {growth:.1%} from frame 50 to 2000"
 
 
-@pytest.mark.parametrize("keep,objects,kept", [("auto", 64, True), ("auto", 4096, False), ("always", 4096, True),
-                                               ("never", 64, False)])
+@pytest.mark.parametrize(
+    "keep,objects,kept", [("auto", 64, True), ("auto", 4096, False), ("always", 4096, True), ("never", 64, False)]
+)
 def test_memories_keep_their_keys_and_values_while_that_fits_the_budget(keep, objects, kept):
     # tiny-random keeps 655 KB of keys and values per object (10 entries): 1 GiB holds ~1,600 objects
     import torch
@@ -58,8 +69,9 @@ def test_memories_keep_their_keys_and_values_while_that_fits_the_budget(keep, ob
     from sam3_ros.engine.memory_bank import MemoryBank
 
     tracker = load_model("tiny-random").model.tracker_model
-    settings = Settings.default({"model": "tiny-random", "memory.keep_keys_values": keep,
-                                 "tracking.max_objects": objects})
+    settings = Settings.default(
+        {"model": "tiny-random", "memory.keep_keys_values": keep, "tracking.max_objects": objects}
+    )
     options = memory_bank_options(settings, tracker, torch.device("cpu"), torch.float32)
     assert ("entry_shape" in options) == kept
     bank = MemoryBank(2, **options)

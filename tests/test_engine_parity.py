@@ -71,31 +71,46 @@ def weights(name: str) -> LoadedModel:
 def parity_settings(max_objects: int, score_threshold: float = 0.0, **extra) -> Settings:
     """Settings at the reference's behaviour: on a frame without tracks it starts every detection over
     ``score_threshold``, which a new-object threshold equal to it does too."""
-    return Settings.default({
-        "model": "tiny-random", "devices": ["cpu"], "detection.score_threshold": score_threshold,
-        "detection.new_object_threshold": score_threshold, "tracking.max_objects": max_objects,
-        **REFERENCE_BEHAVIOUR, **extra,
-    })
+    return Settings.default(
+        {
+            "model": "tiny-random",
+            "devices": ["cpu"],
+            "detection.score_threshold": score_threshold,
+            "detection.new_object_threshold": score_threshold,
+            "tracking.max_objects": max_objects,
+            **REFERENCE_BEHAVIOUR,
+            **extra,
+        }
+    )
 
 
 def load_bank_from_reference(engine, session, slots):
     """Write the reference session's per-object memory into the engine's bank, frame by frame."""
     for obj_idx, slot in enumerate(slots):
         outputs = session.output_dict_per_obj[obj_idx]
-        entries = {**{f: (o, False) for f, o in outputs["non_cond_frame_outputs"].items()},
-                   **{f: (o, True) for f, o in outputs["cond_frame_outputs"].items()}}
+        entries = {
+            **{f: (o, False) for f, o in outputs["non_cond_frame_outputs"].items()},
+            **{f: (o, True) for f, o in outputs["cond_frame_outputs"].items()},
+        }
         for frame in sorted(entries):
             out, cond = entries[frame]
-            engine.tracker.store([slot], frame, out["maskmem_features"][:, 0][None],
-                                 out["object_pointer"].reshape(1, -1), out["maskmem_pos_enc"][:, 0], np.array([cond]))
+            engine.tracker.store(
+                [slot],
+                frame,
+                out["maskmem_features"][:, 0][None],
+                out["object_pointer"].reshape(1, -1),
+                out["maskmem_pos_enc"][:, 0],
+                np.array([cond]),
+            )
 
 
 @pytest.mark.parametrize("weight_draw", WEIGHTS)
 @pytest.mark.parametrize("objects,keep_keys_values", [(1, "always"), (3, "always"), (8, "always"), (3, "never")])
 def test_batched_tracker_equals_per_object_reference(objects, keep_keys_values, weight_draw):
     # frame 9: the reference scales object-pointer offsets by min(10 frames received, 16) - 1
-    settings = parity_settings(objects, **{"tracking.recondition_every": 3,
-                                           "memory.keep_keys_values": keep_keys_values})
+    settings = parity_settings(
+        objects, **{"tracking.recondition_every": 3, "memory.keep_keys_values": keep_keys_values}
+    )
     loaded = weights(weight_draw)
     reference = ReferenceLoop(loaded, settings, ["shape"])
     frames = [to_pixels(torch.from_numpy(f), SIZE, torch.float32) for f in moving_shapes(10, SIZE, SIZE)]
@@ -126,12 +141,17 @@ def published(instances) -> dict[int, dict]:
     message = instances_to_message(instances)
     out = {}
     for item in message.instances:
-        rle = coco_mask.frPyObjects({"size": [int(item.mask_height), int(item.mask_width)],
-                                     "counts": [int(c) for c in item.mask_rle]},
-                                    int(item.mask_height), int(item.mask_width))
-        out[int(item.id)] = {"mask": torch.from_numpy(coco_mask.decode(rle).astype(bool)),
-                             "box": np.asarray(item.box, np.float32), "score": float(item.score),
-                             "concept": item.concept}
+        rle = coco_mask.frPyObjects(
+            {"size": [int(item.mask_height), int(item.mask_width)], "counts": [int(c) for c in item.mask_rle]},
+            int(item.mask_height),
+            int(item.mask_width),
+        )
+        out[int(item.id)] = {
+            "mask": torch.from_numpy(coco_mask.decode(rle).astype(bool)),
+            "box": np.asarray(item.box, np.float32),
+            "score": float(item.score),
+            "concept": item.concept,
+        }
     return out
 
 
@@ -139,9 +159,16 @@ def published(instances) -> dict[int, dict]:
 @pytest.mark.parametrize("weight_draw", WEIGHTS)
 def test_published_outputs_equal_reference_postprocessed(weight_draw):
     # the tiny random detector scores ~0.24-0.26: thresholds inside that band make objects come and go
-    settings = parity_settings(6, 0.25, **{"detection.nms_iou_threshold": 0.5, "tracking.recondition_every": 8,
-                                           "tracking.assoc_iou_threshold": 0.8,
-                                           "tracking.track_assoc_iou_threshold": 0.8})
+    settings = parity_settings(
+        6,
+        0.25,
+        **{
+            "detection.nms_iou_threshold": 0.5,
+            "tracking.recondition_every": 8,
+            "tracking.assoc_iou_threshold": 0.8,
+            "tracking.track_assoc_iou_threshold": 0.8,
+        },
+    )
     loaded = weights(weight_draw)
     reference = ReferenceLoop(loaded, settings, ["shape"])
     engine = load_engine(settings, loaded)
@@ -161,9 +188,11 @@ def test_published_outputs_equal_reference_postprocessed(weight_draw):
         tracker_scores_vary += len(scores) > 1 and max(scores) - min(scores) > 1e-3
 
         ours = published(instances)
-        ref = {ref_to_ours[int(r)]: {"mask": m, "box": b.numpy(), "score": float(s)}
-               for r, m, b, s in zip(post["object_ids"], post["masks"], post["boxes"], post["scores"])
-               if m.any()}  # the reference lists an object whose whole mask went to others, with no pixel
+        ref = {
+            ref_to_ours[int(r)]: {"mask": m, "box": b.numpy(), "score": float(s)}
+            for r, m, b, s in zip(post["object_ids"], post["masks"], post["boxes"], post["scores"])
+            if m.any()
+        }  # the reference lists an object whose whole mask went to others, with no pixel
         assert sorted(ours) == sorted(ref), f"frame {t}: published ids {sorted(ours)}, reference {sorted(ref)}"
         if not ref:
             continue
@@ -202,5 +231,13 @@ def test_new_object_on_a_frame_without_tracks_needs_the_new_object_score():
     assert len(tracked) == 2 and len(ours) == 1  # the reference takes every detection on a frame without tracks
     assert ours.scores.tolist() == pytest.approx([max(started.values())])
     best = max(started, key=started.get)
-    assert mask_iou(torch.from_numpy(np.asarray(ours.masks)), torch.nn.functional.interpolate(
-        tracked[best][None, None], size=(HEIGHT, WIDTH), mode="bilinear", align_corners=False)[0] > 0)[0, 0] > 0.99
+    assert (
+        mask_iou(
+            torch.from_numpy(np.asarray(ours.masks)),
+            torch.nn.functional.interpolate(
+                tracked[best][None, None], size=(HEIGHT, WIDTH), mode="bilinear", align_corners=False
+            )[0]
+            > 0,
+        )[0, 0]
+        > 0.99
+    )

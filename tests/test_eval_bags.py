@@ -38,8 +38,11 @@ def test_world_is_deterministic_and_has_what_the_benchmark_needs():
         assert f.masks.any((1, 2)).all()  # an object in the ground truth has pixels
     assert set(hard_negatives(["red circle"])) >= {"red square", "blue circle"}
     concepts = {c for f in a for c in f.concepts}
-    assert {"red circle", "blue square", "green triangle"} <= concepts and concepts - {"red circle", "blue square",
-                                                                                      "green triangle"}
+    assert {"red circle", "blue square", "green triangle"} <= concepts and concepts - {
+        "red circle",
+        "blue square",
+        "green triangle",
+    }
 
 
 def test_world_rejects_bad_config():
@@ -119,15 +122,26 @@ class GroundTruthProcessor:
         truth: FrameObjects = self.gt.frame(self.seen)
         self.seen += 1
         phrases = self.gt.phrases
-        frame = Frame(image=image_to_rgb(image_msg), stamp_ns=time_to_ns(image_msg.header.stamp),
-                      frame_id=image_msg.header.frame_id)
+        frame = Frame(
+            image=image_to_rgb(image_msg),
+            stamp_ns=time_to_ns(image_msg.header.stamp),
+            frame_id=image_msg.header.frame_id,
+        )
         n = len(truth.ids)
-        instances = Instances(ids=truth.ids, scores=np.ones(n, np.float32), boxes=np.zeros((n, 4), np.float32),
-                              masks=truth.masks, concept_index=np.array([phrases.index(c) for c in truth.concepts]),
-                              detected=np.ones(n, bool), age=np.zeros(n, np.int64),
-                              frames_since_detected=np.zeros(n, np.int64), phrases=phrases,
-                              stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, image_size=truth.masks.shape[1:]
-                              if n else (self.gt.height, self.gt.width))
+        instances = Instances(
+            ids=truth.ids,
+            scores=np.ones(n, np.float32),
+            boxes=np.zeros((n, 4), np.float32),
+            masks=truth.masks,
+            concept_index=np.array([phrases.index(c) for c in truth.concepts]),
+            detected=np.ones(n, bool),
+            age=np.zeros(n, np.int64),
+            frames_since_detected=np.zeros(n, np.int64),
+            phrases=phrases,
+            stamp_ns=frame.stamp_ns,
+            frame_id=frame.frame_id,
+            image_size=truth.masks.shape[1:] if n else (self.gt.height, self.gt.width),
+        )
         return instances_to_message(instances)
 
 
@@ -147,14 +161,37 @@ def test_perfect_outputs_score_100_through_the_whole_path(tmp_path):
 
 def test_make_bag_command(tmp_path):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "make-bag", str(tmp_path / "b"), "--seed", "2",
-                          "--frames", "5", "--size", "48x32", "--storage", "sqlite3"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sam3_ros.cli",
+            "make-bag",
+            str(tmp_path / "b"),
+            "--seed",
+            "2",
+            "--frames",
+            "5",
+            "--size",
+            "48x32",
+            "--storage",
+            "sqlite3",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert bags.topics(tmp_path / "b")["/camera/image_raw"][1] == 5
     assert GroundTruth.load(tmp_path / "b.gt.json").width == 48
-    bad = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "make-bag", str(tmp_path / "c"), "--size", "3x3"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sam3_ros.cli", "make-bag", str(tmp_path / "c"), "--size", "3x3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "too small" in bad.stdout + bad.stderr
 
 
@@ -166,8 +203,23 @@ def test_make_bag_from_image_files(tmp_path):
     for i, rgb in enumerate(frames):
         Image.fromarray(rgb).save(tmp_path / "frames" / f"{i:04d}.png")
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "make-bag", str(tmp_path / "b"), "--images",
-                          str(tmp_path / "frames"), "--fps", "10"], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sam3_ros.cli",
+            "make-bag",
+            str(tmp_path / "b"),
+            "--images",
+            str(tmp_path / "frames"),
+            "--fps",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     read = list(bags.read_messages(tmp_path / "b", "/camera/image_raw"))
     assert [time_to_ns(m.header.stamp) for _, m in read] == [0, 100_000_000, 200_000_000]
@@ -181,10 +233,18 @@ def test_overlay_colours_masks_by_id_and_rejects_wrong_sizes():
     truth = gt.frame(0)
     rgb = np.full((gt.height, gt.width, 3), 100, np.uint8)
     n = len(truth.ids)
-    instances = Instances(ids=truth.ids, scores=np.ones(n, np.float32), boxes=np.zeros((n, 4), np.float32),
-                          masks=truth.masks, concept_index=np.zeros(n, np.int64), detected=np.ones(n, bool),
-                          age=np.zeros(n, np.int64), frames_since_detected=np.zeros(n, np.int64),
-                          phrases=["x"], image_size=(gt.height, gt.width))
+    instances = Instances(
+        ids=truth.ids,
+        scores=np.ones(n, np.float32),
+        boxes=np.zeros((n, 4), np.float32),
+        masks=truth.masks,
+        concept_index=np.zeros(n, np.int64),
+        detected=np.ones(n, bool),
+        age=np.zeros(n, np.int64),
+        frames_since_detected=np.zeros(n, np.int64),
+        phrases=["x"],
+        image_size=(gt.height, gt.width),
+    )
     msg = instances_to_message(instances)
     out = draw(rgb, msg)
     first = truth.masks[0]
@@ -210,10 +270,20 @@ def test_reads_plain_ytvis_ground_truth():
         "videos": [{"id": 7, "width": w, "height": h, "length": 2, "file_names": ["v/0.jpg", "v/1.jpg"]}],
         "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "cat"}],
         "annotations": [
-            {"id": 11, "video_id": 7, "category_id": 2, "iscrowd": 0,
-             "segmentations": [compress(rle.encode(a[None])[0], h, w), None]},
-            {"id": 12, "video_id": 7, "category_id": 1, "iscrowd": 0,
-             "segmentations": [None, {"size": [h, w], "counts": rle.encode(b[None])[0].tolist()}]},
+            {
+                "id": 11,
+                "video_id": 7,
+                "category_id": 2,
+                "iscrowd": 0,
+                "segmentations": [compress(rle.encode(a[None])[0], h, w), None],
+            },
+            {
+                "id": 12,
+                "video_id": 7,
+                "category_id": 1,
+                "iscrowd": 0,
+                "segmentations": [None, {"size": [h, w], "counts": rle.encode(b[None])[0].tolist()}],
+            },
         ],
     }
     gt = GroundTruth(data)
@@ -230,11 +300,16 @@ def test_depth_benchmark_and_the_3d_error_in_the_report(tmp_path):
     from sam3_ros import cli
     from sam3_ros.eval.report import summary
 
-    assert cli.main(["make-bag", str(tmp_path / "clip"), "--depth", "--frames", "6", "--size", "160x120",
-                     "--seed", "4"]) == 0
+    assert (
+        cli.main(["make-bag", str(tmp_path / "clip"), "--depth", "--frames", "6", "--size", "160x120", "--seed", "4"])
+        == 0
+    )
     bag = tmp_path / "clip"
     assert {t: n for t, (_, n) in bags.topics(bag).items()} == {
-        "/camera/image_raw": 6, "/camera/depth/image_raw": 6, "/camera/camera_info": 6}
+        "/camera/image_raw": 6,
+        "/camera/depth/image_raw": 6,
+        "/camera/camera_info": 6,
+    }
     gt = GroundTruth.load(gt_path_for(bag))
     assert gt.has_3d and gt.depth_topic == "/camera/depth/image_raw"
     run = evaluate(bag, gt, Replay(GroundTruthProcessor(gt)), tmp_path / "out", progress=False)

@@ -33,9 +33,30 @@ def outputs(bag):
     """Everything of the recorded InstanceArrays except the wall-clock latency."""
     out = []
     for log_ns, msg in bags.read_messages(bag, INSTANCES_TOPIC):
-        out.append((log_ns, time_to_ns(msg.header.stamp), msg.header.frame_id, msg.camera, list(msg.prompt),
-                    [(i.id, i.concept, i.score, tuple(i.box), i.mask_height, i.mask_width, tuple(i.mask_rle), i.age,
-                      i.detected, i.frames_since_detected) for i in msg.instances]))
+        out.append(
+            (
+                log_ns,
+                time_to_ns(msg.header.stamp),
+                msg.header.frame_id,
+                msg.camera,
+                list(msg.prompt),
+                [
+                    (
+                        i.id,
+                        i.concept,
+                        i.score,
+                        tuple(i.box),
+                        i.mask_height,
+                        i.mask_width,
+                        tuple(i.mask_rle),
+                        i.age,
+                        i.detected,
+                        i.frames_since_detected,
+                    )
+                    for i in msg.instances
+                ],
+            )
+        )
     return out
 
 
@@ -46,8 +67,20 @@ def test_lockstep_replay_twice_gives_identical_outputs(tmp_path):
     assert len(a) == GT.length and a == b
     assert sum(len(frame[-1]) for frame in a) > 0  # the comparison covers real masks, not empty frames
     assert first.report["dropped"] == 0 and first.report["frames"] == GT.length
-    keys = {"cgF1", "pmF1", "IL_MCC", "HOTA", "IDF1", "id_switches", "fps", "latency_ms", "frames", "dropped",
-            "missed_in_transport", "per_concept"}
+    keys = {
+        "cgF1",
+        "pmF1",
+        "IL_MCC",
+        "HOTA",
+        "IDF1",
+        "id_switches",
+        "fps",
+        "latency_ms",
+        "frames",
+        "dropped",
+        "missed_in_transport",
+        "per_concept",
+    }
     assert set(first.report) == keys and set(first.report["latency_ms"]) == {"p50", "p99"}
     strip = lambda r: {k: v for k, v in r.items() if k not in ("fps", "latency_ms")}  # noqa: E731
     assert strip(first.report) == strip(second.report)
@@ -99,16 +132,35 @@ def test_recording_of_the_node_is_scored_at_receive_times(tmp_path):
 
 def test_eval_command_writes_the_report(tmp_path):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "eval", str(BAG), "--out", str(tmp_path / "o"),
-                          "--prompt", "red circle, yellow square"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sam3_ros.cli",
+            "eval",
+            str(BAG),
+            "--out",
+            str(tmp_path / "o"),
+            "--prompt",
+            "red circle, yellow square",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert list(report["per_concept"]) == ["red circle", "yellow square"]
     assert "cgF1" in out.stdout and "latency p50" in out.stdout
     for name in ("report.md", "latency.png", "per_concept.png", "instances/metadata.yaml"):
         assert (tmp_path / "o" / name).is_file()
-    bad = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "eval", str(BAG), "--out", str(tmp_path / "p"),
-                          "--topic", "/nope"], capture_output=True, text=True, env=env, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sam3_ros.cli", "eval", str(BAG), "--out", str(tmp_path / "p"), "--topic", "/nope"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     errors = [line for line in bad.stderr.splitlines() if line.startswith("sam3-ros eval: ")]
     assert bad.returncode == 1 and "no image topic '/nope'" in "".join(errors), bad.stderr[-2000:]

@@ -19,9 +19,15 @@ def image_msg(pixels: np.ndarray, encoding: str, step: int | None = None, bigend
     rows = np.ascontiguousarray(pixels).view(np.uint8).reshape(h, -1)
     rows = np.concatenate([rows, np.zeros((h, pad), np.uint8)], axis=1)
     header = TYPES["std_msgs/msg/Header"](stamp=TYPES["builtin_interfaces/msg/Time"](sec=1, nanosec=2), frame_id="cam")
-    return TYPES["sensor_msgs/msg/Image"](header=header, height=h, width=w, encoding=encoding,
-                                          is_bigendian=int(bigendian), step=rows.shape[1] if step is None else step,
-                                          data=rows.reshape(-1))
+    return TYPES["sensor_msgs/msg/Image"](
+        header=header,
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=rows.shape[1] if step is None else step,
+        data=rows.reshape(-1),
+    )
 
 
 def compressed_msg(data: bytes, fmt: str):
@@ -29,12 +35,15 @@ def compressed_msg(data: bytes, fmt: str):
     return TYPES["sensor_msgs/msg/CompressedImage"](header=header, format=fmt, data=np.frombuffer(data, np.uint8))
 
 
-@pytest.mark.parametrize("encoding,pixels", [
-    ("rgb8", RGB),
-    ("bgr8", RGB[..., ::-1]),
-    ("rgba8", np.concatenate([RGB, np.full((6, 8, 1), 7, np.uint8)], axis=2)),
-    ("bgra8", np.concatenate([RGB[..., ::-1], np.full((6, 8, 1), 7, np.uint8)], axis=2)),
-])
+@pytest.mark.parametrize(
+    "encoding,pixels",
+    [
+        ("rgb8", RGB),
+        ("bgr8", RGB[..., ::-1]),
+        ("rgba8", np.concatenate([RGB, np.full((6, 8, 1), 7, np.uint8)], axis=2)),
+        ("bgra8", np.concatenate([RGB[..., ::-1], np.full((6, 8, 1), 7, np.uint8)], axis=2)),
+    ],
+)
 def test_color_encodings_decode_to_the_same_rgb(encoding, pixels):
     assert np.array_equal(codec.image_to_rgb(image_msg(pixels, encoding)), RGB)
     # Row padding (step > width * bytes per pixel) is skipped.
@@ -91,8 +100,16 @@ def test_yuv422_matches_opencv():
     assert np.abs(ours - theirs).max() <= 2
 
 
-@pytest.mark.parametrize("fmt,exact", [("jpeg", False), ("png", True), ("bgr8; jpeg compressed bgr8", False),
-                                       ("rgb8; png compressed rgb8", True), ("", True)])
+@pytest.mark.parametrize(
+    "fmt,exact",
+    [
+        ("jpeg", False),
+        ("png", True),
+        ("bgr8; jpeg compressed bgr8", False),
+        ("rgb8; png compressed rgb8", True),
+        ("", True),
+    ],
+)
 def test_compressed_images_decode(fmt, exact):
     smooth = np.clip(np.add.outer(np.arange(16) * 8, np.arange(24) * 5), 0, 255).astype(np.uint8)
     rgb = np.stack([smooth, smooth[::-1], 255 - smooth], axis=2)
@@ -120,15 +137,29 @@ def _truncated_jpeg():
     return codec.rgb_to_compressed(RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8), "jpeg")
 
 
-@pytest.mark.parametrize("make,expected", [
-    (lambda: image_msg(RGB, "bayer_rggb8"), "unsupported image encoding 'bayer_rggb8'"),
-    (lambda: image_msg(RGB, "32FC1"), "unsupported image encoding"),
-    (lambda: image_msg_from_fields({"height": 0, "width": 8, "encoding": "rgb8", "is_bigendian": 0, "step": 24,
-                                    "data": np.zeros(0, np.uint8)}), "zero size"),
-    (lambda: image_msg(RGB, "rgb8", step=20), "step 20 is smaller than width 8"),
-    (lambda: image_msg(RGB, "rgb8", step=30), "expected step 30 x height 6 = 180"),
-    (lambda: image_msg(RGB[:, :7], "yuyv"), "even width"),
-])
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda: image_msg(RGB, "bayer_rggb8"), "unsupported image encoding 'bayer_rggb8'"),
+        (lambda: image_msg(RGB, "32FC1"), "unsupported image encoding"),
+        (
+            lambda: image_msg_from_fields(
+                {
+                    "height": 0,
+                    "width": 8,
+                    "encoding": "rgb8",
+                    "is_bigendian": 0,
+                    "step": 24,
+                    "data": np.zeros(0, np.uint8),
+                }
+            ),
+            "zero size",
+        ),
+        (lambda: image_msg(RGB, "rgb8", step=20), "step 20 is smaller than width 8"),
+        (lambda: image_msg(RGB, "rgb8", step=30), "expected step 30 x height 6 = 180"),
+        (lambda: image_msg(RGB[:, :7], "yuyv"), "even width"),
+    ],
+)
 def test_bad_images_raise_value_error_naming_the_problem(make, expected):
     with pytest.raises(ValueError, match=re.escape(expected)):
         codec.image_to_rgb(make())
@@ -149,15 +180,18 @@ def test_too_many_pixels_is_rejected_before_decoding():
         codec.compressed_to_rgb(compressed_msg(png, "png"), max_pixels=40)
 
 
-@pytest.mark.parametrize("make,expected", [
-    (lambda: compressed_msg(_truncated_jpeg()[:-40], "jpeg"), "cannot decode jpeg"),
-    (lambda: compressed_msg(_truncated_jpeg()[:300], "jpeg"), "cannot decode jpeg"),
-    (lambda: compressed_msg(b"", "jpeg"), "no data"),
-    (lambda: compressed_msg(b"hello world", "jpeg"), "bad signature"),
-    (lambda: compressed_msg(codec.rgb_to_compressed(RGB, "png"), "jpeg"), "format says jpeg but the data is png"),
-    (lambda: compressed_msg(_truncated_jpeg(), "tiff"), "unsupported compressed format 'tiff'"),
-    (lambda: compressed_msg(_truncated_jpeg(), "16UC1; compressedDepth png"), "unsupported compressed format"),
-])
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda: compressed_msg(_truncated_jpeg()[:-40], "jpeg"), "cannot decode jpeg"),
+        (lambda: compressed_msg(_truncated_jpeg()[:300], "jpeg"), "cannot decode jpeg"),
+        (lambda: compressed_msg(b"", "jpeg"), "no data"),
+        (lambda: compressed_msg(b"hello world", "jpeg"), "bad signature"),
+        (lambda: compressed_msg(codec.rgb_to_compressed(RGB, "png"), "jpeg"), "format says jpeg but the data is png"),
+        (lambda: compressed_msg(_truncated_jpeg(), "tiff"), "unsupported compressed format 'tiff'"),
+        (lambda: compressed_msg(_truncated_jpeg(), "16UC1; compressedDepth png"), "unsupported compressed format"),
+    ],
+)
 def test_bad_compressed_images_raise_value_error(make, expected):
     with pytest.raises(ValueError, match=expected):
         codec.compressed_to_rgb(make())

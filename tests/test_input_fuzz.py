@@ -40,8 +40,9 @@ class NoObjectsEngine:
 
 def test_random_camera_messages_never_stop_the_camera():
     engine, outputs = NoObjectsEngine(), Outputs()
-    node = TrackerNode(Settings.default({"input.topics": [CAMERA], "input.max_image_pixels": 1 << 20}),
-                       lambda camera: engine, outputs)
+    node = TrackerNode(
+        Settings.default({"input.topics": [CAMERA], "input.max_image_pixels": 1 << 20}), lambda camera: engine, outputs
+    )
     stats = node.diagnostics.cameras[CAMERA]
     outcomes = {"answered": 0, "bad_image": 0}
     stamps = iter(range(1, 10**9))
@@ -55,8 +56,13 @@ def test_random_camera_messages_never_stop_the_camera():
             assert time.monotonic() < deadline, f"the camera stopped; drops: {dict(stats.rejected)}"
             time.sleep(0.0002)
 
-    @settings(max_examples=MESSAGES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=MESSAGES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(message=camera_messages())
     def random_then_good(message):
         before, answered_before = handled(), stats.published

@@ -38,9 +38,16 @@ def test_split_service_rejects_missing_separator():
 def _instance(store, i):
     Instance = store.types["sam3_ros/msg/Instance"]
     return Instance(
-        id=i, concept="red circle", score=0.75, box=np.array([1, 2, 30, 40], np.float32),
-        mask_height=48, mask_width=64, mask_rle=np.array([100, 20, 2952], np.uint32),
-        age=3, detected=True, frames_since_detected=0,
+        id=i,
+        concept="red circle",
+        score=0.75,
+        box=np.array([1, 2, 30, 40], np.float32),
+        mask_height=48,
+        mask_width=64,
+        mask_rle=np.array([100, 20, 2952], np.uint32),
+        age=3,
+        detected=True,
+        frames_since_detected=0,
     )
 
 
@@ -48,22 +55,47 @@ def _samples(store):
     T = store.types
     header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=12, nanosec=345), frame_id="cam")
     yield T["sam3_ros/msg/Instance"], _instance(store, 7)
-    yield T["sam3_ros/msg/InstanceArray"], T["sam3_ros/msg/InstanceArray"](
-        header=header, camera="/camera/image_raw", instances=[_instance(store, 1), _instance(store, 2)], num_hidden_objects=1,
-        prompt=["red circle", "blue square"], num_positive_exemplars=1, num_negative_exemplars=0,
-        latency_ms=12.5, dropped_frames=3, missed_frames=2,
+    yield (
+        T["sam3_ros/msg/InstanceArray"],
+        T["sam3_ros/msg/InstanceArray"](
+            header=header,
+            camera="/camera/image_raw",
+            instances=[_instance(store, 1), _instance(store, 2)],
+            num_hidden_objects=1,
+            prompt=["red circle", "blue square"],
+            num_positive_exemplars=1,
+            num_negative_exemplars=0,
+            latency_ms=12.5,
+            dropped_frames=3,
+            missed_frames=2,
+        ),
     )
-    yield T["sam3_ros/srv/SetPrompt_Request"], T["sam3_ros/srv/SetPrompt_Request"](
-        phrases=["person", "forklift"], boxes=np.array([0, 0, 10, 10, 5, 5, 8, 8], np.float32),
-        box_labels=np.array([True, False]), camera="", keep_tracks=True,
+    yield (
+        T["sam3_ros/srv/SetPrompt_Request"],
+        T["sam3_ros/srv/SetPrompt_Request"](
+            phrases=["person", "forklift"],
+            boxes=np.array([0, 0, 10, 10, 5, 5, 8, 8], np.float32),
+            box_labels=np.array([True, False]),
+            camera="",
+            keep_tracks=True,
+        ),
     )
     yield T["sam3_ros/srv/SetPrompt_Response"], T["sam3_ros/srv/SetPrompt_Response"](success=False, message="bad")
-    yield T["sam3_ros/srv/AddPoints_Request"], T["sam3_ros/srv/AddPoints_Request"](
-        object_id=-1, points=np.array([3, 4, 5, 6], np.float32), labels=np.array([1, 0], np.int8),
-        box=np.zeros(0, np.float32), stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=2), camera="/cam",
+    yield (
+        T["sam3_ros/srv/AddPoints_Request"],
+        T["sam3_ros/srv/AddPoints_Request"](
+            object_id=-1,
+            points=np.array([3, 4, 5, 6], np.float32),
+            labels=np.array([1, 0], np.int8),
+            box=np.zeros(0, np.float32),
+            stamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=2),
+            camera="/cam",
+        ),
     )
-    yield T["sam3_ros/srv/AddPoints_Response"], T["sam3_ros/srv/AddPoints_Response"](
-        success=True, message="", object_id=42)
+    yield (
+        T["sam3_ros/srv/AddPoints_Response"],
+        T["sam3_ros/srv/AddPoints_Response"](success=True, message="", object_id=42),
+    )
     yield T["sam3_ros/srv/RemoveObject_Request"], T["sam3_ros/srv/RemoveObject_Request"](object_id=5, camera="")
     yield T["sam3_ros/srv/RemoveObject_Response"], T["sam3_ros/srv/RemoveObject_Response"](success=True, message="ok")
 

@@ -13,10 +13,31 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_bench_kernels_quick(tmp_path):
     out = tmp_path / "kernels.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "XDG_CACHE_HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "bench", "kernels", "--quick", "--repeats", "2",
-                           "--warmup", "1", "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "XDG_CACHE_HOME": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sam3_ros.cli",
+            "bench",
+            "kernels",
+            "--quick",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     rows = {(r["op"], r["size"], r["impl"]): r for r in report["rows"]}

@@ -50,24 +50,33 @@ def emulated_kernels(tmp_path_factory):
         pytest.skip("g++ is not installed")
     build = tmp_path_factory.mktemp("cuda_emulation")
     probe = build / "probe.cpp"
-    probe.write_text("#include <barrier>\n#include <atomic>\nint main() { int x = 0; std::barrier<> b(1); "
-                     "return std::atomic_ref<int>(x).load(); }\n")
-    if subprocess.run(["g++", "-std=c++20", "-pthread", str(probe), "-o", str(build / "probe")],
-                      capture_output=True).returncode:
+    probe.write_text(
+        "#include <barrier>\n#include <atomic>\nint main() { int x = 0; std::barrier<> b(1); "
+        "return std::atomic_ref<int>(x).load(); }\n"
+    )
+    if subprocess.run(
+        ["g++", "-std=c++20", "-pthread", str(probe), "-o", str(build / "probe")], capture_output=True
+    ).returncode:
         pytest.skip("g++ lacks C++20 <barrier> / std::atomic_ref")
     libs = {}
     for source in nvrtc.kernel_sources():
-        text = re.sub(r"extern __shared__ ([\w ]+?) (\w+)\[\];",
-                      r"\1* \2 = reinterpret_cast<\1*>(emu::block->dynamic_shared);", source.read_text())
+        text = re.sub(
+            r"extern __shared__ ([\w ]+?) (\w+)\[\];",
+            r"\1* \2 = reinterpret_cast<\1*>(emu::block->dynamic_shared);",
+            source.read_text(),
+        )
         entries = "".join(
             f'extern "C" void emu_launch_{k}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, '
             f"unsigned bz, std::size_t shared, void** args) "
             f"{{ emu::launch({k}, gx, gy, gz, bx, by, bz, shared, args); }}\n"
-            for k in re.findall(r'extern "C" __global__ void (\w+)\(', text))
+            for k in re.findall(r'extern "C" __global__ void (\w+)\(', text)
+        )
         cpp, lib = build / f"{source.stem}.cpp", build / f"{source.stem}.so"
         cpp.write_text(f'#include "cuda_emulation.h"\n{text}\n{entries}')
-        subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", f"-I{EMULATION}", str(cpp),
-                        "-o", str(lib)], check=True)
+        subprocess.run(
+            ["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", f"-I{EMULATION}", str(cpp), "-o", str(lib)],
+            check=True,
+        )
         libs[source.stem] = ctypes.CDLL(str(lib))
     return libs
 
@@ -126,8 +135,10 @@ def _same(kernel, ref):
     return kernel.dtype == ref.dtype and torch.equal(kernel, ref.cpu())
 
 
-@pytest.mark.parametrize("n, m, h, w", [(0, 3, 8, 8), (1, 1, 1, 1), (5, 7, 13, 17), (17, 33, 31, 29),
-                                        (64, 200, 288, 288), (200, 200, 288, 288)])
+@pytest.mark.parametrize(
+    "n, m, h, w",
+    [(0, 3, 8, 8), (1, 1, 1, 1), (5, 7, 13, 17), (17, 33, 31, 29), (64, 200, 288, 288), (200, 200, 288, 288)],
+)
 def test_mask_iou(backend, gen, n, m, h, w):
     device = _fits(backend, (n + m) * h * w)
     a, b = _masks(gen, n, h, w), _masks(gen, m, h, w)
@@ -151,12 +162,14 @@ def test_nms_from_iou(backend, gen, n):
     device = _fits(backend, n * n * 4)
     iou = torch.round(torch.rand(n, n, generator=gen) * 4) / 4  # values exactly at the threshold
     scores = torch.round(torch.rand(n, generator=gen) * 5) / 5
-    assert _same(cuda_ops.nms_from_iou(iou.to(device), scores.to(device), 0.5),
-                 reference.nms_from_iou(iou, scores, 0.5))
+    assert _same(
+        cuda_ops.nms_from_iou(iou.to(device), scores.to(device), 0.5), reference.nms_from_iou(iou, scores, 0.5)
+    )
 
 
-@pytest.mark.parametrize("n, m, prompts", [(0, 0, 1), (0, 5, 1), (7, 0, 1), (1, 1, 1), (200, 64, 1), (200, 64, 3),
-                                           (1000, 300, 2)])
+@pytest.mark.parametrize(
+    "n, m, prompts", [(0, 0, 1), (0, 5, 1), (7, 0, 1), (1, 1, 1), (200, 64, 1), (200, 64, 3), (1000, 300, 2)]
+)
 @pytest.mark.parametrize("config", range(len(CONFIGS)))
 def test_merge_plan(backend, gen, n, m, prompts, config):
     device = _fits(backend, n * m * 8)
@@ -171,8 +184,10 @@ def test_merge_plan(backend, gen, n, m, prompts, config):
             assert _same(got, want), name
 
 
-@pytest.mark.parametrize("n, h, w, groups", [(0, 5, 5, 1), (1, 1, 1, 1), (3, 7, 5, 1), (9, 33, 31, 3),
-                                             (40, 64, 48, 5), (64, 720, 1280, 4), (300, 96, 96, 7)])
+@pytest.mark.parametrize(
+    "n, h, w, groups",
+    [(0, 5, 5, 1), (1, 1, 1, 1), (3, 7, 5, 1), (9, 33, 31, 3), (40, 64, 48, 5), (64, 720, 1280, 4), (300, 96, 96, 7)],
+)
 def test_exclusive_masks(backend, gen, n, h, w, groups):
     device = _fits(backend, n * h * w)
     masks = _masks(gen, n, h, w)
@@ -182,9 +197,18 @@ def test_exclusive_masks(backend, gen, n, h, w, groups):
     assert _same(got, reference.exclusive_masks(masks, scores, group))
 
 
-@pytest.mark.parametrize("n, h, w, kind", [(1, 1, 1, "noise"), (3, 65, 7, "noise"), (2, 1, 130, "noise"),
-                                           (2, 130, 1, "noise"), (6, 64, 64, "mixed"), (4, 720, 1280, "mixed"),
-                                           (2, 1080, 1920, "noise")])
+@pytest.mark.parametrize(
+    "n, h, w, kind",
+    [
+        (1, 1, 1, "noise"),
+        (3, 65, 7, "noise"),
+        (2, 1, 130, "noise"),
+        (2, 130, 1, "noise"),
+        (6, 64, 64, "mixed"),
+        (4, 720, 1280, "mixed"),
+        (2, 1080, 1920, "noise"),
+    ],
+)
 def test_rle_encode(backend, gen, n, h, w, kind):
     device = _fits(backend, n * h * w)
     masks = _masks(gen, n, h, w, kind)

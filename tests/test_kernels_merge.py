@@ -26,12 +26,13 @@ def _brute_merge(iou, scores, nonempty, keep_alive, next_id, cfg, det_prompt, tr
         new = list(dets)
     else:
         new = [d for d in dets if s[d] >= F32(cfg.new_object_score) and d not in matched]
-    spawn = sorted(sorted(new, key=lambda d: (-s[d], d))[:max(0, cfg.max_objects - m)])
+    spawn = sorted(sorted(new, key=lambda d: (-s[d], d))[: max(0, cfg.max_objects - m)])
     det_track = [best[d] if d in matched else -1 for d in range(n)]
     det_new_id = [next_id + spawn.index(d) if d in spawn else -1 for d in range(n)]
     trk_matched = [any(iou[d][t] >= F32(cfg.assoc_iou) for d in dets) for t in range(m)]
-    trk_unmatched = [bool(nonempty[t]) and not any(iou[d][t] >= F32(cfg.track_assoc_iou) for d in dets)
-                     for t in range(m)]
+    trk_unmatched = [
+        bool(nonempty[t]) and not any(iou[d][t] >= F32(cfg.track_assoc_iou) for d in dets) for t in range(m)
+    ]
     alive = list(keep_alive)
     for t in range(m):
         if trk_matched[t]:
@@ -44,8 +45,15 @@ def _brute_merge(iou, scores, nonempty, keep_alive, next_id, cfg, det_prompt, tr
     for d in dets:
         if m and d not in new and s[d] >= F32(cfg.high_conf_score) and iou[d][best[d]] >= F32(cfg.high_iou):
             recondition[best[d]] = d
-    return dict(det_track=det_track, det_new_id=det_new_id, trk_matched=trk_matched, trk_unmatched=trk_unmatched,
-                trk_recondition_det=recondition, keep_alive=alive, next_id=[next_id + len(spawn)])
+    return dict(
+        det_track=det_track,
+        det_new_id=det_new_id,
+        trk_matched=trk_matched,
+        trk_unmatched=trk_unmatched,
+        trk_recondition_det=recondition,
+        keep_alive=alive,
+        next_id=[next_id + len(spawn)],
+    )
 
 
 def random_merge_case(seed, n, m, prompts=1):
@@ -61,20 +69,35 @@ def random_merge_case(seed, n, m, prompts=1):
     return iou, scores, nonempty, keep_alive, next_id, det_prompt, trk_prompt
 
 
-CONFIGS = [MergeConfig(), MergeConfig(max_objects=9, decrease_keep_alive_when_empty=True),
-           MergeConfig(score_threshold=0.0, assoc_iou=0.0, new_object_score=0.0, max_objects=0),
-           MergeConfig(high_conf_score=0.3, high_iou=0.2, track_assoc_iou=0.3)]
+CONFIGS = [
+    MergeConfig(),
+    MergeConfig(max_objects=9, decrease_keep_alive_when_empty=True),
+    MergeConfig(score_threshold=0.0, assoc_iou=0.0, new_object_score=0.0, max_objects=0),
+    MergeConfig(high_conf_score=0.3, high_iou=0.2, track_assoc_iou=0.3),
+]
 
 
-@pytest.mark.parametrize("n, m, prompts", [(0, 0, 1), (0, 4, 1), (5, 0, 1), (1, 1, 1), (12, 7, 1), (20, 3, 2), (30, 9, 3)])
+@pytest.mark.parametrize(
+    "n, m, prompts", [(0, 0, 1), (0, 4, 1), (5, 0, 1), (1, 1, 1), (12, 7, 1), (20, 3, 2), (30, 9, 3)]
+)
 @pytest.mark.parametrize("config", range(len(CONFIGS)))
 def test_merge_plan_matches_brute_force(n, m, prompts, config):
     cfg = CONFIGS[config]
     for seed in range(3):
-        iou, scores, nonempty, alive, next_id, det_prompt, trk_prompt = random_merge_case(seed * 97 + n + m, n, m, prompts)
+        iou, scores, nonempty, alive, next_id, det_prompt, trk_prompt = random_merge_case(
+            seed * 97 + n + m, n, m, prompts
+        )
         plan = merge_plan(iou, scores, nonempty, alive, next_id, cfg, det_prompt, trk_prompt)
-        expected = _brute_merge(iou.numpy(), scores.numpy(), nonempty.tolist(), alive.tolist(), int(next_id),
-                                cfg, det_prompt.tolist(), trk_prompt.tolist())
+        expected = _brute_merge(
+            iou.numpy(),
+            scores.numpy(),
+            nonempty.tolist(),
+            alive.tolist(),
+            int(next_id),
+            cfg,
+            det_prompt.tolist(),
+            trk_prompt.tolist(),
+        )
         assert {k: v.tolist() for k, v in plan._asdict().items()} == expected, (seed, n, m)
         assert plan.det_new_id.dtype == plan.keep_alive.dtype == plan.next_id.dtype == torch.int64
 
@@ -83,8 +106,9 @@ def test_merge_plan_object_limit_keeps_best_scores_lower_index_on_ties():
     scores = torch.tensor([0.8, 0.9, 0.8, 0.8, 0.95])
     iou = torch.zeros(5, 1)
     iou[4, 0] = 0.6  # detection 4 matches the one track: no spawn
-    plan = merge_plan(iou, scores, torch.ones(1, dtype=torch.bool), torch.tensor([3]), torch.tensor([10]),
-                      MergeConfig(max_objects=3))
+    plan = merge_plan(
+        iou, scores, torch.ones(1, dtype=torch.bool), torch.tensor([3]), torch.tensor([10]), MergeConfig(max_objects=3)
+    )
     assert plan.det_new_id.tolist() == [10, 11, -1, -1, -1]  # room for 2: 0.9, then the first 0.8
     assert plan.det_track.tolist() == [-1, -1, -1, -1, 0] and plan.keep_alive.tolist() == [4]
     assert int(plan.next_id) == 12
@@ -115,7 +139,7 @@ def _blob_masks(g, count, size=32):
     for i in range(count):
         x, y = torch.randint(0, size - 8, (2,), generator=g).tolist()
         w, h = torch.randint(3, 12, (2,), generator=g).tolist()
-        masks[i, y:y + h, x:x + w] = 1.0
+        masks[i, y : y + h, x : x + w] = 1.0
     return masks * 2 - 1  # logits: > 0 inside
 
 
@@ -128,8 +152,7 @@ def test_merge_plan_matches_transformers_association(seed):
     cfg = MergeConfig(high_conf_score=0.6, high_iou=0.5)
     trk_masks = _blob_masks(g, 6)
     trk_masks[2] = -1.0  # an empty track
-    det_masks = torch.cat([trk_masks[:4].roll(int(torch.randint(0, 3, (1,), generator=g)), dims=2),
-                           _blob_masks(g, 5)])
+    det_masks = torch.cat([trk_masks[:4].roll(int(torch.randint(0, 3, (1,), generator=g)), dims=2), _blob_masks(g, 5)])
     det_scores = 0.5 + 0.5 * torch.rand(len(det_masks), generator=g)  # all valid, as the reference receives them
     det_prompt = torch.randint(0, 2, (len(det_masks),), generator=g)
     trk_prompt = torch.randint(0, 2, (len(trk_masks),), generator=g)
@@ -137,21 +160,43 @@ def test_merge_plan_matches_transformers_association(seed):
     alive_before = {i: int(v) for i, v in zip(obj_ids, torch.randint(-1, 31, (6,), generator=g))}
 
     model = SimpleNamespace(
-        assoc_iou_thresh=cfg.assoc_iou, trk_assoc_iou_thresh=cfg.track_assoc_iou, new_det_thresh=cfg.new_object_score,
-        high_conf_thresh=cfg.high_conf_score, high_iou_thresh=cfg.high_iou, hotstart_delay=15,
-        init_trk_keep_alive=cfg.init_keep_alive, max_trk_keep_alive=cfg.max_keep_alive,
-        min_trk_keep_alive=cfg.min_keep_alive, decrease_trk_keep_alive_for_empty_masklets=False)
+        assoc_iou_thresh=cfg.assoc_iou,
+        trk_assoc_iou_thresh=cfg.track_assoc_iou,
+        new_det_thresh=cfg.new_object_score,
+        high_conf_thresh=cfg.high_conf_score,
+        high_iou_thresh=cfg.high_iou,
+        hotstart_delay=15,
+        init_trk_keep_alive=cfg.init_keep_alive,
+        max_trk_keep_alive=cfg.max_keep_alive,
+        min_trk_keep_alive=cfg.min_keep_alive,
+        decrease_trk_keep_alive_for_empty_masklets=False,
+    )
     new_inds, unmatched_ids, det_to_matched, recondition, empty_ids = Sam3VideoModel._associate_det_trk(
-        model, det_masks, det_scores, trk_masks, obj_ids, det_prompt, trk_prompt)
+        model, det_masks, det_scores, trk_masks, obj_ids, det_prompt, trk_prompt
+    )
     new_ids = list(range(21, 21 + len(new_inds)))
-    metadata = dict(obj_first_frame_idx=dict.fromkeys(obj_ids, 0), unmatched_frame_inds=defaultdict(list),
-                    trk_keep_alive=dict(alive_before), overlap_pair_to_frame_inds=defaultdict(list),
-                    removed_obj_ids=set(), suppressed_obj_ids=defaultdict(set))
-    Sam3VideoModel._process_hotstart(model, None, 1, False, det_to_matched, new_ids, empty_ids, unmatched_ids,
-                                     metadata, streaming=True)
+    metadata = dict(
+        obj_first_frame_idx=dict.fromkeys(obj_ids, 0),
+        unmatched_frame_inds=defaultdict(list),
+        trk_keep_alive=dict(alive_before),
+        overlap_pair_to_frame_inds=defaultdict(list),
+        removed_obj_ids=set(),
+        suppressed_obj_ids=defaultdict(set),
+    )
+    Sam3VideoModel._process_hotstart(
+        model, None, 1, False, det_to_matched, new_ids, empty_ids, unmatched_ids, metadata, streaming=True
+    )
 
-    ours = merge_plan(mask_iou(det_masks > 0, trk_masks > 0), det_scores, (trk_masks > 0).flatten(1).any(1),
-                      torch.tensor([alive_before[i] for i in obj_ids]), torch.tensor([21]), cfg, det_prompt, trk_prompt)
+    ours = merge_plan(
+        mask_iou(det_masks > 0, trk_masks > 0),
+        det_scores,
+        (trk_masks > 0).flatten(1).any(1),
+        torch.tensor([alive_before[i] for i in obj_ids]),
+        torch.tensor([21]),
+        cfg,
+        det_prompt,
+        trk_prompt,
+    )
     ids = torch.tensor(obj_ids)
     spawned = torch.nonzero(ours.det_new_id >= 0)[:, 0].tolist()
     assert spawned == new_inds and ours.det_new_id[spawned].tolist() == new_ids
@@ -192,8 +237,12 @@ def test_exclusive_masks_matches_brute_force_and_transformers_postprocessing(see
     ours = exclusive_masks(masks, scores, groups)
     assert np.array_equal(ours.numpy(), _brute_exclusive(masks.numpy(), scores.tolist(), groups.tolist()))
     # as Sam3VideoProcessor.postprocess_outputs calls it: tracker scores, background 0, one group per prompt
-    theirs = video_processor()._apply_object_wise_non_overlapping_constraints(
-        masks[:, None], scores[:, None], background_value=0, prompt_ids=groups.tolist())[:, 0] > 0
+    theirs = (
+        video_processor()._apply_object_wise_non_overlapping_constraints(
+            masks[:, None], scores[:, None], background_value=0, prompt_ids=groups.tolist()
+        )[:, 0]
+        > 0
+    )
     assert torch.equal(ours, theirs)
     assert exclusive_masks(masks[:0], scores[:0], groups[:0]).shape == (0, 9, 11)
     with pytest.raises(ValueError, match="scores and groups"):

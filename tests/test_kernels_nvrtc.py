@@ -10,9 +10,13 @@ from sam3_ros.kernels.nvrtc import KernelsUnavailable
 pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed")
 
 ARCHS = ["sm_80", "sm_87", "sm_90"]  # A100, Jetson Orin, H100/H200
-KERNELS = {"mask_iou": ["pack_masks", "pair_iou"], "mask_nms": ["nms_from_iou"], "merge_plan": ["merge_plan"],
-           "exclusive_masks": ["exclusive_order", "exclusive_masks"],
-           "rle": ["rle_count_edges", "rle_write_edges", "rle_edges_to_counts"]}
+KERNELS = {
+    "mask_iou": ["pack_masks", "pair_iou"],
+    "mask_nms": ["nms_from_iou"],
+    "merge_plan": ["merge_plan"],
+    "exclusive_masks": ["exclusive_order", "exclusive_masks"],
+    "rle": ["rle_count_edges", "rle_write_edges", "rle_edges_to_counts"],
+}
 
 
 @pytest.fixture(autouse=True)

@@ -26,10 +26,18 @@ def test_ops_on_cpu_tensors_are_the_references():
     assert torch.equal(ops.mask_iou(a, b), reference.mask_iou(a, b))
     assert torch.equal(ops.mask_nms(a, scores, 0.3), reference.mask_nms(a, scores, 0.3))
     iou = reference.mask_iou(a, b)
-    plan = ops.merge_plan(iou, scores, torch.ones(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long),
-                          torch.tensor([1]))
-    assert all(torch.equal(x, y) for x, y in zip(plan, reference.merge_plan(
-        iou, scores, torch.ones(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long), torch.tensor([1]))))
+    plan = ops.merge_plan(
+        iou, scores, torch.ones(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long), torch.tensor([1])
+    )
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(
+            plan,
+            reference.merge_plan(
+                iou, scores, torch.ones(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long), torch.tensor([1])
+            ),
+        )
+    )
     groups = torch.tensor([0, 1, 0, 0, -1])
     assert torch.equal(ops.exclusive_masks(a, scores, groups), reference.exclusive_masks(a, scores, groups))
     assert ops.kernel_status(torch.device("cpu")) == "cpu is not a CUDA device"

@@ -32,13 +32,26 @@ PERIOD_NS = 1_000_000_000 // 15
 
 
 def start_node(domain: int, settings: dict, log_path: Path, env: dict | None = None) -> subprocess.Popen:
-    sets = [arg for key, value in {"model": "tiny-random", "devices": "[cpu]", **settings}.items()
-            for arg in ("--set", f"{key}={value}")]
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": "1", **(env or {}),
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    sets = [
+        arg
+        for key, value in {"model": "tiny-random", "devices": "[cpu]", **settings}.items()
+        for arg in ("--set", f"{key}={value}")
+    ]
+    env = {
+        **os.environ,
+        "ROS_DOMAIN_ID": str(domain),
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets],
-                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -125,10 +138,14 @@ def test_participant_config_is_merged_with_the_users_cyclonedds_uri(tmp_path):
     """Cyclone's own configuration trace shows our settings and the user's, the user's winning where both
     set something. Run in a child process: a domain's configuration is fixed per process."""
     trace = tmp_path / "cyclone.log"
-    user = (f"<Internal><SocketReceiveBufferSize max='2MB'/></Internal><Tracing><Verbosity>config</Verbosity>"
-            f"<OutputFile>{trace}</OutputFile></Tracing>")
-    code = ("from sam3_ros.ros.dds import Participant\n"
-            "p = Participant(domain=%d, largest_frame_bytes=3000000); p.close()\n" % random.randint(1, 200))
+    user = (
+        f"<Internal><SocketReceiveBufferSize max='2MB'/></Internal><Tracing><Verbosity>config</Verbosity>"
+        f"<OutputFile>{trace}</OutputFile></Tracing>"
+    )
+    code = (
+        "from sam3_ros.ros.dds import Participant\n"
+        "p = Participant(domain=%d, largest_frame_bytes=3000000); p.close()\n" % random.randint(1, 200)
+    )
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "CYCLONEDDS_URI": user}, check=True, timeout=60)
     config = trace.read_text()
     assert "General/MaxMessageSize/#text: 65500 B" in config  # ours
@@ -139,8 +156,10 @@ def test_participant_config_is_merged_with_the_users_cyclonedds_uri(tmp_path):
 def test_shipped_cyclone_profile_is_read_by_cyclone(tmp_path):
     """config/cyclonedds_large_images.xml, as rmw_cyclonedds_cpp users give it, in Cyclone's own trace."""
     trace = tmp_path / "cyclone.log"
-    uri = (f"file://{ROOT / 'config' / 'cyclonedds_large_images.xml'},<Tracing><Verbosity>config</Verbosity>"
-           f"<OutputFile>{trace}</OutputFile></Tracing>")
+    uri = (
+        f"file://{ROOT / 'config' / 'cyclonedds_large_images.xml'},<Tracing><Verbosity>config</Verbosity>"
+        f"<OutputFile>{trace}</OutputFile></Tracing>"
+    )
     code = "from cyclonedds.domain import DomainParticipant\nDomainParticipant(%d)\n" % random.randint(1, 200)
     subprocess.run([sys.executable, "-c", code], env={**os.environ, "CYCLONEDDS_URI": uri}, check=True, timeout=60)
     config = trace.read_text()
@@ -157,9 +176,17 @@ def test_gap_in_camera_stamps_shows_as_transport_loss_and_a_short_buffer_says_wh
     if limit is None or limit > 2**31 - 2 * MIB:
         pytest.skip(f"net.core.rmem_max is {limit}: no buffer request exceeds it")
     domain, log_path = random.SystemRandom().randint(1, 200), tmp_path / "node.log"
-    process = start_node(domain, {"input.topics": f"[{CAMERA}]", "input.qos": "reliable", "input.qos_depth": "10",
-                                  "output.diagnostics_period_s": "0.3", "input.largest_frame_bytes": str(limit + MIB)},
-                         log_path)
+    process = start_node(
+        domain,
+        {
+            "input.topics": f"[{CAMERA}]",
+            "input.qos": "reliable",
+            "input.qos_depth": "10",
+            "output.diagnostics_period_s": "0.3",
+            "input.largest_frame_bytes": str(limit + MIB),
+        },
+        log_path,
+    )
     client = TrackerClient(domain=domain)
     try:
         assert client.wait_for_node([CAMERA], timeout=90, qos="reliable"), log_path.read_text()
@@ -182,8 +209,10 @@ def test_gap_in_camera_stamps_shows_as_transport_loss_and_a_short_buffer_says_wh
     assert float(values["camera_hz"]) == pytest.approx(20.0, rel=0.05)
     wanted = receive_buffer_bytes(limit + MIB)
     assert node_status.level == 1 and f"sudo sysctl -w net.core.rmem_max={wanted}" in node_status.message
-    assert (node_values["transport.receive_buffer_bytes"], node_values["transport.receive_buffer_wanted_bytes"]) \
-        == (str(limit), str(wanted))
+    assert (node_values["transport.receive_buffer_bytes"], node_values["transport.receive_buffer_wanted_bytes"]) == (
+        str(limit),
+        str(wanted),
+    )
     assert log.count("net.core.rmem_max=") == 1, log
 
 
@@ -193,8 +222,10 @@ def test_full_hd_stream_reaches_the_node(tmp_path):
     wanted = receive_buffer_bytes(Settings.default().input.largest_frame_bytes)
     limit = kernel_receive_buffer_limit()
     if limit is None or limit < wanted:
-        pytest.skip(f"net.core.rmem_max is {limit} bytes, below the {wanted} bytes the node asks for by default: "
-                    f"`sudo sysctl -w net.core.rmem_max={wanted}` lets this test run")
+        pytest.skip(
+            f"net.core.rmem_max is {limit} bytes, below the {wanted} bytes the node asks for by default: "
+            f"`sudo sysctl -w net.core.rmem_max={wanted}` lets this test run"
+        )
     domain, log_path = random.SystemRandom().randint(1, 200), tmp_path / "node.log"
     process = start_node(domain, {"input.topics": f"[{CAMERA}]", "output.diagnostics_period_s": "0.5"}, log_path)
     client = TrackerClient(domain=domain)
@@ -216,8 +247,10 @@ def test_full_hd_stream_reaches_the_node(tmp_path):
         stop(process)
     received = int(values["received"]) - before
     assert node_status.level == 0, node_status.message  # the buffer it asked for was granted
-    assert received >= 0.99 * sent, (f"{received}/{sent} frames arrived (camera {rate:.1f} Hz; {cpu}; "
-                                      f"missed_in_transport {values['missed_in_transport']})")
+    assert received >= 0.99 * sent, (
+        f"{received}/{sent} frames arrived (camera {rate:.1f} Hz; {cpu}; "
+        f"missed_in_transport {values['missed_in_transport']})"
+    )
     # What did not arrive is counted as missed (a loss among the first frames, before the camera's period is
     # known, or of the very last frame, after which no stamp shows the gap, cannot be seen).
     assert sent - 2 <= received + int(values["missed_in_transport"]) <= sent, values

@@ -20,8 +20,14 @@ def _declared_arguments(path: Path) -> dict[str, str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument":
             if node.args and isinstance(node.args[0], ast.Constant):
-                doc = next((k.value.value for k in node.keywords
-                            if k.arg == "description" and isinstance(k.value, ast.Constant)), "")
+                doc = next(
+                    (
+                        k.value.value
+                        for k in node.keywords
+                        if k.arg == "description" and isinstance(k.value, ast.Constant)
+                    ),
+                    "",
+                )
                 out[node.args[0].value] = doc
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
             for row in node.value.elts:
@@ -46,27 +52,31 @@ def test_help_lists_every_subcommand():
     out = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "--help"], capture_output=True, text=True, check=True)
     for name in cli.COMMANDS:
         assert name in out.stdout
-    out = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "bench", "--help"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "sam3_ros.cli", "bench", "--help"], capture_output=True, text=True, check=True
+    )
     for name in cli.BENCHMARKS:
         assert name in out.stdout
 
 
-@pytest.mark.parametrize("argv, status, message", [
-    (["node", "--transport", "dds", "--set", "detection.score_threshold=2"], 2, "detection.score_threshold: 2.0"),
-    (["demo", "--out", "{tmp}", "--size", "8x8"], 2, "too small"),
-    (["make-bag", "{tmp}/bag", "--frames", "0"], 2, "frames must be >= 1"),
-    (["make-bag", "{tmp}/bag", "--images", "{tmp}"], 2, "no .jpg/.png frames"),
-    (["eval", "{tmp}/bag", "--gt", "{tmp}/missing.json", "--out", "{tmp}/o"], 1, "missing.json"),
-    (["bench", "engine", "--size", "12"], 2, "--size must be WxH"),
-    (["bench", "kernels", "--warmup", "-1"], 2, "--warmup >= 0"),
-    (["bench", "multigpu", "--objects", "two"], 2, "--objects: expected comma-separated integers"),
-    (["export-onnx", "--model", "{tmp}/no-model", "--out", "{tmp}/x.onnx"], 1, "no-model"),
-    (["build-engine", "--model", "tiny-random", "--device", "cpu"], 2, "TensorRT"),
-    (["train-toy", "--minutes", "-1", "--out", "{tmp}/o"], 2, "--minutes must be >= 0"),
-    (["train-toy", "--probe", "{tmp}/no-model", "--out", "{tmp}/o"], 1, "no-model"),
-    (["bench", "engine", "--no-such-flag"], 2, "unrecognized arguments: --no-such-flag"),
-])
+@pytest.mark.parametrize(
+    "argv, status, message",
+    [
+        (["node", "--transport", "dds", "--set", "detection.score_threshold=2"], 2, "detection.score_threshold: 2.0"),
+        (["demo", "--out", "{tmp}", "--size", "8x8"], 2, "too small"),
+        (["make-bag", "{tmp}/bag", "--frames", "0"], 2, "frames must be >= 1"),
+        (["make-bag", "{tmp}/bag", "--images", "{tmp}"], 2, "no .jpg/.png frames"),
+        (["eval", "{tmp}/bag", "--gt", "{tmp}/missing.json", "--out", "{tmp}/o"], 1, "missing.json"),
+        (["bench", "engine", "--size", "12"], 2, "--size must be WxH"),
+        (["bench", "kernels", "--warmup", "-1"], 2, "--warmup >= 0"),
+        (["bench", "multigpu", "--objects", "two"], 2, "--objects: expected comma-separated integers"),
+        (["export-onnx", "--model", "{tmp}/no-model", "--out", "{tmp}/x.onnx"], 1, "no-model"),
+        (["build-engine", "--model", "tiny-random", "--device", "cpu"], 2, "TensorRT"),
+        (["train-toy", "--minutes", "-1", "--out", "{tmp}/o"], 2, "--minutes must be >= 0"),
+        (["train-toy", "--probe", "{tmp}/no-model", "--out", "{tmp}/o"], 1, "no-model"),
+        (["bench", "engine", "--no-such-flag"], 2, "unrecognized arguments: --no-such-flag"),
+    ],
+)
 def test_every_subcommand_reports_errors_the_same_way(argv, status, message, tmp_path, capsys):
     """Message on stderr, prefixed with the command; exit 2 for a command line that cannot work, 1 for a failure."""
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]

@@ -43,9 +43,12 @@ def random_logits(rng, kind, n, h, w):
 
 def same(got, want):
     (got_boxes, got_masks), (want_boxes, want_masks) = got, want
-    return (torch.equal(got_boxes.cpu(), want_boxes.cpu()) and got_masks.size == want_masks.size
-            and len(got_masks) == len(want_masks)
-            and all(np.array_equal(a, b) for a, b in zip(got_masks.counts, want_masks.counts)))
+    return (
+        torch.equal(got_boxes.cpu(), want_boxes.cpu())
+        and got_masks.size == want_masks.size
+        and len(got_masks) == len(want_masks)
+        and all(np.array_equal(a, b) for a, b in zip(got_masks.counts, want_masks.counts))
+    )
 
 
 def case(rng, kind, n, h, w):
@@ -55,12 +58,21 @@ def case(rng, kind, n, h, w):
     return logits, scores, groups
 
 
-@pytest.mark.parametrize("in_size, out_size", [((32, 32), (720, 1280)), ((288, 288), (1080, 1920)),
-                                               ((17, 23), (120, 97)), ((288, 288), (96, 128)), ((5, 300), (90, 40))])
+@pytest.mark.parametrize(
+    "in_size, out_size",
+    [
+        ((32, 32), (720, 1280)),
+        ((288, 288), (1080, 1920)),
+        ((17, 23), (120, 97)),
+        ((288, 288), (96, 128)),
+        ((5, 300), (90, 40)),
+    ],
+)
 def test_the_emulated_upsampling_is_torchs(in_size, out_size):
     logits = (np.random.default_rng(sum(out_size)).standard_normal((2, *in_size)) * 10).astype(np.float32)
-    expected = F.interpolate(torch.from_numpy(logits)[:, None], size=out_size, mode="bilinear",
-                             align_corners=False)[:, 0].numpy()
+    expected = F.interpolate(torch.from_numpy(logits)[:, None], size=out_size, mode="bilinear", align_corners=False)[
+        :, 0
+    ].numpy()
     assert np.array_equal(mask_runs.upsample_exact(logits, out_size).view(np.int32), expected.view(np.int32))
     assert mask_runs.emulation_matches_torch(in_size, out_size)
 
@@ -76,19 +88,24 @@ def test_box_runs_equal_the_dense_definition(kind, seed, monkeypatch):
         h, w = (int(v) for v in rng.integers(2, 40, 2))
         height, width = (int(v) for v in rng.integers(65, 400, 2))  # height + width > 128
         logits, scores, groups = case(rng, kind, int(rng.integers(1, 12)), h, w)
-        assert same(mask_runs.output_masks(logits, scores, groups, (height, width)),
-                    dense(logits, scores, groups, (height, width))), (h, w, height, width)
+        assert same(
+            mask_runs.output_masks(logits, scores, groups, (height, width)),
+            dense(logits, scores, groups, (height, width)),
+        ), (h, w, height, width)
     assert not called  # every case went through the box path
 
 
-@pytest.mark.parametrize("n, low, size", [(16, 32, (720, 1280)), (6, 288, (480, 640)), (4, 288, (100, 120)),
-                                          (9, 40, (1080, 1920))])
+@pytest.mark.parametrize(
+    "n, low, size", [(16, 32, (720, 1280)), (6, 288, (480, 640)), (4, 288, (100, 120)), (9, 40, (1080, 1920))]
+)
 def test_box_runs_at_camera_sizes(n, low, size):
     rng = np.random.default_rng(n)
     for kind in ("noise", "blobs"):
         logits, scores, groups = case(rng, kind, n, low, low)
-        assert same(mask_runs.output_masks(logits, scores, groups, size),
-                    mask_runs.dense_output_masks(logits, scores, groups, size))
+        assert same(
+            mask_runs.output_masks(logits, scores, groups, size),
+            mask_runs.dense_output_masks(logits, scores, groups, size),
+        )
 
 
 def test_where_the_box_path_is_not_exact_the_dense_one_runs(monkeypatch):
@@ -100,8 +117,10 @@ def test_where_the_box_path_is_not_exact_the_dense_one_runs(monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(mask_runs, "_host_output", lambda *a: host.append(1))
         for values, size in ((tiny, (300, 200)), (logits, (60, 60))):  # height + width <= 128: another kernel
-            assert same(mask_runs.output_masks(values, scores, groups, size),
-                        mask_runs.dense_output_masks(values, scores, groups, size))
+            assert same(
+                mask_runs.output_masks(values, scores, groups, size),
+                mask_runs.dense_output_masks(values, scores, groups, size),
+            )
     assert not host
     empty = mask_runs.output_masks(torch.zeros(0, 8, 8), torch.zeros(0), torch.zeros(0, dtype=torch.long), (90, 160))
     assert empty[0].shape == (0, 4) and len(empty[1]) == 0
@@ -116,9 +135,17 @@ def test_rle_masks_decode_to_their_masks():
 
 def test_the_engine_publishes_what_the_dense_definition_gives(monkeypatch):
     """Two engines on the same weights and frames, one with the dense definition: the same InstanceArrays."""
-    settings = Settings.default({"devices": ["cpu"], "tracking.max_objects": 8, "detection.score_threshold": 0.0,
-                                 "detection.new_object_threshold": 0.0, "tracking.assoc_iou_threshold": 1.0,
-                                 "tracking.track_assoc_iou_threshold": 0.0, "tracking.keep_alive_frames": 1000})
+    settings = Settings.default(
+        {
+            "devices": ["cpu"],
+            "tracking.max_objects": 8,
+            "detection.score_threshold": 0.0,
+            "detection.new_object_threshold": 0.0,
+            "tracking.assoc_iou_threshold": 1.0,
+            "tracking.track_assoc_iou_threshold": 0.0,
+            "tracking.keep_alive_frames": 1000,
+        }
+    )
     loaded = load_model("tiny-random")
     ours, dense = load_engine(settings, loaded), load_engine(settings, loaded)
     for engine in (ours, dense):
@@ -127,7 +154,7 @@ def test_the_engine_publishes_what_the_dense_definition_gives(monkeypatch):
     background = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
     for t in range(6):
         frame = background.copy()
-        frame[40 + 5 * t: 120 + 5 * t, 60: 160] = (220, 30, 30)
+        frame[40 + 5 * t : 120 + 5 * t, 60:160] = (220, 30, 30)
         a = instances_to_message(ours.step(Frame(frame, stamp_ns=t + 1)))
         with monkeypatch.context() as patch:
             patch.setattr(engine_module, "output_masks", mask_runs.dense_output_masks)

@@ -36,14 +36,21 @@ A, B = box(0, 0, 4, 4), box(4, 4, 8, 8)  # two disjoint 16-pixel objects
 
 def gt(*objs):
     """objs: (id, concept, mask)."""
-    return FrameObjects([o[0] for o in objs], [o[1] for o in objs], np.stack([o[2] for o in objs]) if objs
-                        else np.zeros((0, H, W), bool))
+    return FrameObjects(
+        [o[0] for o in objs],
+        [o[1] for o in objs],
+        np.stack([o[2] for o in objs]) if objs else np.zeros((0, H, W), bool),
+    )
 
 
 def pred(*objs):
     """objs: (id, concept, mask, score)."""
-    return FrameObjects([o[0] for o in objs], [o[1] for o in objs], np.stack([o[2] for o in objs]) if objs
-                        else np.zeros((0, H, W), bool), scores=[o[3] for o in objs])
+    return FrameObjects(
+        [o[0] for o in objs],
+        [o[1] for o in objs],
+        np.stack([o[2] for o in objs]) if objs else np.zeros((0, H, W), bool),
+        scores=[o[3] for o in objs],
+    )
 
 
 def score(frames, phrases=("cat", "dog")):
@@ -70,9 +77,11 @@ def official_mcc(tp, fp, fn, tn):
 
 
 def test_perfect_predictions_score_just_under_100_and_hota_1():
-    frames = [(gt((1, "cat", A), (2, "dog", B)), pred((7, "cat", A, 0.9), (8, "dog", B, 0.8))),
-              (gt((1, "cat", A)), pred((7, "cat", A, 0.9))),  # dog absent, not predicted: a true negative
-              (gt(), pred())]
+    frames = [
+        (gt((1, "cat", A), (2, "dog", B)), pred((7, "cat", A, 0.9), (8, "dog", B, 0.8))),
+        (gt((1, "cat", A)), pred((7, "cat", A, 0.9))),  # dog absent, not predicted: a true negative
+        (gt(), pred()),
+    ]
     r = score(frames)
     # TP 3, FP 0, FN 0 at every threshold; image level tp 3, tn 3
     assert r["pmF1"] == pytest.approx(official_f1(3, 0, 0), abs=1e-12) and r["pmF1"] == pytest.approx(1, abs=1e-4)
@@ -103,8 +112,10 @@ def test_empty_frames_score_zero():
 
 
 def test_absent_phrase_with_a_confident_prediction_lowers_il_mcc_not_pmf1():
-    frames = [(gt((1, "cat", A)), pred((7, "cat", A, 0.9), (9, "dog", B, 0.9))),
-              (gt((1, "cat", A)), pred((7, "cat", A, 0.9)))]
+    frames = [
+        (gt((1, "cat", A)), pred((7, "cat", A, 0.9), (9, "dog", B, 0.9))),
+        (gt((1, "cat", A)), pred((7, "cat", A, 0.9))),
+    ]
     r = score(frames)
     # datapoints: cat tp, tp; dog fp, tn; the dog FP is on a negative datapoint, outside pmF1
     assert r["IL_MCC"] == pytest.approx(official_mcc(2, 1, 0, 1), abs=1e-12)
@@ -134,10 +145,14 @@ def test_prediction_straddling_two_objects_is_matched_by_summed_iou():
     # The summed IoU is largest with straddling-right + half-left (0.875 > 0.571): a TP at t = 0.50 only.
     # Counting matches per threshold instead would also take straddling-left at 0.55.
     assert true_positives(np.array([[16 / 28, 12 / 32], [8 / 16, 0.0]])).tolist() == [1] + [0] * 9
-    assert mask_iou(np.stack([straddling, half]), np.stack([left, right])).tolist() == [[16 / 28, 12 / 32],
-                                                                                         [8 / 16, 0.0]]
-    frames = [(gt((1, "cat", left), (2, "cat", right)), pred((7, "cat", straddling, 0.9), (8, "cat", half, 0.9))),
-              (gt(), pred())]
+    assert mask_iou(np.stack([straddling, half]), np.stack([left, right])).tolist() == [
+        [16 / 28, 12 / 32],
+        [8 / 16, 0.0],
+    ]
+    frames = [
+        (gt((1, "cat", left), (2, "cat", right)), pred((7, "cat", straddling, 0.9), (8, "cat", half, 0.9))),
+        (gt(), pred()),
+    ]
     r = score(frames, phrases=["cat"])
     assert r["pmF1"] == pytest.approx(official_pm_f1([1] + [0] * 9, 2, 2), abs=1e-12)
     assert r["pmF1"] == pytest.approx(official_f1(1, 1, 1) / 10, abs=1e-12)  # ~0.05 (0.1 with per-threshold counts)
@@ -221,10 +236,15 @@ def test_hota_equals_trackeval_on_random_sequences():
             frames.append(TrackFrame(g, p, rng.random((len(g), len(p))) * (rng.random((len(g), len(p))) < 0.5)))
         gi = {v: i for i, v in enumerate(np.unique(np.concatenate([f.gt_ids for f in frames])))}
         pi = {v: i for i, v in enumerate(np.unique(np.concatenate([f.pred_ids for f in frames])))}
-        data = dict(num_gt_dets=sum(len(f.gt_ids) for f in frames), num_tracker_dets=sum(len(f.pred_ids) for f in frames),
-                    num_gt_ids=len(gi), num_tracker_ids=len(pi), similarity_scores=[f.similarity for f in frames],
-                    gt_ids=[np.array([gi[v] for v in f.gt_ids], int) for f in frames],
-                    tracker_ids=[np.array([pi[v] for v in f.pred_ids], int) for f in frames])
+        data = dict(
+            num_gt_dets=sum(len(f.gt_ids) for f in frames),
+            num_tracker_dets=sum(len(f.pred_ids) for f in frames),
+            num_gt_ids=len(gi),
+            num_tracker_ids=len(pi),
+            similarity_scores=[f.similarity for f in frames],
+            gt_ids=[np.array([gi[v] for v in f.gt_ids], int) for f in frames],
+            tracker_ids=[np.array([pi[v] for v in f.pred_ids], int) for f in frames],
+        )
         expected = float(np.mean(trackeval_metrics.HOTA().eval_sequence(data)["HOTA"]))
         assert hota(frames) == pytest.approx(expected, abs=1e-12)
 
@@ -255,24 +275,43 @@ def _official_figures(cgf1_eval, folder, frames, phrases):
         height, width = truth.masks.shape[1:]
         for phrase in phrases:
             image_id = len(images) + 1
-            images.append({"id": image_id, "file_name": f"{index:06d}.png", "height": height, "width": width,
-                           "text_input": phrase, "is_instance_exhaustive": True})
+            images.append(
+                {
+                    "id": image_id,
+                    "file_name": f"{index:06d}.png",
+                    "height": height,
+                    "width": width,
+                    "text_input": phrase,
+                    "is_instance_exhaustive": True,
+                }
+            )
             for concept, mask in zip(truth.concepts, truth.masks):
                 if concept == phrase:
                     rle = _coco_rle(mask)
-                    annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
-                                        "segmentation": rle, "area": float(mask.sum()),
-                                        "bbox": coco_mask.toBbox(rle).tolist(), "iscrowd": 0})
-            results += [{"image_id": image_id, "category_id": 1, "segmentation": _coco_rle(mask), "score": float(s)}
-                        for concept, mask, s in zip(output.concepts, output.masks, output.scores) if concept == phrase]
+                    annotations.append(
+                        {
+                            "id": len(annotations) + 1,
+                            "image_id": image_id,
+                            "category_id": 1,
+                            "segmentation": rle,
+                            "area": float(mask.sum()),
+                            "bbox": coco_mask.toBbox(rle).tolist(),
+                            "iscrowd": 0,
+                        }
+                    )
+            results += [
+                {"image_id": image_id, "category_id": 1, "segmentation": _coco_rle(mask), "score": float(s)}
+                for concept, mask, s in zip(output.concepts, output.masks, output.scores)
+                if concept == phrase
+            ]
     gt_path, pred_path = folder / "gt.json", folder / "predictions.json"
-    gt_path.write_text(json.dumps({"images": images, "annotations": annotations,
-                                   "categories": [{"id": 1, "name": "object"}]}))
+    gt_path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "object"}]})
+    )
     pred_path.write_text(json.dumps(results))
     with np.errstate(divide="ignore", invalid="ignore"):  # its positive_macro_F1 (not compared) divides by 0
         out = cgf1_eval.CGF1Evaluator(str(gt_path)).evaluate(str(pred_path))
-    return (100 * out["cgF1_eval_segm_cgF1"], out["cgF1_eval_segm_positive_micro_F1"],
-            out["cgF1_eval_segm_IL_MCC"])
+    return (100 * out["cgF1_eval_segm_cgF1"], out["cgF1_eval_segm_positive_micro_F1"], out["cgF1_eval_segm_IL_MCC"])
 
 
 def _random_clip(rng, size=12):
@@ -283,7 +322,7 @@ def _random_clip(rng, size=12):
     def random_box():
         x0, y0 = rng.integers(0, size - 2, 2)
         m = np.zeros((size, size), bool)
-        m[y0:y0 + rng.integers(2, 6), x0:x0 + rng.integers(2, 6)] = True
+        m[y0 : y0 + rng.integers(2, 6), x0 : x0 + rng.integers(2, 6)] = True
         return m
 
     def perturbed(mask, others):
@@ -307,16 +346,27 @@ def _random_clip(rng, size=12):
         for phrase in ("cat", "dog"):
             objects = [random_box() for _ in range(rng.integers(1, 4))] if rng.random() < 0.7 else []
             truth += [(phrase, m) for m in objects]
-            output += [(phrase, perturbed(m, objects), rng.choice(scores))
-                       for m in objects for _ in range(rng.choice(3, p=[0.2, 0.65, 0.15]))]
-        output += [(phrase, random_box(), rng.choice(scores)) for phrase in ("cat", "dog", "cup", "zebra")
-                   for _ in range(rng.poisson(0.3))]
+            output += [
+                (phrase, perturbed(m, objects), rng.choice(scores))
+                for m in objects
+                for _ in range(rng.choice(3, p=[0.2, 0.65, 0.15]))
+            ]
+        output += [
+            (phrase, random_box(), rng.choice(scores))
+            for phrase in ("cat", "dog", "cup", "zebra")
+            for _ in range(rng.poisson(0.3))
+        ]
         order = rng.permutation(len(output))
         output = [output[i] for i in order]
         masks = lambda objs: np.stack([o[1] for o in objs]) if objs else np.zeros((0, size, size), bool)  # noqa: E731
-        frames.append((FrameObjects(np.arange(len(truth)), [o[0] for o in truth], masks(truth)),
-                       FrameObjects(np.arange(len(output)), [o[0] for o in output], masks(output),
-                                    scores=[o[2] for o in output])))
+        frames.append(
+            (
+                FrameObjects(np.arange(len(truth)), [o[0] for o in truth], masks(truth)),
+                FrameObjects(
+                    np.arange(len(output)), [o[0] for o in output], masks(output), scores=[o[2] for o in output]
+                ),
+            )
+        )
     return frames
 
 
@@ -325,8 +375,15 @@ def test_cgf1_pmf1_il_mcc_equal_the_official_evaluator(official_cgf1_eval, tmp_p
     CGF1Evaluator: overall and per phrase (the official run on that phrase's datapoints alone)."""
     phrases = ["cat", "dog", "cup"]
     left, right = box(0, 0, 4, 4), box(4, 0, 8, 4)
-    clips = [[(gt((1, "cat", left), (2, "cat", right)),
-               pred((7, "cat", box(0, 0, 7, 4), 0.9), (8, "cat", box(0, 0, 2, 4), 0.5))), (gt(), pred())]]
+    clips = [
+        [
+            (
+                gt((1, "cat", left), (2, "cat", right)),
+                pred((7, "cat", box(0, 0, 7, 4), 0.9), (8, "cat", box(0, 0, 2, 4), 0.5)),
+            ),
+            (gt(), pred()),
+        ]
+    ]
     rng = np.random.default_rng(0)
     clips += [_random_clip(rng) for _ in range(30)]
     for n, frames in enumerate(clips):

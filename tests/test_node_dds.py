@@ -31,24 +31,39 @@ COMPRESSED = "/rear/image_raw/compressed"  # image_transport naming: carries Com
 H, W = 48, 64
 MAX_PIXELS = 20000
 NODE_SETTINGS = {
-    "devices": "[cpu]", "detection.score_threshold": "0.0", "detection.new_object_threshold": "0.0",
-    "input.topics": f"[{RAW}, {COMPRESSED}]", "input.max_image_pixels": str(MAX_PIXELS), "prompt.text": "cat",
-    "output.diagnostics_period_s": "0.3", "output.overlay": "true", "output.label_image": "true",
+    "devices": "[cpu]",
+    "detection.score_threshold": "0.0",
+    "detection.new_object_threshold": "0.0",
+    "input.topics": f"[{RAW}, {COMPRESSED}]",
+    "input.max_image_pixels": str(MAX_PIXELS),
+    "prompt.text": "cat",
+    "output.diagnostics_period_s": "0.3",
+    "output.overlay": "true",
+    "output.label_image": "true",
 }
 RNG = np.random.default_rng(3)
 START_S = 180  # a node's start (imports, model) on a loaded 2-core machine; this module starts three
 
 
 def node_env() -> dict:
-    return {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN), "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {
+        **os.environ,
+        "ROS_DOMAIN_ID": str(DOMAIN),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
 
 
 def start_node(settings: dict, log_path: Path, *extra: str) -> subprocess.Popen:
     sets = [arg for key, value in {"model": "tiny-random", **settings}.items() for arg in ("--set", f"{key}={value}")]
     with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets, *extra],
-                                env=node_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets, *extra],
+            env=node_env(),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def stop_within(process: subprocess.Popen, signum: int, limit_s: float) -> float:
@@ -159,7 +174,8 @@ def test_overlay_and_label_images_carry_the_source_header(node):
     stamp = result.header.stamp
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not (
-            any(m.header.stamp == stamp for m in node.overlay) and any(m.header.stamp == stamp for m in node.labels)):
+        any(m.header.stamp == stamp for m in node.overlay) and any(m.header.stamp == stamp for m in node.labels)
+    ):
         time.sleep(0.02)
     overlay = next(m for m in node.overlay if m.header.stamp == stamp)
     labels = next(m for m in node.labels if m.header.stamp == stamp)
@@ -201,8 +217,10 @@ def test_prompt_topic_sets_every_camera_and_counts_bad_text(node):
     node.client.publish_prompt("bird, fish")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if node.process_frame().prompt == ["bird", "fish"] and \
-                node.process_frame(topic=COMPRESSED).prompt == ["bird", "fish"]:
+        if node.process_frame().prompt == ["bird", "fish"] and node.process_frame(topic=COMPRESSED).prompt == [
+            "bird",
+            "fish",
+        ]:
             break
     else:
         raise AssertionError("the /sam3/prompt text never became the prompt")
@@ -216,9 +234,18 @@ def test_prompt_topic_sets_every_camera_and_counts_bad_text(node):
 
 def _image(encoding="rgb8", height=H, width=W, step=None, data=None, stamp=0):
     rgb = RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    fields = rgb_to_image_fields(rgb) if height and width else {
-        "height": height, "width": width, "encoding": "rgb8", "is_bigendian": 0, "step": width * 3,
-        "data": np.zeros(0, np.uint8)}
+    fields = (
+        rgb_to_image_fields(rgb)
+        if height and width
+        else {
+            "height": height,
+            "width": width,
+            "encoding": "rgb8",
+            "is_bigendian": 0,
+            "step": width * 3,
+            "data": np.zeros(0, np.uint8),
+        }
+    )
     fields["encoding"] = encoding
     if step is not None:
         fields["step"] = step
@@ -259,19 +286,22 @@ def test_bad_images_are_counted_and_the_node_keeps_going(node):
         assert node.process_frame(topic=camera).header.stamp == header(node.stamp).stamp
 
 
-@pytest.mark.parametrize("call,expected", [
-    (lambda c: c.set_prompt([]), "empty prompt"),
-    (lambda c: c.set_prompt(["x" * 10000]), "10000 characters"),
-    (lambda c: c.set_prompt(["cat"], boxes=[500, 500, 600, 600], box_labels=[True], camera=RAW), "outside"),
-    (lambda c: c.set_prompt(["cat"], camera="/nope"), "unknown camera '/nope'"),
-    (lambda c: c.add_points([1, 2], [1], object_id=987654, camera=RAW), "unknown object id 987654"),
-    (lambda c: c.add_points([float("nan"), 2], [1], camera=RAW), "NaN"),
-    (lambda c: c.add_points([1, 2], [1], box=[float("nan"), 0, 1, 1], camera=RAW), "NaN"),
-    (lambda c: c.add_points([1, 2], [1], stamp_ns=5, camera=RAW), "not the latest processed image"),
-    (lambda c: c.add_points([1, 2], [1]), "several cameras"),
-    (lambda c: c.remove_object(987654), "unknown object id 987654"),
-    (lambda c: c.remove_object(987654, camera=RAW), "unknown object id 987654"),
-])
+@pytest.mark.parametrize(
+    "call,expected",
+    [
+        (lambda c: c.set_prompt([]), "empty prompt"),
+        (lambda c: c.set_prompt(["x" * 10000]), "10000 characters"),
+        (lambda c: c.set_prompt(["cat"], boxes=[500, 500, 600, 600], box_labels=[True], camera=RAW), "outside"),
+        (lambda c: c.set_prompt(["cat"], camera="/nope"), "unknown camera '/nope'"),
+        (lambda c: c.add_points([1, 2], [1], object_id=987654, camera=RAW), "unknown object id 987654"),
+        (lambda c: c.add_points([float("nan"), 2], [1], camera=RAW), "NaN"),
+        (lambda c: c.add_points([1, 2], [1], box=[float("nan"), 0, 1, 1], camera=RAW), "NaN"),
+        (lambda c: c.add_points([1, 2], [1], stamp_ns=5, camera=RAW), "not the latest processed image"),
+        (lambda c: c.add_points([1, 2], [1]), "several cameras"),
+        (lambda c: c.remove_object(987654), "unknown object id 987654"),
+        (lambda c: c.remove_object(987654, camera=RAW), "unknown object id 987654"),
+    ],
+)
 def test_bad_requests_get_a_reason_and_the_node_keeps_going(node, call, expected):
     node.process_frame()  # an image exists, so the failure is about the request itself
     reply = call(node.client)
@@ -315,8 +345,12 @@ def test_a_signal_stops_a_namespaced_node_within_2s(tmp_path, signum):
     """A node of its own in a namespace (one node per camera): relative names land under it; SIGTERM or
     SIGINT stops it."""
     log_path = tmp_path / "node.log"
-    process = start_node({"devices": "[cpu]", "input.topics": "[/ns_cam/image_raw]",
-                          "output.instances_topic": "sam3/instances"}, log_path, "--namespace", "robot7")
+    process = start_node(
+        {"devices": "[cpu]", "input.topics": "[/ns_cam/image_raw]", "output.instances_topic": "sam3/instances"},
+        log_path,
+        "--namespace",
+        "robot7",
+    )
     client = TrackerClient(domain=DOMAIN, namespace="robot7", instances_topic="sam3/instances")
     try:
         assert client.wait_for_node(["/ns_cam/image_raw"], timeout=START_S), log_path.read_text()
@@ -332,12 +366,21 @@ def test_a_signal_stops_a_namespaced_node_within_2s(tmp_path, signum):
             process.kill()
 
 
-@pytest.mark.parametrize("env,args,expected", [
-    ({"ROS_DOMAIN_ID": "999"}, [], "ROS_DOMAIN_ID='999' is not an integer in [0, 232]"),
-    ({}, ["--set", "model=/nonexistent/sam3"], "/nonexistent/sam3"),
-    ({}, ["--set", "detection.score_threshold=2"], "detection.score_threshold: 2.0 is outside [0.0, 1.0]"),
-])
+@pytest.mark.parametrize(
+    "env,args,expected",
+    [
+        ({"ROS_DOMAIN_ID": "999"}, [], "ROS_DOMAIN_ID='999' is not an integer in [0, 232]"),
+        ({}, ["--set", "model=/nonexistent/sam3"], "/nonexistent/sam3"),
+        ({}, ["--set", "detection.score_threshold=2"], "detection.score_threshold: 2.0 is outside [0.0, 1.0]"),
+    ],
+)
 def test_bad_configuration_exits_2_with_a_reason(env, args, expected):
-    out = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *args],
-                         env={**node_env(), **env}, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *args],
+        env={**node_env(), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and expected in out.stderr, out.stderr[-2000:]

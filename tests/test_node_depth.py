@@ -22,11 +22,21 @@ PLANE_M = 2.0
 
 @pytest.fixture(scope="module")
 def settings():
-    return Settings.default({"devices": ["cpu"], "model": "tiny-random", "input.topics": [CAMERA],
-                             "input.depth_topics": [DEPTH], "prompt.text": "cat", "output.point_cloud": True,
-                             "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
-                             "depth.max_samples": 100000, "depth.min_points": 1,
-                             "output.diagnostics_period_s": 0.05})
+    return Settings.default(
+        {
+            "devices": ["cpu"],
+            "model": "tiny-random",
+            "input.topics": [CAMERA],
+            "input.depth_topics": [DEPTH],
+            "prompt.text": "cat",
+            "output.point_cloud": True,
+            "detection.score_threshold": 0.0,
+            "detection.new_object_threshold": 0.0,
+            "depth.max_samples": 100000,
+            "depth.min_points": 1,
+            "output.diagnostics_period_s": 0.05,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +101,15 @@ def test_detections_carry_the_instances_and_3d_lies_on_the_depth_plane(node):
     assert depth_counters(node.outputs, lambda c: c.get("depth.frames_3d") == "1")
 
 
-@pytest.mark.parametrize("depth, camera_info, reason", [
-    (None, K, "no_depth"),  # no depth image within the stamp tolerance
-    (np.full((H // 2, W // 2), PLANE_M), K, "bad_depth"),  # not registered to the colour image
-    ("32FC3", K, "bad_depth"),  # unsupported encoding
-    (np.full((H, W), PLANE_M), Intrinsics(0.0, 0.0, 1.0, 1.0, W, H), "bad_camera_info"),  # not calibrated
-])
+@pytest.mark.parametrize(
+    "depth, camera_info, reason",
+    [
+        (None, K, "no_depth"),  # no depth image within the stamp tolerance
+        (np.full((H // 2, W // 2), PLANE_M), K, "bad_depth"),  # not registered to the colour image
+        ("32FC3", K, "bad_depth"),  # unsupported encoding
+        (np.full((H, W), PLANE_M), Intrinsics(0.0, 0.0, 1.0, 1.0, W, H), "bad_camera_info"),  # not calibrated
+    ],
+)
 def test_bad_depth_input_is_counted_and_the_2d_outputs_go_on(node, depth, camera_info, reason):
     stamp = 2_000_000 + 100_000_000 * len(node.outputs.messages)
     node.on_camera_info(CAMERA, camera_info_message(camera_info, stamp))

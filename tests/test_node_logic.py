@@ -19,9 +19,17 @@ CAMERAS = ["/a/image_raw", "/b/image_raw"]
 
 @pytest.fixture(scope="module")
 def settings():
-    return Settings.default({"model": "tiny-random", "devices": ["cpu"], "input.topics": CAMERAS, "prompt.text": "cat",
-                             "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
-                             "output.diagnostics_period_s": 0.05})
+    return Settings.default(
+        {
+            "model": "tiny-random",
+            "devices": ["cpu"],
+            "input.topics": CAMERAS,
+            "prompt.text": "cat",
+            "detection.score_threshold": 0.0,
+            "detection.new_object_threshold": 0.0,
+            "output.diagnostics_period_s": 0.05,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +44,13 @@ def frame(stamp_ns):
 
 
 def prompt_request(phrases=(), boxes=(), labels=(), camera=""):
-    return SimpleNamespace(phrases=list(phrases), boxes=np.asarray(boxes, np.float32),
-                           box_labels=np.asarray(labels, bool), camera=camera, keep_tracks=False)
+    return SimpleNamespace(
+        phrases=list(phrases),
+        boxes=np.asarray(boxes, np.float32),
+        box_labels=np.asarray(labels, bool),
+        camera=camera,
+        keep_tracks=False,
+    )
 
 
 def test_requests_before_any_image_fail_without_changing_anything(settings, engines):
@@ -46,9 +59,16 @@ def test_requests_before_any_image_fail_without_changing_anything(settings, engi
     node.start()
     try:
         assert node.reset().success
-        reply = node.add_points(SimpleNamespace(object_id=-1, points=np.array([5, 5], np.float32),
-                                                labels=np.array([1], np.int8), box=np.zeros(0, np.float32),
-                                                stamp=stamp_to_time(0), camera=CAMERAS[0]))
+        reply = node.add_points(
+            SimpleNamespace(
+                object_id=-1,
+                points=np.array([5, 5], np.float32),
+                labels=np.array([1], np.int8),
+                box=np.zeros(0, np.float32),
+                stamp=stamp_to_time(0),
+                camera=CAMERAS[0],
+            )
+        )
         assert not reply.success and "no image has been processed" in reply.message
         node.on_image(CAMERAS[0], frame(1))
         outputs.wait_instances(1)

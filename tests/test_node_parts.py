@@ -95,36 +95,49 @@ def test_slot_closed_with_a_reason_refuses_commands_keeps_images_and_reopens():
 
 # -- request validation -------------------------------------------------------------------------------
 def set_prompt_request(phrases=(), boxes=(), labels=()):
-    return SimpleNamespace(phrases=list(phrases), boxes=np.asarray(boxes, np.float32),
-                           box_labels=np.asarray(labels, bool), camera="", keep_tracks=False)
+    return SimpleNamespace(
+        phrases=list(phrases),
+        boxes=np.asarray(boxes, np.float32),
+        box_labels=np.asarray(labels, bool),
+        camera="",
+        keep_tracks=False,
+    )
 
 
 def add_points_request(points=(), labels=(), box=(), object_id=-1):
-    return SimpleNamespace(object_id=object_id, points=np.asarray(points, np.float32),
-                           labels=np.asarray(labels, np.int8), box=np.asarray(box, np.float32))
+    return SimpleNamespace(
+        object_id=object_id,
+        points=np.asarray(points, np.float32),
+        labels=np.asarray(labels, np.int8),
+        box=np.asarray(box, np.float32),
+    )
 
 
 def test_valid_prompt_is_parsed_and_boxes_clipped():
     prompt = requests.parse_set_prompt(
-        set_prompt_request([" cat ", "red circle"], [-5, 10, 20, 30, 50, 40, 90, 60], [True, False]), LIMITS, SIZE)
+        set_prompt_request([" cat ", "red circle"], [-5, 10, 20, 30, 50, 40, 90, 60], [True, False]), LIMITS, SIZE
+    )
     assert prompt.phrases == ["cat", "red circle"]
     assert prompt.boxes.tolist() == [[0, 10, 20, 30], [50, 40, 64, 48]]
     assert prompt.box_labels.tolist() == [True, False]
     assert requests.parse_prompt_text(" dog, , cat ,", LIMITS) == ["dog", "cat"]
 
 
-@pytest.mark.parametrize("request_,expected", [
-    (set_prompt_request(), "empty prompt"),
-    (set_prompt_request(["x" * 10000]), "phrase 0 has 10000 characters, more than the limit of 20"),
-    (set_prompt_request(["a", "  "]), "phrase 1 is empty"),
-    (set_prompt_request(["a", "b", "c", "d"]), "4 phrases, more than the limit of 3"),
-    (set_prompt_request(["a"], [1, 2, 3]), "boxes has 3 values"),
-    (set_prompt_request(["a"], [1, 2, 3, 4], []), "0 box_labels for 1 boxes"),
-    (set_prompt_request([], [0] * 12, [True] * 3), "3 exemplar boxes, more than the limit of 2"),
-    (set_prompt_request([], [100, 100, 120, 130], [True]), "is outside the 64x48 image"),
-    (set_prompt_request([], [10, 10, 5, 20], [True]), "needs x_max > x_min"),
-    (set_prompt_request([], [np.nan, 1, 2, 3], [True]), "box 0 contains NaN"),
-])
+@pytest.mark.parametrize(
+    "request_,expected",
+    [
+        (set_prompt_request(), "empty prompt"),
+        (set_prompt_request(["x" * 10000]), "phrase 0 has 10000 characters, more than the limit of 20"),
+        (set_prompt_request(["a", "  "]), "phrase 1 is empty"),
+        (set_prompt_request(["a", "b", "c", "d"]), "4 phrases, more than the limit of 3"),
+        (set_prompt_request(["a"], [1, 2, 3]), "boxes has 3 values"),
+        (set_prompt_request(["a"], [1, 2, 3, 4], []), "0 box_labels for 1 boxes"),
+        (set_prompt_request([], [0] * 12, [True] * 3), "3 exemplar boxes, more than the limit of 2"),
+        (set_prompt_request([], [100, 100, 120, 130], [True]), "is outside the 64x48 image"),
+        (set_prompt_request([], [10, 10, 5, 20], [True]), "needs x_max > x_min"),
+        (set_prompt_request([], [np.nan, 1, 2, 3], [True]), "box 0 contains NaN"),
+    ],
+)
 def test_bad_prompts_are_rejected_with_a_reason(request_, expected):
     with pytest.raises(ValueError, match=expected):
         requests.parse_set_prompt(request_, LIMITS, SIZE)
@@ -145,18 +158,21 @@ def test_valid_points_are_parsed():
     assert requests.parse_add_points(add_points_request([], [], [1, 1, 9, 9], object_id=3), SIZE).object_id == 3
 
 
-@pytest.mark.parametrize("request_,expected", [
-    (add_points_request([1, 2, 3], [1]), "points has 3 values"),
-    (add_points_request([1, 2], [1, 1]), "2 labels for 1 points"),
-    (add_points_request([1, 2], [2]), "labels must be 1"),
-    (add_points_request([np.nan, 2], [1]), "points contain NaN"),
-    (add_points_request([1, 2], [1], [0, 0, np.inf, 3]), "box contains NaN or infinite"),
-    (add_points_request([70, 2], [1]), r"point \(70, 2\) is outside the 64x48 image"),
-    (add_points_request([], []), "no points and no box"),
-    (add_points_request([1, 2], [1], [1, 2, 3]), "box has 3 values"),
-    (add_points_request([1, 2], [1], [-9, -9, -1, -1]), "outside the 64x48 image"),
-    (add_points_request([1, 2], [1], object_id=-7), "object_id -7 is invalid"),
-])
+@pytest.mark.parametrize(
+    "request_,expected",
+    [
+        (add_points_request([1, 2, 3], [1]), "points has 3 values"),
+        (add_points_request([1, 2], [1, 1]), "2 labels for 1 points"),
+        (add_points_request([1, 2], [2]), "labels must be 1"),
+        (add_points_request([np.nan, 2], [1]), "points contain NaN"),
+        (add_points_request([1, 2], [1], [0, 0, np.inf, 3]), "box contains NaN or infinite"),
+        (add_points_request([70, 2], [1]), r"point \(70, 2\) is outside the 64x48 image"),
+        (add_points_request([], []), "no points and no box"),
+        (add_points_request([1, 2], [1], [1, 2, 3]), "box has 3 values"),
+        (add_points_request([1, 2], [1], [-9, -9, -1, -1]), "outside the 64x48 image"),
+        (add_points_request([1, 2], [1], object_id=-7), "object_id -7 is invalid"),
+    ],
+)
 def test_bad_points_are_rejected_with_a_reason(request_, expected):
     with pytest.raises(ValueError, match=expected):
         requests.parse_add_points(request_, SIZE)
@@ -218,7 +234,10 @@ def _instances():
     masks[1, 10:30, 20:40] = True  # overlaps the first
     found = Instances.empty(frame, ["cat"])
     found.ids, found.masks = np.array([70000, 4]), masks
-    found.scores, found.boxes = np.array([0.9, 0.6], np.float32), np.array([[5, 5, 25, 15], [20, 10, 40, 30]], np.float32)
+    found.scores, found.boxes = (
+        np.array([0.9, 0.6], np.float32),
+        np.array([[5, 5, 25, 15], [20, 10, 40, 30]], np.float32),
+    )
     found.concept_index, found.detected = np.array([0, -1]), np.array([True, False])
     found.age, found.frames_since_detected = np.zeros(2, np.int64), np.zeros(2, np.int64)
     return found

@@ -46,6 +46,11 @@ def test_auto_transport_picks_dds_without_rclpy():
 @pytest.mark.skipif(HAS_ROS_BUILD, reason="rclpy and this package's colcon build are importable here")
 def test_rclpy_transport_without_ros_says_what_to_do():
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "rclpy"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "rclpy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "use --transport dds" in out.stderr

@@ -30,11 +30,21 @@ ERROR = typestore().types["diagnostic_msgs/msg/DiagnosticStatus"].ERROR
 
 
 def make_settings(**overrides):
-    return Settings.default({"model": "tiny-random", "devices": ["cpu"], "input.topics": [CAMERA],
-                             "prompt.text": "cat", "detection.score_threshold": 0.0,
-                             "detection.new_object_threshold": 0.0, "output.overlay": True,
-                             "output.label_image": True, "output.diagnostics_period_s": 0.05,
-                             "output.stall_timeout_s": STALL_TIMEOUT_S, **overrides})
+    return Settings.default(
+        {
+            "model": "tiny-random",
+            "devices": ["cpu"],
+            "input.topics": [CAMERA],
+            "prompt.text": "cat",
+            "detection.score_threshold": 0.0,
+            "detection.new_object_threshold": 0.0,
+            "output.overlay": True,
+            "output.label_image": True,
+            "output.diagnostics_period_s": 0.05,
+            "output.stall_timeout_s": STALL_TIMEOUT_S,
+            **overrides,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +57,9 @@ class Running:
 
     def __init__(self, engine, settings=None, decode=faulty_decode):
         self.outputs = Outputs()
-        self.node = TrackerNode(settings or make_settings(), lambda camera: engine, faulty_publish(self.outputs),
-                                decode=decode)
+        self.node = TrackerNode(
+            settings or make_settings(), lambda camera: engine, faulty_publish(self.outputs), decode=decode
+        )
         self.stamp = 0
         self.node.start()
 
@@ -76,6 +87,7 @@ class Running:
 
     def status(self, where=lambda status: True, timeout=5.0):
         """The camera's status in the first diagnostics message (new or seen) for which ``where`` holds."""
+
         def camera_status(message):
             return next(s for s in message.status if s.hardware_id == CAMERA)
 
@@ -94,8 +106,9 @@ def values(status):
 
 
 def prompt(*phrases):
-    return SimpleNamespace(phrases=list(phrases), boxes=np.zeros(0, np.float32), box_labels=np.zeros(0, bool),
-                           camera="", keep_tracks=False)
+    return SimpleNamespace(
+        phrases=list(phrases), boxes=np.zeros(0, np.float32), box_labels=np.zeros(0, bool), camera="", keep_tracks=False
+    )
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -225,13 +238,35 @@ def test_cv_bridge_errors_count_as_bad_images_and_the_camera_goes_on(engine, mon
         running.answer()
         bayer = np.random.default_rng(0).integers(0, 256, (40, 56), np.uint8)
         stamp = running.stamp + 1
-        running.node.on_image(CAMERA, image_message({"height": 40, "width": 56, "encoding": "bayer_rggb8",
-                                                     "is_bigendian": 0, "step": 56, "data": bayer.reshape(-1)},
-                                                    stamp, "cam"))
+        running.node.on_image(
+            CAMERA,
+            image_message(
+                {
+                    "height": 40,
+                    "width": 56,
+                    "encoding": "bayer_rggb8",
+                    "is_bigendian": 0,
+                    "step": 56,
+                    "data": bayer.reshape(-1),
+                },
+                stamp,
+                "cam",
+            ),
+        )
         running.stamp = stamp
         assert running.outputs.wait_instances(stamp, timeout=10).header.frame_id == "cam"  # cv_bridge decoded it
-        short = image_message({"height": 40, "width": 56, "encoding": "bayer_rggb8", "is_bigendian": 0,
-                               "step": 56, "data": bayer.reshape(-1)[:100]}, 0, "cam")
+        short = image_message(
+            {
+                "height": 40,
+                "width": 56,
+                "encoding": "bayer_rggb8",
+                "is_bigendian": 0,
+                "step": 56,
+                "data": bayer.reshape(-1)[:100],
+            },
+            0,
+            "cam",
+        )
         with pytest.raises(ValueError, match="cv_bridge cannot convert the 'bayer_rggb8' image: buffer is too small"):
             decode_with_cv_bridge(short, 10**6)
         assert running.node.reset().success

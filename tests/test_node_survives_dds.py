@@ -34,9 +34,15 @@ H, W = 48, 64
 STALL_TIMEOUT_S = 1.0
 FUZZ_MESSAGES = 60
 NODE_SETTINGS = {
-    "model": "tiny-random", "devices": "[cpu]", "detection.score_threshold": "0.0",
-    "detection.new_object_threshold": "0.0", "input.topics": f"[{RAW}, {COMPRESSED}]", "input.qos": "reliable",
-    "input.max_image_pixels": "20000", "prompt.text": "cat", "output.diagnostics_period_s": "0.05",
+    "model": "tiny-random",
+    "devices": "[cpu]",
+    "detection.score_threshold": "0.0",
+    "detection.new_object_threshold": "0.0",
+    "input.topics": f"[{RAW}, {COMPRESSED}]",
+    "input.qos": "reliable",
+    "input.max_image_pixels": "20000",
+    "prompt.text": "cat",
+    "output.diagnostics_period_s": "0.05",
     "output.stall_timeout_s": str(STALL_TIMEOUT_S),
 }
 ERROR = typestore().types["diagnostic_msgs/msg/DiagnosticStatus"].ERROR
@@ -63,8 +69,11 @@ class FaultyNode:
     def answer(self, topic=RAW):
         """Send a good frame on ``topic`` and return its InstanceArray."""
         rgb = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
-        good = compressed_message(rgb_to_compressed(rgb, "png"), "png", 0, "good") if topic == COMPRESSED \
+        good = (
+            compressed_message(rgb_to_compressed(rgb, "png"), "png", 0, "good")
+            if topic == COMPRESSED
             else image_message(rgb_to_image_fields(rgb), 0, "good")
+        )
         stamp = self.send(good, topic)
         try:
             return self.client.wait_for_instances(stamp, camera=topic, timeout=20)
@@ -85,6 +94,7 @@ class FaultyNode:
     def settled(self, topic=RAW, received=None) -> dict:
         """The camera's values once it has received ``received`` images (when given) and every image it
         received was answered, dropped or replaced (counters are only read when all are up to date)."""
+
         def done(_, v):
             handled = int(v["published"]) + int(v["rejected"]) + int(v["dropped_stale"])
             return handled == int(v["received"]) and received in (None, int(v["received"]))
@@ -99,12 +109,21 @@ def good_image(frame_id):
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("faulty_node") / "node.log"
-    env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "ROS_DOMAIN_ID": str(DOMAIN),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
     sets = [arg for key, value in NODE_SETTINGS.items() for arg in ("--set", f"{key}={value}")]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "node_faults.py"), *sets], env=env,
-                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "node_faults.py"), *sets],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     client = TrackerClient(domain=DOMAIN)
     running = FaultyNode(process, client, log_path)
     try:
@@ -165,9 +184,13 @@ def test_a_stall_shows_in_diagnostics_within_the_watchdog_time(node):
 def test_random_camera_messages_never_stop_a_camera(node):
     drawn = []
 
-    @settings(max_examples=FUZZ_MESSAGES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                     HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=FUZZ_MESSAGES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    )
     @given(message=camera_messages())
     def random_then_good(message):
         topic = COMPRESSED if hasattr(message, "format") else RAW

@@ -13,10 +13,28 @@ from catkin_pkg.package import parse_package
 ROOT = Path(__file__).resolve().parent.parent
 # Python modules that come from ROS packages (not pip): a module imported by our code with one of these
 # names, or ending in _msgs/_srvs/_interfaces, must be a dependency in package.xml.
-ROS_PYTHON_PACKAGES = {"rclpy", "launch", "launch_ros", "cv_bridge", "ament_index_python", "rosidl_runtime_py",
-                       "builtin_interfaces", "rosbag2_py", "message_filters", "tf2_ros"}
-REQUIRED = {"rclpy", "std_msgs", "sensor_msgs", "std_srvs", "lifecycle_msgs", "diagnostic_msgs", "cv_bridge",
-            "builtin_interfaces"}
+ROS_PYTHON_PACKAGES = {
+    "rclpy",
+    "launch",
+    "launch_ros",
+    "cv_bridge",
+    "ament_index_python",
+    "rosidl_runtime_py",
+    "builtin_interfaces",
+    "rosbag2_py",
+    "message_filters",
+    "tf2_ros",
+}
+REQUIRED = {
+    "rclpy",
+    "std_msgs",
+    "sensor_msgs",
+    "std_srvs",
+    "lifecycle_msgs",
+    "diagnostic_msgs",
+    "cv_bridge",
+    "builtin_interfaces",
+}
 
 
 def _package():
@@ -24,8 +42,11 @@ def _package():
 
 
 def _deps(pkg):
-    return {d.name for group in (pkg.build_depends, pkg.exec_depends, pkg.build_export_depends,
-                                 pkg.buildtool_depends) for d in group}
+    return {
+        d.name
+        for group in (pkg.build_depends, pkg.exec_depends, pkg.build_export_depends, pkg.buildtool_depends)
+        for d in group
+    }
 
 
 def test_package_xml_validates():

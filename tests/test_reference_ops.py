@@ -31,7 +31,7 @@ def _brute_nms(masks, scores, thr):
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     kept = []
     for i in order:
-        if all(_brute_iou(masks[i:i + 1], masks[k:k + 1])[0, 0] <= thr for k in kept):
+        if all(_brute_iou(masks[i : i + 1], masks[k : k + 1])[0, 0] <= thr for k in kept):
             kept.append(i)
     return np.isin(np.arange(len(scores)), kept)
 
@@ -42,7 +42,7 @@ def test_mask_nms_matches_brute_force(seed):
     masks = torch.zeros(12, 20, 20, dtype=torch.bool)
     for i in range(12):  # overlapping boxes so suppression happens
         x, y = torch.randint(0, 12, (2,), generator=g).tolist()
-        masks[i, y:y + 8, x:x + 8] = True
+        masks[i, y : y + 8, x : x + 8] = True
     scores = torch.rand(12, generator=g)
     scores[3] = scores[5]  # a tie
     keep = mask_nms(masks, scores, 0.3)
@@ -58,8 +58,12 @@ def test_mask_nms_empty_and_size_mismatch():
 @pytest.mark.parametrize("case", ["all_empty", "all_full", "one_mask", "odd_size"])
 def test_mask_iou_edge_cases(case):
     g = torch.Generator().manual_seed(7)
-    a = {"all_empty": torch.zeros(3, 4, 6, dtype=torch.bool), "all_full": torch.ones(3, 4, 6, dtype=torch.bool),
-         "one_mask": torch.rand(1, 5, 3, generator=g) > 0.5, "odd_size": torch.rand(7, 13, 1, generator=g) > 0.3}[case]
+    a = {
+        "all_empty": torch.zeros(3, 4, 6, dtype=torch.bool),
+        "all_full": torch.ones(3, 4, 6, dtype=torch.bool),
+        "one_mask": torch.rand(1, 5, 3, generator=g) > 0.5,
+        "odd_size": torch.rand(7, 13, 1, generator=g) > 0.3,
+    }[case]
     b = torch.rand(5, *a.shape[1:], generator=g) > 0.5
     np.testing.assert_allclose(mask_iou(a, b).numpy(), _brute_iou(a.numpy(), b.numpy()), atol=1e-6)
     np.testing.assert_allclose(mask_iou(a, a).numpy(), _brute_iou(a.numpy(), a.numpy()), atol=1e-6)

@@ -78,11 +78,14 @@ def test_unreadable_and_invalid_files(tmp_path):
     assert Settings.from_yaml(plain).tracking.max_objects == 3
 
 
-@pytest.mark.parametrize("text, message", [
-    ("cat, cat", "prompt.text: phrase 1 'cat' is listed twice"),
-    ("a, b, c", "prompt.text: 3 phrases, more than the limit of 2 (prompt.max_phrases)"),
-    ("cat, " + "x" * 30, "prompt.text: phrase 1 has 30 characters, more than the limit of 20"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("cat, cat", "prompt.text: phrase 1 'cat' is listed twice"),
+        ("a, b, c", "prompt.text: 3 phrases, more than the limit of 2 (prompt.max_phrases)"),
+        ("cat, " + "x" * 30, "prompt.text: phrase 1 has 30 characters, more than the limit of 20"),
+    ],
+)
 def test_the_initial_prompt_follows_the_rules_of_every_prompt(text, message):
     """The start-up check applies the rules the services and the engine apply (sam3_ros.prompts)."""
     with pytest.raises(SettingsError, match=re.escape(message)):

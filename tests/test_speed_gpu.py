@@ -14,12 +14,20 @@ SIZE = 112
 
 
 def settings(**overrides) -> Settings:
-    base = {"model": "tiny-random", "devices": ["cuda"], "image_size": SIZE, "precision": "fp32", "backend": "eager",
-            "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
-            "tracking.assoc_iou_threshold": 1.0, "tracking.max_objects": 6,
-            # hole filling labels connected components until they converge: a data-dependent loop that
-            # reads a flag back every 8 steps (engine/mask_ops.py); everything else must be sync-free
-            "tracking.hole_fill_area": 0}
+    base = {
+        "model": "tiny-random",
+        "devices": ["cuda"],
+        "image_size": SIZE,
+        "precision": "fp32",
+        "backend": "eager",
+        "detection.score_threshold": 0.0,
+        "detection.new_object_threshold": 0.0,
+        "tracking.assoc_iou_threshold": 1.0,
+        "tracking.max_objects": 6,
+        # hole filling labels connected components until they converge: a data-dependent loop that
+        # reads a flag back every 8 steps (engine/mask_ops.py); everything else must be sync-free
+        "tracking.hole_fill_area": 0,
+    }
     return Settings.default({**base, **overrides})
 
 
@@ -28,7 +36,7 @@ def frames(n, h=120, w=160):
     base = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
     for t in range(n):
         image = base.copy()
-        image[30:70, 10 + 3 * t:50 + 3 * t] = (220, 40, 40)
+        image[30:70, 10 + 3 * t : 50 + 3 * t] = (220, 40, 40)
         yield Frame(image, stamp_ns=t + 1)
 
 

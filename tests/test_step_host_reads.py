@@ -17,8 +17,17 @@ from sam3_ros.engine import ConceptPrompt, Frame, load_engine, load_model
 from sam3_ros.settings import Settings
 
 SIZE = 56
-HOST_READS = {"aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "aten::equal", "aten::nonzero",
-              "aten::nonzero_static", "aten::masked_select", "aten::_unique2", "aten::unique_consecutive"}
+HOST_READS = {
+    "aten::_local_scalar_dense",
+    "aten::item",
+    "aten::is_nonzero",
+    "aten::equal",
+    "aten::nonzero",
+    "aten::nonzero_static",
+    "aten::masked_select",
+    "aten::_unique2",
+    "aten::unique_consecutive",
+}
 
 
 class HostReads(TorchDispatchMode):
@@ -41,10 +50,19 @@ def loaded():
 
 
 def run_steps(loaded, phrases, **overrides):
-    settings = Settings.default({
-        "model": "tiny-random", "devices": ["cpu"], "image_size": SIZE, "detection.score_threshold": 0.0,
-        "detection.new_object_threshold": 0.0, "tracking.assoc_iou_threshold": 1.0, "tracking.max_objects": 6,
-        "tracking.keep_alive_frames": 1, **overrides})  # objects start and expire on every frame
+    settings = Settings.default(
+        {
+            "model": "tiny-random",
+            "devices": ["cpu"],
+            "image_size": SIZE,
+            "detection.score_threshold": 0.0,
+            "detection.new_object_threshold": 0.0,
+            "tracking.assoc_iou_threshold": 1.0,
+            "tracking.max_objects": 6,
+            "tracking.keep_alive_frames": 1,
+            **overrides,
+        }
+    )  # objects start and expire on every frame
     engine = load_engine(settings, loaded)
     engine.set_prompt(ConceptPrompt(phrases=phrases))
     rng = np.random.default_rng(0)

@@ -67,8 +67,10 @@ def _repaired_stubs(into: Path) -> Path:
     try:
         files = importlib.metadata.files("tensorrt-stubs") or []
     except importlib.metadata.PackageNotFoundError:
-        pytest.fail("tensorrt-stubs is not installed: pip install --no-deps tensorrt-stubs==10.13.0.35.1 "
-                    "(its dependency on the tensorrt libraries cannot be installed; make test does this)")
+        pytest.fail(
+            "tensorrt-stubs is not installed: pip install --no-deps tensorrt-stubs==10.13.0.35.1 "
+            "(its dependency on the tensorrt libraries cannot be installed; make test does this)"
+        )
     stubs = [f for f in files if str(f).endswith(".pyi")]
     assert stubs, "tensorrt-stubs has no .pyi files"
     for stub in stubs:
@@ -86,9 +88,22 @@ def test_tensorrt_module_type_checks_against_the_stubs(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(tmp_path / "mypy.ini"), "--no-incremental",
-         "--cache-dir", str(tmp_path / "cache"), str(MODULE), str(probe)],
-        capture_output=True, text=True, cwd=ROOT, env={"MYPYPATH": str(stubs), "PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(tmp_path / "mypy.ini"),
+            "--no-incremental",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(MODULE),
+            str(probe),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"MYPYPATH": str(stubs), "PATH": "/usr/bin:/bin"},
     )
     lines = result.stdout.splitlines()
     ours = [line for line in lines if line.startswith(str(MODULE.relative_to(ROOT))) or "tensorrt_runtime.py" in line]

@@ -92,8 +92,9 @@ def test_a_positive_exemplar_box_proposes_its_object_and_a_negative_one_suppress
     found = {}
     for label in (True, False):
         engine = toy_engine()
-        engine.set_prompt(ConceptPrompt(boxes=masks_to_boxes(torch.from_numpy(obj[None])).numpy(),
-                                        box_labels=np.array([label])))
+        engine.set_prompt(
+            ConceptPrompt(boxes=masks_to_boxes(torch.from_numpy(obj[None])).numpy(), box_labels=np.array([label]))
+        )
         masks, _ = confident(engine.step(Frame(frame.image)))
         ious = mask_iou(torch.from_numpy(obj[None]), torch.from_numpy(masks)) if len(masks) else torch.zeros(1)
         found[label] = float(ious.max())

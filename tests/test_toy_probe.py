@@ -23,8 +23,16 @@ def test_rank_auc_is_the_probability_a_positive_ranks_higher():
 def test_probe_of_a_random_model_reports_every_figure_in_range():
     report = probe_model(load_model("tiny-random"), frames=3, seed=1, clips=2)
     assert report.frames == 3 and report.objects > 0 and report.tracker_clips == 2
-    for name in ("presence_present", "best_query_giou", "objects_with_query_on", "score_elsewhere",
-                 "present_phrases_detected", "present_phrases_starting", "tracker_mask_iou", "tracker_copy_iou"):
+    for name in (
+        "presence_present",
+        "best_query_giou",
+        "objects_with_query_on",
+        "score_elsewhere",
+        "present_phrases_detected",
+        "present_phrases_starting",
+        "tracker_mask_iou",
+        "tracker_copy_iou",
+    ):
         value = getattr(report, name)
         assert -1.0 <= value <= 1.0, name
     # NaN when no query of a random model sits on an object
@@ -39,18 +47,25 @@ def test_probe_of_a_random_model_reports_every_figure_in_range():
 
 
 def test_probe_command_writes_its_json(tmp_path, capsys):
-    assert main(["train-toy", "--probe", "tiny-random", "--probe-frames", "2", "--probe-clips", "1",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            ["train-toy", "--probe", "tiny-random", "--probe-frames", "2", "--probe-clips", "1", "--out", str(tmp_path)]
+        )
+        == 0
+    )
     record = json.loads((tmp_path / "probe.json").read_text())
     assert record["model"] == "tiny-random" and record["frames"] == 2 and record["tracker_clips"] == 1
     assert "best_query_giou" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, status, message", [
-    (["--probe", "/nonexistent/model"], 1, "neither a built-in name"),
-    (["--probe", "tiny-random", "--probe-frames", "0"], 2, "--probe-frames and --probe-clips must be >= 1"),
-    (["--probe", "tiny-random", "--probe-clips", "0"], 2, "--probe-frames and --probe-clips must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "argv, status, message",
+    [
+        (["--probe", "/nonexistent/model"], 1, "neither a built-in name"),
+        (["--probe", "tiny-random", "--probe-frames", "0"], 2, "--probe-frames and --probe-clips must be >= 1"),
+        (["--probe", "tiny-random", "--probe-clips", "0"], 2, "--probe-frames and --probe-clips must be >= 1"),
+    ],
+)
 def test_probe_command_bad_arguments(argv, status, message, capsys, tmp_path):
     assert main(["train-toy", *argv, "--out", str(tmp_path)]) == status
     err = capsys.readouterr().err

@@ -17,10 +17,20 @@ from sam3_ros.training.trainer import TrainConfig, train_toy
 def runs(tmp_path_factory):
     import torch
 
-    config = TrainConfig(seed=3, vision_steps=2, binding_steps=2, detector_steps=2, scoring_steps=1,
-                         exemplar_steps=1, tracker_steps=1,
-                         images_per_step=1, vision_images_per_step=2, phrases_per_image=2, clip_length=3,
-                         clip_objects=2)
+    config = TrainConfig(
+        seed=3,
+        vision_steps=2,
+        binding_steps=2,
+        detector_steps=2,
+        scoring_steps=1,
+        exemplar_steps=1,
+        tracker_steps=1,
+        images_per_step=1,
+        vision_images_per_step=2,
+        phrases_per_image=2,
+        clip_length=3,
+        clip_objects=2,
+    )
     outs = [tmp_path_factory.mktemp(f"toy{i}") for i in range(2)]
     for out in outs:
         train_toy(out, config, torch.device("cpu"))
@@ -48,8 +58,9 @@ def test_output_is_a_model_directory_with_its_record_and_plot(runs):
 def test_a_run_started_from_a_model_changes_only_the_phases_it_runs(runs, tmp_path):
     import torch
 
-    config = TrainConfig(seed=4, exemplar_steps=2, images_per_step=1, phrases_per_image=2,
-                         start_from=str(runs[0]), phases=("exemplar",))
+    config = TrainConfig(
+        seed=4, exemplar_steps=2, images_per_step=1, phrases_per_image=2, start_from=str(runs[0]), phases=("exemplar",)
+    )
     train_toy(tmp_path, config, torch.device("cpu"))
     record = json.loads((tmp_path / "training.json").read_text())
     before, after = (load_file(str(out / "model.safetensors")) for out in (runs[0], tmp_path))
@@ -89,8 +100,12 @@ def test_exemplar_prompts_box_objects_of_the_frame_and_ask_for_their_concept():
                 assert t.masks[:, y0:y1, x0:x1].any()
             kinds.add((bool(t.phrase), bool(t.box_labels.any()), bool((~t.box_labels).any()), t.present))
     # positive / positive+negative / negative only (nothing to find) / phrase+negative
-    assert kinds == {(False, True, False, True), (False, True, True, True), (False, False, True, False),
-                     (True, False, True, True)}
+    assert kinds == {
+        (False, True, False, True),
+        (False, True, True, True),
+        (False, False, True, False),
+        (True, False, True, True),
+    }
 
 
 def test_exemplar_inputs_are_the_engines_normalized_cxcywh_with_padding():
@@ -100,9 +115,10 @@ def test_exemplar_inputs_are_the_engines_normalized_cxcywh_with_padding():
     import torch
 
     masks = np.zeros((0, 100, 200), bool)
-    targets = [PhraseTarget("", masks, np.array([[20, 10, 60, 50]], np.float32), np.array([True])),
-               PhraseTarget("", masks, np.array([[0, 0, 200, 100], [100, 50, 200, 100]], np.float32),
-                            np.array([False, True]))]
+    targets = [
+        PhraseTarget("", masks, np.array([[20, 10, 60, 50]], np.float32), np.array([True])),
+        PhraseTarget("", masks, np.array([[0, 0, 200, 100], [100, 50, 200, 100]], np.float32), np.array([False, True])),
+    ]
     out = exemplar_inputs(targets, [(100, 200)] * 2, torch.device("cpu"))
     torch.testing.assert_close(out["input_boxes"][0, 0], torch.tensor([0.2, 0.3, 0.2, 0.4]))
     torch.testing.assert_close(out["input_boxes"][1, 1], torch.tensor([0.75, 0.75, 0.5, 0.5]))
@@ -131,8 +147,11 @@ def test_layer_predictions_end_with_the_detectors_own_outputs():
     detector = model.detector_model
     sample = detector_sample(np.random.default_rng(3), 2)
     tokens = phrase_tokenizer(build_toy_tokenizer())([t.phrase for t in sample.targets[:1]])
-    with torch.no_grad(), captured_output(detector.detr_decoder.box_head) as offsets, \
-            captured_output(detector.dot_product_scoring) as scores:
+    with (
+        torch.no_grad(),
+        captured_output(detector.detr_decoder.box_head) as offsets,
+        captured_output(detector.dot_product_scoring) as scores,
+    ):
         out = detector(vision_embeds=vision_features(model, [sample.image], torch.device("cpu")), **tokens)
     logits, boxes = layer_predictions(out, offsets["output"], scores["output"])
     assert logits.shape[0] == boxes.shape[0] == detector.config.detr_decoder_config.num_layers
@@ -240,8 +259,9 @@ def test_scoring_phase_recomputes_the_detectors_own_presence_logit():
     with captured_output(decoder.presence_head) as head, captured_output(model.detector_model) as full:
         scoring_step(model, phrase_tokenizer(build_toy_tokenizer()), samples, torch.device("cpu"))
     # the head's last call is the step's own recomputation; it equals what the detector returned
-    torch.testing.assert_close(head["output"].reshape(-1, 1).clamp(-10, 10),
-                               full["output"].presence_logits.reshape(-1, 1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        head["output"].reshape(-1, 1).clamp(-10, 10), full["output"].presence_logits.reshape(-1, 1), rtol=0, atol=1e-6
+    )
 
 
 def test_untrained_memory_attention_attends_to_the_memory_at_the_same_position():
@@ -316,16 +336,24 @@ def test_query_position_term_reaches_the_mask_embeddings_of_matched_queries():
     head = QueryPositionHead(embedder.layers[-1].out_features)
     rng = np.random.default_rng(5)
     samples = [s for s in (detector_sample(rng, 2) for _ in range(6)) if any(t.present for t in s.targets)][:1]
-    _, parts = detector_step(model, phrase_tokenizer(build_toy_tokenizer()), samples, LossWeights(),
-                             torch.device("cpu"), query_head=head)
+    _, parts = detector_step(
+        model, phrase_tokenizer(build_toy_tokenizer()), samples, LossWeights(), torch.device("cpu"), query_head=head
+    )
     assert parts["query_position"] > 0.1  # untrained: far from the targets
-    loss, _ = detector_step(model, phrase_tokenizer(build_toy_tokenizer()), samples,
-                            LossWeights(**{n: 0.0 for n in LossWeights.__dataclass_fields__ if n != "query_position"}),
-                            torch.device("cpu"), query_head=head)
+    loss, _ = detector_step(
+        model,
+        phrase_tokenizer(build_toy_tokenizer()),
+        samples,
+        LossWeights(**{n: 0.0 for n in LossWeights.__dataclass_fields__ if n != "query_position"}),
+        torch.device("cpu"),
+        query_head=head,
+    )
     loss.backward()
     assert embedder.layers[-1].weight.grad.abs().sum() > 0
-    assert torch.equal(fourier_position(torch.tensor([[0.5 / 9, 0.5 / 12]])),  # the pixel side's features
-                       position_targets((12, 9))[:, 0, 0][None])
+    assert torch.equal(
+        fourier_position(torch.tensor([[0.5 / 9, 0.5 / 12]])),  # the pixel side's features
+        position_targets((12, 9))[:, 0, 0][None],
+    )
 
 
 def test_start_from_a_directory_without_a_model_is_a_clear_error(tmp_path, capsys):

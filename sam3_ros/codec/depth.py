@@ -46,8 +46,14 @@ def depth_to_image_fields(depth: np.ndarray, encoding: str = "16UC1") -> dict:
     else:
         raise ValueError(f"cannot encode depth as {encoding!r}; use 16UC1 or 32FC1")
     h, w = pixels.shape
-    return {"height": h, "width": w, "encoding": encoding, "is_bigendian": 0, "step": w * pixels.itemsize,
-            "data": np.ascontiguousarray(pixels).view(np.uint8).reshape(-1)}
+    return {
+        "height": h,
+        "width": w,
+        "encoding": encoding,
+        "is_bigendian": 0,
+        "step": w * pixels.itemsize,
+        "data": np.ascontiguousarray(pixels).view(np.uint8).reshape(-1),
+    }
 
 
 @dataclass(frozen=True)
@@ -85,5 +91,14 @@ class Intrinsics:
         """``sensor_msgs/CameraInfo`` fields (no header) of these intrinsics, without distortion."""
         k = np.array([self.fx, 0, self.cx, 0, self.fy, self.cy, 0, 0, 1], np.float64)
         p = np.array([self.fx, 0, self.cx, 0, 0, self.fy, self.cy, 0, 0, 0, 1, 0], np.float64)
-        return {"height": self.height, "width": self.width, "distortion_model": "plumb_bob", "d": np.zeros(5),
-                "k": k, "r": np.eye(3).reshape(-1), "p": p, "binning_x": 0, "binning_y": 0}
+        return {
+            "height": self.height,
+            "width": self.width,
+            "distortion_model": "plumb_bob",
+            "d": np.zeros(5),
+            "k": k,
+            "r": np.eye(3).reshape(-1),
+            "p": p,
+            "binning_x": 0,
+            "binning_y": 0,
+        }

@@ -51,10 +51,14 @@ def pixel_rows(msg: Any, bytes_per_pixel: int, max_pixels: int = MAX_PIXELS) -> 
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     _check_size(height, width, max_pixels)
     if step < width * bytes_per_pixel:
-        raise ValueError(f"step {step} is smaller than width {width} x {bytes_per_pixel} bytes per pixel for "
-                         f"{msg.encoding}")
-    data = np.frombuffer(memoryview(msg.data), np.uint8) if not isinstance(msg.data, np.ndarray) \
+        raise ValueError(
+            f"step {step} is smaller than width {width} x {bytes_per_pixel} bytes per pixel for {msg.encoding}"
+        )
+    data = (
+        np.frombuffer(memoryview(msg.data), np.uint8)
+        if not isinstance(msg.data, np.ndarray)
         else msg.data.view(np.uint8).reshape(-1)
+    )
     if data.size != step * height:
         raise ValueError(f"data has {data.size} bytes, expected step {step} x height {height} = {step * height}")
     return data.reshape(height, step)[:, : width * bytes_per_pixel]
@@ -114,8 +118,10 @@ def compressed_format(fmt: str, data: bytes) -> str:
         raise ValueError(f"unsupported compressed format {fmt!r}; supported: {', '.join(COMPRESSED_FORMATS)}")
     sniffed = next((name for name, magic in _MAGIC.items() if bytes(data[: len(magic)]) == magic), None)
     if sniffed is None:
-        raise ValueError(f"compressed data ({len(data)} bytes) is not a {named[0] if named else 'JPEG or PNG'} "
-                         "stream (bad signature)")
+        raise ValueError(
+            f"compressed data ({len(data)} bytes) is not a {named[0] if named else 'JPEG or PNG'} "
+            "stream (bad signature)"
+        )
     if named and named[0] != sniffed:
         raise ValueError(f"format says {named[0]} but the data is {sniffed}")
     return sniffed
@@ -160,8 +166,14 @@ def rgb_to_image_fields(rgb: np.ndarray, encoding: str = "rgb8") -> dict:
             raise ValueError(f"cannot encode to {encoding!r}; use rgb8, bgr8, mono8 or mono16")
     h, w = pixels.shape[:2]
     data = np.ascontiguousarray(pixels).view(np.uint8).reshape(-1)
-    return {"height": h, "width": w, "encoding": encoding, "is_bigendian": 0, "step": data.size // max(h, 1),
-            "data": data}
+    return {
+        "height": h,
+        "width": w,
+        "encoding": encoding,
+        "is_bigendian": 0,
+        "step": data.size // max(h, 1),
+        "data": data,
+    }
 
 
 def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
@@ -174,5 +186,7 @@ def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> 
     if fmt not in COMPRESSED_FORMATS:
         raise ValueError(f"unsupported compressed format {fmt!r}; supported: {', '.join(COMPRESSED_FORMATS)}")
     out = io.BytesIO()
-    PILImage.fromarray(rgb).save(out, "JPEG" if fmt == "jpeg" else "PNG", **({"quality": quality} if fmt == "jpeg" else {}))
+    PILImage.fromarray(rgb).save(
+        out, "JPEG" if fmt == "jpeg" else "PNG", **({"quality": quality} if fmt == "jpeg" else {})
+    )
     return out.getvalue()

@@ -49,26 +49,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tiny-random", help="built-in model name or a local model directory")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--frames", type=int, default=60, help="measured frames per mode (after warm-up)")
-    parser.add_argument("--size", default="128x96",
-                        help="camera image size WxH; several comma-separated: a scaling table")
+    parser.add_argument(
+        "--size", default="128x96", help="camera image size WxH; several comma-separated: a scaling table"
+    )
     parser.add_argument("--prompt", default="red circle, blue square", help="noun phrases, comma-separated")
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz) of the streaming mode; 0 skips it")
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                        help="extra node setting, e.g. detection.score_threshold=0.0 (repeatable)")
-    parser.add_argument("--objects", default="0",
-                        help="track this many objects (every detection starts one until then); 0: the settings "
-                             "decide; several comma-separated: a scaling table")
-    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "compile", "eager"),
-                        help="vision encoder backend")
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="extra node setting, e.g. detection.score_threshold=0.0 (repeatable)",
+    )
+    parser.add_argument(
+        "--objects",
+        default="0",
+        help="track this many objects (every detection starts one until then); 0: the settings "
+        "decide; several comma-separated: a scaling table",
+    )
+    parser.add_argument(
+        "--backend", default="auto", choices=("auto", "tensorrt", "compile", "eager"), help="vision encoder backend"
+    )
     parser.add_argument("--reference", action="store_true", help="also time the transformers streaming loop")
-    parser.add_argument("--depth", action="store_true", help="also time the 3D step from an aligned depth image "
-                        "(in process)")
+    parser.add_argument(
+        "--depth", action="store_true", help="also time the 3D step from an aligned depth image (in process)"
+    )
     parser.add_argument("--no-node", action="store_true", help="in-process only (no DDS node)")
     parser.add_argument("--json", metavar="PATH", help="write the results here")
     parser.add_argument("--note", default="", help="what else ran on the machine (kept in the JSON)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads in process (0: torch's default); 1 keeps CPU times free of the spinning "
-                             "of idle worker threads when other jobs share the cores")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads in process (0: torch's default); 1 keeps CPU times free of the spinning "
+        "of idle worker threads when other jobs share the cores",
+    )
 
 
 def _frames(count: int, width: int, height: int):
@@ -81,16 +96,21 @@ def _frames(count: int, width: int, height: int):
         frame = background.copy()
         s = max(min(width, height) // 5, 2)
         x = (i * 3) % max(width - s, 1)
-        frame[height // 4: height // 4 + s, x: x + s] = (220, 30, 30)
-        frame[height // 2: height // 2 + s, width - s - x // 2: width - x // 2] = (30, 30, 220)
+        frame[height // 4 : height // 4 + s, x : x + s] = (220, 30, 30)
+        frame[height // 2 : height // 2 + s, width - s - x // 2 : width - x // 2] = (30, 30, 220)
         yield frame
 
 
 def _stats(values_ms: list[float], reference_ms: float | None = None) -> dict:
     values = np.asarray(values_ms, np.float64)
     median = float(np.median(values))
-    return {"median_ms": median, "p99_ms": float(np.percentile(values, 99)), "fps": 1000.0 / median,
-            "n": int(values.size), "ratio_to_in_process": median / reference_ms if reference_ms else 1.0}
+    return {
+        "median_ms": median,
+        "p99_ms": float(np.percentile(values, 99)),
+        "fps": 1000.0 / median,
+        "n": int(values.size),
+        "ratio_to_in_process": median / reference_ms if reference_ms else 1.0,
+    }
 
 
 def _device_name(settings) -> str:
@@ -144,11 +164,17 @@ def _in_process(settings, frames, loaded, depth: bool = False) -> dict:
                 _add_frame(cpu_stages, {**cpu_ms, "message": (end_cpu - built_cpu) * 1e3})
     peak = torch.cuda.max_memory_allocated(engine.device) if cuda else None
     host, host_cpu = stages.pop("host"), cpu_stages.pop("host", None)
-    return {"times": times[WARMUP:], "times_3d": times_3d[WARMUP:],
-            "stages": {k: _stats(v)["median_ms"] for k, v in stages.items()},
-            "cpu_stages": {k: _stats(v)["median_ms"] for k, v in cpu_stages.items()} or None,
-            "host": host, "host_cpu": host_cpu, "objects_median": float(np.median(objects)),
-            "gpu_peak_bytes": peak, "backend": engine.encoder.name}
+    return {
+        "times": times[WARMUP:],
+        "times_3d": times_3d[WARMUP:],
+        "stages": {k: _stats(v)["median_ms"] for k, v in stages.items()},
+        "cpu_stages": {k: _stats(v)["median_ms"] for k, v in cpu_stages.items()} or None,
+        "host": host,
+        "host_cpu": host_cpu,
+        "objects_median": float(np.median(objects)),
+        "gpu_peak_bytes": peak,
+        "backend": engine.encoder.name,
+    }
 
 
 def torch_threads() -> int:
@@ -168,8 +194,9 @@ def _add_frame(stages: dict, frame_stages: dict) -> None:
 def _start_node(domain: int, overrides: list[str]) -> subprocess.Popen:
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
     sets = [arg for text in overrides for arg in ("--set", text)]
-    return subprocess.Popen([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets,
-                             "--log-level", "warning"], env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets, "--log-level", "warning"], env=env
+    )
 
 
 def _lockstep(client, frames) -> tuple[list[float], list[float]]:
@@ -210,9 +237,16 @@ def _stream(client, frames, rate: float) -> dict:
     outputs = [m for m in client.received if time_to_ns(m.header.stamp) in sent]
     duration = time.perf_counter() - sent[base]
     received = _received_by_node(client, camera) - received_before
-    return {"rate_hz": rate, "sent": len(sent), "received": received, "missed_in_transport": int(last.missed_frames),
-            "published": len(outputs), "output_fps": len(outputs) / duration, "dropped_stale": int(last.dropped_frames),
-            "latency_p50_ms": _stats([m.latency_ms for m in outputs])["median_ms"]}
+    return {
+        "rate_hz": rate,
+        "sent": len(sent),
+        "received": received,
+        "missed_in_transport": int(last.missed_frames),
+        "published": len(outputs),
+        "output_fps": len(outputs) / duration,
+        "dropped_stale": int(last.dropped_frames),
+        "latency_p50_ms": _stats([m.latency_ms for m in outputs])["median_ms"],
+    }
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -221,13 +255,24 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _overrides(args, objects: int) -> list[str]:
-    overrides = [f"model={args.model}", f"devices=[{args.device}]", f"prompt.text={args.prompt}",
-                 f"backend={args.backend}", "input.topics=[/bench/image_raw]", "input.qos=reliable",
-                 "input.qos_depth=1"]
+    overrides = [
+        f"model={args.model}",
+        f"devices=[{args.device}]",
+        f"prompt.text={args.prompt}",
+        f"backend={args.backend}",
+        "input.topics=[/bench/image_raw]",
+        "input.qos=reliable",
+        "input.qos_depth=1",
+    ]
     if objects > 0:  # the same settings bench engine uses to hold `objects` objects
-        overrides += [f"tracking.max_objects={objects}", "tracking.keep_alive_frames=100000",
-                      "detection.score_threshold=0.0", "detection.new_object_threshold=0.0",
-                      "tracking.assoc_iou_threshold=1.0", "tracking.track_assoc_iou_threshold=0.0"]
+        overrides += [
+            f"tracking.max_objects={objects}",
+            "tracking.keep_alive_frames=100000",
+            "detection.score_threshold=0.0",
+            "detection.new_object_threshold=0.0",
+            "tracking.assoc_iou_threshold=1.0",
+            "tracking.track_assoc_iou_threshold=0.0",
+        ]
     return overrides + args.set
 
 
@@ -270,13 +315,26 @@ def run(args: argparse.Namespace) -> int:
         rows["reference loop (transformers), in process"] = _stats(ref.timings.total, base)
         rows["reference loop (transformers), in process"]["objects_median"] = float(np.median(ref.timings.counts))
     del loaded
-    result = {"benchmark": "e2e", "device": _device_name(settings), "model": args.model, "size": [width, height],
-              "backend": ours["backend"], "precision": str(resolve_dtype(settings, device)).replace("torch.", ""),
-              "objects": objects, "objects_median": ours["objects_median"], "prompt": settings.prompt.phrases(),
-              "torch_threads": torch_threads(),
-              "frames": args.frames, "stages_median_ms": ours["stages"], "stages_cpu_median_ms": ours["cpu_stages"],
-              "gpu_peak_bytes": ours["gpu_peak_bytes"],
-              "rows": rows, "transport_ms": None, "stream": None, "note": args.note}
+    result = {
+        "benchmark": "e2e",
+        "device": _device_name(settings),
+        "model": args.model,
+        "size": [width, height],
+        "backend": ours["backend"],
+        "precision": str(resolve_dtype(settings, device)).replace("torch.", ""),
+        "objects": objects,
+        "objects_median": ours["objects_median"],
+        "prompt": settings.prompt.phrases(),
+        "torch_threads": torch_threads(),
+        "frames": args.frames,
+        "stages_median_ms": ours["stages"],
+        "stages_cpu_median_ms": ours["cpu_stages"],
+        "gpu_peak_bytes": ours["gpu_peak_bytes"],
+        "rows": rows,
+        "transport_ms": None,
+        "stream": None,
+        "note": args.note,
+    }
     if not args.no_node and not _through_node(args, overrides, count, width, height, rows, result):
         raise CommandFailed("the node did not come up")
     result["load_average"] = {"before": load_before, "after": os.getloadavg()}
@@ -295,26 +353,60 @@ def _scaling(args, sizes, counts, loaded, load_before) -> int:
         settings = Settings.default(dict(parse_override(text) for text in _overrides(args, objects)))
         for width, height in sizes:
             ours = _in_process(settings, list(_frames(args.frames + WARMUP, width, height)), loaded)
-            results.append({"size": [width, height], "objects": objects, "objects_median": ours["objects_median"],
-                            "host": _stats(ours["host"]), "in_process": _stats(ours["times"]),
-                            "host_cpu": _stats(ours["host_cpu"]) if ours["host_cpu"] else None,
-                            "stages_median_ms": ours["stages"], "stages_cpu_median_ms": ours["cpu_stages"]})
-    compact = [{"size": [width, height], "objects": objects, **_compact_output(objects, (height, width), args.frames)}
-               for objects in counts for width, height in sizes]
-    result = {"benchmark": "e2e-scaling", "device": _device_name(settings), "model": args.model,
-              "frames": args.frames, "torch_threads": torch_threads(), "host_stages": list(HOST_STAGES),
-              "results": results,
-              "compact_output": {"mask_radius_px": COMPACT_RADIUS, "low_res": COMPACT_LOW_RES, "results": compact},
-              "note": args.note, "load_average": {"before": load_before, "after": os.getloadavg()}}
+            results.append(
+                {
+                    "size": [width, height],
+                    "objects": objects,
+                    "objects_median": ours["objects_median"],
+                    "host": _stats(ours["host"]),
+                    "in_process": _stats(ours["times"]),
+                    "host_cpu": _stats(ours["host_cpu"]) if ours["host_cpu"] else None,
+                    "stages_median_ms": ours["stages"],
+                    "stages_cpu_median_ms": ours["cpu_stages"],
+                }
+            )
+    compact = [
+        {"size": [width, height], "objects": objects, **_compact_output(objects, (height, width), args.frames)}
+        for objects in counts
+        for width, height in sizes
+    ]
+    result = {
+        "benchmark": "e2e-scaling",
+        "device": _device_name(settings),
+        "model": args.model,
+        "frames": args.frames,
+        "torch_threads": torch_threads(),
+        "host_stages": list(HOST_STAGES),
+        "results": results,
+        "compact_output": {"mask_radius_px": COMPACT_RADIUS, "low_res": COMPACT_LOW_RES, "results": compact},
+        "note": args.note,
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+    }
     print(f"sam3-ros bench e2e: {args.model}, {args.frames} frames per cell, device: {result['device']}")
     cpu = results[0]["host_cpu"] is not None
-    _table("host ms per frame (median wall; " + " + ".join(HOST_STAGES) + "), objects tracked x camera size",
-           sizes, counts, results, lambda r: f"{r['host']['median_ms']:9.2f} ({r['objects_median']:.0f})")
+    _table(
+        "host ms per frame (median wall; " + " + ".join(HOST_STAGES) + "), objects tracked x camera size",
+        sizes,
+        counts,
+        results,
+        lambda r: f"{r['host']['median_ms']:9.2f} ({r['objects_median']:.0f})",
+    )
     if cpu:
-        _table("host CPU ms per frame (median CPU time of the process)", sizes, counts, results,
-               lambda r: f"{r['host_cpu']['median_ms']:9.2f} ({r['objects_median']:.0f})")
-    _table(f"output stage alone, compact masks (discs of {COMPACT_RADIUS} px radius from {COMPACT_LOW_RES}x"
-           f"{COMPACT_LOW_RES} logits): median CPU ms", sizes, counts, compact, lambda r: f"{r['cpu_ms']:14.2f}")
+        _table(
+            "host CPU ms per frame (median CPU time of the process)",
+            sizes,
+            counts,
+            results,
+            lambda r: f"{r['host_cpu']['median_ms']:9.2f} ({r['objects_median']:.0f})",
+        )
+    _table(
+        f"output stage alone, compact masks (discs of {COMPACT_RADIUS} px radius from {COMPACT_LOW_RES}x"
+        f"{COMPACT_LOW_RES} logits): median CPU ms",
+        sizes,
+        counts,
+        compact,
+        lambda r: f"{r['cpu_ms']:14.2f}",
+    )
     for r in results:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_median_ms"].items())
         print(f"{r['size'][0]}x{r['size'][1]}, {r['objects']} objects: {stages}")
@@ -390,17 +482,23 @@ def _through_node(args, overrides, count, width, height, rows, result) -> bool:
 def _report(args, result: dict) -> None:
     width, height = result["size"]
     rows, stream = result["rows"], result["stream"]
-    print(f"sam3-ros bench e2e: {args.model}, {width}x{height}, {args.frames} frames, backend {result['backend']}, "
-          f"{result['precision']}, objects {result['objects_median']:.0f}, device: {result['device']}")
+    print(
+        f"sam3-ros bench e2e: {args.model}, {width}x{height}, {args.frames} frames, backend {result['backend']}, "
+        f"{result['precision']}, objects {result['objects_median']:.0f}, device: {result['device']}"
+    )
     print(f"{'':44s} {'median ms':>10s} {'p99 ms':>9s} {'frames/s':>9s} {'x in-process':>12s}")
     for name, row in rows.items():
-        print(f"{name:44s} {row['median_ms']:10.2f} {row['p99_ms']:9.2f} {row['fps']:9.1f} "
-              f"{row['ratio_to_in_process']:12.2f}")
+        print(
+            f"{name:44s} {row['median_ms']:10.2f} {row['p99_ms']:9.2f} {row['fps']:9.1f} "
+            f"{row['ratio_to_in_process']:12.2f}"
+        )
     if stream:
-        print(f"camera at {stream['rate_hz']:.0f} Hz: {stream['received']}/{stream['sent']} frames received by the "
-              f"node ({stream['missed_in_transport']} missed in transport), {stream['published']} published "
-              f"({stream['output_fps']:.1f}/s), {stream['dropped_stale']} stale drops, "
-              f"latency p50 {stream['latency_p50_ms']:.1f} ms")
+        print(
+            f"camera at {stream['rate_hz']:.0f} Hz: {stream['received']}/{stream['sent']} frames received by the "
+            f"node ({stream['missed_in_transport']} missed in transport), {stream['published']} published "
+            f"({stream['output_fps']:.1f}/s), {stream['dropped_stale']} stale drops, "
+            f"latency p50 {stream['latency_p50_ms']:.1f} ms"
+        )
     if result["transport_ms"] is not None:
         print(f"transport (node receive -> publish minus in process): {result['transport_ms']:.2f} ms")
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result["stages_median_ms"].items())

@@ -30,8 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="112x112", help="source frame size WxH")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
-    parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "compile", "eager"),
-                        help="vision encoder backend of the engine")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "tensorrt", "compile", "eager"),
+        help="vision encoder backend of the engine",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
 
 
@@ -47,9 +51,9 @@ def moving_shapes(n: int, height: int, width: int, seed: int = 0) -> list[np.nda
         cy, cx = (height * 0.35 + t) % height, (width * 0.27 + 0.5 * t) % width
         img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = (230, 40, 40)
         x0 = (width // 10 + 2 * t) % max(width - 2 * r, 1)
-        img[int(height * 0.55):int(height * 0.55) + 2 * r, x0:x0 + 2 * r] = (40, 220, 60)
+        img[int(height * 0.55) : int(height * 0.55) + 2 * r, x0 : x0 + 2 * r] = (40, 220, 60)
         y0 = (height // 20 + t) % max(height - 2 * r, 1)
-        img[y0:y0 + int(1.3 * r), int(width * 0.72):int(width * 0.72) + int(1.4 * r)] = (50, 60, 240)
+        img[y0 : y0 + int(1.3 * r), int(width * 0.72) : int(width * 0.72) + int(1.4 * r)] = (50, 60, 240)
         frames.append(img)
     return frames
 
@@ -165,8 +169,13 @@ class ReferenceRun:
         self.sync()
         end = time.perf_counter()
         self.reference.timings_ms["output"] += (end - upsample) * 1000
-        self.timings.add(t, (end - start) * 1000, self.reference.timings_ms, len(masks),
-                         lambda: _session_bytes(self.reference.session))
+        self.timings.add(
+            t,
+            (end - start) * 1000,
+            self.reference.timings_ms,
+            len(masks),
+            lambda: _session_bytes(self.reference.session),
+        )
 
 
 def _sync(device):
@@ -190,13 +199,21 @@ def run(args: argparse.Namespace) -> int:
     if args.objects < 1 or args.frames <= WARMUP:
         raise UsageError(f"--objects must be >= 1 and --frames > {WARMUP}")
     hf_logging.set_verbosity_error()  # the reference warns on every frame that hits max_num_objects
-    settings = Settings.default({
-        "model": args.model, "devices": [args.device], "precision": args.precision, "backend": args.backend,
-        "tracking.max_objects": args.objects, "tracking.keep_alive_frames": 100000,
-        # every detection above 0 may start an object, until `objects` are tracked on both sides
-        "detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
-        "tracking.assoc_iou_threshold": 1.0, "tracking.track_assoc_iou_threshold": 0.0,
-    })
+    settings = Settings.default(
+        {
+            "model": args.model,
+            "devices": [args.device],
+            "precision": args.precision,
+            "backend": args.backend,
+            "tracking.max_objects": args.objects,
+            "tracking.keep_alive_frames": 100000,
+            # every detection above 0 may start an object, until `objects` are tracked on both sides
+            "detection.score_threshold": 0.0,
+            "detection.new_object_threshold": 0.0,
+            "tracking.assoc_iou_threshold": 1.0,
+            "tracking.track_assoc_iou_threshold": 0.0,
+        }
+    )
     device = torch.device(args.device)
     loaded = load_model(args.model, device, resolve_dtype(settings, device))
     frames = moving_shapes(args.frames, height, width)
@@ -210,17 +227,31 @@ def run(args: argparse.Namespace) -> int:
 
     def entry(impl, timings):
         total = timings.total
-        return {"impl": impl, "fps": 1000.0 / float(np.median(total)), "ms_p50": _stats(total)["p50"],
-                "ms_p99": _stats(total)["p99"], "stages": {k: _stats(v) for k, v in timings.stages.items()},
-                "objects_median": float(np.median(timings.counts)),
-                "tensor_bytes": {f"after_{WARMUP}_frames": timings.held[0],
-                                 f"after_{args.frames}_frames": timings.held[-1]}}
+        return {
+            "impl": impl,
+            "fps": 1000.0 / float(np.median(total)),
+            "ms_p50": _stats(total)["p50"],
+            "ms_p99": _stats(total)["p99"],
+            "stages": {k: _stats(v) for k, v in timings.stages.items()},
+            "objects_median": float(np.median(timings.counts)),
+            "tensor_bytes": {
+                f"after_{WARMUP}_frames": timings.held[0],
+                f"after_{args.frames}_frames": timings.held[-1],
+            },
+        }
 
     ours, ref = entry("sam3_ros", runs[0].timings), entry("reference", runs[1].timings)
-    result = {"device": device_name(args.device), "model": args.model, "backend": engine.encoder.name,
-              "objects": args.objects,
-              "frames": args.frames, "size": f"{width}x{height}", "precision": str(engine.dtype).replace("torch.", ""),
-              "results": [ours, ref], "speedup": ref["ms_p50"] / ours["ms_p50"]}
+    result = {
+        "device": device_name(args.device),
+        "model": args.model,
+        "backend": engine.encoder.name,
+        "objects": args.objects,
+        "frames": args.frames,
+        "size": f"{width}x{height}",
+        "precision": str(engine.dtype).replace("torch.", ""),
+        "results": [ours, ref],
+        "speedup": ref["ms_p50"] / ours["ms_p50"],
+    }
     _print(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -229,15 +260,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(result: dict) -> None:
-    print(f"device: {result['device']}\nmodel: {result['model']}  backend: {result['backend']}  "
-          f"objects: {result['objects']}  "
-          f"frames: {result['frames']}  size: {result['size']}  precision: {result['precision']}")
-    print(f"{'impl':<10} {'stage':<11} {'ms p50':>8} {'ms p99':>8} {'fps':>7} {'objects':>7} "
-          f"{'bytes held (warm-up -> end)':>30}")
+    print(
+        f"device: {result['device']}\nmodel: {result['model']}  backend: {result['backend']}  "
+        f"objects: {result['objects']}  "
+        f"frames: {result['frames']}  size: {result['size']}  precision: {result['precision']}"
+    )
+    print(
+        f"{'impl':<10} {'stage':<11} {'ms p50':>8} {'ms p99':>8} {'fps':>7} {'objects':>7} "
+        f"{'bytes held (warm-up -> end)':>30}"
+    )
     for r in result["results"]:
         held = list(r["tensor_bytes"].values())
-        print(f"{r['impl']:<10} {'total':<11} {r['ms_p50']:>8.2f} {r['ms_p99']:>8.2f} {r['fps']:>7.1f} "
-              f"{r['objects_median']:>7.0f} {held[0]:>14,} -> {held[-1]:>12,}")
+        print(
+            f"{r['impl']:<10} {'total':<11} {r['ms_p50']:>8.2f} {r['ms_p99']:>8.2f} {r['fps']:>7.1f} "
+            f"{r['objects_median']:>7.0f} {held[0]:>14,} -> {held[-1]:>12,}"
+        )
         for stage in ("preprocess", "encoder", "detector", "tracker", "merge", "spawn", "output"):
             if stage in r["stages"]:
                 s = r["stages"][stage]

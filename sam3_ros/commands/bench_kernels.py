@@ -21,8 +21,13 @@ from pathlib import Path
 from . import UsageError
 
 # Targets for the kernel rows: median milliseconds, and at least this speedup over the reference.
-TARGET_MS = {"mask_iou 200x200": 0.1, "mask_nms 200": 0.1, "nms_from_iou 200": 0.1, "merge_plan 200x64": 0.1,
-             "rle 32x1080x1920": 1.0}
+TARGET_MS = {
+    "mask_iou 200x200": 0.1,
+    "mask_nms 200": 0.1,
+    "nms_from_iou 200": 0.1,
+    "merge_plan 200x64": 0.1,
+    "rle 32x1080x1920": 1.0,
+}
 TARGET_SPEEDUP = 10.0
 
 
@@ -30,13 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per row (default: 200 GPU, 5 CPU)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before each row")
-    parser.add_argument("--row-seconds", type=float, default=3.0,
-                        help="stop a row's timed calls after this long (at least 3 calls)")
+    parser.add_argument(
+        "--row-seconds", type=float, default=3.0, help="stop a row's timed calls after this long (at least 3 calls)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the command")
-    parser.add_argument("--broadcast-limit-gb", type=float, default=None,
-                        help="skip broadcast-IoU rows whose N*M*H*W boolean intermediate is larger (default: 16 GPU, 1 CPU)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON file (default: bench/results/kernels-<device>.json)")
+    parser.add_argument(
+        "--broadcast-limit-gb",
+        type=float,
+        default=None,
+        help="skip broadcast-IoU rows whose N*M*H*W boolean intermediate is larger (default: 16 GPU, 1 CPU)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON file (default: bench/results/kernels-<device>.json)"
+    )
 
 
 def _device_name(device) -> str:
@@ -84,8 +95,9 @@ def _blobs(n: int, h: int, w: int, device, seed: int):
     radius = 1 + torch.rand(n, 2, generator=g) * torch.tensor([h, w]) / 4
     ys = torch.arange(h, dtype=torch.float32)[None, :, None]
     xs = torch.arange(w, dtype=torch.float32)[None, None, :]
-    masks = ((ys - centre[:, 0, None, None]) / radius[:, 0, None, None]) ** 2 + \
-        ((xs - centre[:, 1, None, None]) / radius[:, 1, None, None]) ** 2 <= 1
+    masks = ((ys - centre[:, 0, None, None]) / radius[:, 0, None, None]) ** 2 + (
+        (xs - centre[:, 1, None, None]) / radius[:, 1, None, None]
+    ) ** 2 <= 1
     return masks.to(device)
 
 
@@ -101,7 +113,9 @@ def _int8_gemm_iou(a, b):
     fa, fb = F.pad(fa, (0, pad_k, 0, max(0, 17 - n))), F.pad(fb, (0, pad_k, 0, -m % 8))
     inter = torch._int_mm(fa, fb.T)[:n, :m]
     union = a.flatten(1).sum(1)[:, None] + b.flatten(1).sum(1)[None, :] - inter
-    return torch.where(union > 0, inter.float() / union.clamp(min=1).float(), torch.zeros_like(inter, dtype=torch.float))
+    return torch.where(
+        union > 0, inter.float() / union.clamp(min=1).float(), torch.zeros_like(inter, dtype=torch.float)
+    )
 
 
 def _same_result(x, y) -> bool:
@@ -112,7 +126,8 @@ def _same_result(x, y) -> bool:
     if isinstance(x, torch.Tensor):
         return x.dtype == y.dtype and torch.equal(x.cpu(), y.cpu())
     return len(x) == len(y) and all(
-        _same_result(u, v) if isinstance(u, torch.Tensor) else np.array_equal(u, v) for u, v in zip(x, y))
+        _same_result(u, v) if isinstance(u, torch.Tensor) else np.array_equal(u, v) for u, v in zip(x, y)
+    )
 
 
 def _cases(quick: bool, device, broadcast_limit: float):
@@ -141,32 +156,65 @@ def _cases(quick: bool, device, broadcast_limit: float):
             broadcast = f"skipped: needs {gb:.1f} GB (--broadcast-limit-gb {broadcast_limit:g})"
         else:
             broadcast = lambda a=a, b=b: broadcast_iou(a, b)  # noqa: E731
-        yield "mask_iou", f"{n}x{n}", {"kernel": kernel(lambda a=a, b=b: cuda_ops.mask_iou(a, b)),
-                                       "reference": lambda a=a, b=b: reference.mask_iou(a, b), "broadcast": broadcast,
-                                       "int8_gemm": lambda a=a, b=b: _int8_gemm_iou(a, b)}
+        yield (
+            "mask_iou",
+            f"{n}x{n}",
+            {
+                "kernel": kernel(lambda a=a, b=b: cuda_ops.mask_iou(a, b)),
+                "reference": lambda a=a, b=b: reference.mask_iou(a, b),
+                "broadcast": broadcast,
+                "int8_gemm": lambda a=a, b=b: _int8_gemm_iou(a, b),
+            },
+        )
 
     n = 8 if quick else 200
     masks = _blobs(n, side, side, device, 3)
     scores = torch.rand(n, generator=torch.Generator().manual_seed(4)).to(device)
     iou = reference.mask_iou(masks, masks)
-    yield "mask_nms", f"{n}", {"kernel": kernel(lambda: cuda_ops.mask_nms(masks, scores, 0.1)),
-                               "reference": lambda: reference.mask_nms(masks, scores, 0.1)}
-    yield "nms_from_iou", f"{n}", {"kernel": kernel(lambda: cuda_ops.nms_from_iou(iou, scores, 0.1)),
-                                   "reference": lambda: reference.nms_from_iou(iou, scores, 0.1)}
+    yield (
+        "mask_nms",
+        f"{n}",
+        {
+            "kernel": kernel(lambda: cuda_ops.mask_nms(masks, scores, 0.1)),
+            "reference": lambda: reference.mask_nms(masks, scores, 0.1),
+        },
+    )
+    yield (
+        "nms_from_iou",
+        f"{n}",
+        {
+            "kernel": kernel(lambda: cuda_ops.nms_from_iou(iou, scores, 0.1)),
+            "reference": lambda: reference.nms_from_iou(iou, scores, 0.1),
+        },
+    )
 
     n_trk = 4 if quick else 64
     trk = _blobs(n_trk, side, side, device, 5)
     det_iou = reference.mask_iou(masks, trk)
-    args = (det_iou, scores, trk.flatten(1).any(1), torch.full((n_trk,), 10, device=device),
-            torch.tensor([n_trk], device=device))
-    yield "merge_plan", f"{n}x{n_trk}", {"kernel": kernel(lambda: cuda_ops.merge_plan(*args)),
-                                         "reference": lambda: reference.merge_plan(*args)}
+    args = (
+        det_iou,
+        scores,
+        trk.flatten(1).any(1),
+        torch.full((n_trk,), 10, device=device),
+        torch.tensor([n_trk], device=device),
+    )
+    yield (
+        "merge_plan",
+        f"{n}x{n_trk}",
+        {"kernel": kernel(lambda: cuda_ops.merge_plan(*args)), "reference": lambda: reference.merge_plan(*args)},
+    )
 
     rle_sizes = [(2, 48, 64)] if quick else [(32, 720, 1280), (32, 1080, 1920)]
     for count, h, w in rle_sizes:
         full = _blobs(count, h, w, device, 6)
-        yield "rle", f"{count}x{h}x{w}", {"kernel": kernel(lambda full=full: cuda_ops.rle_encode(full)),
-                                          "reference": lambda full=full: rle.encode(full.cpu().numpy())}
+        yield (
+            "rle",
+            f"{count}x{h}x{w}",
+            {
+                "kernel": kernel(lambda full=full: cuda_ops.rle_encode(full)),
+                "reference": lambda full=full: rle.encode(full.cpu().numpy()),
+            },
+        )
 
 
 def _ratio(row: dict, base: str) -> str:
@@ -199,11 +247,16 @@ def run(args: argparse.Namespace) -> int:
             else:
                 times = np.array(time_ms(fn))
                 measured[impl] = float(np.median(times))
-                row.update(status="ok", median_ms=measured[impl], p99_ms=float(np.percentile(times, 99)),
-                           calls_per_s=1e3 / measured[impl], calls=len(times),
-                           matches_reference=_same_result(fn(), expected))
+                row.update(
+                    status="ok",
+                    median_ms=measured[impl],
+                    p99_ms=float(np.percentile(times, 99)),
+                    calls_per_s=1e3 / measured[impl],
+                    calls=len(times),
+                    matches_reference=_same_result(fn(), expected),
+                )
             rows.append(row)
-        for row in rows[-len(impls):]:
+        for row in rows[-len(impls) :]:
             if row["status"] == "ok":
                 for base in ("reference", "broadcast"):  # broadcast: transformers' Sam3 video mask_iou
                     if base in measured:
@@ -214,26 +267,40 @@ def run(args: argparse.Namespace) -> int:
                 row["meets_target"] = row["median_ms"] <= target and row["speedup_vs_reference"] >= TARGET_SPEEDUP
 
     print(f"device: {name}   torch {torch.__version__}   repeats {repeats}, warm-up {args.warmup}")
-    header = (f"{'op':<13} {'size':<15} {'impl':<10} {'median ms':>10} {'p99 ms':>10} {'calls/s':>10} {'x ref':>7} "
-              f"{'x bcast':>7}  note")
+    header = (
+        f"{'op':<13} {'size':<15} {'impl':<10} {'median ms':>10} {'p99 ms':>10} {'calls/s':>10} {'x ref':>7} "
+        f"{'x bcast':>7}  note"
+    )
     print(header + "\n" + "-" * len(header))
     for r in rows:
         if r["status"] != "ok":
-            print(f"{r['op']:<13} {r['size']:<15} {r['impl']:<10} {'-':>10} {'-':>10} {'-':>10} {'-':>7} {'-':>7}  "
-                  f"{r['status']}")
+            print(
+                f"{r['op']:<13} {r['size']:<15} {r['impl']:<10} {'-':>10} {'-':>10} {'-':>10} {'-':>7} {'-':>7}  "
+                f"{r['status']}"
+            )
             continue
-        note = "" if "meets_target" not in r else ("meets target" if r["meets_target"] else f"target {r['target_ms']} ms")
+        note = (
+            "" if "meets_target" not in r else ("meets target" if r["meets_target"] else f"target {r['target_ms']} ms")
+        )
         if not r["matches_reference"]:
             note = f"DIFFERS FROM REFERENCE {note}"
-        print(f"{r['op']:<13} {r['size']:<15} {r['impl']:<10} {r['median_ms']:>10.4f} {r['p99_ms']:>10.4f} "
-              f"{r['calls_per_s']:>10.0f} {_ratio(r, 'reference'):>7} {_ratio(r, 'broadcast'):>7}  {note}")
+        print(
+            f"{r['op']:<13} {r['size']:<15} {r['impl']:<10} {r['median_ms']:>10.4f} {r['p99_ms']:>10.4f} "
+            f"{r['calls_per_s']:>10.0f} {_ratio(r, 'reference'):>7} {_ratio(r, 'broadcast'):>7}  {note}"
+        )
 
     out = args.out or Path("bench/results") / f"kernels-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"device": name, "torch": torch.__version__, "repeats": repeats, "warmup": args.warmup,
-              "quick": args.quick, "kernel_status": rows[0]["status"] if rows[0]["status"] != "ok" else "ok", "target_speedup": TARGET_SPEEDUP,
-              "rows": rows}
+    report = {
+        "device": name,
+        "torch": torch.__version__,
+        "repeats": repeats,
+        "warmup": args.warmup,
+        "quick": args.quick,
+        "kernel_status": rows[0]["status"] if rows[0]["status"] != "ok" else "ok",
+        "target_speedup": TARGET_SPEEDUP,
+        "rows": rows,
+    }
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
-

@@ -29,10 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=0, help="model input side (0 = the model's own)")
     parser.add_argument("--objects", default="2,8,16", help="comma-separated object counts")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker process counts")
-    parser.add_argument("--devices", default="cpu",
-                        help="comma-separated devices: the coordinator runs on the first, worker i on entry "
-                             "1 + i modulo the others (all on the first if only one is given), e.g. "
-                             "cuda:0,cuda:1,cuda:2")
+    parser.add_argument(
+        "--devices",
+        default="cpu",
+        help="comma-separated devices: the coordinator runs on the first, worker i on entry "
+        "1 + i modulo the others (all on the first if only one is given), e.g. "
+        "cuda:0,cuda:1,cuda:2",
+    )
     parser.add_argument("--frames", type=int, default=20, help="timed frames per configuration (after warm-up)")
     parser.add_argument("--size", default="160x120", help="source frame size WxH")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
@@ -74,9 +77,13 @@ def _measure(engine, objects: int, frames: list[np.ndarray], sync) -> dict:
         for stage in STAGES:
             stages[stage].append(out.timings_ms.get(stage, 0.0))
     walls_a = np.asarray(walls)
-    return {"objects": objects, "fps": float(1e3 / np.median(walls_a)), "p50_ms": float(np.median(walls_a)),
-            "p99_ms": float(np.percentile(walls_a, 99)),
-            "stages_ms": {s: float(np.median(v)) for s, v in stages.items()}}
+    return {
+        "objects": objects,
+        "fps": float(1e3 / np.median(walls_a)),
+        "p50_ms": float(np.median(walls_a)),
+        "p99_ms": float(np.percentile(walls_a, 99)),
+        "stages_ms": {s: float(np.median(v)) for s, v in stages.items()},
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,11 +101,17 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    base = Settings.default({
-        "model": args.model, "image_size": args.image_size, "precision": args.precision, "devices": devices[:1],
-        "detection.score_threshold": 1.0, "detection.new_object_threshold": 1.0,  # the detector admits nothing
-        "tracking.max_objects": max(objects),
-    })
+    base = Settings.default(
+        {
+            "model": args.model,
+            "image_size": args.image_size,
+            "precision": args.precision,
+            "devices": devices[:1],
+            "detection.score_threshold": 1.0,
+            "detection.new_object_threshold": 1.0,  # the detector admits nothing
+            "tracking.max_objects": max(objects),
+        }
+    )
     device = resolve_device(base)
     dtype = resolve_dtype(base, device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -128,24 +141,40 @@ def run(args: argparse.Namespace) -> int:
         r["speedup"] = r["fps"] / baseline[r["objects"]]
 
     name = device_name(str(device))
-    print(f"device: {name}; model {args.model}, input {loaded.model.tracker_model.image_size} px, {dtype}; "
-          f"frames {width}x{height}; {args.frames} timed frames")
-    header = (f"{'workers':>7} {'objects':>7} {'fps':>7} {'p50 ms':>8} {'p99 ms':>8} {'x single':>8} "
-              f"{'enc+det':>8} {'tracker':>8} {'comm in step':>12} {'comm alone':>10} {'MB/frame':>9}")
+    print(
+        f"device: {name}; model {args.model}, input {loaded.model.tracker_model.image_size} px, {dtype}; "
+        f"frames {width}x{height}; {args.frames} timed frames"
+    )
+    header = (
+        f"{'workers':>7} {'objects':>7} {'fps':>7} {'p50 ms':>8} {'p99 ms':>8} {'x single':>8} "
+        f"{'enc+det':>8} {'tracker':>8} {'comm in step':>12} {'comm alone':>10} {'MB/frame':>9}"
+    )
     print(header)
     for r in rows:
         st = r["stages_ms"]
         probe = f"{r['comm_probe_ms']['p50']:10.2f}" if "comm_probe_ms" in r else f"{'-':>10}"
         mb = f"{r['comm_bytes'] / 1e6:9.2f}" if "comm_bytes" in r else f"{'-':>9}"
-        print(f"{r['workers']:>7} {r['objects']:>7} {r['fps']:7.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
-              f"{r['speedup']:8.2f} {st['encoder'] + st['detector']:8.1f} {st['tracker']:8.1f} "
-              f"{st['comm']:12.2f} {probe} {mb}")
+        print(
+            f"{r['workers']:>7} {r['objects']:>7} {r['fps']:7.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
+            f"{r['speedup']:8.2f} {st['encoder'] + st['detector']:8.1f} {st['tracker']:8.1f} "
+            f"{st['comm']:12.2f} {probe} {mb}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "device": name, "host": platform.node(), "model": args.model,
-            "input_px": int(loaded.model.tracker_model.image_size), "dtype": str(dtype), "frame_size": [width, height],
-            "frames": args.frames, "rows": rows,
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": name,
+                    "host": platform.node(),
+                    "model": args.model,
+                    "input_px": int(loaded.model.tracker_model.image_size),
+                    "dtype": str(dtype),
+                    "frame_size": [width, height],
+                    "frames": args.frames,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
         print(f"wrote {args.json}")
     return 0

@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
         export_encoder(loaded.model, size, buffer)
         onnx_bytes = buffer.getvalue()
     serialized = build_serialized_engine(onnx_bytes, args.precision)
-    print(f"sam3-ros build-engine: {args.model} {args.precision} (1, 3, {size}, {size}) built in "
-          f"{time.perf_counter() - start:.0f} s ({len(serialized) / 1e6:.0f} MB)")
+    print(
+        f"sam3-ros build-engine: {args.model} {args.precision} (1, 3, {size}, {size}) built in "
+        f"{time.perf_counter() - start:.0f} s ({len(serialized) / 1e6:.0f} MB)"
+    )
     reference = VisionEncoder(loaded.model).eval()
     names = reference_features(loaded.model, torch.zeros(1, 3, size, size, device=device))[1].output_names()
     pixels = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1

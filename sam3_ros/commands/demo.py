@@ -13,10 +13,23 @@ from .make_bag import parse_size
 # threshold, so nothing would be drawn. The demo lowers the thresholds for it to show masks and ids
 # flowing through the whole path (the accuracy numbers stay near zero: only scores >= 0.5 count); objects
 # it no longer detects are dropped at once, so its random detections do not pile up.
-RANDOM_MODEL_OVERRIDES = {"detection.score_threshold": 0.0, "detection.new_object_threshold": 0.0,
-                          "tracking.keep_alive_frames": 0}
-PRODUCTS = ("sample", "sample.gt.json", "instances", "overlay.mp4", "report.json", "report.md", "latency.png",
-            "per_concept.png", "node.log", "node_settings.yaml")
+RANDOM_MODEL_OVERRIDES = {
+    "detection.score_threshold": 0.0,
+    "detection.new_object_threshold": 0.0,
+    "tracking.keep_alive_frames": 0,
+}
+PRODUCTS = (
+    "sample",
+    "sample.gt.json",
+    "instances",
+    "overlay.mp4",
+    "report.json",
+    "report.md",
+    "latency.png",
+    "per_concept.png",
+    "node.log",
+    "node_settings.yaml",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=parse_size, default=(320, 240), help="image size WIDTHxHEIGHT")
     parser.add_argument("--model", default="tiny-random", help="built-in model name or a local SAM 3 directory")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
-    parser.add_argument("--transport", choices=("dds", "inproc"), default="dds",
-                        help="dds: the node in a subprocess over DDS-direct; inproc: the node logic in this process")
+    parser.add_argument(
+        "--transport",
+        choices=("dds", "inproc"),
+        default="dds",
+        help="dds: the node in a subprocess over DDS-direct; inproc: the node logic in this process",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +65,11 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         config = WorldConfig(width=args.size[0], height=args.size[1], frames=args.frames, seed=args.seed)
-        overrides = {**(RANDOM_MODEL_OVERRIDES if args.model == "tiny-random" else {}), "model": args.model,
-                     **dict(parse_override(s) for s in args.set)}
+        overrides = {
+            **(RANDOM_MODEL_OVERRIDES if args.model == "tiny-random" else {}),
+            "model": args.model,
+            **dict(parse_override(s) for s in args.set),
+        }
         settings = Settings.default(overrides)
     except ValueError as exc:  # a bad --size, --frames or --set
         raise UsageError(str(exc)) from None

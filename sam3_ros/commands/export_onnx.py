@@ -13,8 +13,11 @@ TOLERANCE = 1e-3  # max error relative to each output's scale, fp32 ONNX vs fp32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="tiny-random", help="built-in model name (tiny-random, sam3-random) or "
-                        "a local model directory")
+    parser.add_argument(
+        "--model",
+        default="tiny-random",
+        help="built-in model name (tiny-random, sam3-random) or a local model directory",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the ONNX file to write")
     parser.add_argument("--image-size", type=int, default=0, help="input side in pixels (0 = the model's own)")
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
@@ -34,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     layout = export_encoder(loaded.model, size, args.out)
-    print(f"sam3-ros export-onnx: {args.model} encoder, input (1, 3, {size}, {size}), {len(layout.output_names())} "
-          f"outputs -> {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)")
+    print(
+        f"sam3-ros export-onnx: {args.model} encoder, input (1, 3, {size}, {size}), {len(layout.output_names())} "
+        f"outputs -> {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)"
+    )
     if args.no_check:
         return 0
     errors = relative_errors(loaded.model, args.out, size)

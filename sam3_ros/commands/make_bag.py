@@ -32,12 +32,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage plugin")
     parser.add_argument("--topic", default="/camera/image_raw", help="camera topic")
     parser.add_argument("--frame-id", default="camera", help="header frame_id of the images")
-    parser.add_argument("--depth", action="store_true", help="also an aligned depth image and CameraInfo per frame "
-                        "(objects at 1-3 m, noise, holes) and the objects' 3D in the ground truth")
-    parser.add_argument("--depth-topic", default="/camera/depth/image_raw", help="topic of the depth images "
-                        "(the CameraInfo goes to the camera_info topic beside --topic)")
-    parser.add_argument("--images", metavar="DIR", help="write these frames (jpg/png, sorted by name) instead "
-                        "of a synthetic clip; stamps are spaced by --fps")
+    parser.add_argument(
+        "--depth",
+        action="store_true",
+        help="also an aligned depth image and CameraInfo per frame "
+        "(objects at 1-3 m, noise, holes) and the objects' 3D in the ground truth",
+    )
+    parser.add_argument(
+        "--depth-topic",
+        default="/camera/depth/image_raw",
+        help="topic of the depth images (the CameraInfo goes to the camera_info topic beside --topic)",
+    )
+    parser.add_argument(
+        "--images",
+        metavar="DIR",
+        help="write these frames (jpg/png, sorted by name) instead of a synthetic clip; stamps are spaced by --fps",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +58,15 @@ def run(args: argparse.Namespace) -> int:
         return _from_images(args)
     try:
         config = WorldConfig(width=args.size[0], height=args.size[1], frames=args.frames, fps=args.fps, seed=args.seed)
-        bag, gt = write_benchmark(args.out, config, storage=args.storage, topic=args.topic, frame_id=args.frame_id,
-                                  depth_topic=args.depth_topic if args.depth else None, progress=True)
+        bag, gt = write_benchmark(
+            args.out,
+            config,
+            storage=args.storage,
+            topic=args.topic,
+            frame_id=args.frame_id,
+            depth_topic=args.depth_topic if args.depth else None,
+            progress=True,
+        )
     except ValueError as exc:  # a bad --size, --frames or --fps
         raise UsageError(str(exc)) from None
     depth = f", depth on {args.depth_topic}" if args.depth else ""

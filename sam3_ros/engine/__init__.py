@@ -4,5 +4,14 @@ from .engine import Engine, EngineCounters, load_engine
 from .loading import LoadedModel, ModelLoadError, load_model
 from .types import ConceptPrompt, Frame, Instances
 
-__all__ = ["ConceptPrompt", "Engine", "EngineCounters", "Frame", "Instances", "LoadedModel", "ModelLoadError",
-           "load_engine", "load_model"]
+__all__ = [
+    "ConceptPrompt",
+    "Engine",
+    "EngineCounters",
+    "Frame",
+    "Instances",
+    "LoadedModel",
+    "ModelLoadError",
+    "load_engine",
+    "load_model",
+]

@@ -41,8 +41,15 @@ class Detector:
             self._text.popitem(last=False)
         return self._text[key]
 
-    def detect(self, vision_embeds, phrases: list[str], boxes: torch.Tensor | None, box_labels: torch.Tensor | None,
-               score_threshold: float, nms_iou_threshold: float) -> dict[str, torch.Tensor]:
+    def detect(
+        self,
+        vision_embeds,
+        phrases: list[str],
+        boxes: torch.Tensor | None,
+        box_labels: torch.Tensor | None,
+        score_threshold: float,
+        nms_iou_threshold: float,
+    ) -> dict[str, torch.Tensor]:
         """Detections of every phrase, flattened phrase-major: ``masks`` (D, h, w) logits, ``boxes``
         (D, 4) normalized xyxy, ``scores`` (D,) (0 for suppressed/below threshold), ``valid`` (D,),
         ``concept`` (D,) phrase index. ``boxes``/``box_labels`` (B, 4) cxcywh normalized / (B,) are
@@ -54,7 +61,10 @@ class Detector:
         batched = _expand_vision(vision_embeds, p)
         kwargs = {}
         if boxes is not None and boxes.shape[0] > 0:
-            kwargs = {"input_boxes": boxes[None].expand(p, -1, -1), "input_boxes_labels": box_labels[None].expand(p, -1)}
+            kwargs = {
+                "input_boxes": boxes[None].expand(p, -1, -1),
+                "input_boxes_labels": box_labels[None].expand(p, -1),
+            }
             if mask is None:  # with exemplar boxes transformers concatenates the text mask with theirs
                 mask = torch.ones(embeds.last_hidden_state.shape[:2], dtype=torch.long, device=device)
         out = self.model(vision_embeds=batched, text_embeds=embeds, attention_mask=mask, **kwargs)
@@ -67,8 +77,10 @@ class Detector:
                 valid[i] &= mask_nms(binary, scores[i], nms_iou_threshold)
         q = scores.shape[1]
         return {
-            "masks": masks.flatten(0, 1), "boxes": out.pred_boxes.flatten(0, 1).float(),
-            "scores": torch.where(valid, scores, torch.zeros_like(scores)).flatten(), "valid": valid.flatten(),
+            "masks": masks.flatten(0, 1),
+            "boxes": out.pred_boxes.flatten(0, 1).float(),
+            "scores": torch.where(valid, scores, torch.zeros_like(scores)).flatten(),
+            "valid": valid.flatten(),
             "concept": torch.arange(p, device=device).repeat_interleave(q),
         }
 
@@ -77,11 +89,18 @@ def _expand_vision(vision_embeds, n: int):
     """The detector's vision features repeated (as views) for ``n`` phrases."""
     if n == 1:
         return vision_embeds
-    return type(vision_embeds)(**{
-        key: (value.expand(n, *value.shape[1:]) if torch.is_tensor(value)
-              else tuple(v.expand(n, *v.shape[1:]) for v in value) if isinstance(value, tuple) else value)
-        for key, value in vision_embeds.items()
-    })
+    return type(vision_embeds)(
+        **{
+            key: (
+                value.expand(n, *value.shape[1:])
+                if torch.is_tensor(value)
+                else tuple(v.expand(n, *v.shape[1:]) for v in value)
+                if isinstance(value, tuple)
+                else value
+            )
+            for key, value in vision_embeds.items()
+        }
+    )
 
 
 def _flatten_levels(self, vision_features: list[torch.Tensor], vision_pos_embeds: list[torch.Tensor]):

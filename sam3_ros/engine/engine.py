@@ -77,7 +77,11 @@ def memory_bank_options(settings: Settings, tracker_model, device: torch.device,
         num_maskmem=min(settings.memory.num_maskmem, tcfg.num_maskmem),
         max_cond=min(settings.memory.max_cond_frames, tcfg.max_cond_frame_num),
         max_pointers=min(settings.memory.max_object_pointers, tcfg.max_object_pointers_in_encoder),
-        tokens=h * w, mem_dim=tracker_model.mem_dim, hidden=tracker_model.hidden_dim, device=device, dtype=dtype,
+        tokens=h * w,
+        mem_dim=tracker_model.mem_dim,
+        hidden=tracker_model.hidden_dim,
+        device=device,
+        dtype=dtype,
     )
     shape = keys_values_shape(tracker_model, h * w)
     entries = settings.tracking.max_objects * (options["max_cond"] + max(options["num_maskmem"] - 1, 1))
@@ -114,8 +118,11 @@ class Engine:
         self._upload = SideStream(device)  # frame upload + resize beside the previous frame's tail
         det, trk = settings.detection, settings.tracking
         self.thresholds = MergeThresholds(
-            assoc_iou=trk.assoc_iou_threshold, track_assoc_iou=trk.track_assoc_iou_threshold,
-            new_object=det.new_object_threshold, high_conf=config.high_conf_thresh, high_iou=config.high_iou_thresh,
+            assoc_iou=trk.assoc_iou_threshold,
+            track_assoc_iou=trk.track_assoc_iou_threshold,
+            new_object=det.new_object_threshold,
+            high_conf=config.high_conf_thresh,
+            high_iou=config.high_iou_thresh,
             occlusion_iou=config.suppress_overlapping_based_on_recent_occlusion_threshold,
         )
         cap = settings.tracking.max_objects
@@ -145,15 +152,17 @@ class Engine:
         if not isinstance(prompt, ConceptPrompt):
             raise ValueError(f"set_prompt expects a ConceptPrompt, got {type(prompt).__name__}")
         size = self._last[2] if self._last is not None else None
-        phrases, boxes, labels = check_prompt(prompt.phrases, prompt.boxes, prompt.box_labels, size,
-                                              self.settings.prompt)
+        phrases, boxes, labels = check_prompt(
+            prompt.phrases, prompt.boxes, prompt.box_labels, size, self.settings.prompt
+        )
         old_phrases = self.phrases
         self.phrases, self._boxes, self._box_labels = phrases, torch.from_numpy(boxes), torch.from_numpy(labels)
         if not keep_tracks:
             self._drop(list(self._objects.slots))
             return
-        remap = torch.tensor([phrases.index(p) if p in phrases else -2 for p in old_phrases] + [-1],
-                             dtype=torch.long, device=self.device)
+        remap = torch.tensor(
+            [phrases.index(p) if p in phrases else -2 for p in old_phrases] + [-1], dtype=torch.long, device=self.device
+        )
         self._concept.copy_(remap[self._concept])  # -1 (clicks) maps to itself through the last entry
         concepts = self._concept.cpu()  # prompt changes are rare: one sync is fine here
         self._drop([s for s in self._objects.slots if int(concepts[s]) == -2])
@@ -172,8 +181,10 @@ class Engine:
         if obj_id is not None:
             slot = self._slot_of(obj_id)
         elif self.bank.free_slots == 0:
-            raise ValueError(f"add_points: tracking.max_objects={self.settings.tracking.max_objects} objects are "
-                             "tracked already; remove one first")
+            raise ValueError(
+                f"add_points: tracking.max_objects={self.settings.tracking.max_objects} objects are "
+                "tracked already; remove one first"
+            )
         pts, lbl, box = check_clicks(points, labels, box, size)
         h, w = size
         scale = np.array([self.image_size / w, self.image_size / h], np.float32)
@@ -246,7 +257,8 @@ class Engine:
         if n and every > 0 and t % every == 0:
             recondition = (assoc.recondition_det >= 0) & (prop["object_score_logits"][:, 0] > self.thresholds.high_conf)
         suppress, self._last_occluded[slots] = occlusion_suppression(
-            trk, concept, self._last_occluded[slots], t, self.thresholds.occlusion_iou)
+            trk, concept, self._last_occluded[slots], t, self.thresholds.occlusion_iou
+        )
         trk = torch.where(suppress[:, None, None], torch.full_like(trk, NO_OBJECT_LOGIT), trk)
         self._last_detected[slots] = torch.where(assoc.confirmed, t, self._last_detected[slots])
         self._score[slots] = torch.where(assoc.matched, assoc.best_score, self._score[slots])
@@ -256,13 +268,15 @@ class Engine:
         expired = (t - self._last_detected[slots]) > self.settings.tracking.keep_alive_frames
         expired &= concept >= 0  # click-created objects have no detector to confirm them
         d = assoc.is_new.numel()
-        plan = torch.cat([assoc.is_new.float(), dets["scores"].float(), expired.float(), recondition.float(),
-                          self._score[slots]])
+        plan = torch.cat(
+            [assoc.is_new.float(), dets["scores"].float(), expired.float(), recondition.float(), self._score[slots]]
+        )
         plan = read_to_host(plan)
-        is_new, det_scores = plan[:d] > 0, plan[d:2 * d]
-        expired_host, recondition_host = plan[2 * d:2 * d + n] > 0, plan[2 * d + n:2 * d + 2 * n] > 0
-        new_dets, evicted = self._admit(np.flatnonzero(is_new), det_scores, np.flatnonzero(~expired_host),
-                                        plan[2 * d + 2 * n:])
+        is_new, det_scores = plan[:d] > 0, plan[d : 2 * d]
+        expired_host, recondition_host = plan[2 * d : 2 * d + n] > 0, plan[2 * d + n : 2 * d + 2 * n] > 0
+        new_dets, evicted = self._admit(
+            np.flatnonzero(is_new), det_scores, np.flatnonzero(~expired_host), plan[2 * d + 2 * n :]
+        )
         expired_host[evicted] = True  # from here on an evicted object leaves like an expired one
         alive = np.flatnonzero(~expired_host)
 
@@ -271,19 +285,31 @@ class Engine:
             present = (memory_masks > 0).flatten(1).any(dim=1, keepdim=True)
             logits = torch.where(present, 10.0, -10.0).to(memory_masks.dtype)
             clock.lap("merge")
-            self.tracker.remember(feats, live, t, prop, recondition_host, binarize=False,
-                                  high_res=memory_masks, object_score_logits=logits)
+            self.tracker.remember(
+                feats,
+                live,
+                t,
+                prop,
+                recondition_host,
+                binarize=False,
+                high_res=memory_masks,
+                object_score_logits=logits,
+            )
             clock.lap("memory")  # the memory encoder: a network pass
         clock.lap("merge")
 
-        out_logits = torch.where((recondition & (assoc.recondition_det >= 0))[:, None, None],
-                                 dets["masks"][assoc.recondition_det.clamp(min=0)] if dets["masks"].shape[0] else trk, trk)
+        out_logits = torch.where(
+            (recondition & (assoc.recondition_det >= 0))[:, None, None],
+            dets["masks"][assoc.recondition_det.clamp(min=0)] if dets["masks"].shape[0] else trk,
+            trk,
+        )
         keep = upload(alive, self.device)
         out_slots = slots[keep]
         out_logits = out_logits[keep]
         # the reference settles the objects' overlaps in its output by their tracker scores
-        out_scores = (torch.sigmoid(prop["object_score_logits"][:, 0]).float() if n
-                      else torch.zeros(0, device=self.device))[keep]
+        out_scores = (
+            torch.sigmoid(prop["object_score_logits"][:, 0]).float() if n else torch.zeros(0, device=self.device)
+        )[keep]
         expired_slots = [live[i] for i in np.flatnonzero(expired_host)]
         self.counters.objects_expired += len(expired_slots) - len(evicted)
         self.counters.objects_evicted += len(evicted)
@@ -302,8 +328,9 @@ class Engine:
                 # the reference re-runs the tracker with binarized memory for existing, not re-conditioned
                 # objects on frames that start new ones; we do the same to compute the same function
                 again = {k: v[upload(redo, self.device)] for k, v in prop.items()}
-                self.tracker.remember(feats, [live[i] for i in redo], t, again, np.zeros(len(redo), bool),
-                                      binarize=True)
+                self.tracker.remember(
+                    feats, [live[i] for i in redo], t, again, np.zeros(len(redo), bool), binarize=True
+                )
             clock.lap("memory")  # the new objects' first pass and their memories: network passes
             new_logits = fill_holes(dets["masks"][new_idx][:, None], self.settings.tracking.hole_fill_area)[:, 0]
             out_slots = torch.cat([out_slots, new_slots])
@@ -316,11 +343,19 @@ class Engine:
         boxes, masks = output_masks(out_logits, out_scores, out_concept, size)
         result = Instances(
             ids=self._ids[out_slots],
-            scores=self._score[out_slots], boxes=boxes, masks=masks,
-            concept_index=out_concept, detected=(self._last_detected[out_slots] == t),
-            age=t - self._first_frame[out_slots], frames_since_detected=t - self._last_detected[out_slots],
-            phrases=list(self.phrases), stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, camera=frame.camera,
-            image_size=size, timings_ms=clock.result(),
+            scores=self._score[out_slots],
+            boxes=boxes,
+            masks=masks,
+            concept_index=out_concept,
+            detected=(self._last_detected[out_slots] == t),
+            age=t - self._first_frame[out_slots],
+            frames_since_detected=t - self._last_detected[out_slots],
+            phrases=list(self.phrases),
+            stamp_ns=frame.stamp_ns,
+            frame_id=frame.frame_id,
+            camera=frame.camera,
+            image_size=size,
+            timings_ms=clock.result(),
         )
         clock.lap("output")
         self._frame, self._last = t, (feats, pos, size)
@@ -330,8 +365,10 @@ class Engine:
     # -- internals -----------------------------------------------------------------------------------------
     def _make_tracker(self, tracker_model) -> tuple[MemoryBank, BatchedTracker]:
         """The memory bank and the tracker that reads it (a subclass may place them elsewhere)."""
-        bank = MemoryBank(self.settings.tracking.max_objects,
-                          **memory_bank_options(self.settings, tracker_model, self.device, self.dtype))
+        bank = MemoryBank(
+            self.settings.tracking.max_objects,
+            **memory_bank_options(self.settings, tracker_model, self.device, self.dtype),
+        )
         return bank, BatchedTracker(tracker_model, bank)
 
     def _features_ready(self, feats: list[torch.Tensor], pos: list[torch.Tensor], frame: int) -> None:
@@ -341,8 +378,13 @@ class Engine:
     def _detect(self, vision, size: tuple[int, int]) -> dict[str, torch.Tensor]:
         if not self.phrases and not len(self._boxes):
             z = torch.zeros(0, device=self.device)
-            return {"masks": torch.zeros(0, self.low_res, self.low_res, device=self.device, dtype=self.dtype),
-                    "boxes": torch.zeros(0, 4, device=self.device), "scores": z, "valid": z.bool(), "concept": z.long()}
+            return {
+                "masks": torch.zeros(0, self.low_res, self.low_res, device=self.device, dtype=self.dtype),
+                "boxes": torch.zeros(0, 4, device=self.device),
+                "scores": z,
+                "valid": z.bool(),
+                "concept": z.long(),
+            }
         boxes = labels = None
         if len(self._boxes):
             h, w = size
@@ -352,8 +394,9 @@ class Engine:
         det = self.settings.detection
         return self.detector.detect(vision, self.phrases, boxes, labels, det.score_threshold, det.nms_iou_threshold)
 
-    def _admit(self, candidates: np.ndarray, det_scores: np.ndarray, alive: np.ndarray,
-               track_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _admit(
+        self, candidates: np.ndarray, det_scores: np.ndarray, alive: np.ndarray, track_scores: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Enforce ``tracking.max_objects``: new detections (indices ``candidates``) and live objects
         (indices ``alive`` into this frame's objects) compete by score, the lowest-scoring leave first
         (ties keep the live object); with ``at_max_objects: refuse_new`` live objects always stay.
@@ -418,8 +461,17 @@ class Engine:
     def tensor_bytes(self) -> int:
         """Bytes held by the engine's per-stream tensors (memory bank + per-object state + last frame)."""
         total = self.bank.tensor_bytes()
-        total += sum(t.numel() * t.element_size() for t in (
-            self._ids, self._concept, self._score, self._first_frame, self._last_detected, self._last_occluded))
+        total += sum(
+            t.numel() * t.element_size()
+            for t in (
+                self._ids,
+                self._concept,
+                self._score,
+                self._first_frame,
+                self._last_detected,
+                self._last_occluded,
+            )
+        )
         if self._last is not None:
             total += sum(t.numel() * t.element_size() for t in (*self._last[0], *self._last[1]))
         return total

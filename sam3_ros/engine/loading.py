@@ -12,8 +12,15 @@ from typing import Any, Callable
 
 import torch
 
-from ..models import (BUILTIN_MODELS, SAM3_IMAGE_SIZE, TINY_IMAGE_SIZE, TOY_DIR, HashTokenizer, build_sam3_random,
-                      build_tiny_random)
+from ..models import (
+    BUILTIN_MODELS,
+    SAM3_IMAGE_SIZE,
+    TINY_IMAGE_SIZE,
+    TOY_DIR,
+    HashTokenizer,
+    build_sam3_random,
+    build_tiny_random,
+)
 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # without them transformers builds an empty-vocabulary tokenizer
@@ -33,8 +40,9 @@ class LoadedModel:
     tokenize: Callable[[list[str]], dict[str, torch.Tensor]]  # phrases -> input_ids, attention_mask (P, L)
 
 
-def load_model(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-               image_size: int = 0) -> LoadedModel:
+def load_model(
+    spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, image_size: int = 0
+) -> LoadedModel:
     """Load ``spec`` (built-in name or local directory) onto ``device`` in ``dtype``.
 
     ``image_size`` (0 = the model's own) picks another input side for built-in models.
@@ -53,8 +61,10 @@ def load_model(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype
     else:
         model, tokenize = _load_directory(Path(spec).expanduser())
         if image_size and image_size != model.config.image_size:
-            raise ModelLoadError(f"image_size={image_size}: only built-in models can change their input size "
-                                 f"(model {spec} uses {model.config.image_size})")
+            raise ModelLoadError(
+                f"image_size={image_size}: only built-in models can change their input size "
+                f"(model {spec} uses {model.config.image_size})"
+            )
     return LoadedModel(name=spec, model=model.to(device=device, dtype=dtype).eval(), tokenize=tokenize)
 
 

@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 
 F32, F64 = np.float32, np.float64
 SMALL_OUTPUT = 128  # torch's CPU kernel switches to its channels-last loop at height + width <= this
-TINY_LOGIT = 2.0 ** -60  # non-zero logits below this go to the dense definition
-TINY_VALUE = 2.0 ** -100  # interpolated values below this (non-zero) are evaluated row by row
-CROSSING_MARGIN = 2.0 ** -20  # source-coordinate distance of a zero crossing from a row that needs rows
+TINY_LOGIT = 2.0**-60  # non-zero logits below this go to the dense definition
+TINY_VALUE = 2.0**-100  # interpolated values below this (non-zero) are evaluated row by row
+CROSSING_MARGIN = 2.0**-20  # source-coordinate distance of a zero crossing from a row that needs rows
 _LOW29, _HALF29 = (1 << 29) - 1, 1 << 28  # float64 bits below float32 precision, and a float32 tie
 
 
@@ -82,14 +82,14 @@ def _fma32_rows(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     p += c
     out = p.astype(F32)
     risky = (p.view(np.int64) & _LOW29) == _HALF29
-    risky |= np.abs(p) < 2.0 ** -125
+    risky |= np.abs(p) < 2.0**-125
     if np.count_nonzero(risky):
         k = np.flatnonzero(risky)
         ak, bk, ck = a.reshape(-1)[k], b64[k % len(b)], c.reshape(-1)[k].astype(F64)
         product, s = ak * bk, p.reshape(-1)[k]
         back = s - product
         inexact = ((product - (s - back)) + (ck - back)) != 0
-        inexact |= np.abs(s) < 2.0 ** -125
+        inexact |= np.abs(s) < 2.0**-125
         if np.count_nonzero(inexact):
             k = k[inexact]
             out.reshape(-1)[k] = fma32(ak[inexact], bk[inexact].astype(F32), ck[inexact].astype(F32))
@@ -115,17 +115,20 @@ def upsample_axis(in_size: int, out_size: int) -> UpsampleAxis:
     """Indices and weights as torch computes them: scale = in / out in float32, source = scale * (i + 0.5) - 0.5
     (one rounding), clamped at 0; weights 1 - l1 and l1 in float32."""
     scale = np.full(out_size, F32(in_size) / F32(out_size), F32)
-    source = np.maximum(fma32(scale, np.arange(out_size, dtype=F32) + F32(0.5), np.full(out_size, -0.5, F32)),
-                        F32(0))
+    source = np.maximum(fma32(scale, np.arange(out_size, dtype=F32) + F32(0.5), np.full(out_size, -0.5, F32)), F32(0))
     i0 = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
     l1 = np.clip(source - i0.astype(F32), F32(0), F32(1)).astype(F32)
     bands = np.arange(in_size + 1)
     return UpsampleAxis(
-        i0=i0, i1=i0 + (i0 < in_size - 1), l0=(F32(1) - l1).astype(F32), l1=l1,
+        i0=i0,
+        i1=i0 + (i0 < in_size - 1),
+        l0=(F32(1) - l1).astype(F32),
+        l1=l1,
         source=np.concatenate(([-np.inf], source.astype(F64), [np.inf])),
         start=np.append(np.searchsorted(i0, bands[:-1], "left"), out_size).astype(np.int32),
         end=np.append(np.searchsorted(i0, bands[:-1], "right"), out_size).astype(np.int32),
-        ratio=out_size / in_size)
+        ratio=out_size / in_size,
+    )
 
 
 def upsample_exact(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -141,17 +144,23 @@ def emulation_matches_torch(in_size: tuple[int, int], out_size: tuple[int, int])
     """Whether this torch build's ``F.interpolate`` computes what ``upsample_exact`` does for these sizes (checked
     once per size on seeded random logits: a different arithmetic shows on a large share of the values)."""
     logits = np.random.default_rng(0).standard_normal((1, *in_size)).astype(F32)
-    torch_values = F.interpolate(torch.from_numpy(logits)[:, None], size=out_size, mode="bilinear",
-                                 align_corners=False)[:, 0].numpy()
+    torch_values = F.interpolate(
+        torch.from_numpy(logits)[:, None], size=out_size, mode="bilinear", align_corners=False
+    )[:, 0].numpy()
     same = np.array_equal(torch_values.view(np.int32), upsample_exact(logits, out_size).view(np.int32))
     if not same:
-        log.warning("bilinear upsampling of this torch build differs from its emulation for %s -> %s: masks of "
-                    "that size are computed densely (slower, same result)", in_size, out_size)
+        log.warning(
+            "bilinear upsampling of this torch build differs from its emulation for %s -> %s: masks of "
+            "that size are computed densely (slower, same result)",
+            in_size,
+            out_size,
+        )
     return same
 
 
-def dense_output_masks(logits: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
-                       size: tuple[int, int]) -> tuple[torch.Tensor, RleMasks]:
+def dense_output_masks(
+    logits: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, RleMasks]:
     """The definition of ``output_masks``: upsample every mask to ``size``, boxes of those masks, per-group
     pixel non-overlap (``kernels.ops.exclusive_masks``), RLE (``kernels.ops.rle_encode``). Any device."""
     masks = logits_to_masks(logits, size)
@@ -160,8 +169,9 @@ def dense_output_masks(logits: torch.Tensor, scores: torch.Tensor, groups: torch
     return boxes, RleMasks(rle_encode(masks) if len(masks) else [], size)
 
 
-def output_masks(logits: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
-                 size: tuple[int, int]) -> tuple[torch.Tensor, RleMasks]:
+def output_masks(
+    logits: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, RleMasks]:
     """Boxes (N, 4) float32 (xyxy, ends exclusive, zeros for an empty mask) of the low-res mask ``logits``
     (N, h, w) upsampled to ``size`` (H, W) and thresholded at 0, and those masks made pixel-exclusive within
     each group (``groups`` (N,); ``scores`` (N,) rank them, see ``kernels.reference.exclusive_masks``) as RLE.
@@ -172,16 +182,16 @@ def output_masks(logits: torch.Tensor, scores: torch.Tensor, groups: torch.Tenso
         values = logits.detach().float().numpy()
         if not np.count_nonzero((values != 0) & (np.abs(values) < TINY_LOGIT)):
             try:
-                boxes, counts = _host_output(values, scores.detach().float().numpy(),
-                                             groups.detach().numpy(), size)
+                boxes, counts = _host_output(values, scores.detach().float().numpy(), groups.detach().numpy(), size)
                 return torch.from_numpy(boxes), RleMasks(counts, size)
             except _NotRuns:
                 pass
     return dense_output_masks(logits, scores, groups, size)
 
 
-def _host_output(logits: np.ndarray, scores: np.ndarray, groups: np.ndarray,
-                 size: tuple[int, int]) -> tuple[np.ndarray, list[np.ndarray]]:
+def _host_output(
+    logits: np.ndarray, scores: np.ndarray, groups: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, list[np.ndarray]]:
     n, h, w = logits.shape
     ay, ax = upsample_axis(h, size[0]), upsample_axis(w, size[1])
     boxes = np.zeros((n, 4), F32)
@@ -329,7 +339,7 @@ class _Chunk:
         steps = np.diff(edges).astype(np.uint32)
         out = []
         for i in range(m):
-            c = steps[first[i]:first[i] + 2 * runs[i] + 1]
+            c = steps[first[i] : first[i] + 2 * runs[i] + 1]
             out.append(c[:-1] if len(c) > 1 and c[-1] == 0 else c)  # no empty background run at the end
         return out
 
@@ -338,8 +348,10 @@ def _rows_one_by_one(logits, ay: UpsampleAxis, ax: UpsampleAxis, obj, band, x) -
     """Exact [lo, hi) of some (object, band, column) pairs, every row of the band evaluated; ``_NotRuns`` if one
     is not a prefix or suffix of its band."""
     h = logits.shape[1]
-    across = [fma32(logits[obj, r, ax.i0[x]], ax.l0[x], logits[obj, r, ax.i1[x]] * ax.l1[x])
-              for r in (band, np.minimum(band + 1, h - 1))]
+    across = [
+        fma32(logits[obj, r, ax.i0[x]], ax.l0[x], logits[obj, r, ax.i1[x]] * ax.l1[x])
+        for r in (band, np.minimum(band + 1, h - 1))
+    ]
     start, end = ay.start[band], ay.end[band]
     longest = int((end - start).max())
     offsets = np.arange(longest)
@@ -379,12 +391,16 @@ def _exclusive(placed: dict, scores, groups, first_band, bands, first_col, cols,
             members = involved[groups[involved] == group]
             top, bottom = int(first_band[members].min()), int((first_band[members] + bands[members]).max())
             left, right = int(first_col[members].min()), int((first_col[members] + cols[members]).max())
-            claims[group] = (top, left, np.repeat(ay.start[top:bottom, None], right - left, axis=1),
-                             np.repeat(ay.end[top:bottom, None], right - left, axis=1))
+            claims[group] = (
+                top,
+                left,
+                np.repeat(ay.start[top:bottom, None], right - left, axis=1),
+                np.repeat(ay.end[top:bottom, None], right - left, axis=1),
+            )
         top, left, prefix_end, suffix_start = claims[group]
         chunk, c0, c1 = placed[int(i)]
         k, r, x = int(bands[i]), int(first_band[i]) - top, int(first_col[i]) - left
-        prefix, suffix = prefix_end[r:r + k, x:x + c1 - c0], suffix_start[r:r + k, x:x + c1 - c0]
+        prefix, suffix = prefix_end[r : r + k, x : x + c1 - c0], suffix_start[r : r + k, x : x + c1 - c0]
         lo, hi = chunk.lo[:k, c0:c1], chunk.hi[:k, c0:c1]
         some = hi > lo
         kept_lo, kept_hi = np.maximum(lo, prefix), np.minimum(hi, suffix)

@@ -33,10 +33,26 @@ def take_slots(free: list[int], count: int) -> list[int]:
 class MemoryBank:
     """Preallocated memory for up to ``capacity`` objects; all state lives on ``device``."""
 
-    def __init__(self, capacity: int, *, num_maskmem: int, max_cond: int, max_pointers: int, tokens: int,
-                 mem_dim: int, hidden: int, device: torch.device, dtype: torch.dtype,
-                 entry_shape: tuple[int, ...] | None = None):
-        self.capacity, self.num_maskmem, self.max_cond, self.max_pointers = capacity, num_maskmem, max_cond, max_pointers
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        num_maskmem: int,
+        max_cond: int,
+        max_pointers: int,
+        tokens: int,
+        mem_dim: int,
+        hidden: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        entry_shape: tuple[int, ...] | None = None,
+    ):
+        self.capacity, self.num_maskmem, self.max_cond, self.max_pointers = (
+            capacity,
+            num_maskmem,
+            max_cond,
+            max_pointers,
+        )
         self.recent = max(num_maskmem - 1, 1)
         self.pointer_ring = max(max_pointers - 1, 1)
         kw = dict(device=device)
@@ -96,8 +112,15 @@ class MemoryBank:
         self._free = list(range(self.capacity - 1, -1, -1))
 
     # -- writing -----------------------------------------------------------------------------------
-    def write(self, slots: list[int], frame: int, features: torch.Tensor, pointers: torch.Tensor,
-              pos: torch.Tensor, conditioning: np.ndarray) -> None:
+    def write(
+        self,
+        slots: list[int],
+        frame: int,
+        features: torch.Tensor,
+        pointers: torch.Tensor,
+        pos: torch.Tensor,
+        conditioning: np.ndarray,
+    ) -> None:
         """Store frame ``frame``'s memory of the objects in ``slots``.
 
         ``features`` (N, *entry) (entry: (tokens, mem_dim) or the bank's ``entry_shape``), ``pointers``
@@ -109,11 +132,24 @@ class MemoryBank:
             return
         self._cond_count[slots] = np.minimum(self._cond_count[slots] + conditioning, self.max_cond)
         with self.writer.run((features, pointers, pos)):
-            self._write(upload(slots, self.cond_valid.device, torch.long), frame, features, pointers, pos,
-                        upload(np.asarray(conditioning, dtype=bool), self.cond_valid.device))
+            self._write(
+                upload(slots, self.cond_valid.device, torch.long),
+                frame,
+                features,
+                pointers,
+                pos,
+                upload(np.asarray(conditioning, dtype=bool), self.cond_valid.device),
+            )
 
-    def _write(self, slots: torch.Tensor, frame: int, features: torch.Tensor, pointers: torch.Tensor,
-               pos: torch.Tensor, conditioning: torch.Tensor) -> None:
+    def _write(
+        self,
+        slots: torch.Tensor,
+        frame: int,
+        features: torch.Tensor,
+        pointers: torch.Tensor,
+        pos: torch.Tensor,
+        conditioning: torch.Tensor,
+    ) -> None:
         self.mem_pos.copy_(pos)
         r, p = frame % self.recent, frame % self.pointer_ring
         features = features.to(self.recent_feat.dtype)
@@ -123,7 +159,9 @@ class MemoryBank:
         self.ring_frame[slots, p] = frame
         # conditioning: an object's first free entry if any (so entries in use form a prefix), else its
         # oldest one; objects not conditioned on this frame write their entry back unchanged
-        age = torch.where(self.cond_valid[slots], self.cond_frame[slots], torch.full_like(self.cond_frame[slots], _NEVER))
+        age = torch.where(
+            self.cond_valid[slots], self.cond_frame[slots], torch.full_like(self.cond_frame[slots], _NEVER)
+        )
         target = age.argmin(dim=1)
         keep = ~conditioning
         old_feat, old_ptr = self.cond_feat[slots, target], self.cond_ptr[slots, target]
@@ -155,9 +193,13 @@ class MemoryBank:
         recent_offset = frame - recent_frame
         recent_valid = (recent_offset >= 1) & (recent_offset <= self.num_maskmem - 1) & ~in_cond(recent_frame)
         features = torch.cat([self.cond_feat[slots, :used], self.recent_feat[slots]], dim=1)
-        temporal_index = torch.cat([
-            torch.full_like(cond_frame, -1),  # the reference reads offset 0 as encoding[0 - 1]
-            (recent_offset - 1).clamp(0, self.num_maskmem - 1)], dim=1)
+        temporal_index = torch.cat(
+            [
+                torch.full_like(cond_frame, -1),  # the reference reads offset 0 as encoding[0 - 1]
+                (recent_offset - 1).clamp(0, self.num_maskmem - 1),
+            ],
+            dim=1,
+        )
         feature_valid = torch.cat([cond_valid, recent_valid], dim=1)
 
         ring_offset = frame - ring_frame
@@ -170,6 +212,17 @@ class MemoryBank:
 
     def tensor_bytes(self) -> int:
         """Bytes held by the bank's tensors (constant for the bank's lifetime)."""
-        return sum(t.numel() * t.element_size() for t in (
-            self.cond_feat, self.cond_ptr, self.cond_frame, self.cond_valid, self.recent_feat,
-            self.recent_frame, self.ring_ptr, self.ring_frame, self.mem_pos))
+        return sum(
+            t.numel() * t.element_size()
+            for t in (
+                self.cond_feat,
+                self.cond_ptr,
+                self.cond_frame,
+                self.cond_valid,
+                self.recent_feat,
+                self.recent_frame,
+                self.ring_ptr,
+                self.ring_frame,
+                self.mem_pos,
+            )
+        )

@@ -38,8 +38,15 @@ class Association:
     recondition_det: torch.Tensor  # (N,) long: detection re-conditioning each track, -1 for none
 
 
-def associate(det_masks: torch.Tensor, det_scores: torch.Tensor, det_valid: torch.Tensor, det_concept: torch.Tensor,
-              trk_masks: torch.Tensor, trk_concept: torch.Tensor, t: MergeThresholds) -> Association:
+def associate(
+    det_masks: torch.Tensor,
+    det_scores: torch.Tensor,
+    det_valid: torch.Tensor,
+    det_concept: torch.Tensor,
+    trk_masks: torch.Tensor,
+    trk_concept: torch.Tensor,
+    t: MergeThresholds,
+) -> Association:
     """Match detections (D, h, w logits) with tracks (N, h, w logits) of the same concept.
 
     The matching is the kernels' ``merge_plan`` (CUDA kernel on GPU). The engine keeps its own object
@@ -50,13 +57,28 @@ def associate(det_masks: torch.Tensor, det_scores: torch.Tensor, det_valid: torc
     d, n = det_masks.shape[0], trk_masks.shape[0]
     device = det_masks.device
     ious = mask_iou(det_masks > 0, trk_masks > 0) if d and n else torch.zeros(d, n, device=device)
-    config = MergeConfig(score_threshold=0.0, assoc_iou=t.assoc_iou, track_assoc_iou=t.track_assoc_iou,
-                         new_object_score=t.new_object, high_conf_score=t.high_conf, high_iou=t.high_iou)
-    plan = merge_plan(ious, torch.where(det_valid, det_scores.float(), -1.0),  # invalid: under the threshold
-                      torch.ones(n, dtype=torch.bool, device=device), torch.zeros(n, dtype=torch.long, device=device),
-                      torch.zeros(1, dtype=torch.long, device=device), config, det_concept, trk_concept)
+    config = MergeConfig(
+        score_threshold=0.0,
+        assoc_iou=t.assoc_iou,
+        track_assoc_iou=t.track_assoc_iou,
+        new_object_score=t.new_object,
+        high_conf_score=t.high_conf,
+        high_iou=t.high_iou,
+    )
+    plan = merge_plan(
+        ious,
+        torch.where(det_valid, det_scores.float(), -1.0),  # invalid: under the threshold
+        torch.ones(n, dtype=torch.bool, device=device),
+        torch.zeros(n, dtype=torch.long, device=device),
+        torch.zeros(1, dtype=torch.long, device=device),
+        config,
+        det_concept,
+        trk_concept,
+    )
     is_new = (plan.det_new_id >= 0) & (det_scores >= t.new_object)
-    ious = torch.where((det_concept[:, None] == trk_concept[None, :]) & det_valid[:, None], ious, torch.zeros_like(ious))
+    ious = torch.where(
+        (det_concept[:, None] == trk_concept[None, :]) & det_valid[:, None], ious, torch.zeros_like(ious)
+    )
     if d:
         best_iou, best_det = ious.max(dim=0)
     else:
@@ -66,8 +88,9 @@ def associate(det_masks: torch.Tensor, det_scores: torch.Tensor, det_valid: torc
     return Association(is_new, matched, ~plan.trk_unmatched, best_det, best_score, plan.trk_recondition_det)
 
 
-def occlusion_suppression(trk_masks: torch.Tensor, trk_concept: torch.Tensor, last_occluded: torch.Tensor,
-                          frame: int, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def occlusion_suppression(
+    trk_masks: torch.Tensor, trk_concept: torch.Tensor, last_occluded: torch.Tensor, frame: int, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Tracks to suppress (N,) and updated last-occluded frames (N,).
 
     Of two same-concept tracks overlapping with IoU >= ``threshold``, the more recently occluded one
@@ -85,8 +108,9 @@ def occlusion_suppression(trk_masks: torch.Tensor, trk_concept: torch.Tensor, la
     return suppress, torch.where(occluded, torch.full_like(last_occluded, frame), last_occluded)
 
 
-def suppress_shrunk(logits: torch.Tensor, concept: torch.Tensor, num_concepts: int,
-                    shrink_threshold: float = 0.3) -> torch.Tensor:
+def suppress_shrunk(
+    logits: torch.Tensor, concept: torch.Tensor, num_concepts: int, shrink_threshold: float = 0.3
+) -> torch.Tensor:
     """Per concept, keep each pixel for its highest-scoring object; objects whose area then falls
     below ``shrink_threshold`` of the original are pushed below ``NO_OBJECT_LOGIT`` (N, 1, h, w).
     ``concept`` values lie in [-1, num_concepts) (-1: click-created objects, a group of their own)."""

@@ -55,7 +55,8 @@ class CvUtilsOnHost:
         block_origin = ((rows // 2) * 2 * w + (cols // 2) * 2).ravel()
         for i, image in enumerate(images):
             found, component, stats, _ = cv2.connectedComponentsWithStats(
-                (image != 0).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+                (image != 0).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
+            )
             root = np.full(found, h * w, np.int64)
             np.minimum.at(root, component.ravel(), block_origin)
             root[0] = -1  # OpenCV's label 0 is the background: kernel label 0
@@ -67,8 +68,9 @@ class CvUtilsOnHost:
         return [torch.from_numpy(labels).to(inputs.device), torch.from_numpy(counts).to(inputs.device)]
 
     @staticmethod
-    def generic_nms(dets: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
-                    use_iou_matrix: bool) -> torch.Tensor:
+    def generic_nms(
+        dets: torch.Tensor, scores: torch.Tensor, iou_threshold: float, use_iou_matrix: bool
+    ) -> torch.Tensor:
         """Greedy NMS over an (N, N) IoU matrix ``dets``: candidates in stable descending score order, each
         kept unless an earlier kept one has IoU > ``iou_threshold`` (compared in double precision) with it.
         Returns the kept indices (int64) in that order. Only the IoU-matrix form is written (transformers
@@ -88,7 +90,7 @@ class CvUtilsOnHost:
         for i in range(len(order)):
             if not removed[i]:
                 kept.append(i)
-                removed[i + 1:] |= over[i, i + 1:]
+                removed[i + 1 :] |= over[i, i + 1 :]
         return order[kept].to(dets.device)
 
 
@@ -107,9 +109,13 @@ def cv_utils_on_host():
 
 
 # Sam3VideoModel's per-frame steps, named as the engine's stages
-_STAGES = {"run_detection": "detector", "run_tracker_propagation": "tracker",
-           "run_tracker_update_planning_phase": "merge", "run_tracker_update_execution_phase": "spawn",
-           "build_outputs": "output"}
+_STAGES = {
+    "run_detection": "detector",
+    "run_tracker_propagation": "tracker",
+    "run_tracker_update_planning_phase": "merge",
+    "run_tracker_update_execution_phase": "spawn",
+    "build_outputs": "output",
+}
 
 
 def masks_to_boxes_inclusive(masks: torch.Tensor) -> torch.Tensor:
@@ -156,7 +162,8 @@ class ReferenceLoop:
         device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
         self.session = reference_module.Sam3VideoInferenceSession(
-            inference_device=device, inference_state_device=device, video_storage_device=device, dtype=dtype)
+            inference_device=device, inference_state_device=device, video_storage_device=device, dtype=dtype
+        )
         self.output = None  # the model's output of the last step
         self.timings_ms: dict[str, float] = {}  # per stage, of the last step
         for name, stage in _STAGES.items():  # instance attributes shadow the methods: time each stage
@@ -177,6 +184,7 @@ class ReferenceLoop:
             sync()
             self.timings_ms[stage] = self.timings_ms.get(stage, 0.0) + (time.perf_counter() - start) * 1000
             return result
+
         return timed
 
     @torch.inference_mode()

@@ -41,6 +41,7 @@ def roi_align(features: torch.Tensor, boxes: list[torch.Tensor], output_size: in
 
 def _bilinear(image: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Samples (C, len(ys), len(xs)) of ``image`` (C, H, W) with torchvision's border rules."""
+
     def axis(v: torch.Tensor, size: int):
         outside = (v < -1.0) | (v > size)
         v = v.clamp(min=0)

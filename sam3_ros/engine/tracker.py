@@ -39,8 +39,10 @@ class BatchedTracker:
     # -- per-frame features --------------------------------------------------------------------------
     def high_res_features(self, feats: list[torch.Tensor], n: int) -> list[torch.Tensor]:
         """The two high-resolution feature maps (HW, 1, C) as (n, C, h, w) views."""
-        return [x.permute(1, 2, 0).reshape(1, x.shape[2], *s).expand(n, -1, -1, -1)
-                for x, s in zip(feats[:-1], self.feature_sizes[:-1])]
+        return [
+            x.permute(1, 2, 0).reshape(1, x.shape[2], *s).expand(n, -1, -1, -1)
+            for x, s in zip(feats[:-1], self.feature_sizes[:-1])
+        ]
 
     # -- propagation ----------------------------------------------------------------------------------
     def propagate(self, feats: list[torch.Tensor], pos: list[torch.Tensor], slots: list[int], frame: int) -> dict:
@@ -50,8 +52,9 @@ class BatchedTracker:
         pix_feat = self.memory_conditioned(feats[-1], pos[-1], slots, frame)
         return self._decode(self.high_res_features(feats, n) + [pix_feat], self.model._use_multimask(False, None))
 
-    def memory_conditioned(self, feat: torch.Tensor, feat_pos: torch.Tensor, slots: list[int],
-                           frame: int) -> torch.Tensor:
+    def memory_conditioned(
+        self, feat: torch.Tensor, feat_pos: torch.Tensor, slots: list[int], frame: int
+    ) -> torch.Tensor:
         """Current top-level features (HW, 1, C) fused with each object's memory -> (N, C, h, w)."""
         n = len(slots)
         h, w = self.feature_sizes[-1]
@@ -86,8 +89,9 @@ class BatchedTracker:
                 attention = layer.cross_attn_image
                 keys = (features[:, :, 2 * i] + temporal[i][temporal_index]).reshape(n, k * tokens, -1)
                 keys = torch.cat([keys, attention.k_proj(pointer_tokens + pointer_pos)], dim=1)
-                values = torch.cat([features[:, :, 2 * i + 1].reshape(n, k * tokens, -1),
-                                    attention.v_proj(pointer_tokens)], dim=1)
+                values = torch.cat(
+                    [features[:, :, 2 * i + 1].reshape(n, k * tokens, -1), attention.v_proj(pointer_tokens)], dim=1
+                )
                 keys_values.append((keys, values))
             return keys_values, key_valid
 
@@ -185,20 +189,43 @@ class BatchedTracker:
         pix_feat = feats[-1].permute(1, 2, 0).reshape(1, self.hidden, h, w).expand(n, -1, -1, -1)
         mask = masks.to(pix_feat.dtype)
         if mask.shape[-2:] != (model.image_size, model.image_size):
-            mask = F.interpolate(mask.float(), size=(model.image_size, model.image_size), align_corners=False,
-                                 mode="bilinear", antialias=True).to(pix_feat.dtype)
+            mask = F.interpolate(
+                mask.float(),
+                size=(model.image_size, model.image_size),
+                align_corners=False,
+                mode="bilinear",
+                antialias=True,
+            ).to(pix_feat.dtype)
         high_res = mask * 20.0 - 10.0  # the reference's out_scale / out_bias: logits of a given mask
-        low_res = F.interpolate(high_res.float(), size=model.prompt_encoder.mask_input_size, align_corners=False,
-                                mode="bilinear", antialias=True).to(pix_feat.dtype)
-        pointer = self._decode(self.high_res_features(feats, n) + [pix_feat], True,
-                               masks=model.mask_downsample(mask))["pointers"]
+        low_res = F.interpolate(
+            high_res.float(),
+            size=model.prompt_encoder.mask_input_size,
+            align_corners=False,
+            mode="bilinear",
+            antialias=True,
+        ).to(pix_feat.dtype)
+        pointer = self._decode(self.high_res_features(feats, n) + [pix_feat], True, masks=model.mask_downsample(mask))[
+            "pointers"
+        ]
         appearing = masks.flatten(1).any(dim=1, keepdim=True).to(pix_feat.dtype)  # (N, 1)
         pointer = appearing * pointer + (1 - appearing) * model.no_object_pointer
-        return {"low_res": low_res, "high_res": high_res, "object_score_logits": 20.0 * appearing - 10.0,
-                "pointers": pointer}
+        return {
+            "low_res": low_res,
+            "high_res": high_res,
+            "object_score_logits": 20.0 * appearing - 10.0,
+            "pointers": pointer,
+        }
 
-    def from_points(self, feats, pos, slot: int | None, frame: int, points: torch.Tensor,
-                    labels: torch.Tensor, box: torch.Tensor | None) -> dict:
+    def from_points(
+        self,
+        feats,
+        pos,
+        slot: int | None,
+        frame: int,
+        points: torch.Tensor,
+        labels: torch.Tensor,
+        box: torch.Tensor | None,
+    ) -> dict:
         """One object from clicks (1, 1, P, 2) / labels (1, 1, P) / box (1, 1, 4) in model pixels:
         a new object (``slot`` None, no memory) or a refinement of ``slot`` (memory-conditioned)."""
         h, w = self.feature_sizes[-1]
@@ -209,28 +236,40 @@ class BatchedTracker:
         multimask = self.model._use_multimask(slot is None, {"point_labels": labels})
         return self._decode(self.high_res_features(feats, 1) + [pix_feat], multimask, points, labels, box)
 
-    def _decode(self, embeddings: list[torch.Tensor], multimask: bool, points=None, labels=None, boxes=None,
-                masks=None) -> dict:
+    def _decode(
+        self, embeddings: list[torch.Tensor], multimask: bool, points=None, labels=None, boxes=None, masks=None
+    ) -> dict:
         """``Sam3TrackerVideoModel._single_frame_forward`` (from image embeddings) for a batch of N
         objects: the reference picks the best of several masks with indexing that is only right for N=1.
         ``mask_logits`` are the chosen masks before objects scored absent get the "no object" logit."""
         model = self.model
         n = embeddings[-1].shape[0]
         if masks is not None and masks.shape[-2:] != model.prompt_encoder.mask_input_size:
-            masks = F.interpolate(masks.float(), size=model.prompt_encoder.mask_input_size, align_corners=False,
-                                  mode="bilinear", antialias=True).to(masks.dtype)
+            masks = F.interpolate(
+                masks.float(),
+                size=model.prompt_encoder.mask_input_size,
+                align_corners=False,
+                mode="bilinear",
+                antialias=True,
+            ).to(masks.dtype)
         no_clicks, dense_empty, image_pe = self._constant_inputs(embeddings[-1])
         if points is None and boxes is None:  # no clicks: one padding point, the same prompt for every object
             sparse = no_clicks.expand(n, *no_clicks.shape[1:])
-            dense = (dense_empty.expand(n, *dense_empty.shape[1:]) if masks is None
-                     else model.prompt_encoder.mask_embed(masks))
+            dense = (
+                dense_empty.expand(n, *dense_empty.shape[1:])
+                if masks is None
+                else model.prompt_encoder.mask_embed(masks)
+            )
         else:
-            sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=boxes,
-                                                 input_masks=masks)
+            sparse, dense = model.prompt_encoder(
+                input_points=points, input_labels=labels, input_boxes=boxes, input_masks=masks
+            )
         low, iou, tokens, object_logits = model.mask_decoder(
             image_embeddings=embeddings[-1],
             image_positional_embeddings=image_pe.expand(n, -1, -1, -1),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
             high_resolution_features=embeddings[:-1],
         )
         low, iou, tokens, object_logits = low[:, 0], iou[:, 0], tokens[:, 0], object_logits.reshape(n, 1)
@@ -244,13 +283,19 @@ class BatchedTracker:
         mask_logits = low[:, None]  # before "no object" replaces them: what training supervises
         appearing = object_logits > 0
         low = torch.where(appearing[:, :, None, None], mask_logits, NO_OBJ_SCORE)
-        high = F.interpolate(low.float(), size=(model.image_size, model.image_size), mode="bilinear",
-                             align_corners=False).to(low.dtype)
+        high = F.interpolate(
+            low.float(), size=(model.image_size, model.image_size), mode="bilinear", align_corners=False
+        ).to(low.dtype)
         pointer = model.object_pointer_proj(token)
         weight = appearing.to(pointer.dtype)
         pointer = weight * pointer + (1 - weight) * model.no_object_pointer
-        return {"low_res": low, "high_res": high, "object_score_logits": object_logits, "pointers": pointer,
-                "mask_logits": mask_logits}
+        return {
+            "low_res": low,
+            "high_res": high,
+            "object_score_logits": object_logits,
+            "pointers": pointer,
+            "mask_logits": mask_logits,
+        }
 
     def _constant_inputs(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The prompt of no clicks (sparse, dense) and the image-wide positional embedding: functions of the
@@ -260,8 +305,9 @@ class BatchedTracker:
         if torch.is_grad_enabled() or self._constants is None or self._constants[0] != versions:
             points = like.new_zeros(1, 1, 1, 2)
             labels = -torch.ones(1, 1, 1, dtype=torch.int32, device=points.device)
-            sparse, dense = self.model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=None,
-                                                      input_masks=None)
+            sparse, dense = self.model.prompt_encoder(
+                input_points=points, input_labels=labels, input_boxes=None, input_masks=None
+            )
             constants = (sparse, dense, self.model.get_image_wide_positional_embeddings())
             if torch.is_grad_enabled():
                 return constants
@@ -269,8 +315,9 @@ class BatchedTracker:
         return self._constants[1:]
 
     # -- memory ---------------------------------------------------------------------------------------------
-    def encode(self, feats: list[torch.Tensor], high_res: torch.Tensor, object_score_logits: torch.Tensor,
-               binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, feats: list[torch.Tensor], high_res: torch.Tensor, object_score_logits: torch.Tensor, binarize: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Memory features (N, tokens, mem_dim) bf16 and their positional encoding (tokens, mem_dim).
 
         ``Sam3TrackerVideoModel._encode_new_memory`` for a batch, with the projection of the frame's
@@ -281,8 +328,9 @@ class BatchedTracker:
         size = tuple(4 * s for s in model.prompt_encoder.mask_input_size)
         masks = high_res
         if masks.shape[2:] != size:
-            masks = F.interpolate(masks.float(), size=size, align_corners=False, mode="bilinear",
-                                  antialias=True).to(high_res.dtype)
+            masks = F.interpolate(masks.float(), size=size, align_corners=False, mode="bilinear", antialias=True).to(
+                high_res.dtype
+            )
         masks = (masks > 0).to(masks.dtype) if binarize and not model.training else torch.sigmoid(masks)
         masks = masks * model.config.sigmoid_scale_for_mem_enc + model.config.sigmoid_bias_for_mem_enc
         image = encoder.feature_projection(feats[-1].permute(1, 2, 0).reshape(1, self.hidden, h, w))
@@ -292,12 +340,22 @@ class BatchedTracker:
         if model.occlusion_spatial_embedding_parameter is not None:  # a "not visible" embedding where absent
             appearing = (object_score_logits.reshape(n, 1, 1) > 0).float()
             features = features + (1 - appearing[..., None]) * model.occlusion_spatial_embedding_parameter[
-                ..., None, None].expand(*features.shape)
+                ..., None, None
+            ].expand(*features.shape)
         features = features.to(torch.bfloat16).flatten(2).transpose(1, 2)
         return features, pos[0].to(high_res.dtype).flatten(1).transpose(0, 1)
 
-    def remember(self, feats, slots: list[int], frame: int, out: dict, conditioning: np.ndarray,
-                 binarize: bool, high_res: torch.Tensor | None = None, object_score_logits=None) -> None:
+    def remember(
+        self,
+        feats,
+        slots: list[int],
+        frame: int,
+        out: dict,
+        conditioning: np.ndarray,
+        binarize: bool,
+        high_res: torch.Tensor | None = None,
+        object_score_logits=None,
+    ) -> None:
         """Encode and store frame ``frame``'s memory for bank ``slots`` (masks default to ``out``'s);
         ``conditioning`` (N,) bool marks entries that become conditioning memory."""
         if not slots:
@@ -309,8 +367,15 @@ class BatchedTracker:
             features, pos = self.encode(feats, high_res, scores, binarize)
             self.store(slots, frame, features, out["pointers"], pos, conditioning)
 
-    def store(self, slots: list[int], frame: int, features: torch.Tensor, pointers: torch.Tensor, pos: torch.Tensor,
-              conditioning: np.ndarray) -> None:
+    def store(
+        self,
+        slots: list[int],
+        frame: int,
+        features: torch.Tensor,
+        pointers: torch.Tensor,
+        pos: torch.Tensor,
+        conditioning: np.ndarray,
+    ) -> None:
         """Write memory features (N, tokens, mem_dim) with their positions (tokens, mem_dim) and pointers
         (N, hidden) to the bank (``MemoryBank.write``), as the bank keeps them."""
         if self.bank.derived_entries:
@@ -365,8 +430,14 @@ def _keys_values(attn, key: torch.Tensor, value: torch.Tensor, rotation: torch.T
     return _rotate(attn.k_proj(key).unflatten(-1, heads), rotation).flatten(-2), attn.v_proj(value)
 
 
-def _attend(attn, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, rotation: torch.Tensor,
-            mask: torch.Tensor | None = None) -> torch.Tensor:
+def _attend(
+    attn,
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    rotation: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``Sam3TrackerVideoRoPEAttention.forward`` from projected ``keys``/``values`` (B, L, width), with an
     optional boolean key mask (True = attend); a ``query`` (Bq, HW, C) batch of 1 is broadcast over B."""
     heads = (attn.num_attention_heads, attn.head_dim)

@@ -77,11 +77,19 @@ class Instances:
         """No instances, for a frame of the given size."""
         h, w = int(frame.image.shape[0]), int(frame.image.shape[1])
         return cls(
-            ids=np.zeros((0,), np.int64), scores=np.zeros((0,), np.float32), boxes=np.zeros((0, 4), np.float32),
-            masks=np.zeros((0, h, w), bool), concept_index=np.zeros((0,), np.int64),
-            detected=np.zeros((0,), bool), age=np.zeros((0,), np.int64),
-            frames_since_detected=np.zeros((0,), np.int64), phrases=list(phrases or []),
-            stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, camera=frame.camera, image_size=(h, w),
+            ids=np.zeros((0,), np.int64),
+            scores=np.zeros((0,), np.float32),
+            boxes=np.zeros((0, 4), np.float32),
+            masks=np.zeros((0, h, w), bool),
+            concept_index=np.zeros((0,), np.int64),
+            detected=np.zeros((0,), bool),
+            age=np.zeros((0,), np.int64),
+            frames_since_detected=np.zeros((0,), np.int64),
+            phrases=list(phrases or []),
+            stamp_ns=frame.stamp_ns,
+            frame_id=frame.frame_id,
+            camera=frame.camera,
+            image_size=(h, w),
         )
 
 

@@ -51,8 +51,14 @@ class BagWriter:
         self._writer.write(self._connections[topic], int(time_ns), store.serialize_cdr(msg, msgtype))
 
 
-def write_camera_bag(path: str | Path, frames: Iterable[tuple[int, np.ndarray]], *, topic: str = "/camera/image_raw",
-                     frame_id: str = "camera", storage: str = "mcap") -> int:
+def write_camera_bag(
+    path: str | Path,
+    frames: Iterable[tuple[int, np.ndarray]],
+    *,
+    topic: str = "/camera/image_raw",
+    frame_id: str = "camera",
+    storage: str = "mcap",
+) -> int:
     """Write (stamp_ns, RGB image) frames as rgb8 ``sensor_msgs/Image``, logged at their stamps; returns the count."""
     count = 0
     with BagWriter(path, storage) as bag:

@@ -44,8 +44,12 @@ class _Errors:
         def stats(values):
             return {"median": float(np.median(values)), "p90": float(np.percentile(values, 90))} if values else None
 
-        return {"objects": len(self.centroid), "without_3d": self.without_3d,
-                "centroid_error_m": stats(self.centroid), "extent_error_m": stats(self.extent)}
+        return {
+            "objects": len(self.centroid),
+            "without_3d": self.without_3d,
+            "centroid_error_m": stats(self.centroid),
+            "extent_error_m": stats(self.extent),
+        }
 
 
 def _boxes(masks: np.ndarray) -> np.ndarray:
@@ -68,8 +72,9 @@ def depth_errors(bag: str | Path, gt: GroundTruth, outputs: Iterator[tuple[int, 
             continue
         truth, objects = gt.frame_3d(t), gt.frame(t)
         try:
-            located = locate_from_messages(depth, camera_info, size, SimpleNamespace(
-                boxes=_boxes(objects.masks), masks=objects.masks), settings)
+            located = locate_from_messages(
+                depth, camera_info, size, SimpleNamespace(boxes=_boxes(objects.masks), masks=objects.masks), settings
+            )
             for row, object_id in enumerate(objects.ids.tolist()):
                 from_gt.add(located, row, truth[object_id])
             predicted = FrameObjects.from_message(by_stamp[stamp])
@@ -77,8 +82,13 @@ def depth_errors(bag: str | Path, gt: GroundTruth, outputs: Iterator[tuple[int, 
             pairs = _match(predicted, objects)
             if pairs:
                 rows = [p for p, _ in pairs]
-                located = locate_from_messages(depth, camera_info, size, SimpleNamespace(
-                    boxes=_boxes(predicted.masks[rows]), masks=predicted.masks[rows]), settings)
+                located = locate_from_messages(
+                    depth,
+                    camera_info,
+                    size,
+                    SimpleNamespace(boxes=_boxes(predicted.masks[rows]), masks=predicted.masks[rows]),
+                    settings,
+                )
                 for row, (_, g) in enumerate(pairs):
                     from_model.add(located, row, truth[int(objects.ids[g])])
         except NoDepth3D as exc:

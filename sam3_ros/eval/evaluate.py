@@ -56,8 +56,9 @@ def outputs_by_deadline(arrivals: list[Arrival], period_ns: int, outputs: Iterat
         yield arrival, latest
 
 
-def score_outputs(gt: GroundTruth, phrases: list[str], arrivals: list[Arrival], period_ns: int,
-                  outputs: Iterator[tuple[int, object]]) -> Scorer:
+def score_outputs(
+    gt: GroundTruth, phrases: list[str], arrivals: list[Arrival], period_ns: int, outputs: Iterator[tuple[int, object]]
+) -> Scorer:
     """Score (publish time, InstanceArray) outputs, in publish order, against the ground truth."""
     scorer = Scorer(phrases)
     empty = FrameObjects([], [], np.zeros((0, gt.height, gt.width), bool), scores=[])
@@ -68,9 +69,17 @@ def score_outputs(gt: GroundTruth, phrases: list[str], arrivals: list[Arrival], 
     return scorer
 
 
-def evaluate(bag: str | Path, gt: GroundTruth, replay: Replay, out_dir: str | Path, *,
-             phrases: list[str] | None = None, topic: str | None = None, progress: bool = True,
-             settings=None) -> EvalRun:
+def evaluate(
+    bag: str | Path,
+    gt: GroundTruth,
+    replay: Replay,
+    out_dir: str | Path,
+    *,
+    phrases: list[str] | None = None,
+    topic: str | None = None,
+    progress: bool = True,
+    settings=None,
+) -> EvalRun:
     """Run ``replay`` over the bag's camera topic, write ``out_dir/instances`` and return the scored run.
 
     ``replay`` is a :class:`Replay` (in-process or lockstep through the node) or anything with its
@@ -86,8 +95,10 @@ def evaluate(bag: str | Path, gt: GroundTruth, replay: Replay, out_dir: str | Pa
     if output_bag.exists():
         raise ValueError(f"{output_bag} exists already; choose another --out directory")
     latencies = []
-    with BagWriter(output_bag) as writer, tqdm(total=topics(bag)[topic][1], desc=f"replay ({replay.pacing})", unit="frame",
-                                               disable=not progress) as bar:
+    with (
+        BagWriter(output_bag) as writer,
+        tqdm(total=topics(bag)[topic][1], desc=f"replay ({replay.pacing})", unit="frame", disable=not progress) as bar,
+    ):
         for out in replay.run(read_messages(bag, topic)):
             writer.write(INSTANCES_TOPIC, INSTANCES_TYPE, out.time_ns, out.msg)
             latencies.append(((out.arrival_ns - replay.arrivals[0].arrival_ns) / 1e9, out.latency_ms))
@@ -98,18 +109,22 @@ def evaluate(bag: str | Path, gt: GroundTruth, replay: Replay, out_dir: str | Pa
     if gt.has_3d:
         from ..settings import Settings
 
-        run.report["depth_3d"] = depth_errors(bag, gt, read_messages(output_bag, INSTANCES_TOPIC),
-                                              settings or Settings.default({}))
+        run.report["depth_3d"] = depth_errors(
+            bag, gt, read_messages(output_bag, INSTANCES_TOPIC), settings or Settings.default({})
+        )
     return run
 
 
-def score_recording(recorded: str | Path, gt: GroundTruth, *, phrases: list[str] | None = None,
-                    topic: str | None = None) -> EvalRun:
+def score_recording(
+    recorded: str | Path, gt: GroundTruth, *, phrases: list[str] | None = None, topic: str | None = None
+) -> EvalRun:
     """Score a recording of the camera topic and ``/sam3/instances`` (``launch/bag_eval.launch.py``): both
     logged at their receive times, so this is the realtime result that ROS delivered."""
     topic = camera_topic(recorded, topic, gt.depth_topic)
-    arrivals = [Arrival(i, time_to_ns(msg.header.stamp), int(log_ns))
-                for i, (log_ns, msg) in enumerate(read_messages(recorded, topic))]
+    arrivals = [
+        Arrival(i, time_to_ns(msg.header.stamp), int(log_ns))
+        for i, (log_ns, msg) in enumerate(read_messages(recorded, topic))
+    ]
     if not arrivals:
         raise ValueError(f"recording {recorded} has no messages on {topic}")
     arrival_of = {a.stamp_ns: a.arrival_ns for a in arrivals}
@@ -120,18 +135,27 @@ def score_recording(recorded: str | Path, gt: GroundTruth, *, phrases: list[str]
             latencies.append(((source - arrivals[0].arrival_ns) / 1e9, (log_ns - source) / 1e6))
         last = max(last, log_ns)
     period_ns = median_period(arrivals)
-    scorer = score_outputs(gt, list(phrases or gt.phrases), arrivals, period_ns,
-                           read_messages(recorded, INSTANCES_TOPIC))
+    scorer = score_outputs(
+        gt, list(phrases or gt.phrases), arrivals, period_ns, read_messages(recorded, INSTANCES_TOPIC)
+    )
     return _run(scorer, latencies, arrivals, period_ns, (last - arrivals[0].arrival_ns) / 1e9, 0, Path(recorded))
 
 
-def _run(scorer: Scorer, latencies: list[tuple[float, float]], arrivals: list[Arrival], period_ns: int,
-         wall_s: float, failed: int, output_bag: Path) -> EvalRun:
+def _run(
+    scorer: Scorer,
+    latencies: list[tuple[float, float]],
+    arrivals: list[Arrival],
+    period_ns: int,
+    wall_s: float,
+    failed: int,
+    output_bag: Path,
+) -> EvalRun:
     frames = len(arrivals)
     lat = np.array([ms for _, ms in latencies]) if latencies else np.zeros(1)
     # the node's own count of camera frames that never reached it (cumulative: the latest output's)
-    missed = max((int(getattr(msg, "missed_frames", 0)) for _, msg in read_messages(output_bag, INSTANCES_TOPIC)),
-                 default=0)
+    missed = max(
+        (int(getattr(msg, "missed_frames", 0)) for _, msg in read_messages(output_bag, INSTANCES_TOPIC)), default=0
+    )
     accuracy = scorer.result()
     per_concept = accuracy.pop("per_concept")
     report = {
@@ -143,14 +167,32 @@ def _run(scorer: Scorer, latencies: list[tuple[float, float]], arrivals: list[Ar
         "missed_in_transport": missed,
         "per_concept": per_concept,
     }
-    return EvalRun(report=report, latencies=latencies, wall_s=wall_s, failed=failed,
-                   ignored_low_score=scorer.ignored_low_score, ignored_other_concept=scorer.ignored_other_concept,
-                   output_bag=output_bag, arrivals=arrivals, period_ns=period_ns)
+    return EvalRun(
+        report=report,
+        latencies=latencies,
+        wall_s=wall_s,
+        failed=failed,
+        ignored_low_score=scorer.ignored_low_score,
+        ignored_other_concept=scorer.ignored_other_concept,
+        output_bag=output_bag,
+        arrivals=arrivals,
+        period_ns=period_ns,
+    )
 
 
-def replay_bag(bag: str | Path, gt: GroundTruth, settings, out_dir: str | Path, *, phrases: list[str] | None = None,
-               transport: str = "inproc", pacing: str = "lockstep", rate: float = 1.0, topic: str | None = None,
-               progress: bool = True) -> tuple[EvalRun, dict]:
+def replay_bag(
+    bag: str | Path,
+    gt: GroundTruth,
+    settings,
+    out_dir: str | Path,
+    *,
+    phrases: list[str] | None = None,
+    transport: str = "inproc",
+    pacing: str = "lockstep",
+    rate: float = 1.0,
+    topic: str | None = None,
+    progress: bool = True,
+) -> tuple[EvalRun, dict]:
     """Replay ``bag`` through the node logic with ``settings`` and score it; returns the run and a
     description of the setup for the report.
 
@@ -169,8 +211,11 @@ def replay_bag(bag: str | Path, gt: GroundTruth, settings, out_dir: str | Path, 
             from .node_process import NodeProcess, NodeProcessor, NodeRealtimeReplay
 
             node = stack.enter_context(NodeProcess(settings, out_dir))
-            replay = (NodeRealtimeReplay(node, topic, phrases, rate) if pacing == "realtime"
-                      else Replay(NodeProcessor(node, topic, phrases)))
+            replay = (
+                NodeRealtimeReplay(node, topic, phrases, rate)
+                if pacing == "realtime"
+                else Replay(NodeProcessor(node, topic, phrases))
+            )
             context["transport"] = f"the node over DDS-direct (domain {node.domain}, log {node.log_path.name})"
         else:
             from ..engine import load_engine
@@ -179,5 +224,6 @@ def replay_bag(bag: str | Path, gt: GroundTruth, settings, out_dir: str | Path, 
             engine = load_engine(settings)
             replay = Replay(EngineProcessor(engine, phrases, topic), pacing, rate)
             context.update(transport="in-process", device=str(engine.device))
-        return evaluate(bag, gt, replay, out_dir, phrases=phrases, topic=topic, progress=progress,
-                        settings=settings), context
+        return evaluate(
+            bag, gt, replay, out_dir, phrases=phrases, topic=topic, progress=progress, settings=settings
+        ), context

@@ -62,14 +62,16 @@ class GroundTruthBuilder:
         self._tracks: dict[int, dict] = {}  # object id -> {"concept", "segmentations": {frame: rle}, "3d": {...}}
         self.depth: dict = {}  # with depth: camera_info, depth_topic, camera_info_topic (the video's entry)
 
-    def add_frame(self, stamp_ns: int, ids, concepts: list[str], masks: np.ndarray, centroids=None,
-                  extents=None) -> None:
+    def add_frame(
+        self, stamp_ns: int, ids, concepts: list[str], masks: np.ndarray, centroids=None, extents=None
+    ) -> None:
         """Add the next frame's objects (visible masks, (N, H, W) bool; with depth their (N, 3) 3D centroids and
         extents)."""
         t = len(self._stamps)
         self._stamps.append(int(stamp_ns))
-        for i, (obj_id, concept, counts) in enumerate(zip(np.asarray(ids).tolist(), concepts,
-                                                          rle.encode(np.asarray(masks, bool)))):
+        for i, (obj_id, concept, counts) in enumerate(
+            zip(np.asarray(ids).tolist(), concepts, rle.encode(np.asarray(masks, bool)))
+        ):
             if concept not in self.phrases:
                 continue  # distractors are not annotated: no phrase of this video names them
             track = self._tracks.setdefault(int(obj_id), {"concept": concept, "segmentations": {}, "3d": {}})
@@ -89,9 +91,17 @@ class GroundTruthBuilder:
                 areas[t] = int(counts[1::2].sum())
                 x0, y0, x1, y1 = rle.bbox(counts, h, w).tolist()
                 boxes[t] = [x0, y0, x1 - x0, y1 - y0]  # COCO xywh
-            annotation = {"id": ann_id, "video_id": 1, "category_id": category_id[track["concept"]],
-                          "object_id": obj_id, "noun_phrase": track["concept"], "segmentations": segs,
-                          "areas": areas, "bboxes": boxes, "iscrowd": 0}
+            annotation = {
+                "id": ann_id,
+                "video_id": 1,
+                "category_id": category_id[track["concept"]],
+                "object_id": obj_id,
+                "noun_phrase": track["concept"],
+                "segmentations": segs,
+                "areas": areas,
+                "bboxes": boxes,
+                "iscrowd": 0,
+            }
             if self.depth:
                 annotation["centroids_3d"] = [track["3d"][t][0] if t in track["3d"] else None for t in range(length)]
                 annotation["extents_3d"] = [track["3d"][t][1] if t in track["3d"] else None for t in range(length)]
@@ -99,12 +109,23 @@ class GroundTruthBuilder:
         masklets = {p: sum(t["concept"] == p for t in self._tracks.values()) for p in self.phrases}
         return {
             "info": self.info,
-            "videos": [{"id": 1, "name": self.name, "width": w, "height": h, "length": length,
-                        "file_names": [f"{self.name}/{t:05d}.jpg" for t in range(length)], "stamps_ns": self._stamps,
-                        **self.depth}],
+            "videos": [
+                {
+                    "id": 1,
+                    "name": self.name,
+                    "width": w,
+                    "height": h,
+                    "length": length,
+                    "file_names": [f"{self.name}/{t:05d}.jpg" for t in range(length)],
+                    "stamps_ns": self._stamps,
+                    **self.depth,
+                }
+            ],
             "categories": categories,
-            "video_np_pairs": [{"video_id": 1, "category_id": category_id[p], "noun_phrase": p,
-                                "num_masklets": masklets[p]} for p in self.phrases],
+            "video_np_pairs": [
+                {"video_id": 1, "category_id": category_id[p], "noun_phrase": p, "num_masklets": masklets[p]}
+                for p in self.phrases
+            ],
             "annotations": annotations,
         }
 
@@ -148,8 +169,10 @@ class GroundTruth:
     def _select(videos: list[dict], video: str | int | None) -> dict:
         if video is None:
             if len(videos) != 1:
-                raise ValueError(f"ground truth has {len(videos)} videos; choose one with --video "
-                                 f"({', '.join(str(v.get('name', v['id'])) for v in videos[:10])})")
+                raise ValueError(
+                    f"ground truth has {len(videos)} videos; choose one with --video "
+                    f"({', '.join(str(v.get('name', v['id'])) for v in videos[:10])})"
+                )
             return videos[0]
         for v in videos:
             if str(v["id"]) == str(video) or v.get("name") == video:

@@ -51,8 +51,10 @@ class FrameObjects:
         self.ids = np.asarray(self.ids, np.int64).reshape(-1)
         self.masks = np.asarray(self.masks, bool)
         if self.masks.ndim != 3 or len(self.masks) != len(self.ids) or len(self.concepts) != len(self.ids):
-            raise ValueError(f"need N ids, N concepts and (N, H, W) masks; got {len(self.ids)} ids, "
-                             f"{len(self.concepts)} concepts, masks of shape {self.masks.shape}")
+            raise ValueError(
+                f"need N ids, N concepts and (N, H, W) masks; got {len(self.ids)} ids, "
+                f"{len(self.concepts)} concepts, masks of shape {self.masks.shape}"
+            )
         if self.scores is not None:
             self.scores = np.asarray(self.scores, float).reshape(-1)
             if len(self.scores) != len(self.ids):
@@ -67,13 +69,18 @@ class FrameObjects:
             raise ValueError(f"instances of one message have different mask sizes: {sorted(sizes)}")
         h, w = sizes.pop() if sizes else (0, 0)
         masks = np.stack([rle.decode(i.mask_rle, h, w) for i in items]) if items else np.zeros((0, h, w), bool)
-        return cls(ids=[i.id for i in items], concepts=[i.concept for i in items], masks=masks,
-                   scores=[i.score for i in items])
+        return cls(
+            ids=[i.id for i in items], concepts=[i.concept for i in items], masks=masks, scores=[i.score for i in items]
+        )
 
     def subset(self, keep: np.ndarray) -> "FrameObjects":
         keep = np.asarray(keep, bool)
-        return FrameObjects(self.ids[keep], [c for c, k in zip(self.concepts, keep) if k], self.masks[keep],
-                            None if self.scores is None else self.scores[keep])
+        return FrameObjects(
+            self.ids[keep],
+            [c for c, k in zip(self.concepts, keep) if k],
+            self.masks[keep],
+            None if self.scores is None else self.scores[keep],
+        )
 
 
 def f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
@@ -87,7 +94,8 @@ def f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
 def mcc(tp: int, fp: int, fn: int, tn: int) -> float:
     """Matthews correlation, smoothed as the official evaluator does: 0 when it is undefined."""
     return float(tp * tn - fp * fn) / (
-        (float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn)) ** 0.5 + 1e-6)
+        (float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn)) ** 0.5 + 1e-6
+    )
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -186,9 +194,17 @@ class Scorer:
                 counts.gt_objects.update(gt.ids[g].tolist())
         rows, cols = np.nonzero(iou)
         index = {p: i for i, p in enumerate(self.phrases)}
-        self._tracks.append((gt.ids, pred.ids, np.array([index[c] for c in gt.concepts], np.int16),
-                             np.array([index[c] for c in pred.concepts], np.int16), rows.astype(np.int32),
-                             cols.astype(np.int32), iou[rows, cols]))
+        self._tracks.append(
+            (
+                gt.ids,
+                pred.ids,
+                np.array([index[c] for c in gt.concepts], np.int16),
+                np.array([index[c] for c in pred.concepts], np.int16),
+                rows.astype(np.int32),
+                cols.astype(np.int32),
+                iou[rows, cols],
+            )
+        )
         self.frames += 1
 
     def _track_frames(self, phrase: str | None) -> list[TrackFrame]:
@@ -217,8 +233,12 @@ class Scorer:
         per_concept = {}
         for phrase, counts in self._counts.items():
             total.add(counts)
-            per_concept[phrase] = {**counts.concept_metrics(), **self._tracking(phrase),
-                                   "positive_frames": counts.positive_frames, "gt_objects": len(counts.gt_objects)}
+            per_concept[phrase] = {
+                **counts.concept_metrics(),
+                **self._tracking(phrase),
+                "positive_frames": counts.positive_frames,
+                "gt_objects": len(counts.gt_objects),
+            }
         return {**total.concept_metrics(), **self._tracking(None), "per_concept": per_concept}
 
 

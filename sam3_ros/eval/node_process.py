@@ -46,15 +46,21 @@ class NodeProcess:
         params.write_text(yaml.safe_dump({"/**": {"ros__parameters": self.settings.to_dict()}}, sort_keys=False))
         env = {**os.environ, "ROS_DOMAIN_ID": str(self.domain)}
         with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds",
-                                             "--params", str(params)], env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", "--params", str(params)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             self.client = TrackerClient(domain=self.domain)
             deadline = time.monotonic() + STARTUP_TIMEOUT_S
             while not self.client.wait_for_node(self.settings.input.topics, timeout=2.0):
                 self.check_alive()
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the node did not come up within {STARTUP_TIMEOUT_S:.0f} s; see {self.log_path}")
+                    raise RuntimeError(
+                        f"the node did not come up within {STARTUP_TIMEOUT_S:.0f} s; see {self.log_path}"
+                    )
         except BaseException:
             self.__exit__()
             raise
@@ -110,8 +116,9 @@ class NodeProcessor:
     def process(self, image_msg):
         camera_publisher(self.node, self.topic, image_msg).publish(image_msg)
         try:
-            return self.node.client.wait_for_instances(stamp_ns=time_to_ns(image_msg.header.stamp),
-                                                       timeout=self.timeout)
+            return self.node.client.wait_for_instances(
+                stamp_ns=time_to_ns(image_msg.header.stamp), timeout=self.timeout
+            )
         except TimeoutError:
             self.node.check_alive()
             raise ValueError(f"no answer from the node within {self.timeout:.0f} s") from None
@@ -124,8 +131,9 @@ class NodeRealtimeReplay:
 
     pacing = "realtime"
 
-    def __init__(self, node: NodeProcess, topic: str, phrases: list[str], rate: float = 1.0,
-                 timeout: float = REPLY_TIMEOUT_S):
+    def __init__(
+        self, node: NodeProcess, topic: str, phrases: list[str], rate: float = 1.0, timeout: float = REPLY_TIMEOUT_S
+    ):
         if rate <= 0:
             raise ValueError(f"rate must be > 0, got {rate}")
         self.node, self.topic, self.rate, self.timeout = node, topic, rate, timeout
@@ -143,8 +151,10 @@ class NodeRealtimeReplay:
 
         received: queue.Queue = queue.Queue()
         subscription = self.node.client.participant.subscribe(
-            self.node.settings.output.instances_topic, names.INSTANCES_TYPE,
-            lambda msg: received.put((time.perf_counter(), msg)))
+            self.node.settings.output.instances_topic,
+            names.INSTANCES_TYPE,
+            lambda msg: received.put((time.perf_counter(), msg)),
+        )
         if not subscription.wait_for_publishers(1, self.timeout):
             raise RuntimeError("the node's instances topic did not match")
         sent: dict[int, tuple[Arrival, float]] = {}  # stamp -> (arrival, wall time published)
@@ -161,8 +171,14 @@ class NodeRealtimeReplay:
             if stamp in sent:
                 arrival, published_wall = sent[stamp]
                 answered.add(stamp)
-                yield Published(arrival.position, stamp, arrival.arrival_ns,
-                                bag_start + int((wall - start) * 1e9 * self.rate), (wall - published_wall) * 1e3, msg)
+                yield Published(
+                    arrival.position,
+                    stamp,
+                    arrival.arrival_ns,
+                    bag_start + int((wall - start) * 1e9 * self.rate),
+                    (wall - published_wall) * 1e3,
+                    msg,
+                )
 
         try:
             for position, (log_ns, msg) in enumerate(messages):

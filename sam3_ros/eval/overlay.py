@@ -40,8 +40,9 @@ def draw(rgb: np.ndarray, msg) -> np.ndarray:
     for inst in shown:  # labels last, so no mask covers them
         x0, y0 = int(inst.box[0]), int(inst.box[1])
         label = f"{inst.id} {inst.concept}".strip()
-        cv2.putText(out, label, (x0, max(10, y0 - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, id_color(int(inst.id)), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out, label, (x0, max(10, y0 - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, id_color(int(inst.id)), 1, cv2.LINE_AA
+        )
     return out
 
 

@@ -43,8 +43,12 @@ class EngineProcessor:
     def process(self, image_msg):
         start = time.perf_counter()
         rgb = compressed_to_rgb(image_msg) if is_compressed(image_msg) else image_to_rgb(image_msg)
-        frame = Frame(image=rgb, stamp_ns=time_to_ns(image_msg.header.stamp), frame_id=image_msg.header.frame_id,
-                      camera=self.camera)
+        frame = Frame(
+            image=rgb,
+            stamp_ns=time_to_ns(image_msg.header.stamp),
+            frame_id=image_msg.header.frame_id,
+            camera=self.camera,
+        )
         instances = self.engine.step(frame)
         return instances_to_message(instances, latency_ms=(time.perf_counter() - start) * 1e3)
 
@@ -128,8 +132,9 @@ class Replay:
             result = self._process(msg)
             if result is not None:
                 out, elapsed_ms = result
-                yield Published(arrival.position, arrival.stamp_ns, arrival.arrival_ns, arrival.arrival_ns,
-                                elapsed_ms, out)
+                yield Published(
+                    arrival.position, arrival.stamp_ns, arrival.arrival_ns, arrival.arrival_ns, elapsed_ms, out
+                )
 
     def _realtime(self, inputs) -> Iterator[Published]:
         inputs = iter(inputs)

@@ -19,12 +19,14 @@ def _fmt(value, digits: int = 2) -> str:
 def summary(run: EvalRun, context: dict) -> str:
     """A short text summary: what ran, accuracy, speed."""
     r = run.report
-    lines = [f"sam3_ros evaluation: {context.get('bag', '')} ({context.get('pacing', '')}, "
-             f"model {context.get('model', '')}, {context.get('transport', 'in-process')})",
-             "  " + "  ".join(f"{k} {_fmt(r[k], 3 if k in ('pmF1', 'IL_MCC') else 2)}" for k in METRICS),
-             f"  frames {r['frames']}  dropped {r['dropped']}  missed in transport {r['missed_in_transport']}  "
-             f"fps {r['fps']:.1f}  latency p50 {r['latency_ms']['p50']:.1f} ms  p99 {r['latency_ms']['p99']:.1f} ms",
-             "  per concept (cgF1 / HOTA / IDF1):"]
+    lines = [
+        f"sam3_ros evaluation: {context.get('bag', '')} ({context.get('pacing', '')}, "
+        f"model {context.get('model', '')}, {context.get('transport', 'in-process')})",
+        "  " + "  ".join(f"{k} {_fmt(r[k], 3 if k in ('pmF1', 'IL_MCC') else 2)}" for k in METRICS),
+        f"  frames {r['frames']}  dropped {r['dropped']}  missed in transport {r['missed_in_transport']}  "
+        f"fps {r['fps']:.1f}  latency p50 {r['latency_ms']['p50']:.1f} ms  p99 {r['latency_ms']['p99']:.1f} ms",
+        "  per concept (cgF1 / HOTA / IDF1):",
+    ]
     for phrase, m in r["per_concept"].items():
         kind = "" if m["positive_frames"] else "  [negative phrase]"
         lines.append(f"    {phrase:<24} {_fmt(m['cgF1']):>7} / {_fmt(m['HOTA']):>6} / {_fmt(m['IDF1']):>6}{kind}")
@@ -41,8 +43,10 @@ def _depth_line(errors: dict) -> str:
     def metres(stats):
         return "n/a" if stats is None else f"{stats['median'] * 100:.2f} cm ({stats['p90'] * 100:.2f} cm)"
 
-    return (f"{metres(errors['centroid_error_m'])} / {metres(errors['extent_error_m'])}, {errors['objects']} objects, "
-            f"{errors['without_3d']} without 3D")
+    return (
+        f"{metres(errors['centroid_error_m'])} / {metres(errors['extent_error_m'])}, {errors['objects']} objects, "
+        f"{errors['without_3d']} without 3D"
+    )
 
 
 def write_report(out_dir: str | Path, run: EvalRun, context: dict) -> list[Path]:
@@ -63,11 +67,14 @@ def _markdown(run: EvalRun, context: dict) -> str:
     concept_rows = "\n".join(
         f"| {p} | {_fmt(m['cgF1'])} | {_fmt(m['pmF1'], 3)} | {_fmt(m['IL_MCC'], 3)} | {_fmt(m['HOTA'])} | "
         f"{_fmt(m['IDF1'])} | {m['id_switches']} | {m['positive_frames']} | {m['gt_objects']} |"
-        for p, m in r["per_concept"].items())
+        for p, m in r["per_concept"].items()
+    )
     setup = "\n".join(f"- {k}: `{v}`" for k, v in context.items())
-    speed = (f"| {r['frames']} | {r['frames'] - r['dropped'] - r['missed_in_transport']} | {r['dropped']} | "
-             f"{r['missed_in_transport']} | {run.failed} | {r['fps']:.2f} | {r['latency_ms']['p50']:.1f} | "
-             f"{r['latency_ms']['p99']:.1f} | {run.wall_s:.1f} |")
+    speed = (
+        f"| {r['frames']} | {r['frames'] - r['dropped'] - r['missed_in_transport']} | {r['dropped']} | "
+        f"{r['missed_in_transport']} | {run.failed} | {r['fps']:.2f} | {r['latency_ms']['p50']:.1f} | "
+        f"{r['latency_ms']['p99']:.1f} | {run.wall_s:.1f} |"
+    )
     return f"""# sam3_ros evaluation
 
 {setup}

@@ -29,8 +29,10 @@ def split_concept(concept: str) -> tuple[str, str]:
     """``"red circle"`` -> ``("red", "circle")``; ``ValueError`` for anything outside the world's vocabulary."""
     parts = concept.split()
     if len(parts) != 2 or parts[0] not in COLORS or parts[1] not in SHAPES:
-        raise ValueError(f"unknown concept {concept!r}: expected '<colour> <shape>' with colour in "
-                         f"{sorted(COLORS)} and shape in {list(SHAPES)}")
+        raise ValueError(
+            f"unknown concept {concept!r}: expected '<colour> <shape>' with colour in "
+            f"{sorted(COLORS)} and shape in {list(SHAPES)}"
+        )
     return parts[0], parts[1]
 
 
@@ -43,8 +45,11 @@ def hard_negatives(concepts: tuple[str, ...] | list[str]) -> list[str]:
     """Concepts that share a colour or a shape with a target but are not a target."""
     targets = [split_concept(c) for c in concepts]
     colors, shapes = {c for c, _ in targets}, {s for _, s in targets}
-    return [c for c in all_concepts() if c not in concepts
-            and (split_concept(c)[0] in colors or split_concept(c)[1] in shapes)]
+    return [
+        c
+        for c in all_concepts()
+        if c not in concepts and (split_concept(c)[0] in colors or split_concept(c)[1] in shapes)
+    ]
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,17 @@ class World:
         base = np.array([COLORS[split_concept(c)[0]] for c in concepts], np.int64).reshape(n, 3)
         color = np.clip(base + rng.integers(-COLOR_JITTER, COLOR_JITTER + 1, (n, 3)), 0, 255).astype(np.uint8)
         shape = np.array([SHAPES.index(split_concept(c)[1]) for c in concepts], np.int64)
-        return _Objects(concepts=concepts, shape=shape, color=color, radius=radius, start=start,
-                        velocity=velocity, depth=rng.permutation(n), born=born, dies=dies)
+        return _Objects(
+            concepts=concepts,
+            shape=shape,
+            color=color,
+            radius=radius,
+            start=start,
+            velocity=velocity,
+            depth=rng.permutation(n),
+            born=born,
+            dies=dies,
+        )
 
     def _sample_background(self, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
@@ -185,8 +199,14 @@ class World:
             owner[window][inside] = k
             image[window][inside] = obj.color[k]
         visible = np.unique(owner[owner >= 0])  # fully covered or off-screen objects are absent
-        return WorldFrame(index=t, stamp_ns=self.stamp_ns(t), image=image, ids=visible + 1,
-                          concepts=[obj.concepts[k] for k in visible], masks=owner[None] == visible[:, None, None])
+        return WorldFrame(
+            index=t,
+            stamp_ns=self.stamp_ns(t),
+            image=image,
+            ids=visible + 1,
+            concepts=[obj.concepts[k] for k in visible],
+            masks=owner[None] == visible[:, None, None],
+        )
 
     def stamp_ns(self, t: int) -> int:
         """Capture time of frame ``t``."""

@@ -34,8 +34,9 @@ def synthetic_intrinsics(width: int, height: int) -> Intrinsics:
     """The synthetic camera: square pixels, about 58 degrees horizontal field of view, principal point a little
     off the image centre (so that a code path that ignores cx, cy shows)."""
     focal = 0.9 * width
-    return Intrinsics(fx=focal, fy=focal, cx=(width - 1) / 2 + 2.5, cy=(height - 1) / 2 - 1.5, width=width,
-                      height=height)
+    return Intrinsics(
+        fx=focal, fy=focal, cx=(width - 1) / 2 + 2.5, cy=(height - 1) / 2 - 1.5, width=width, height=height
+    )
 
 
 @dataclass
@@ -56,9 +57,9 @@ class DepthRenderer:
         self.seed = cfg.seed
         self.intrinsics = synthetic_intrinsics(cfg.width, cfg.height)
         self.distances = world.distances_m(NEAR_M, FAR_M)
-        ys, xs = np.mgrid[0:cfg.height, 0:cfg.width].astype(np.float32)
+        ys, xs = np.mgrid[0 : cfg.height, 0 : cfg.width].astype(np.float32)
         self._xs, self._ys = xs, ys
-        self._background = (BACKGROUND_M + 0.5 * (ys / cfg.height - 0.5) + 0.3 * (xs / cfg.width - 0.5))
+        self._background = BACKGROUND_M + 0.5 * (ys / cfg.height - 0.5) + 0.3 * (xs / cfg.width - 0.5)
 
     def truth(self, frame: WorldFrame) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3) centroids and (N, 3) extents of the frame's visible objects, in the order of ``frame.ids``."""
@@ -95,5 +96,6 @@ class DepthRenderer:
             radius = rng.uniform(0.2, 1.0) * HOLE_RADIUS * side
             depth[(self._xs - cx) ** 2 + (self._ys - cy) ** 2 <= radius * radius] = 0.0
         centroids, extents = self.truth(frame)
-        return DepthFrame(depth=depth.astype(np.float32), ids=np.asarray(frame.ids), centroids=centroids,
-                          extents=extents)
+        return DepthFrame(
+            depth=depth.astype(np.float32), ids=np.asarray(frame.ids), centroids=centroids, extents=extents
+        )

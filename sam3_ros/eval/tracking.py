@@ -43,8 +43,14 @@ def hota(frames: list[TrackFrame]) -> float:
     pred_index = {p: i for i, p in enumerate(np.unique(np.concatenate([f.pred_ids for f in frames] or [[]])))}
     if not gt_index or not pred_index:
         return 0.0
-    seq = [(np.array([gt_index[g] for g in f.gt_ids], np.int64), np.array([pred_index[p] for p in f.pred_ids], np.int64),
-            f.similarity) for f in frames]
+    seq = [
+        (
+            np.array([gt_index[g] for g in f.gt_ids], np.int64),
+            np.array([pred_index[p] for p in f.pred_ids], np.int64),
+            f.similarity,
+        )
+        for f in frames
+    ]
     # Global alignment: how often each (gt, pred) pair is matched, softly, over the whole sequence.
     potential = np.zeros((len(gt_index), len(pred_index)))
     gt_count, pred_count = np.zeros((len(gt_index), 1)), np.zeros((1, len(pred_index)))

@@ -47,8 +47,14 @@ def _pack(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     area = torch.zeros(n, dtype=torch.int32, device=masks.device)
     if n and words:
         blocks_per_mask = max(1, min(8, words // (4 * _PACK_WARPS)))  # a few words per warp
-        launch("mask_iou", "pack_masks", (blocks_per_mask, n), (32 * _PACK_WARPS,), (masks, bits, area, hw, words),
-               masks.device)
+        launch(
+            "mask_iou",
+            "pack_masks",
+            (blocks_per_mask, n),
+            (32 * _PACK_WARPS,),
+            (masks, bits, area, hw, words),
+            masks.device,
+        )
     return bits, area
 
 
@@ -58,8 +64,14 @@ def _pair_iou(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch
     iou = torch.empty((n, m), dtype=torch.float32, device=a_bits.device)
     if n and m:
         grid = ((m + _TILE - 1) // _TILE, (n + _TILE - 1) // _TILE)
-        launch("mask_iou", "pair_iou", grid, (_TILE, _TILE), (a_bits, b_bits, a_area, b_area, iou, n, m, words),
-               a_bits.device)
+        launch(
+            "mask_iou",
+            "pair_iou",
+            grid,
+            (_TILE, _TILE),
+            (a_bits, b_bits, a_area, b_area, iou, n, m, words),
+            a_bits.device,
+        )
     return iou
 
 
@@ -86,9 +98,15 @@ def nms_from_iou(iou: torch.Tensor, scores: torch.Tensor, iou_threshold: float) 
     order = torch.empty(n, dtype=torch.int32, device=device)
     in_shared = (1 + n) * words * 8 <= _SHARED_BYTES
     over = ctypes.c_void_p(0) if in_shared else torch.empty((n, words), dtype=torch.int64, device=device)
-    launch("mask_nms", "nms_from_iou", (1,), (_THREADS,),
-           (iou.float().contiguous(), scores.float().contiguous(), n, float(iou_threshold), order, over, keep),
-           device, shared_bytes=(1 + n) * words * 8 if in_shared else words * 8)
+    launch(
+        "mask_nms",
+        "nms_from_iou",
+        (1,),
+        (_THREADS,),
+        (iou.float().contiguous(), scores.float().contiguous(), n, float(iou_threshold), order, over, keep),
+        device,
+        shared_bytes=(1 + n) * words * 8 if in_shared else words * 8,
+    )
     return keep
 
 
@@ -100,17 +118,31 @@ def mask_nms(masks: torch.Tensor, scores: torch.Tensor, iou_threshold: float) ->
 class _MergeConfigC(ctypes.Structure):
     """``struct MergeConfig`` of merge_plan.cu, passed by value."""
 
-    _fields_ = [("score_threshold", ctypes.c_float), ("assoc_iou", ctypes.c_float),
-                ("track_assoc_iou", ctypes.c_float), ("new_object_score", ctypes.c_float),
-                ("high_conf_score", ctypes.c_float), ("high_iou", ctypes.c_float),
-                ("init_keep_alive", ctypes.c_longlong), ("max_keep_alive", ctypes.c_longlong),
-                ("min_keep_alive", ctypes.c_longlong), ("decrease_keep_alive_when_empty", ctypes.c_int),
-                ("max_objects", ctypes.c_longlong)]
+    _fields_ = [
+        ("score_threshold", ctypes.c_float),
+        ("assoc_iou", ctypes.c_float),
+        ("track_assoc_iou", ctypes.c_float),
+        ("new_object_score", ctypes.c_float),
+        ("high_conf_score", ctypes.c_float),
+        ("high_iou", ctypes.c_float),
+        ("init_keep_alive", ctypes.c_longlong),
+        ("max_keep_alive", ctypes.c_longlong),
+        ("min_keep_alive", ctypes.c_longlong),
+        ("decrease_keep_alive_when_empty", ctypes.c_int),
+        ("max_objects", ctypes.c_longlong),
+    ]
 
 
-def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.Tensor, keep_alive: torch.Tensor,
-               next_id: torch.Tensor, config: MergeConfig = MergeConfig(), det_prompt: torch.Tensor | None = None,
-               trk_prompt: torch.Tensor | None = None) -> MergePlan:
+def merge_plan(
+    iou: torch.Tensor,
+    det_scores: torch.Tensor,
+    trk_nonempty: torch.Tensor,
+    keep_alive: torch.Tensor,
+    next_id: torch.Tensor,
+    config: MergeConfig = MergeConfig(),
+    det_prompt: torch.Tensor | None = None,
+    trk_prompt: torch.Tensor | None = None,
+) -> MergePlan:
     """Detection-track merge on device; same arguments and result as ``reference.merge_plan``."""
     device = _require_cuda(iou, det_scores, trk_nonempty, keep_alive, next_id)
     n, m = check_merge_inputs(iou, det_scores, trk_nonempty, keep_alive, next_id, det_prompt, trk_prompt)
@@ -120,12 +152,31 @@ def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.
     flags = torch.empty(2, m, dtype=torch.bool, device=device)
     det_track, det_new_id, recondition, alive, next_out = longs.split([n, n, m, m, 1])
     out = MergePlan(det_track, det_new_id, flags[0], flags[1], recondition, alive, next_out)
-    prompts = ((det_prompt.long().contiguous(), trk_prompt.long().contiguous()) if det_prompt is not None
-               else (ctypes.c_void_p(0), ctypes.c_void_p(0)))
-    launch("merge_plan", "merge_plan", (1,), (_THREADS,),
-           (iou.float().contiguous(), det_scores.float().contiguous(), *prompts, trk_nonempty.bool().contiguous(),
-            keep_alive.long().contiguous(), next_id.long().contiguous(), n, m, cfg, *out),
-           device, shared_bytes=n * 10)
+    prompts = (
+        (det_prompt.long().contiguous(), trk_prompt.long().contiguous())
+        if det_prompt is not None
+        else (ctypes.c_void_p(0), ctypes.c_void_p(0))
+    )
+    launch(
+        "merge_plan",
+        "merge_plan",
+        (1,),
+        (_THREADS,),
+        (
+            iou.float().contiguous(),
+            det_scores.float().contiguous(),
+            *prompts,
+            trk_nonempty.bool().contiguous(),
+            keep_alive.long().contiguous(),
+            next_id.long().contiguous(),
+            n,
+            m,
+            cfg,
+            *out,
+        ),
+        device,
+        shared_bytes=n * 10,
+    )
     return out
 
 
@@ -135,8 +186,9 @@ def exclusive_masks(masks: torch.Tensor, scores: torch.Tensor, groups: torch.Ten
     masks = _bool_masks(masks, "masks")
     n, h, w = masks.shape
     if scores.shape != (n,) or groups.shape != (n,):
-        raise ValueError(f"need (N,) scores and groups for {n} masks, got {tuple(scores.shape)} and "
-                         f"{tuple(groups.shape)}")
+        raise ValueError(
+            f"need (N,) scores and groups for {n} masks, got {tuple(scores.shape)} and {tuple(groups.shape)}"
+        )
     out = torch.empty_like(masks)
     if n == 0 or h * w == 0:
         return out
@@ -144,8 +196,14 @@ def exclusive_masks(masks: torch.Tensor, scores: torch.Tensor, groups: torch.Ten
     order = torch.empty(n, dtype=torch.int32, device=device)
     launch("exclusive_masks", "exclusive_order", (1,), (_THREADS,), (scores, groups, n, order), device)
     blocks = min((h * w + _THREADS - 1) // _THREADS, _PIXEL_BLOCKS)  # grid-stride loops cover the rest
-    launch("exclusive_masks", "exclusive_masks", (blocks,), (_THREADS,),
-           (masks, scores, groups, order, n, ctypes.c_longlong(h * w), out), device)
+    launch(
+        "exclusive_masks",
+        "exclusive_masks",
+        (blocks,),
+        (_THREADS,),
+        (masks, scores, groups, order, n, ctypes.c_longlong(h * w), out),
+        device,
+    )
     return out
 
 
@@ -168,8 +226,14 @@ def rle_encode(masks: torch.Tensor) -> list[np.ndarray]:
     edges = torch.empty(total, dtype=torch.int32, device=device)
     counts = torch.empty(total, dtype=torch.int32, device=device)
     launch("rle", "rle_write_edges", (blocks,), (_THREADS,), (masks, n, h, w, segments, starts, edges), device)
-    launch("rle", "rle_edges_to_counts", (min((total + _THREADS - 1) // _THREADS, 65535),), (_THREADS,),
-           (edges, ctypes.c_longlong(total), counts), device)
+    launch(
+        "rle",
+        "rle_edges_to_counts",
+        (min((total + _THREADS - 1) // _THREADS, 65535),),
+        (_THREADS,),
+        (edges, ctypes.c_longlong(total), counts),
+        device,
+    )
     host = counts.cpu().numpy().view(np.uint32)
     # A mask's counts are its edges' differences: one fewer than its edges.
-    return [host[bounds[k]:bounds[k + 1] - 1].copy() for k in range(n)]
+    return [host[bounds[k] : bounds[k + 1] - 1].copy() for k in range(n)]

@@ -98,5 +98,8 @@ def launch(source: str, kernel: str, grid, block, args, device: torch.device, sh
     stream = driver.CUstream(torch.cuda.current_stream(device).cuda_stream)
     # The calling thread may not have the context bound yet (torch binds it lazily per thread).
     _check(driver, driver.cuCtxSetCurrent(_primary_context(device.index)), "setting the context")
-    _check(driver, driver.cuLaunchKernel(func, *dims(grid), *dims(block), shared_bytes, stream,
-                                         ctypes.addressof(pointers), 0), f"launching {kernel}")
+    _check(
+        driver,
+        driver.cuLaunchKernel(func, *dims(grid), *dims(block), shared_bytes, stream, ctypes.addressof(pointers), 0),
+        f"launching {kernel}",
+    )

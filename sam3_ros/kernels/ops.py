@@ -21,10 +21,17 @@ from sam3_ros.kernels.reference import MergeConfig, MergePlan
 log = logging.getLogger(__name__)
 _failure: str | None = None
 _ready: set[int | None] = set()  # device indices whose kernels are loaded
-_KERNELS = (("mask_iou", "pack_masks"), ("mask_iou", "pair_iou"), ("mask_nms", "nms_from_iou"),
-            ("merge_plan", "merge_plan"), ("exclusive_masks", "exclusive_order"),
-            ("exclusive_masks", "exclusive_masks"), ("rle", "rle_count_edges"), ("rle", "rle_write_edges"),
-            ("rle", "rle_edges_to_counts"))
+_KERNELS = (
+    ("mask_iou", "pack_masks"),
+    ("mask_iou", "pair_iou"),
+    ("mask_nms", "nms_from_iou"),
+    ("merge_plan", "merge_plan"),
+    ("exclusive_masks", "exclusive_order"),
+    ("exclusive_masks", "exclusive_masks"),
+    ("rle", "rle_count_edges"),
+    ("rle", "rle_write_edges"),
+    ("rle", "rle_edges_to_counts"),
+)
 
 
 def kernel_status(device: torch.device) -> str | None:
@@ -74,9 +81,16 @@ def nms_from_iou(iou: torch.Tensor, scores: torch.Tensor, iou_threshold: float) 
     return (_cuda(iou, scores) or reference).nms_from_iou(iou, scores, iou_threshold)
 
 
-def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.Tensor, keep_alive: torch.Tensor,
-               next_id: torch.Tensor, config: MergeConfig = MergeConfig(), det_prompt: torch.Tensor | None = None,
-               trk_prompt: torch.Tensor | None = None) -> MergePlan:
+def merge_plan(
+    iou: torch.Tensor,
+    det_scores: torch.Tensor,
+    trk_nonempty: torch.Tensor,
+    keep_alive: torch.Tensor,
+    next_id: torch.Tensor,
+    config: MergeConfig = MergeConfig(),
+    det_prompt: torch.Tensor | None = None,
+    trk_prompt: torch.Tensor | None = None,
+) -> MergePlan:
     """Detection-track merge (see ``reference.merge_plan``)."""
     ops = _cuda(iou, det_scores, trk_nonempty, keep_alive, next_id) or reference
     return ops.merge_plan(iou, det_scores, trk_nonempty, keep_alive, next_id, config, det_prompt, trk_prompt)

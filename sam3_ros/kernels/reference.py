@@ -65,8 +65,10 @@ def exclusive_masks(masks: torch.Tensor, scores: torch.Tensor, groups: torch.Ten
     """
     n = masks.shape[0]
     if masks.ndim != 3 or scores.shape != (n,) or groups.shape != (n,):
-        raise ValueError(f"need (N, H, W) masks with (N,) scores and groups, got {tuple(masks.shape)}, "
-                         f"{tuple(scores.shape)} and {tuple(groups.shape)}")
+        raise ValueError(
+            f"need (N, H, W) masks with (N,) scores and groups, got {tuple(masks.shape)}, "
+            f"{tuple(scores.shape)} and {tuple(groups.shape)}"
+        )
     if n == 0:
         return masks.clone()
     # objects sorted by group, then score (descending), then index: stable sorts, the last key first
@@ -80,8 +82,7 @@ def exclusive_masks(masks: torch.Tensor, scores: torch.Tensor, groups: torch.Ten
     first = torch.cat([torch.ones(1, dtype=torch.bool, device=masks.device), group[1:] != group[:-1]])
     group_start = torch.cummax(torch.where(first, position, torch.zeros_like(position)), dim=0).values
     upto = covered.cumsum(dim=0, dtype=torch.int32)
-    before_group = torch.where((group_start > 0)[:, None], upto[(group_start - 1).clamp(min=0)],
-                               torch.zeros_like(upto))
+    before_group = torch.where((group_start > 0)[:, None], upto[(group_start - 1).clamp(min=0)], torch.zeros_like(upto))
     above = upto - covered - before_group
     kept = (covered > 0) & (above == 0) & (scores[order] > 0)[:, None]
     out = torch.empty_like(masks)
@@ -95,7 +96,9 @@ class MergeConfig:
 
     score_threshold: float = 0.5  # detections at or below take no part [score_threshold_detection]
     assoc_iou: float = 0.1  # det-track IoU that matches: keeps the track alive, blocks a spawn [assoc_iou_thresh]
-    track_assoc_iou: float = 0.5  # a non-empty track below this with every detection is unmatched [trk_assoc_iou_thresh]
+    track_assoc_iou: float = (
+        0.5  # a non-empty track below this with every detection is unmatched [trk_assoc_iou_thresh]
+    )
     new_object_score: float = 0.7  # an unmatched detection spawns at or above this score [new_det_thresh]
     high_conf_score: float = 0.8  # reconditioning needs this detection score ... [high_conf_thresh]
     high_iou: float = 0.8  # ... and this IoU with its best track [high_iou_thresh]
@@ -106,13 +109,21 @@ class MergeConfig:
     max_objects: int = 10000  # tracks + spawns; the lowest-scoring spawns beyond it are dropped [max_num_objects]
 
     def __post_init__(self):
-        for name in ("score_threshold", "assoc_iou", "track_assoc_iou", "new_object_score", "high_conf_score",
-                     "high_iou"):
+        for name in (
+            "score_threshold",
+            "assoc_iou",
+            "track_assoc_iou",
+            "new_object_score",
+            "high_conf_score",
+            "high_iou",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"MergeConfig.{name}: {value} is outside [0.0, 1.0]")
         if not self.min_keep_alive <= self.max_keep_alive:
-            raise ValueError(f"MergeConfig: min_keep_alive {self.min_keep_alive} > max_keep_alive {self.max_keep_alive}")
+            raise ValueError(
+                f"MergeConfig: min_keep_alive {self.min_keep_alive} > max_keep_alive {self.max_keep_alive}"
+            )
         if self.max_objects < 0:
             raise ValueError(f"MergeConfig.max_objects: {self.max_objects} is negative")
 
@@ -129,9 +140,16 @@ class MergePlan(NamedTuple):
     next_id: torch.Tensor  # (1,) int64: the run's next unused object id
 
 
-def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.Tensor, keep_alive: torch.Tensor,
-               next_id: torch.Tensor, config: MergeConfig = MergeConfig(), det_prompt: torch.Tensor | None = None,
-               trk_prompt: torch.Tensor | None = None) -> MergePlan:
+def merge_plan(
+    iou: torch.Tensor,
+    det_scores: torch.Tensor,
+    trk_nonempty: torch.Tensor,
+    keep_alive: torch.Tensor,
+    next_id: torch.Tensor,
+    config: MergeConfig = MergeConfig(),
+    det_prompt: torch.Tensor | None = None,
+    trk_prompt: torch.Tensor | None = None,
+) -> MergePlan:
     """Match detections to tracks, spawn new objects and update keep-alive counters, without host syncs.
 
     ``iou`` (N, M) is the det x track mask IoU; ``det_scores`` (N,); ``trk_nonempty`` (M,) bool; ``keep_alive``
@@ -161,7 +179,8 @@ def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.
     # Max-object limit: rank each would-be spawn among the others by (score desc, index asc).
     index = torch.arange(n, device=device)
     ahead = (det_scores[None, :] > det_scores[:, None]) | (
-        (det_scores[None, :] == det_scores[:, None]) & (index[None, :] < index[:, None]))
+        (det_scores[None, :] == det_scores[:, None]) & (index[None, :] < index[:, None])
+    )
     rank = (ahead & is_new[None, :]).sum(dim=1)
     spawn = is_new & (rank < max(0, config.max_objects - m))
     spawn_i = spawn.long()
@@ -182,10 +201,12 @@ def merge_plan(iou: torch.Tensor, det_scores: torch.Tensor, trk_nonempty: torch.
     high = valid & ~is_new & (det_scores >= config.high_conf_score) & (best_iou >= config.high_iou)
     targets = high[:, None] & (best_trk[:, None] == torch.arange(m, device=device)[None, :])
     trk_recondition_det = torch.where(targets, index[:, None], torch.full_like(index[:, None], -1))
-    trk_recondition_det = (trk_recondition_det.amax(dim=0) if n
-                           else torch.full((m,), -1, dtype=torch.long, device=device))
-    return MergePlan(det_track, det_new_id, trk_matched, trk_unmatched, trk_recondition_det, alive,
-                     next_id + spawn_i.sum())
+    trk_recondition_det = (
+        trk_recondition_det.amax(dim=0) if n else torch.full((m,), -1, dtype=torch.long, device=device)
+    )
+    return MergePlan(
+        det_track, det_new_id, trk_matched, trk_unmatched, trk_recondition_det, alive, next_id + spawn_i.sum()
+    )
 
 
 def check_merge_inputs(iou, det_scores, trk_nonempty, keep_alive, next_id, det_prompt, trk_prompt) -> tuple[int, int]:
@@ -193,13 +214,19 @@ def check_merge_inputs(iou, det_scores, trk_nonempty, keep_alive, next_id, det_p
     if iou.ndim != 2:
         raise ValueError(f"merge: iou must be (N, M), got shape {tuple(iou.shape)}")
     n, m = iou.shape
-    expected = {"det_scores": (det_scores, (n,)), "trk_nonempty": (trk_nonempty, (m,)),
-                "keep_alive": (keep_alive, (m,)), "next_id": (next_id, (1,))}
+    expected = {
+        "det_scores": (det_scores, (n,)),
+        "trk_nonempty": (trk_nonempty, (m,)),
+        "keep_alive": (keep_alive, (m,)),
+        "next_id": (next_id, (1,)),
+    }
     if (det_prompt is None) != (trk_prompt is None):
         raise ValueError("merge: give both det_prompt and trk_prompt, or neither")
     if det_prompt is not None:
         expected.update(det_prompt=(det_prompt, (n,)), trk_prompt=(trk_prompt, (m,)))
     for name, (tensor, shape) in expected.items():
         if tuple(tensor.shape) != shape:
-            raise ValueError(f"merge: {name} must have shape {shape} for iou of shape {(n, m)}, got {tuple(tensor.shape)}")
+            raise ValueError(
+                f"merge: {name} must have shape {shape} for iou of shape {(n, m)}, got {tuple(tensor.shape)}"
+            )
     return n, m

@@ -38,39 +38,87 @@ def toy_config():
     t = TOY_IMAGE_SIZE // _PATCH
     vocab = len(toy_vocabulary())
     vision = dict(
-        model_type="sam3_vision_model", fpn_hidden_size=_HIDDEN,
+        model_type="sam3_vision_model",
+        fpn_hidden_size=_HIDDEN,
         backbone_feature_sizes=[[4 * t, 4 * t], [2 * t, 2 * t], [t, t]],
         backbone_config=dict(
-            model_type="sam3_vit_model", hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-            num_attention_heads=4, image_size=TOY_IMAGE_SIZE, patch_size=_PATCH, window_size=t // 2,
-            global_attn_indexes=[1, 3], pretrain_image_size=TOY_IMAGE_SIZE,
+            model_type="sam3_vit_model",
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            image_size=TOY_IMAGE_SIZE,
+            patch_size=_PATCH,
+            window_size=t // 2,
+            global_attn_indexes=[1, 3],
+            pretrain_image_size=TOY_IMAGE_SIZE,
         ),
     )
     detector = dict(
-        model_type="sam3", vision_config=vision,
+        model_type="sam3",
+        vision_config=vision,
         text_config=dict(
-            model_type="clip_text_model", vocab_size=vocab, hidden_size=64, intermediate_size=128,
-            projection_dim=64, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=_MAX_TOKENS,
-            pad_token_id=0, bos_token_id=2, eos_token_id=3,
+            model_type="clip_text_model",
+            vocab_size=vocab,
+            hidden_size=64,
+            intermediate_size=128,
+            projection_dim=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=_MAX_TOKENS,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=3,
         ),
-        geometry_encoder_config=dict(model_type="sam3_geometry_encoder", hidden_size=_HIDDEN, num_layers=1,
-                                     num_attention_heads=4, intermediate_size=256),
-        detr_encoder_config=dict(model_type="sam3_detr_encoder", hidden_size=_HIDDEN, num_layers=2,
-                                 num_attention_heads=4, intermediate_size=256),
-        detr_decoder_config=dict(model_type="sam3_detr_decoder", hidden_size=_HIDDEN, num_layers=2,
-                                 num_queries=ANCHOR_GRID**2, num_attention_heads=4, intermediate_size=256),
+        geometry_encoder_config=dict(
+            model_type="sam3_geometry_encoder",
+            hidden_size=_HIDDEN,
+            num_layers=1,
+            num_attention_heads=4,
+            intermediate_size=256,
+        ),
+        detr_encoder_config=dict(
+            model_type="sam3_detr_encoder",
+            hidden_size=_HIDDEN,
+            num_layers=2,
+            num_attention_heads=4,
+            intermediate_size=256,
+        ),
+        detr_decoder_config=dict(
+            model_type="sam3_detr_decoder",
+            hidden_size=_HIDDEN,
+            num_layers=2,
+            num_queries=ANCHOR_GRID**2,
+            num_attention_heads=4,
+            intermediate_size=256,
+        ),
         mask_decoder_config=dict(model_type="sam3_mask_decoder", hidden_size=_HIDDEN, num_attention_heads=4),
     )
     tracker = dict(
-        model_type="sam3_tracker_video", vision_config=vision,
-        prompt_encoder_config=dict(model_type="sam3_tracker_video_prompt_encoder", hidden_size=_HIDDEN,
-                                   image_size=TOY_IMAGE_SIZE, patch_size=_PATCH),
-        mask_decoder_config=dict(model_type="sam3_tracker_video_mask_decoder", hidden_size=_HIDDEN, mlp_dim=256,
-                                 num_attention_heads=4, iou_head_hidden_dim=64),
-        image_size=TOY_IMAGE_SIZE, memory_attention_hidden_size=_HIDDEN, memory_attention_num_layers=1,
-        memory_attention_feed_forward_hidden_size=256, memory_encoder_hidden_size=_HIDDEN,
+        model_type="sam3_tracker_video",
+        vision_config=vision,
+        prompt_encoder_config=dict(
+            model_type="sam3_tracker_video_prompt_encoder",
+            hidden_size=_HIDDEN,
+            image_size=TOY_IMAGE_SIZE,
+            patch_size=_PATCH,
+        ),
+        mask_decoder_config=dict(
+            model_type="sam3_tracker_video_mask_decoder",
+            hidden_size=_HIDDEN,
+            mlp_dim=256,
+            num_attention_heads=4,
+            iou_head_hidden_dim=64,
+        ),
+        image_size=TOY_IMAGE_SIZE,
+        memory_attention_hidden_size=_HIDDEN,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=256,
+        memory_encoder_hidden_size=_HIDDEN,
         memory_encoder_output_channels=64,  # memory attention hard-codes kv_in_dim=64
-        mask_downsampler_embed_dim=_HIDDEN, memory_fuser_num_layers=1, memory_fuser_embed_dim=_HIDDEN,
+        mask_downsampler_embed_dim=_HIDDEN,
+        memory_fuser_num_layers=1,
+        memory_fuser_embed_dim=_HIDDEN,
         memory_fuser_intermediate_dim=256,
     )
     return Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=4 * t)
@@ -84,13 +132,16 @@ def build_toy_tokenizer():
 
     vocab = {token: i for i, token in enumerate(toy_vocabulary())}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Sequence([
-        normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace(Regex(r"[^\w\s]"), " ")])
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace(Regex(r"[^\w\s]"), " ")]
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])])
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]",
-                                   bos_token="[BOS]", eos_token="[EOS]")
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]"
+    )
 
 
 EDGE_FOCUS = 8.0  # attention logit per unit of log-scaled distance from a head's box edge (~2 per cell)
@@ -110,7 +161,11 @@ def _edge_attention_prior(decoder) -> None:
     # relu(d0), relu(-d0), relu(d1), relu(-d1): |d0| = u0 + u1, |d1| = u2 + u3, outside the box = u1 + u2
     distance = {"start": (0, 1), "end": (2, 3), "outside": (1, 2)}
     roles = {  # per edge: what the x and the y bias measure
-        0: ("start", "outside"), 1: ("end", "outside"), 2: ("outside", "start"), 3: ("outside", "end")}
+        0: ("start", "outside"),
+        1: ("end", "outside"),
+        2: ("outside", "start"),
+        3: ("outside", "end"),
+    }
     with torch.no_grad():
         for axis, mlp in enumerate((decoder.box_rpb_embed_x, decoder.box_rpb_embed_y)):
             first, second = mlp.layer1, mlp.layer2
@@ -160,7 +215,7 @@ def _tracker_init(model) -> None:
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
                 module.weight.normal_(0.0, module.weight[0].numel() ** -0.5)
             elif isinstance(module, torch.nn.ConvTranspose2d):  # stride = kernel: one tap per output pixel
-                module.weight.normal_(0.0, module.in_channels ** -0.5)
+                module.weight.normal_(0.0, module.in_channels**-0.5)
         decoder = tracker.mask_decoder
         for conv in (decoder.conv_s0, decoder.conv_s1):
             conv.weight.mul_(HIGH_RES_SKIP_GAIN)
@@ -198,7 +253,7 @@ def build_toy(seed: int = 0):
         with torch.no_grad():
             for attention in prompt_attention:
                 for linear in (attention.v_proj, attention.o_proj):
-                    linear.weight.normal_(0.0, linear.in_features ** -0.5)
+                    linear.weight.normal_(0.0, linear.in_features**-0.5)
         _edge_attention_prior(detector.detr_decoder)
         _anchor_grid(detector.detr_decoder)
         _tracker_init(model)

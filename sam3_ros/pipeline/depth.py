@@ -37,8 +37,11 @@ def depth_inputs(settings: Settings) -> dict[str, tuple[str, str]]:
     """camera topic -> (depth topic, CameraInfo topic), for the cameras with depth (``input.depth_topics``);
     without ``input.camera_info_topics`` the CameraInfo topic is the one beside the camera topic."""
     cameras, depth, info = settings.input.topics, settings.input.depth_topics, settings.input.camera_info_topics
-    return {camera: (depth[i], info[i] if info else camera_info_topic(camera))
-            for i, camera in enumerate(cameras) if depth and depth[i]}
+    return {
+        camera: (depth[i], info[i] if info else camera_info_topic(camera))
+        for i, camera in enumerate(cameras)
+        if depth and depth[i]
+    }
 
 
 @dataclass
@@ -104,9 +107,15 @@ class NoDepth3D(ValueError):
         self.reason = reason
 
 
-def locate_from_messages(depth_message: Any, camera_info: Any, image_size: tuple[int, int], instances: Any,
-                         settings: Settings, with_points: bool = False,
-                         topics: tuple[str, str] = ("depth", "CameraInfo")) -> Instances3D:
+def locate_from_messages(
+    depth_message: Any,
+    camera_info: Any,
+    image_size: tuple[int, int],
+    instances: Any,
+    settings: Settings,
+    with_points: bool = False,
+    topics: tuple[str, str] = ("depth", "CameraInfo"),
+) -> Instances3D:
     """The 3D of a frame's ``Instances`` from its paired depth image and the camera's CameraInfo (``image_size``:
     the colour image's (H, W)); ``NoDepth3D`` naming the topic (``topics``: depth, CameraInfo) when either is
     unusable."""
@@ -121,6 +130,9 @@ def locate_from_messages(depth_message: Any, camera_info: Any, image_size: tuple
     except ValueError as exc:
         raise NoDepth3D("bad_depth", f"{depth_topic}: {exc}") from None
     if depth.shape != tuple(image_size):
-        raise NoDepth3D("bad_depth", f"{depth_topic}: depth image of {depth.shape[1]}x{depth.shape[0]}, the colour "
-                                     f"image is {image_size[1]}x{image_size[0]}: not registered to it")
+        raise NoDepth3D(
+            "bad_depth",
+            f"{depth_topic}: depth image of {depth.shape[1]}x{depth.shape[0]}, the colour "
+            f"image is {image_size[1]}x{image_size[0]}: not registered to it",
+        )
     return locate_instances(instances.boxes, instances.masks, depth, scale, intrinsics, settings.depth, with_points)

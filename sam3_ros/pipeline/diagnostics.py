@@ -114,9 +114,15 @@ class Diagnostics:
             stats.problem = problem
             return changed
 
-    def message(self, stamp_ns: int, received: dict[str, int], dropped: dict[str, int],
-                engine: dict[str, dict[str, int]] | None = None,
-                missed: dict[str, tuple[int, float | None]] | None = None, depth: dict[str, int] | None = None):
+    def message(
+        self,
+        stamp_ns: int,
+        received: dict[str, int],
+        dropped: dict[str, int],
+        engine: dict[str, dict[str, int]] | None = None,
+        missed: dict[str, tuple[int, float | None]] | None = None,
+        depth: dict[str, int] | None = None,
+    ):
         """A ``diagnostic_msgs/DiagnosticArray``: one status per camera and one for the node.
 
         ``received``/``dropped`` are the slots' cumulative counts (images in, images replaced unprocessed);
@@ -136,15 +142,20 @@ class Diagnostics:
                 last_in, last_out = self._last_counts[camera]
                 self._last_counts[camera] = (received[camera], stats.published)
                 lat = np.asarray(stats.latencies_ms, np.float64)
-                p50, p99 = (np.percentile(lat, [50, 99]) if lat.size else (0.0, 0.0))
+                p50, p99 = np.percentile(lat, [50, 99]) if lat.size else (0.0, 0.0)
                 values = {
                     "input_hz": (received[camera] - last_in) / period,
                     "output_hz": (stats.published - last_out) / period,
-                    "received": received[camera], "published": stats.published, "dropped_stale": dropped[camera],
+                    "received": received[camera],
+                    "published": stats.published,
+                    "dropped_stale": dropped[camera],
                     "rejected": sum(stats.rejected.values()),
                     **{f"rejected.{reason}": n for reason, n in sorted(stats.rejected.items())},
-                    "latency_p50_ms": p50, "latency_p99_ms": p99, "objects": stats.objects,
-                    "last_error": stats.last_error, "worker_restarts": stats.worker_restarts,
+                    "latency_p50_ms": p50,
+                    "latency_p99_ms": p99,
+                    "objects": stats.objects,
+                    "last_error": stats.last_error,
+                    "worker_restarts": stats.worker_restarts,
                     **{f"engine.{name}": n for name, n in engine.get(camera, {}).items()},
                 }
                 lost, period_ns = missed.get(camera, (0, None))
@@ -152,29 +163,53 @@ class Diagnostics:
                 without_3d = 0
                 if camera in depth:
                     without_3d = sum(n for key, n in stats.depth.items() if key.startswith("dropped."))
-                    values.update({"depth.received": depth[camera], "depth.frames_3d": stats.depth["frames_3d"],
-                                   "depth.frames_without_3d": without_3d,
-                                   **{f"depth.{key}": n for key, n in sorted(stats.depth.items())
-                                      if key.startswith("dropped.")},
-                                   "depth.instances_without_3d": stats.depth["instances_without_3d"],
-                                   "depth.last_error": stats.depth_error})
+                    values.update(
+                        {
+                            "depth.received": depth[camera],
+                            "depth.frames_3d": stats.depth["frames_3d"],
+                            "depth.frames_without_3d": without_3d,
+                            **{
+                                f"depth.{key}": n
+                                for key, n in sorted(stats.depth.items())
+                                if key.startswith("dropped.")
+                            },
+                            "depth.instances_without_3d": stats.depth["instances_without_3d"],
+                            "depth.last_error": stats.depth_error,
+                        }
+                    )
                 rejected = sum(stats.rejected.values())
                 if stats.problem:
                     level, text = Status.ERROR, stats.problem
                 elif rejected or dropped[camera] or lost or without_3d:  # inputs are lost
-                    level, text = Status.WARN, (f"{dropped[camera]} stale drops, {rejected} rejected inputs, "
-                                                f"{lost} missed in transport"
-                                                + (f", {without_3d} frames without 3D" if without_3d else ""))
+                    level, text = (
+                        Status.WARN,
+                        (
+                            f"{dropped[camera]} stale drops, {rejected} rejected inputs, "
+                            f"{lost} missed in transport" + (f", {without_3d} frames without 3D" if without_3d else "")
+                        ),
+                    )
                 else:
                     level, text = Status.OK, "ok"
-                statuses.append(Status(
-                    level=level, name=f"{DIAGNOSTICS_NAME}: {camera}", message=text, hardware_id=camera,
-                    values=[KeyValue(key=k, value=_text(v)) for k, v in values.items()]))
+                statuses.append(
+                    Status(
+                        level=level,
+                        name=f"{DIAGNOSTICS_NAME}: {camera}",
+                        message=text,
+                        hardware_id=camera,
+                        values=[KeyValue(key=k, value=_text(v)) for k, v in values.items()],
+                    )
+                )
             node_values = {**{k: n for k, n in sorted(self.node.items())}, **self.transport, **gpu_memory()}
             warning = self.transport_warning
-            statuses.append(Status(level=Status.WARN if warning else Status.OK, name=DIAGNOSTICS_NAME,
-                                   message=warning or "ok", hardware_id="",
-                                   values=[KeyValue(key=k, value=_text(v)) for k, v in node_values.items()]))
+            statuses.append(
+                Status(
+                    level=Status.WARN if warning else Status.OK,
+                    name=DIAGNOSTICS_NAME,
+                    message=warning or "ok",
+                    hardware_id="",
+                    values=[KeyValue(key=k, value=_text(v)) for k, v in node_values.items()],
+                )
+            )
         return types["diagnostic_msgs/msg/DiagnosticArray"](header=header(stamp_ns), status=statuses)
 
 

@@ -56,13 +56,26 @@ class Instances3D:
     @classmethod
     def empty(cls, n: int, with_points: bool = False) -> "Instances3D":
         """N instances, none with 3D."""
-        return cls(valid=np.zeros(n, bool), centroid=np.zeros((n, 3)), center=np.zeros((n, 3)), size=np.zeros((n, 3)),
-                   covariance=np.zeros((n, 3, 3)), points_used=np.zeros(n, np.int64),
-                   points=[np.zeros((0, 3), np.float32) for _ in range(n)] if with_points else None)
+        return cls(
+            valid=np.zeros(n, bool),
+            centroid=np.zeros((n, 3)),
+            center=np.zeros((n, 3)),
+            size=np.zeros((n, 3)),
+            covariance=np.zeros((n, 3, 3)),
+            points_used=np.zeros(n, np.int64),
+            points=[np.zeros((0, 3), np.float32) for _ in range(n)] if with_points else None,
+        )
 
 
-def locate_instances(boxes, masks, depth: np.ndarray, scale: float, intrinsics: Intrinsics, settings: DepthSettings,
-                     with_points: bool = False) -> Instances3D:
+def locate_instances(
+    boxes,
+    masks,
+    depth: np.ndarray,
+    scale: float,
+    intrinsics: Intrinsics,
+    settings: DepthSettings,
+    with_points: bool = False,
+) -> Instances3D:
     """The 3D of each instance. ``boxes`` (N, 4) xyxy pixels (max exclusive) and ``masks`` (N, H, W) bool, numpy
     or torch (only the grid points inside the boxes are read); ``depth`` (H, W) raw values, times ``scale`` in
     metres."""
@@ -150,9 +163,18 @@ def _row_median(values: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.where(count > 0, (low + high) / 2, np.nan)
 
 
-def _summarize(boxes: np.ndarray, z: np.ndarray, u: np.ndarray, v: np.ndarray, used: np.ndarray,
-               footprint: np.ndarray, side: int, count: np.ndarray, intrinsics: Intrinsics,
-               with_points: bool) -> Instances3D:
+def _summarize(
+    boxes: np.ndarray,
+    z: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    used: np.ndarray,
+    footprint: np.ndarray,
+    side: int,
+    count: np.ndarray,
+    intrinsics: Intrinsics,
+    with_points: bool,
+) -> Instances3D:
     """Centroid, covariance and box of each instance from its used samples (rows of the (N, side x side) arrays,
     each a grid flattened row by row; ``footprint``: the mask before erosion)."""
     n = len(z)
@@ -184,13 +206,21 @@ def _summarize(boxes: np.ndarray, z: np.ndarray, u: np.ndarray, v: np.ndarray, u
     # the centroid of the whole mask (edges and holes included) on the plane: erosion biases nothing
     area = np.maximum(footprint.sum(1), 1)
     surface = plane(u, v)
-    centroid = np.stack([((u - intrinsics.cx) / intrinsics.fx * surface * footprint).sum(1),
-                         ((v - intrinsics.cy) / intrinsics.fy * surface * footprint).sum(1),
-                         (surface * footprint).sum(1)], 1) / area[:, None]
+    centroid = (
+        np.stack(
+            [
+                ((u - intrinsics.cx) / intrinsics.fx * surface * footprint).sum(1),
+                ((v - intrinsics.cy) / intrinsics.fy * surface * footprint).sum(1),
+                (surface * footprint).sum(1),
+            ],
+            1,
+        )
+        / area[:, None]
+    )
 
     residual = dz - b[:, None] * du - c[:, None] * dv
     pairs = (used[:, :-1] & used[:, 1:]).reshape(n, -1)  # a sample and the next one
-    pairs[:, side - 1::side] = False  # ... on the same grid row
+    pairs[:, side - 1 :: side] = False  # ... on the same grid row
     steps = np.where(pairs, residual[:, 1:] - residual[:, :-1], 0.0)
     noise_var = (steps * steps).sum(1) / np.maximum(pairs.sum(1), 1) / 2  # each difference carries two noises
     thickness = np.sqrt(12 * np.maximum((residual * residual).sum(1) / k - noise_var, 0.0))
@@ -205,7 +235,11 @@ def _summarize(boxes: np.ndarray, z: np.ndarray, u: np.ndarray, v: np.ndarray, u
     high = np.stack([corner_x.max(1), corner_y.max(1), corner_z.max(1) + thickness / 2], 1)
     keep = valid[:, None]
     return Instances3D(
-        valid=valid, centroid=np.where(keep, centroid, 0.0), center=np.where(keep, (low + high) / 2, 0.0),
-        size=np.where(keep, high - low, 0.0), covariance=np.where(valid[:, None, None], covariance, 0.0),
+        valid=valid,
+        centroid=np.where(keep, centroid, 0.0),
+        center=np.where(keep, (low + high) / 2, 0.0),
+        size=np.where(keep, high - low, 0.0),
+        covariance=np.where(valid[:, None, None], covariance, 0.0),
         points_used=count.astype(np.int64),
-        points=[points[i][used[i]].astype(np.float32) for i in range(n)] if with_points else None)
+        points=[points[i][used[i]].astype(np.float32) for i in range(n)] if with_points else None,
+    )

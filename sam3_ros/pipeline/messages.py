@@ -37,11 +37,19 @@ def image_message(fields: dict, stamp_ns: int, frame_id: str = ""):
 def compressed_message(data: bytes, fmt: str, stamp_ns: int, frame_id: str = ""):
     """sensor_msgs/CompressedImage holding ``data`` (jpeg or png bytes)."""
     return typestore().types["sensor_msgs/msg/CompressedImage"](
-        header=header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(data, np.uint8))
+        header=header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(data, np.uint8)
+    )
 
 
-def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropped_frames: int = 0,
-                         num_positive_exemplars: int = 0, num_negative_exemplars: int = 0, missed_frames: int = 0):
+def instances_to_message(
+    instances: Instances,
+    *,
+    latency_ms: float = 0.0,
+    dropped_frames: int = 0,
+    num_positive_exemplars: int = 0,
+    num_negative_exemplars: int = 0,
+    missed_frames: int = 0,
+):
     """Build the ``InstanceArray`` for one processed frame (header copied from the source image).
 
     Tracked objects whose mask is empty in this frame (hidden, or out of view) are not listed, as the
@@ -59,16 +67,30 @@ def instances_to_message(instances: Instances, *, latency_ms: float = 0.0, dropp
     counts = _encode_masks(instances.masks, order) if len(order) else []
     visible = [i for i in range(len(order)) if len(counts[i]) > 1]  # an empty mask is one background run
     items = [
-        Instance(id=int(ids[i]), concept=concepts[i], score=float(scores[i]), box=boxes[i].copy(),
-                 mask_height=h, mask_width=w, mask_rle=counts[i], age=int(age[i]), detected=bool(detected[i]),
-                 frames_since_detected=int(lost[i]))
+        Instance(
+            id=int(ids[i]),
+            concept=concepts[i],
+            score=float(scores[i]),
+            box=boxes[i].copy(),
+            mask_height=h,
+            mask_width=w,
+            mask_rle=counts[i],
+            age=int(age[i]),
+            detected=bool(detected[i]),
+            frames_since_detected=int(lost[i]),
+        )
         for i in visible
     ]
     return InstanceArray(
         header=header(instances.stamp_ns, instances.frame_id),
-        camera=instances.camera, instances=items, num_hidden_objects=len(order) - len(visible),
-        prompt=list(instances.phrases), num_positive_exemplars=num_positive_exemplars,
-        num_negative_exemplars=num_negative_exemplars, latency_ms=float(latency_ms), dropped_frames=int(dropped_frames),
+        camera=instances.camera,
+        instances=items,
+        num_hidden_objects=len(order) - len(visible),
+        prompt=list(instances.phrases),
+        num_positive_exemplars=num_positive_exemplars,
+        num_negative_exemplars=num_negative_exemplars,
+        latency_ms=float(latency_ms),
+        dropped_frames=int(dropped_frames),
         missed_frames=int(missed_frames),
     )
 

@@ -41,7 +41,7 @@ from ..engine.types import ConceptPrompt, Frame, _host
 from ..settings import Settings
 from .depth import DepthInput, NoDepth3D, depth_inputs, locate_from_messages
 from .diagnostics import Diagnostics
-from .instances3d import Instances3D, locate_instances
+from .instances3d import Instances3D
 from .messages import image_message, instances_to_message, time_to_ns
 from .messages_3d import detections_2d_message, detections_3d_message, point_cloud_message
 from .overlay import label_image, overlay_image
@@ -116,8 +116,13 @@ class TrackerNode:
     """Transport-neutral tracker node. ``engine_factory(camera)`` builds one engine per camera;
     ``decode(message, max_pixels)`` turns an image message into RGB (ValueError for bad input)."""
 
-    def __init__(self, settings: Settings, engine_factory: Callable[[str], Any],
-                 publish: Callable[[str, Any], None], decode: Callable[[Any, int], np.ndarray] = decode_image):
+    def __init__(
+        self,
+        settings: Settings,
+        engine_factory: Callable[[str], Any],
+        publish: Callable[[str, Any], None],
+        decode: Callable[[Any, int], np.ndarray] = decode_image,
+    ):
         self.settings = settings
         self._publish = publish
         self._decode = decode
@@ -194,15 +199,19 @@ class TrackerNode:
         keep_tracks = bool(request.keep_tracks)
 
         def plan():  # every camera's prompt is validated before any camera changes
-            prompts = [(c, parse_set_prompt(request, self.settings.prompt, c.image_size))
-                       for c in self._targets(request.camera)]
+            prompts = [
+                (c, parse_set_prompt(request, self.settings.prompt, c.image_size))
+                for c in self._targets(request.camera)
+            ]
             return [(c, lambda c=c, p=p: self._set_prompt(c, p, keep_tracks)) for c, p in prompts]
 
         done = self._call("set_prompt", plan)
         if isinstance(done, Reply):
             return done
-        return Reply(True, f"prompt set on {len(done)} camera(s): phrases {done[0].phrases}, "
-                           f"{len(done[0].boxes)} exemplar box(es)")
+        return Reply(
+            True,
+            f"prompt set on {len(done)} camera(s): phrases {done[0].phrases}, {len(done[0].boxes)} exemplar box(es)",
+        )
 
     def add_points(self, request: Any) -> Reply:
         """``AddPoints``: refine object ``object_id`` or create one (-1) from clicks and/or a box."""
@@ -210,8 +219,10 @@ class TrackerNode:
 
         def run(camera: _Camera) -> int:
             if stamp and stamp != camera.stamp_ns:  # checked on the worker: the latest image moves on
-                raise ValueError(f"stamp {stamp} ns is not the latest processed image of {camera.name} "
-                                 f"({camera.stamp_ns} ns); use 0 for the latest")
+                raise ValueError(
+                    f"stamp {stamp} ns is not the latest processed image of {camera.name} "
+                    f"({camera.stamp_ns} ns); use 0 for the latest"
+                )
             points = parse_add_points(request, camera.image_size)
             return int(camera.engine.add_points(points.object_id, points.points, points.labels, points.box))
 
@@ -240,8 +251,9 @@ class TrackerNode:
             if not any(removed):
                 raise ValueError(f"unknown object id {object_id}: no camera tracks it")
 
-        done = self._call("remove_object", lambda: [(c, lambda c=c: run(c)) for c in self._targets(request.camera)],
-                          check)
+        done = self._call(
+            "remove_object", lambda: [(c, lambda c=c: run(c)) for c in self._targets(request.camera)], check
+        )
         return done if isinstance(done, Reply) else Reply(True, f"removed object {object_id}")
 
     def reset(self, request: Any = None) -> Reply:
@@ -259,8 +271,12 @@ class TrackerNode:
             raise ValueError(f"several cameras ({', '.join(self.cameras)}): name one in the request")
         return list(self.cameras.values())
 
-    def _call(self, service: str, plan: Callable[[], list[tuple[_Camera, Callable[[], Any]]]],
-              check: Callable[[list], None] | None = None) -> list | Reply:
+    def _call(
+        self,
+        service: str,
+        plan: Callable[[], list[tuple[_Camera, Callable[[], Any]]]],
+        check: Callable[[list], None] | None = None,
+    ) -> list | Reply:
         """Validate with ``plan()`` on the caller's thread, giving (camera, command) pairs; run each command
         on its camera's worker (between frames) and wait up to ``COMMAND_TIMEOUT_S`` in all; then ``check``
         the results. Every failure becomes a failed Reply, counted in the diagnostics as
@@ -333,8 +349,12 @@ class TrackerNode:
         try:
             camera.busy = ("decode", time.monotonic())
             rgb = self._decode(message, self.settings.input.max_image_pixels)
-            frame = Frame(image=rgb, stamp_ns=time_to_ns(message.header.stamp),
-                          frame_id=str(message.header.frame_id), camera=camera.name)
+            frame = Frame(
+                image=rgb,
+                stamp_ns=time_to_ns(message.header.stamp),
+                frame_id=str(message.header.frame_id),
+                camera=camera.name,
+            )
             if camera.depth is not None:
                 camera.depth.want(frame.stamp_ns)  # depth arriving while the engine runs pairs too
             camera.busy = ("engine", time.monotonic())
@@ -359,23 +379,40 @@ class TrackerNode:
         """The messages of one processed frame as (kind, message), in publishing order: instances last."""
         outputs = []
         if self.settings.output.overlay:
-            outputs.append(("overlay", image_message(rgb_to_image_fields(overlay_image(rgb, instances), "bgr8"),
-                                                     frame.stamp_ns, frame.frame_id)))
+            outputs.append(
+                (
+                    "overlay",
+                    image_message(
+                        rgb_to_image_fields(overlay_image(rgb, instances), "bgr8"), frame.stamp_ns, frame.frame_id
+                    ),
+                )
+            )
         if self.settings.output.label_image:
-            outputs.append(("labels", image_message(rgb_to_image_fields(label_image(instances), "mono16"),
-                                                    frame.stamp_ns, frame.frame_id)))
+            outputs.append(
+                (
+                    "labels",
+                    image_message(
+                        rgb_to_image_fields(label_image(instances), "mono16"), frame.stamp_ns, frame.frame_id
+                    ),
+                )
+            )
         positive, negative = camera.exemplars
         instance_array = instances_to_message(
-            instances, dropped_frames=camera.slot.dropped, num_positive_exemplars=positive,
-            num_negative_exemplars=negative, missed_frames=camera.gaps.missed)
+            instances,
+            dropped_frames=camera.slot.dropped,
+            num_positive_exemplars=positive,
+            num_negative_exemplars=negative,
+            missed_frames=camera.gaps.missed,
+        )
         outputs.append(("detections", detections_2d_message(instance_array)))
         if camera.depth is not None:
             outputs += self._outputs_3d(camera, rgb.shape[:2], instances, instance_array)
         outputs.append(("instances", instance_array))
         return outputs
 
-    def _outputs_3d(self, camera: _Camera, image_size: tuple[int, int], instances: Any,
-                    instance_array: Any) -> list[tuple[str, Any]]:
+    def _outputs_3d(
+        self, camera: _Camera, image_size: tuple[int, int], instances: Any, instance_array: Any
+    ) -> list[tuple[str, Any]]:
         """The 3D outputs of one frame; none (counted, with the reason) when its 3D cannot be computed."""
         with_points = self.settings.output.point_cloud
         try:
@@ -385,8 +422,14 @@ class TrackerNode:
             text = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
             count = self.diagnostics.depth_dropped(camera.name, reason, text)
             if _is_sparse(count):
-                log.warning("%s: a frame without 3D (%s, %d so far): %s", camera.name, reason, count, text,
-                            exc_info=None if isinstance(exc, ValueError) else exc)
+                log.warning(
+                    "%s: a frame without 3D (%s, %d so far): %s",
+                    camera.name,
+                    reason,
+                    count,
+                    text,
+                    exc_info=None if isinstance(exc, ValueError) else exc,
+                )
             return []
         ids = np.asarray(_host(instances.ids))
         outputs = [("detections_3d", detections_3d_message(instance_array, ids, located))]
@@ -400,19 +443,35 @@ class TrackerNode:
         paired = camera.depth.take()
         depth_topic, info_topic = self.depth_topics[camera.name]
         if paired.depth is None:
-            raise NoDepth3D("no_depth", f"no depth image on {depth_topic} within "
-                                        f"{self.settings.depth.max_stamp_diff_ms:g} ms of the colour image's stamp")
+            raise NoDepth3D(
+                "no_depth",
+                f"no depth image on {depth_topic} within "
+                f"{self.settings.depth.max_stamp_diff_ms:g} ms of the colour image's stamp",
+            )
         if paired.camera_info is None:
             raise NoDepth3D("no_camera_info", f"no CameraInfo received on {info_topic} yet")
-        return locate_from_messages(paired.depth, paired.camera_info, image_size, instances, self.settings,
-                                    with_points, (depth_topic, info_topic))
+        return locate_from_messages(
+            paired.depth,
+            paired.camera_info,
+            image_size,
+            instances,
+            self.settings,
+            with_points,
+            (depth_topic, info_topic),
+        )
 
     def _drop(self, camera: _Camera, reason: str, error: Exception) -> None:
         text = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
         count = self.diagnostics.rejected(camera.name, reason, text)
         if _is_sparse(count):
-            log.warning("%s: dropped a frame (%s, %d so far): %s", camera.name, reason, count, text,
-                        exc_info=None if isinstance(error, ValueError) else error)
+            log.warning(
+                "%s: dropped a frame (%s, %d so far): %s",
+                camera.name,
+                reason,
+                count,
+                text,
+                exc_info=None if isinstance(error, ValueError) else error,
+            )
 
     # -- diagnostics and watchdog ------------------------------------------------------------------
     def _report(self) -> None:
@@ -434,8 +493,9 @@ class TrackerNode:
     def _diagnostics_message(self) -> Any:
         received = {name: c.slot.received for name, c in self.cameras.items()}
         dropped = {name: c.slot.dropped for name, c in self.cameras.items()}
-        engine = {name: vars(c.engine.counters) for name, c in self.cameras.items()
-                  if hasattr(c.engine, "counters")}  # e.g. lost tracker workers (placement: objects)
+        engine = {
+            name: vars(c.engine.counters) for name, c in self.cameras.items() if hasattr(c.engine, "counters")
+        }  # e.g. lost tracker workers (placement: objects)
         missed = {name: (c.gaps.missed, c.gaps.period_ns) for name, c in self.cameras.items()}
         depth = {name: c.depth.received for name, c in self.cameras.items() if c.depth is not None}
         return self.diagnostics.message(time.time_ns(), received, dropped, engine, missed, depth)
@@ -458,16 +518,23 @@ class TrackerNode:
                 return
             if camera.restarts >= WORKER_RESTARTS:
                 camera.dead = True
-                camera.slot.close(f"camera {camera.name} is dead: {_dead_reason(camera)}; restart the node "
-                                  "(or deactivate and activate it)")
+                camera.slot.close(
+                    f"camera {camera.name} is dead: {_dead_reason(camera)}; restart the node "
+                    "(or deactivate and activate it)"
+                )
                 log.error("%s is dead: %s", camera.name, _dead_reason(camera))
                 return
             camera.restarts += 1
             self.diagnostics.worker_restarted(camera.name)
             camera.slot.reopen()
             self._start_worker(camera)
-        log.warning("%s: worker stopped (%s); restarted with its engine and tracks (%d of %d)", camera.name,
-                    camera.ended, camera.restarts, WORKER_RESTARTS)
+        log.warning(
+            "%s: worker stopped (%s); restarted with its engine and tracks (%d of %d)",
+            camera.name,
+            camera.ended,
+            camera.restarts,
+            WORKER_RESTARTS,
+        )
 
     def _problem(self, camera: _Camera, now: float) -> str:
         """Why the camera is an ERROR ("" when it is not): dead, or an image waited ``stall_timeout_s``."""

@@ -41,8 +41,7 @@ def parse_set_prompt(request, limits: PromptSettings, image_size: tuple[int, int
     image is needed only when exemplar boxes are given: they are drawn on that image."""
     if len(request.boxes) and image_size is None:
         raise ValueError("exemplar boxes need a processed image, and none has arrived yet")
-    phrases, boxes, labels = check_prompt(list(request.phrases), request.boxes, request.box_labels, image_size,
-                                          limits)
+    phrases, boxes, labels = check_prompt(list(request.phrases), request.boxes, request.box_labels, image_size, limits)
     return ConceptPrompt(phrases=phrases, boxes=boxes, box_labels=labels)
 
 

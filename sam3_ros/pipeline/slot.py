@@ -77,8 +77,9 @@ class LatestSlot:
     def take(self, timeout: float | None = None) -> tuple[list[tuple[Callable[[], Any], Future]], Pending | None]:
         """Wait for commands or an image; returns (commands, newest image or None). Both empty once closed."""
         with self._cond:
-            self._cond.wait_for(lambda: self._closed is not None or self._commands or self._pending is not None,
-                                timeout)
+            self._cond.wait_for(
+                lambda: self._closed is not None or self._commands or self._pending is not None, timeout
+            )
             if self._closed is not None:
                 return [], None
             commands = list(self._commands)

@@ -33,8 +33,13 @@ RECENT_RESULTS = 256  # InstanceArray messages kept for lookup by stamp (bounded
 class TrackerClient:
     """Cameras in, ``InstanceArray``/diagnostics out, and the node's services, on one DDS participant."""
 
-    def __init__(self, domain: int | None = None, namespace: str = "", instances_topic: str = "/sam3/instances",
-                 participant: Participant | None = None):
+    def __init__(
+        self,
+        domain: int | None = None,
+        namespace: str = "",
+        instances_topic: str = "/sam3/instances",
+        participant: Participant | None = None,
+    ):
         self.participant = participant or Participant(domain, namespace)
         self._cond = threading.Condition()
         self._results: OrderedDict[tuple[str, int], Any] = OrderedDict()  # (camera, stamp) -> InstanceArray
@@ -45,8 +50,9 @@ class TrackerClient:
         self._cameras: dict[tuple[str, str, str], Publisher] = {}
         self._clients: dict[str, ServiceClient] = {}
         self.instances = self.participant.subscribe(instances_topic, names.INSTANCES_TYPE, self._on_instances)
-        self._diagnostics = self.participant.subscribe(names.DIAGNOSTICS_TOPIC, names.DIAGNOSTICS_TYPE,
-                                                       self._on_diagnostics)
+        self._diagnostics = self.participant.subscribe(
+            names.DIAGNOSTICS_TOPIC, names.DIAGNOSTICS_TYPE, self._on_diagnostics
+        )
         self._prompt = self.participant.publisher(names.PROMPT_TOPIC, names.PROMPT_TYPE, "reliable")
 
     # -- outputs of the node -----------------------------------------------------------------------
@@ -106,13 +112,27 @@ class TrackerClient:
             self._cameras[key] = self.participant.publisher(topic, key[1], qos)
         return self._cameras[key]
 
-    def publish_image(self, topic: str, rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera",
-                      encoding: str = "rgb8", qos: str = "sensor_data") -> None:
+    def publish_image(
+        self,
+        topic: str,
+        rgb: np.ndarray,
+        stamp_ns: int,
+        frame_id: str = "camera",
+        encoding: str = "rgb8",
+        qos: str = "sensor_data",
+    ) -> None:
         """Publish an RGB array as ``sensor_msgs/Image`` (rgb8, bgr8 or mono8)."""
         self.camera(topic, False, qos).publish(image_message(rgb_to_image_fields(rgb, encoding), stamp_ns, frame_id))
 
-    def publish_compressed(self, topic: str, rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera",
-                           fmt: str = "jpeg", qos: str = "sensor_data") -> None:
+    def publish_compressed(
+        self,
+        topic: str,
+        rgb: np.ndarray,
+        stamp_ns: int,
+        frame_id: str = "camera",
+        fmt: str = "jpeg",
+        qos: str = "sensor_data",
+    ) -> None:
         """Publish an RGB array as ``sensor_msgs/CompressedImage`` (jpeg or png)."""
         self.camera(topic, True, qos).publish(compressed_message(rgb_to_compressed(rgb, fmt), fmt, stamp_ns, frame_id))
 
@@ -141,20 +161,47 @@ class TrackerClient:
         """Send comma-separated noun phrases on ``/sam3/prompt`` (no reply: see the diagnostics)."""
         self._prompt.publish(self._prompt.wire.message_class(data=text))
 
-    def set_prompt(self, phrases: Sequence[str] = (), boxes: Sequence[float] = (), box_labels: Sequence[bool] = (),
-                   camera: str = "", keep_tracks: bool = False, timeout: float = 30.0):
+    def set_prompt(
+        self,
+        phrases: Sequence[str] = (),
+        boxes: Sequence[float] = (),
+        box_labels: Sequence[bool] = (),
+        camera: str = "",
+        keep_tracks: bool = False,
+        timeout: float = 30.0,
+    ):
         """Call ``set_prompt``; returns the response (``success``, ``message``)."""
-        return self._call("sam3/set_prompt", timeout, phrases=list(phrases),
-                          boxes=np.asarray(boxes, np.float32).reshape(-1),
-                          box_labels=np.asarray(box_labels, bool).reshape(-1), camera=camera, keep_tracks=keep_tracks)
+        return self._call(
+            "sam3/set_prompt",
+            timeout,
+            phrases=list(phrases),
+            boxes=np.asarray(boxes, np.float32).reshape(-1),
+            box_labels=np.asarray(box_labels, bool).reshape(-1),
+            camera=camera,
+            keep_tracks=keep_tracks,
+        )
 
-    def add_points(self, points: Sequence[float], labels: Sequence[int], object_id: int = -1,
-                   box: Sequence[float] = (), stamp_ns: int = 0, camera: str = "", timeout: float = 30.0):
+    def add_points(
+        self,
+        points: Sequence[float],
+        labels: Sequence[int],
+        object_id: int = -1,
+        box: Sequence[float] = (),
+        stamp_ns: int = 0,
+        camera: str = "",
+        timeout: float = 30.0,
+    ):
         """Call ``add_points``; returns the response (``success``, ``message``, ``object_id``)."""
-        return self._call("sam3/add_points", timeout, object_id=object_id,
-                          points=np.asarray(points, np.float32).reshape(-1),
-                          labels=np.asarray(labels, np.int8).reshape(-1), box=np.asarray(box, np.float32).reshape(-1),
-                          stamp=stamp_to_time(stamp_ns), camera=camera)
+        return self._call(
+            "sam3/add_points",
+            timeout,
+            object_id=object_id,
+            points=np.asarray(points, np.float32).reshape(-1),
+            labels=np.asarray(labels, np.int8).reshape(-1),
+            box=np.asarray(box, np.float32).reshape(-1),
+            stamp=stamp_to_time(stamp_ns),
+            camera=camera,
+        )
 
     def remove_object(self, object_id: int, camera: str = "", timeout: float = 30.0):
         """Call ``remove_object``."""

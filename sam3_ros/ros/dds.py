@@ -18,8 +18,17 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from cyclonedds.core import (DDSException, GuardCondition, InstanceState, Policy, Qos, ReadCondition, SampleState,
-                             ViewState, WaitSet)
+from cyclonedds.core import (
+    DDSException,
+    GuardCondition,
+    InstanceState,
+    Policy,
+    Qos,
+    ReadCondition,
+    SampleState,
+    ViewState,
+    WaitSet,
+)
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
@@ -85,8 +94,9 @@ def _wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
 class Publisher:
     """Writes ROS messages (rosbags dataclasses) on one topic."""
 
-    def __init__(self, participant: "Participant", name: str, ros_type: str, qos: str = "reliable",
-                 depth: int | None = None):
+    def __init__(
+        self, participant: "Participant", name: str, ros_type: str, qos: str = "reliable", depth: int | None = None
+    ):
         self.name, self.wire = name, WireType(ros_type)
         profile = dds_qos(qos, depth, self.wire.type_hash())
         self.writer = DataWriter(participant.dp, participant.topic("rt" + name, self.wire, profile), qos=profile)
@@ -107,8 +117,15 @@ class Publisher:
 class _ReaderThread:
     """A DataReader whose samples go to ``on_sample(data: bytes)`` on a dedicated thread."""
 
-    def __init__(self, participant: "Participant", dds_name: str, wire: WireType, qos: Qos, label: str,
-                 on_sample: Callable[[bytes], None]):
+    def __init__(
+        self,
+        participant: "Participant",
+        dds_name: str,
+        wire: WireType,
+        qos: Qos,
+        label: str,
+        on_sample: Callable[[bytes], None],
+    ):
         self.reader = DataReader(participant.dp, participant.topic(dds_name, wire, qos), qos=qos)
         self._on_sample, self._participant = on_sample, participant
         self._waitset = WaitSet(participant.dp)
@@ -143,11 +160,24 @@ class _ReaderThread:
 class Subscription(_ReaderThread):
     """Calls ``callback(message)`` for each message on a topic, on the subscription's own thread."""
 
-    def __init__(self, participant: "Participant", name: str, ros_type: str, callback: Callable[[Any], None],
-                 qos: str = "reliable", depth: int | None = None):
+    def __init__(
+        self,
+        participant: "Participant",
+        name: str,
+        ros_type: str,
+        callback: Callable[[Any], None],
+        qos: str = "reliable",
+        depth: int | None = None,
+    ):
         self.name, self.wire = name, WireType(ros_type)
-        super().__init__(participant, "rt" + name, self.wire, dds_qos(qos, depth, self.wire.type_hash()), name,
-                         lambda data: callback(self.wire.decode(data)[0]))
+        super().__init__(
+            participant,
+            "rt" + name,
+            self.wire,
+            dds_qos(qos, depth, self.wire.type_hash()),
+            name,
+            lambda data: callback(self.wire.decode(data)[0]),
+        )
 
     def wait_for_publishers(self, count: int = 1, timeout: float = 10.0) -> bool:
         """True once ``count`` writers have matched."""
@@ -198,8 +228,9 @@ class ServiceClient:
 
     def wait_for_service(self, timeout: float = 10.0) -> bool:
         """True once a server's request reader and reply writer have both matched."""
-        return _wait_until(lambda: bool(self.writer.get_matched_subscriptions())
-                           and self._reader.publisher_count() > 0, timeout)
+        return _wait_until(
+            lambda: bool(self.writer.get_matched_subscriptions()) and self._reader.publisher_count() > 0, timeout
+        )
 
     def call(self, request: Any, timeout: float = 10.0) -> Any:
         """Send one request and wait for its reply; TimeoutError if none comes."""
@@ -237,8 +268,9 @@ class _Domains:
                 self._domains[domain] = [Domain(domain, config), 1]
             except DDSException as exc:
                 if exc.code != DDSException.DDS_RETCODE_PRECONDITION_NOT_MET:
-                    raise ValueError(f"Cyclone DDS rejected its configuration (CYCLONEDDS_URI merged with ours): "
-                                     f"{exc}") from None
+                    raise ValueError(
+                        f"Cyclone DDS rejected its configuration (CYCLONEDDS_URI merged with ours): {exc}"
+                    ) from None
                 # created outside this class (a plain DomainParticipant): it keeps its configuration
                 log.warning("DDS domain %d already exists in this process; its configuration is kept", domain)
 
@@ -286,8 +318,9 @@ class Participant:
         """A publisher on ROS topic ``name`` (relative names go under the namespace)."""
         return Publisher(self, topic_name(name, self.namespace), ros_type, qos, depth)
 
-    def subscribe(self, name: str, ros_type: str, callback: Callable[[Any], None], qos: str = "reliable",
-                  depth: int | None = None) -> Subscription:
+    def subscribe(
+        self, name: str, ros_type: str, callback: Callable[[Any], None], qos: str = "reliable", depth: int | None = None
+    ) -> Subscription:
         """Subscribe to ROS topic ``name``; ``callback(message)`` runs on the subscription's thread."""
         sub = Subscription(self, topic_name(name, self.namespace), ros_type, callback, qos, depth)
         self._readers.append(sub)

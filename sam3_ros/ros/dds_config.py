@@ -68,19 +68,23 @@ class ReceiveBuffer:
 
     def advice(self) -> str:
         """One line for the log and /diagnostics: what is short, what to run, what loss to expect."""
-        return (f"socket receive buffer capped at {self.granted / MIB:.1f} MiB by net.core.rmem_max, "
-                f"{self.wanted / MIB:.0f} MiB wanted for {self.largest_frame_bytes / 1e6:.1f} MB frames: run "
-                f"`sudo sysctl -w net.core.rmem_max={self.wanted}` (persist it in /etc/sysctl.d/) and restart; "
-                "until then expect best-effort images of that size to be lost in bursts whenever the node falls "
-                "behind (with Cyclone's default 1 MiB, every 1920x1080 rgb8 frame was); they are counted as "
-                "missed_in_transport")
+        return (
+            f"socket receive buffer capped at {self.granted / MIB:.1f} MiB by net.core.rmem_max, "
+            f"{self.wanted / MIB:.0f} MiB wanted for {self.largest_frame_bytes / 1e6:.1f} MB frames: run "
+            f"`sudo sysctl -w net.core.rmem_max={self.wanted}` (persist it in /etc/sysctl.d/) and restart; "
+            "until then expect best-effort images of that size to be lost in bursts whenever the node falls "
+            "behind (with Cyclone's default 1 MiB, every 1920x1080 rgb8 frame was); they are counted as "
+            "missed_in_transport"
+        )
 
     def cyclone_fragment(self) -> str:
         """Our settings as a Cyclone XML fragment (any domain id). Only ``max`` is set: Cyclone asks for it
         and keeps whatever the kernel grants, so a low limit degrades instead of failing to start."""
-        return ('<CycloneDDS><Domain Id="any"><General>'
-                f'<MaxMessageSize>{MAX_MESSAGE_BYTES}B</MaxMessageSize><FragmentSize>{FRAGMENT_BYTES}B</FragmentSize>'
-                f'</General><Internal><SocketReceiveBufferSize max="{self.wanted}B"/></Internal></Domain></CycloneDDS>')
+        return (
+            '<CycloneDDS><Domain Id="any"><General>'
+            f"<MaxMessageSize>{MAX_MESSAGE_BYTES}B</MaxMessageSize><FragmentSize>{FRAGMENT_BYTES}B</FragmentSize>"
+            f'</General><Internal><SocketReceiveBufferSize max="{self.wanted}B"/></Internal></Domain></CycloneDDS>'
+        )
 
 
 def participant_config(buffer: ReceiveBuffer, user_config: str | None = None) -> str:

@@ -26,9 +26,19 @@ from cyclonedds.idl import types as idl
 from ..interfaces import typestore
 
 _BASE = {
-    "bool": bool, "byte": idl.uint8, "char": idl.uint8, "int8": idl.int8, "uint8": idl.uint8,
-    "int16": idl.int16, "uint16": idl.uint16, "int32": idl.int32, "uint32": idl.uint32,
-    "int64": idl.int64, "uint64": idl.uint64, "float32": idl.float32, "float64": idl.float64,
+    "bool": bool,
+    "byte": idl.uint8,
+    "char": idl.uint8,
+    "int8": idl.int8,
+    "uint8": idl.uint8,
+    "int16": idl.int16,
+    "uint16": idl.uint16,
+    "int32": idl.int32,
+    "uint32": idl.uint32,
+    "int64": idl.int64,
+    "uint64": idl.uint64,
+    "float32": idl.float32,
+    "float64": idl.float64,
 }
 # rmw_cyclonedds' request header, prepended to every service request and reply on the wire.
 _REQUEST_HEADER = struct.Struct("<Qq")

@@ -33,6 +33,7 @@ def decode_with_cv_bridge(message: Any, max_pixels: int) -> np.ndarray:
         except (TypeError, ValueError) as error:  # CvBridgeError is a TypeError; numpy's buffer checks raise either
             raise ValueError(f"cv_bridge cannot convert the {message.encoding!r} image: {error}") from error
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"cv_bridge gave a {rgb.dtype} {rgb.shape} array for the {message.encoding!r} image, "
-                         "not RGB uint8")
+        raise ValueError(
+            f"cv_bridge gave a {rgb.dtype} {rgb.shape} array for the {message.encoding!r} image, not RGB uint8"
+        )
     return rgb

@@ -32,8 +32,21 @@ from .decoding import decode_with_cv_bridge
 
 NODE_NAME = "sam3_tracker"
 # numpy dtype -> array.array typecode, for rclpy's sequence fields
-_TYPECODES = {np.dtype(k): v for k, v in (("u1", "B"), ("i1", "b"), ("u2", "H"), ("i2", "h"), ("u4", "I"),
-                                          ("i4", "i"), ("u8", "Q"), ("i8", "q"), ("f4", "f"), ("f8", "d"))}
+_TYPECODES = {
+    np.dtype(k): v
+    for k, v in (
+        ("u1", "B"),
+        ("i1", "b"),
+        ("u2", "H"),
+        ("i2", "h"),
+        ("u4", "I"),
+        ("i4", "i"),
+        ("u8", "Q"),
+        ("i8", "q"),
+        ("f4", "f"),
+        ("f8", "d"),
+    )
+}
 
 
 def qos_profile(profile: str, depth: int | None = None) -> QoSProfile:
@@ -41,7 +54,10 @@ def qos_profile(profile: str, depth: int | None = None) -> QoSProfile:
     reliable, default_depth = names.QOS_PROFILES[profile]
     return QoSProfile(
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-        history=HistoryPolicy.KEEP_LAST, depth=depth or default_depth, durability=DurabilityPolicy.VOLATILE)
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth or default_depth,
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
 def interface(type_name: str) -> Any:
@@ -93,18 +109,23 @@ class TrackerLifecycleNode(LifecycleNode):
             self.get_logger().error(f"invalid parameters: {exc}")
             return TransitionCallbackReturn.FAILURE
         out = self.settings.output
-        topics = {"instances": (out.instances_topic, names.INSTANCES_TYPE),
-                  "diagnostics": (names.DIAGNOSTICS_TOPIC, names.DIAGNOSTICS_TYPE)}
+        topics = {
+            "instances": (out.instances_topic, names.INSTANCES_TYPE),
+            "diagnostics": (names.DIAGNOSTICS_TOPIC, names.DIAGNOSTICS_TYPE),
+        }
         if out.overlay:
             topics["overlay"] = (names.OVERLAY_TOPIC, names.IMAGE_TYPE)
         if out.label_image:
             topics["labels"] = (names.LABELS_TOPIC, names.IMAGE_TYPE)
         topics.update(names.output_topics(self.settings))
-        self._outputs = {kind: self.create_lifecycle_publisher(interface(kind_type), topic, qos_profile("reliable"))
-                         for kind, (topic, kind_type) in topics.items()}
+        self._outputs = {
+            kind: self.create_lifecycle_publisher(interface(kind_type), topic, qos_profile("reliable"))
+            for kind, (topic, kind_type) in topics.items()
+        }
         try:
-            self.tracker = TrackerNode(self.settings, engine_factory(self.settings), self._publish,
-                                       decode=decode_with_cv_bridge)
+            self.tracker = TrackerNode(
+                self.settings, engine_factory(self.settings), self._publish, decode=decode_with_cv_bridge
+            )
         except Exception as exc:  # e.g. a model directory with missing files: back to unconfigured, nothing kept
             self.get_logger().error(f"cannot load the model {self.settings.model}: {exc}")
             self._release()
@@ -121,23 +142,49 @@ class TrackerLifecycleNode(LifecycleNode):
         camera_qos = qos_profile(settings.input.qos, settings.input.qos_depth)
         for topic in settings.input.topics:
             kind = names.COMPRESSED_TYPE if is_compressed_topic(settings, topic) else names.IMAGE_TYPE
-            self._inputs.append(self.create_subscription(
-                interface(kind), topic, lambda message, t=topic: tracker.on_image(t, message), camera_qos,
-                callback_group=self._camera_group))
+            self._inputs.append(
+                self.create_subscription(
+                    interface(kind),
+                    topic,
+                    lambda message, t=topic: tracker.on_image(t, message),
+                    camera_qos,
+                    callback_group=self._camera_group,
+                )
+            )
         for camera, (depth_topic, info_topic) in tracker.depth_topics.items():
-            self._inputs.append(self.create_subscription(
-                interface(names.IMAGE_TYPE), depth_topic, lambda message, c=camera: tracker.on_depth(c, message),
-                camera_qos, callback_group=self._camera_group))
-            self._inputs.append(self.create_subscription(
-                interface(names.CAMERA_INFO_TYPE), info_topic,
-                lambda message, c=camera: tracker.on_camera_info(c, message), qos_profile(settings.input.qos),
-                callback_group=self._camera_group))
-        self._inputs.append(self.create_subscription(interface(names.PROMPT_TYPE), names.PROMPT_TOPIC,
-                                                     tracker.on_prompt_text, qos_profile("reliable"),
-                                                     callback_group=self._service_group))
+            self._inputs.append(
+                self.create_subscription(
+                    interface(names.IMAGE_TYPE),
+                    depth_topic,
+                    lambda message, c=camera: tracker.on_depth(c, message),
+                    camera_qos,
+                    callback_group=self._camera_group,
+                )
+            )
+            self._inputs.append(
+                self.create_subscription(
+                    interface(names.CAMERA_INFO_TYPE),
+                    info_topic,
+                    lambda message, c=camera: tracker.on_camera_info(c, message),
+                    qos_profile(settings.input.qos),
+                    callback_group=self._camera_group,
+                )
+            )
+        self._inputs.append(
+            self.create_subscription(
+                interface(names.PROMPT_TYPE),
+                names.PROMPT_TOPIC,
+                tracker.on_prompt_text,
+                qos_profile("reliable"),
+                callback_group=self._service_group,
+            )
+        )
         for name, (srv_type, method) in names.SERVICES.items():
-            self._inputs.append(self.create_service(interface(srv_type), name, self._serve(getattr(tracker, method)),
-                                                    callback_group=self._service_group))
+            self._inputs.append(
+                self.create_service(
+                    interface(srv_type), name, self._serve(getattr(tracker, method)), callback_group=self._service_group
+                )
+            )
         return super().on_activate(state)
 
     @staticmethod

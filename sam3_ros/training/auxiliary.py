@@ -136,8 +136,9 @@ class MatchHead(nn.Module):
                 targets.append(F.interpolate(union, size=grid, mode="area").flatten())
         targets = torch.stack(targets).to(tokens.device)
         logits = self.proj(tokens[:, : targets.shape[1]].float())[..., 0]
-        return F.binary_cross_entropy_with_logits(logits, targets,
-                                                  pos_weight=torch.tensor(MATCH_POS_WEIGHT, device=tokens.device))
+        return F.binary_cross_entropy_with_logits(
+            logits, targets, pos_weight=torch.tensor(MATCH_POS_WEIGHT, device=tokens.device)
+        )
 
 
 def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
@@ -151,7 +152,8 @@ def captured_output(module: nn.Module):
     ``box["kwargs"]`` what it was called with."""
     box: dict = {}
     handle = module.register_forward_hook(
-        lambda _m, args, kwargs, output: box.update(args=args, kwargs=kwargs, output=output), with_kwargs=True)
+        lambda _m, args, kwargs, output: box.update(args=args, kwargs=kwargs, output=output), with_kwargs=True
+    )
     try:
         yield box
     finally:

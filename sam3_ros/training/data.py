@@ -27,9 +27,15 @@ def random_world(rng: np.random.Generator, frames: int = 60) -> World:
     concepts = all_concepts()
     targets = tuple(concepts[i] for i in rng.choice(len(concepts), size=int(rng.integers(1, 4)), replace=False))
     width, height = SIZES[int(rng.integers(len(SIZES)))]
-    config = WorldConfig(width=width, height=height, frames=frames, seed=int(rng.integers(*TRAIN_SEEDS)),
-                         concepts=targets, objects_per_concept=int(rng.integers(1, 4)),
-                         distractors=int(rng.integers(0, 7)))
+    config = WorldConfig(
+        width=width,
+        height=height,
+        frames=frames,
+        seed=int(rng.integers(*TRAIN_SEEDS)),
+        concepts=targets,
+        objects_per_concept=int(rng.integers(1, 4)),
+        distractors=int(rng.integers(0, 7)),
+    )
     return World(config)
 
 
@@ -149,8 +155,9 @@ def exemplar_sample(rng: np.random.Generator, prompts: int) -> DetectorSample:
         else:
             masks, twin = np.stack(by_concept[positive]), positive
         boxes = masks_to_boxes(torch.from_numpy(np.stack(boxes))).numpy()  # the boxed objects' masks -> boxes
-        targets.append(PhraseTarget(positive if kind == "phrase+negative" else "", masks, boxes,
-                                    np.array(labels), text_twin=twin))
+        targets.append(
+            PhraseTarget(positive if kind == "phrase+negative" else "", masks, boxes, np.array(labels), text_twin=twin)
+        )
     return DetectorSample(image=frame.image, targets=targets, concepts=_concept_map(frame))
 
 

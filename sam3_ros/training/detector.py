@@ -19,8 +19,9 @@ from .losses import LossWeights, box_xyxy_to_cxcywh, detector_losses
 
 def pixels_of(images: list[np.ndarray], size: int, device: torch.device) -> torch.Tensor:
     """Images (H, W, 3) uint8 -> (B, 3, size, size), preprocessed exactly as ``Engine.step`` does."""
-    return torch.cat([to_pixels(torch.from_numpy(np.ascontiguousarray(im)).to(device), size, torch.float32)
-                      for im in images])
+    return torch.cat(
+        [to_pixels(torch.from_numpy(np.ascontiguousarray(im)).to(device), size, torch.float32) for im in images]
+    )
 
 
 def vision_features(model, images: list[np.ndarray], device: torch.device):
@@ -46,8 +47,9 @@ def phrase_rows(vision, samples: list[DetectorSample], device: torch.device):
     return pairs, vision_rows(vision, torch.tensor([i for i, _ in pairs], device=device))
 
 
-def vision_step(model, head: ConceptHead, position: PositionHead, samples: list[DetectorSample],
-                device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+def vision_step(
+    model, head: ConceptHead, position: PositionHead, samples: list[DetectorSample], device: torch.device
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Concept pretraining of the vision encoder: per-pixel concept cross-entropy, plus each pixel's
     position, on the FPN levels the detector reads."""
     vision = vision_features(model, [s.image for s in samples], device)
@@ -56,8 +58,9 @@ def vision_step(model, head: ConceptHead, position: PositionHead, samples: list[
     return concept + where, {"concept": float(concept.detach()), "position": float(where.detach())}
 
 
-def binding_step(model, tokenize, samples: list[DetectorSample], head: MatchHead,
-                 device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+def binding_step(
+    model, tokenize, samples: list[DetectorSample], head: MatchHead, device: torch.device
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The prompt fusion alone on frozen vision: text encoder and DETR encoder (called as the detector
     calls it) learn the per-cell phrase match before the decoder and heads train on top of them."""
     detector = model.detector_model
@@ -68,8 +71,12 @@ def binding_step(model, tokenize, samples: list[DetectorSample], head: MatchHead
     ids, mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
     text = detector.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
     level = vision.fpn_hidden_states[-2].index_select(0, index)
-    fused = detector.detr_encoder(vision_features=[level], text_features=text, text_mask=mask.bool(),
-                                  vision_pos_embeds=[vision.fpn_position_encoding[-2].index_select(0, index)])
+    fused = detector.detr_encoder(
+        vision_features=[level],
+        text_features=text,
+        text_mask=mask.bool(),
+        vision_pos_embeds=[vision.fpn_position_encoding[-2].index_select(0, index)],
+    )
     loss = head.loss(fused.last_hidden_state, samples, tuple(level.shape[-2:]))
     return loss, {"match": float(loss.detach())}
 
@@ -85,8 +92,9 @@ def layer_predictions(out, box_offsets: torch.Tensor, scores: torch.Tensor) -> t
 _PAD_LABEL = -10  # transformers' label of a padding exemplar box (masked out of attention)
 
 
-def exemplar_inputs(targets: list[PhraseTarget], sizes: list[tuple[int, int]],
-                    device: torch.device) -> dict[str, torch.Tensor]:
+def exemplar_inputs(
+    targets: list[PhraseTarget], sizes: list[tuple[int, int]], device: torch.device
+) -> dict[str, torch.Tensor]:
     """``input_boxes`` (P, K, 4) normalized cxcywh and ``input_boxes_labels`` (P, K) of the prompts'
     exemplar boxes, as ``Engine`` passes them (rows with fewer boxes padded); empty without any box."""
     k = max(len(t.boxes) for t in targets)
@@ -103,9 +111,16 @@ def exemplar_inputs(targets: list[PhraseTarget], sizes: list[tuple[int, int]],
     return {"input_boxes": boxes.to(device), "input_boxes_labels": labels.to(device)}
 
 
-def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossWeights, device: torch.device,
-                  match_head: MatchHead | None = None, vision=None,
-                  query_head: QueryPositionHead | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def detector_step(
+    model,
+    tokenize,
+    samples: list[DetectorSample],
+    weights: LossWeights,
+    device: torch.device,
+    match_head: MatchHead | None = None,
+    vision=None,
+    query_head: QueryPositionHead | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its named parts for ``samples``; every (image, phrase) pair is one row of one
     detector call on shared vision features. Box, mask and focal terms are normalized by the number
     of ground-truth objects in the batch (as DETR does), presence, semantic and match terms by the
@@ -119,13 +134,18 @@ def detector_step(model, tokenize, samples: list[DetectorSample], weights: LossW
             vision = vision_features(model, [s.image for s in samples], device)
     pairs, rows = phrase_rows(vision, samples, device)
     tokens = tokenize([t.phrase for _, t in pairs])
-    with (captured_output(detector.detr_encoder) as encoder, captured_output(detector.detr_decoder.box_head) as
-          offsets, captured_output(detector.dot_product_scoring) as scores,
-          captured_output(detector.mask_decoder.mask_embedder) as mask_embeds):
-        out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
-                       attention_mask=tokens["attention_mask"].to(device),
-                       **exemplar_inputs([t for _, t in pairs], [samples[i].image.shape[:2] for i, _ in pairs],
-                                         device))
+    with (
+        captured_output(detector.detr_encoder) as encoder,
+        captured_output(detector.detr_decoder.box_head) as offsets,
+        captured_output(detector.dot_product_scoring) as scores,
+        captured_output(detector.mask_decoder.mask_embedder) as mask_embeds,
+    ):
+        out = detector(
+            vision_embeds=rows,
+            input_ids=tokens["input_ids"].to(device),
+            attention_mask=tokens["attention_mask"].to(device),
+            **exemplar_inputs([t for _, t in pairs], [samples[i].image.shape[:2] for i, _ in pairs], device),
+        )
     layer_logits, layer_boxes = layer_predictions(out, offsets["output"], scores["output"])
     totals: dict[str, torch.Tensor] = {}
     matched_embeds, matched_centres = [], []
@@ -174,12 +194,16 @@ def scoring_parameters(detector) -> list[torch.nn.Parameter]:
     """What the scoring phase trains: the two heads whose product is the engine's score, the scoring head
     (``dot_product_scoring``) and the presence token's head. Neither feeds anything else in the detector."""
     decoder = detector.detr_decoder
-    return [*detector.dot_product_scoring.parameters(), *decoder.presence_head.parameters(),
-            *decoder.presence_layer_norm.parameters()]
+    return [
+        *detector.dot_product_scoring.parameters(),
+        *decoder.presence_head.parameters(),
+        *decoder.presence_layer_norm.parameters(),
+    ]
 
 
-def scoring_step(model, tokenize, samples: list[DetectorSample],
-                 device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+def scoring_step(
+    model, tokenize, samples: list[DetectorSample], device: torch.device
+) -> tuple[torch.Tensor, dict[str, float]]:
     """``scoring_parameters`` alone on the frozen detector: the engine's score of each query (its probability
     x the presence probability) learns the quality of that query's mask (``mask_quality``), by BCE over every
     query of every (image, phrase) row, and the presence probability keeps its own BCE (is the phrase there).
@@ -193,14 +217,24 @@ def scoring_step(model, tokenize, samples: list[DetectorSample],
     detection should clear the thresholds; the engine's NMS keeps one per object."""
     detector = model.detector_model
     decoder = detector.detr_decoder
-    with (torch.no_grad(), captured_output(detector.dot_product_scoring) as scoring,
-          captured_output(decoder.presence_layer_norm) as presence_input):
+    with (
+        torch.no_grad(),
+        captured_output(detector.dot_product_scoring) as scoring,
+        captured_output(decoder.presence_layer_norm) as presence_input,
+    ):
         pairs, rows = phrase_rows(vision_features(model, [s.image for s in samples], device), samples, device)
         tokens = tokenize([t.phrase for _, t in pairs])
-        out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
-                       attention_mask=tokens["attention_mask"].to(device))
-        targets = torch.stack([mask_quality(out.pred_masks[row], torch.from_numpy(t.masks).to(device))
-                               for row, (_, t) in enumerate(pairs)])
+        out = detector(
+            vision_embeds=rows,
+            input_ids=tokens["input_ids"].to(device),
+            attention_mask=tokens["attention_mask"].to(device),
+        )
+        targets = torch.stack(
+            [
+                mask_quality(out.pred_masks[row], torch.from_numpy(t.masks).to(device))
+                for row, (_, t) in enumerate(pairs)
+            ]
+        )
     logits = detector.dot_product_scoring(*scoring["args"], **scoring["kwargs"])[-1, ..., 0].float()
     limit = decoder.clamp_presence_logit_max_val  # the last decoder layer's presence logit, as the decoder has it
     presence = decoder.presence_head(decoder.presence_layer_norm(*presence_input["args"])).reshape(-1, 1)
@@ -213,8 +247,9 @@ def scoring_step(model, tokenize, samples: list[DetectorSample],
     return score + presence_loss, {"score": float(score.detach()), "presence": float(presence_loss.detach())}
 
 
-def exemplar_step(model, tokenize, samples: list[DetectorSample], weights: LossWeights,
-                  device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+def exemplar_step(
+    model, tokenize, samples: list[DetectorSample], weights: LossWeights, device: torch.device
+) -> tuple[torch.Tensor, dict[str, float]]:
     """``detector_step`` on exemplar prompts, plus distillation from each prompt's ``text_twin``: the DETR
     encoder's fused image tokens, every query's logit and box, and the presence logit should be what the
     phrase asking for the same objects gives. Against a frozen detector the ground-truth losses alone
@@ -226,15 +261,21 @@ def exemplar_step(model, tokenize, samples: list[DetectorSample], weights: LossW
         pairs, rows = phrase_rows(vision, samples, device)
         tokens = tokenize([t.text_twin for _, t in pairs])
         with captured_output(detector.detr_encoder) as encoder:
-            twin = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
-                            attention_mask=tokens["attention_mask"].to(device))
+            twin = detector(
+                vision_embeds=rows,
+                input_ids=tokens["input_ids"].to(device),
+                attention_mask=tokens["attention_mask"].to(device),
+            )
         twin_tokens = encoder["output"].last_hidden_state
     with captured_output(detector.detr_encoder) as encoder, captured_output(detector) as student:
         loss, parts = detector_step(model, tokenize, samples, weights, device, vision=vision)
     out = student["output"]
-    distill = (F.mse_loss(encoder["output"].last_hidden_state, twin_tokens) / twin_tokens.var()
-               + _soft_bce(out.pred_logits, twin.pred_logits) + _soft_bce(out.presence_logits, twin.presence_logits)
-               + F.l1_loss(out.pred_boxes, twin.pred_boxes))
+    distill = (
+        F.mse_loss(encoder["output"].last_hidden_state, twin_tokens) / twin_tokens.var()
+        + _soft_bce(out.pred_logits, twin.pred_logits)
+        + _soft_bce(out.presence_logits, twin.presence_logits)
+        + F.l1_loss(out.pred_boxes, twin.pred_boxes)
+    )
     parts["twin"] = float(distill.detach())
     return loss + weights.twin * distill, parts
 
@@ -243,5 +284,6 @@ def _soft_bce(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor
     """BCE of ``logits`` against the probabilities of ``target_logits``, less its minimum (the targets'
     entropy): the mean KL divergence of two Bernoulli predictions, 0 when they agree."""
     target = target_logits.sigmoid()
-    return (F.binary_cross_entropy_with_logits(logits, target)
-            - F.binary_cross_entropy_with_logits(target_logits, target))
+    return F.binary_cross_entropy_with_logits(logits, target) - F.binary_cross_entropy_with_logits(
+        target_logits, target
+    )

@@ -83,20 +83,26 @@ def mask_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tens
     return bce.sum(), dice_loss(up, targets).sum()
 
 
-def match(logits: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor, w: LossWeights) -> tuple[np.ndarray, np.ndarray]:
+def match(
+    logits: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor, w: LossWeights
+) -> tuple[np.ndarray, np.ndarray]:
     """Hungarian matching of Q queries to G ground-truth boxes: (query indices, gt indices)."""
     with torch.no_grad():
         p = logits.sigmoid()[:, None]
         pos = w.focal_alpha * (1 - p) ** w.focal_gamma * -(p + 1e-8).log()
-        neg = (1 - w.focal_alpha) * p ** w.focal_gamma * -(1 - p + 1e-8).log()
-        cost = (w.focal * (pos - neg) + w.l1 * torch.cdist(box_xyxy_to_cxcywh(boxes), box_xyxy_to_cxcywh(gt_boxes), p=1)
-                - w.giou * generalized_box_iou(boxes, gt_boxes))
+        neg = (1 - w.focal_alpha) * p**w.focal_gamma * -(1 - p + 1e-8).log()
+        cost = (
+            w.focal * (pos - neg)
+            + w.l1 * torch.cdist(box_xyxy_to_cxcywh(boxes), box_xyxy_to_cxcywh(gt_boxes), p=1)
+            - w.giou * generalized_box_iou(boxes, gt_boxes)
+        )
     rows, cols = linear_sum_assignment(cost.float().cpu().numpy())
     return rows, cols
 
 
-def box_class_losses(logits: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor,
-                     w: LossWeights) -> tuple[dict, torch.Tensor, torch.Tensor]:
+def box_class_losses(
+    logits: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor, w: LossWeights
+) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """Focal loss of every query's logit (Q,) and L1 + GIoU of the matched ones among ``boxes`` (Q, 4)
     vs ``gt_boxes`` (G, 4), all normalized xyxy. Returns the losses and the matched (query, gt) indices."""
     target = torch.zeros_like(logits)
@@ -112,9 +118,14 @@ def box_class_losses(logits: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.
     return losses, q, g
 
 
-def detector_losses(out, index: int, gt_masks: torch.Tensor, gt_boxes: torch.Tensor, w: LossWeights,
-                    earlier_layers: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> tuple[dict, torch.Tensor,
-                                                                                          torch.Tensor]:
+def detector_losses(
+    out,
+    index: int,
+    gt_masks: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    w: LossWeights,
+    earlier_layers: list[tuple[torch.Tensor, torch.Tensor]] = (),
+) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """Losses of one (image, phrase) detector output row ``index`` against its G objects
     (``gt_masks`` (G, H, W) float 0/1 at source resolution, ``gt_boxes`` (G, 4) normalized xyxy).
 
@@ -130,7 +141,8 @@ def detector_losses(out, index: int, gt_masks: torch.Tensor, gt_boxes: torch.Ten
         for name, value in box_class_losses(layer_logits.float(), layer_boxes.float(), gt_boxes, w)[0].items():
             losses[name] = losses[name] + value
     losses["presence"] = F.binary_cross_entropy_with_logits(
-        out.presence_logits[index].float().reshape(()), torch.tensor(float(present)))
+        out.presence_logits[index].float().reshape(()), torch.tensor(float(present))
+    )
     if present:
         losses["mask_bce"], losses["dice"] = mask_losses(out.pred_masks[index][q], gt_masks[g])
     union = gt_masks.amax(0, keepdim=True) if present else gt_masks.new_zeros(1, *gt_masks.shape[-2:])

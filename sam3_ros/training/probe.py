@@ -69,8 +69,10 @@ class ProbeReport:
 
     def table(self) -> str:
         """The report as ``name  value`` lines."""
-        return "\n".join(f"{name:28s} {value:.3f}" if isinstance(value, float) else f"{name:28s} {value}"
-                         for name, value in asdict(self).items())
+        return "\n".join(
+            f"{name:28s} {value:.3f}" if isinstance(value, float) else f"{name:28s} {value}"
+            for name, value in asdict(self).items()
+        )
 
 
 def rank_auc(positives: list[float], negatives: list[float]) -> float:
@@ -103,8 +105,11 @@ def probe_model(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED, 
         region_shapes += shapes_seen
         rows = vision_rows(vision, torch.zeros(len(targets), dtype=torch.long, device=device))
         tokens = loaded.tokenize([t.phrase for t in targets])
-        out = detector(vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
-                       attention_mask=tokens["attention_mask"].to(device))
+        out = detector(
+            vision_embeds=rows,
+            input_ids=tokens["input_ids"].to(device),
+            attention_mask=tokens["attention_mask"].to(device),
+        )
         present_prob = out.presence_logits.float().sigmoid().reshape(-1).cpu()
         scores = (out.pred_logits.float().sigmoid() * present_prob[:, None].to(device)).cpu()
         boxes = out.pred_boxes.float().cpu()
@@ -137,18 +142,26 @@ def probe_model(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED, 
     tracked = _probe_tracker(loaded, clips, np.random.default_rng(seed + 2), device)
 
     return ProbeReport(
-        frames=frames, objects=len(best_giou),
+        frames=frames,
+        objects=len(best_giou),
         shape_probe_accuracy=linear_probe_accuracy(torch.cat(region_features), torch.tensor(region_shapes)),
-        presence_present=_median(presence["present"]), presence_same_colour=_median(presence["same colour"]),
+        presence_present=_median(presence["present"]),
+        presence_same_colour=_median(presence["same colour"]),
         presence_same_shape=_median(presence["same shape"]),
         presence_auc_same_colour=rank_auc(presence["present"], presence["same colour"]),
         presence_auc_same_shape=rank_auc(presence["present"], presence["same shape"]),
-        best_query_giou=_median(best_giou), objects_with_query_on=_share(np.asarray(best_giou) > ON_OBJECT_GIOU),
+        best_query_giou=_median(best_giou),
+        objects_with_query_on=_share(np.asarray(best_giou) > ON_OBJECT_GIOU),
         query_box_motion=float(np.stack(centres).std(0).mean()),
-        score_on_object=_median(on_scores), score_elsewhere=_median(other_scores),
-        present_phrases_detected=_share(detected), present_phrases_starting=_share(starting),
-        exemplar_prompts_detected=_share(exemplar_hits), negative_exemplars_clear=_share(negative_clear),
-        tracker_clips=clips, tracker_mask_iou=_median(tracked["truth"]), tracker_copy_iou=_median(tracked["copy"]),
+        score_on_object=_median(on_scores),
+        score_elsewhere=_median(other_scores),
+        present_phrases_detected=_share(detected),
+        present_phrases_starting=_share(starting),
+        exemplar_prompts_detected=_share(exemplar_hits),
+        negative_exemplars_clear=_share(negative_clear),
+        tracker_clips=clips,
+        tracker_mask_iou=_median(tracked["truth"]),
+        tracker_copy_iou=_median(tracked["copy"]),
         tracker_cross_object_iou=_median(tracked["cross"]),
     )
 
@@ -220,9 +233,11 @@ def _probe_exemplars(loaded: LoadedModel, sample: DetectorSample, device) -> tup
     rows = vision_rows(vision, torch.zeros(len(targets), dtype=torch.long, device=device))
     tokens = loaded.tokenize([t.phrase for t in targets])
     out = loaded.model.detector_model(
-        vision_embeds=rows, input_ids=tokens["input_ids"].to(device),
+        vision_embeds=rows,
+        input_ids=tokens["input_ids"].to(device),
         attention_mask=tokens["attention_mask"].to(device),
-        **exemplar_inputs(targets, [sample.image.shape[:2]] * len(targets), device))
+        **exemplar_inputs(targets, [sample.image.shape[:2]] * len(targets), device),
+    )
     scores = (out.pred_logits.float().sigmoid() * out.presence_logits.float().sigmoid()).cpu()
     h, w = sample.image.shape[:2]
     hits, clear = [], []
@@ -230,7 +245,9 @@ def _probe_exemplars(loaded: LoadedModel, sample: DetectorSample, device) -> tup
         if target.box_labels.any():
             top = int(scores[row].argmax())
             gt = masks_to_boxes(torch.from_numpy(target.masks)) / torch.tensor([w, h, w, h])
-            on = bool((generalized_box_iou(out.pred_boxes[row, top:top + 1].float().cpu(), gt) > ON_OBJECT_GIOU).any())
+            on = bool(
+                (generalized_box_iou(out.pred_boxes[row, top : top + 1].float().cpu(), gt) > ON_OBJECT_GIOU).any()
+            )
             hits.append(on and float(scores[row, top]) > DETECTION_SCORE)
         elif not target.phrase:
             clear.append(float(scores[row].max()) <= DETECTION_SCORE)

@@ -40,8 +40,15 @@ def balance_memory_encoder(model, clip: TrackerClip, device: torch.device) -> fl
     grid = tracker_model.backbone_feature_sizes[-1]
     image = encoder.feature_projection(feats[-1].permute(1, 2, 0).reshape(1, -1, *grid))
     size = tuple(4 * s for s in tracker_model.prompt_encoder.mask_input_size)
-    masks = F.interpolate(torch.from_numpy(clip.masks[0]).to(device, torch.float32)[:, None], size=size,
-                          mode="bilinear", align_corners=False) > 0.5
+    masks = (
+        F.interpolate(
+            torch.from_numpy(clip.masks[0]).to(device, torch.float32)[:, None],
+            size=size,
+            mode="bilinear",
+            align_corners=False,
+        )
+        > 0.5
+    )
     config = tracker_model.config
     masks = masks.float() * config.sigmoid_scale_for_mem_enc + config.sigmoid_bias_for_mem_enc
     factor = float(downsample_masks(encoder.mask_downsampler, masks).std() / image.std())
@@ -67,7 +74,7 @@ def propagate_clip(model, clip: TrackerClip, device: torch.device) -> Iterator[t
     slots = bank.allocate(n)
 
     def features(t: int):
-        one = type(vision)(last_hidden_state=vision.last_hidden_state[t:t + 1])
+        one = type(vision)(last_hidden_state=vision.last_hidden_state[t : t + 1])
         return model.get_vision_features_for_tracker(one)
 
     feats, _ = features(0)
@@ -78,8 +85,16 @@ def propagate_clip(model, clip: TrackerClip, device: torch.device) -> Iterator[t
         out = tracker.propagate(feats, pos, slots, t)
         yield t, out
         present = torch.where(out["object_score_logits"] > 0, MEMORY_LOGIT, -MEMORY_LOGIT)
-        tracker.remember(feats, slots, t, out, np.zeros(n, bool), binarize=False,
-                         high_res=out["low_res"].detach(), object_score_logits=present)
+        tracker.remember(
+            feats,
+            slots,
+            t,
+            out,
+            np.zeros(n, bool),
+            binarize=False,
+            high_res=out["low_res"].detach(),
+            object_score_logits=present,
+        )
 
 
 def tracker_step(model, clip: TrackerClip, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
@@ -99,7 +114,10 @@ def tracker_step(model, clip: TrackerClip, device: torch.device) -> tuple[torch.
             bce = bce + pixel_bce.flatten(1).mean(1).sum()
             dice = dice + dice_loss(up, masks[t][visible]).sum()
         visible_total += int(visible.sum())
-    parts = {"trk_bce": bce / max(1, visible_total), "trk_dice": dice / max(1, visible_total),
-             "trk_score": score / (length - 1)}
+    parts = {
+        "trk_bce": bce / max(1, visible_total),
+        "trk_dice": dice / max(1, visible_total),
+        "trk_score": score / (length - 1),
+    }
     loss = 5.0 * parts["trk_bce"] + 5.0 * parts["trk_dice"] + 1.0 * parts["trk_score"]
     return loss, {name: float(value.detach()) for name, value in parts.items()}

@@ -89,8 +89,16 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _run_phase(name: str, params: list[torch.nn.Parameter], step_fn, steps: int, budget_s: float,
-               config: TrainConfig, history: list[dict], lr: float = 0.0) -> int:
+def _run_phase(
+    name: str,
+    params: list[torch.nn.Parameter],
+    step_fn,
+    steps: int,
+    budget_s: float,
+    config: TrainConfig,
+    history: list[dict],
+    lr: float = 0.0,
+) -> int:
     """Optimize ``params`` with ``step_fn() -> (loss, parts)`` for ``steps`` steps, or, with ``steps`` 0,
     for as many as fit in ``budget_s`` seconds at the speed of the first steps, at peak learning rate ``lr``
     (0: ``config.lr``). Returns the step count (0 for a phase not in ``config.phases``)."""
@@ -117,8 +125,9 @@ def _run_phase(name: str, params: list[torch.nn.Parameter], step_fn, steps: int,
             total = max(step + 1, int(budget_s / per_step))
             bar.total = total
             bar.set_description(f"{name} ({total} steps)")
-        bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()} | {"loss": f"{history[-1]['loss']:.3f}"},
-                        refresh=False)
+        bar.set_postfix(
+            {k: f"{v:.3f}" for k, v in parts.items()} | {"loss": f"{history[-1]['loss']:.3f}"}, refresh=False
+        )
         bar.update()
     bar.close()
     return total
@@ -179,39 +188,68 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
 
     vision_params = list(detector.vision_encoder.parameters())
     vision_heads = [*concept_head.parameters(), *position_head.parameters()]
-    _run_phase("vision", vision_params + vision_heads, vision_fn, config.vision_steps, 0.0,
-               config, history)
+    _run_phase("vision", vision_params + vision_heads, vision_fn, config.vision_steps, 0.0, config, history)
     for p in vision_params:
         p.requires_grad_(False)
-    fusion = [*detector.text_encoder.parameters(), *detector.text_projection.parameters(),
-              *detector.detr_encoder.parameters(), *match_head.parameters()]
+    fusion = [
+        *detector.text_encoder.parameters(),
+        *detector.text_projection.parameters(),
+        *detector.detr_encoder.parameters(),
+        *match_head.parameters(),
+    ]
     _run_phase("binding", fusion, binding_fn, config.binding_steps, 0.0, config, history)
     detector_params = [p for name, p in detector.named_parameters() if not name.startswith("vision_encoder.")]
     left = budget - (time.monotonic() - started)
-    steps_det = _run_phase("detector", [*detector_params, *match_head.parameters(), *query_head.parameters()],
-                           detector_fn, 0 if budget else config.detector_steps, left * DETECTOR_SHARE, config,
-                           history, lr=config.detector_lr)
+    steps_det = _run_phase(
+        "detector",
+        [*detector_params, *match_head.parameters(), *query_head.parameters()],
+        detector_fn,
+        0 if budget else config.detector_steps,
+        left * DETECTOR_SHARE,
+        config,
+        history,
+        lr=config.detector_lr,
+    )
     _run_phase("scoring", scoring_parameters(detector), scoring_fn, config.scoring_steps, 0.0, config, history)
-    _run_phase("exemplar", list(detector.geometry_encoder.parameters()), exemplar_fn, config.exemplar_steps, 0.0,
-               config, history)
+    _run_phase(
+        "exemplar",
+        list(detector.geometry_encoder.parameters()),
+        exemplar_fn,
+        config.exemplar_steps,
+        0.0,
+        config,
+        history,
+    )
     tracker_params = [*model.tracker_neck.parameters(), *model.tracker_model.parameters()]
     balance = None
     if "tracker" in config.phases and not config.start_from:  # a trained memory encoder keeps its scale
         # a clip of its own stream: the tracker phase's clips stay those of the main stream
-        balance = round(balance_memory_encoder(model, tracker_clip(np.random.default_rng(config.seed + 1), 2,
-                                                                   config.clip_objects), device), 4)
+        balance = round(
+            balance_memory_encoder(
+                model, tracker_clip(np.random.default_rng(config.seed + 1), 2, config.clip_objects), device
+            ),
+            4,
+        )
     left = budget - (time.monotonic() - started)
-    steps_trk = _run_phase("tracker", tracker_params, tracker_fn, 0 if budget else config.tracker_steps,
-                           left, config, history)
+    steps_trk = _run_phase(
+        "tracker", tracker_params, tracker_fn, 0 if budget else config.tracker_steps, left, config, history
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     model.to(torch.float16).save_pretrained(out)  # fp16 on disk keeps the file small; loads as fp32
     tokenizer.save_pretrained(out)
     record = {
-        "config": {**asdict(config), "detector_steps": steps_det or config.detector_steps,
-                   "tracker_steps": steps_trk or config.tracker_steps, "minutes": 0.0},
-        "seconds": round(time.monotonic() - started, 1), "device": str(device), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "memory_encoder_image_scale": balance,
+        "config": {
+            **asdict(config),
+            "detector_steps": steps_det or config.detector_steps,
+            "tracker_steps": steps_trk or config.tracker_steps,
+            "minutes": 0.0,
+        },
+        "seconds": round(time.monotonic() - started, 1),
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "memory_encoder_image_scale": balance,
         "final": {phase: _last_mean(history, phase) for phase in PHASES},
     }
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")

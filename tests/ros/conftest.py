@@ -27,8 +27,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         marker = item.get_closest_marker("ros_tool")
         if marker is not None and not ROS_TOOLS[marker.args[0]]():
-            item.add_marker(pytest.mark.skip(reason=f"needs `{marker.args[0]}`, which this ROS 2 does not have "
-                                                    "(the ../shared/ros2 kit does not ship it)"))
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"needs `{marker.args[0]}`, which this ROS 2 does not have "
+                    "(the ../shared/ros2 kit does not ship it)"
+                )
+            )
 
 
 def _fail_skip(report, what: str) -> None:

@@ -28,18 +28,28 @@ def run_node() -> None:
     from sam3_ros.settings import Settings
 
     raw, packed = "/probe/image_raw", "/probe/image_raw/compressed"
-    settings = Settings.default({"model": "tiny-random", "devices": ["cpu"], "input.topics": [raw, packed],
-                                 "prompt.text": "cat", "detection.score_threshold": 0.0,
-                                 "detection.new_object_threshold": 0.0, "output.overlay": True,
-                                 "output.label_image": True})
+    settings = Settings.default(
+        {
+            "model": "tiny-random",
+            "devices": ["cpu"],
+            "input.topics": [raw, packed],
+            "prompt.text": "cat",
+            "detection.score_threshold": 0.0,
+            "detection.new_object_threshold": 0.0,
+            "output.overlay": True,
+            "output.label_image": True,
+        }
+    )
     node = TrackerLifecycleNode(settings)
     node.trigger_configure()
     node.trigger_activate()
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    node.tracker.on_image(raw, Image(header=Header(frame_id="probe"), height=48, width=64, encoding="rgb8", step=192,
-                                     data=rgb.tobytes()))
-    node.tracker.on_image(packed, CompressedImage(header=Header(frame_id="probe"), format="png",
-                                                  data=rgb_to_compressed(rgb, "png")))
+    node.tracker.on_image(
+        raw, Image(header=Header(frame_id="probe"), height=48, width=64, encoding="rgb8", step=192, data=rgb.tobytes())
+    )
+    node.tracker.on_image(
+        packed, CompressedImage(header=Header(frame_id="probe"), format="png", data=rgb_to_compressed(rgb, "png"))
+    )
     deadline = time.monotonic() + 120
     while any(camera.published < 1 for camera in node.tracker.diagnostics.cameras.values()):
         if time.monotonic() > deadline:
@@ -58,7 +68,13 @@ if __name__ == "__main__":
     modules = dict(sys.modules)
     tops = {name.split(".")[0] for name in modules}
     ours = [getattr(m, "__file__", None) for name, m in modules.items() if name.split(".")[0] == "sam3_ros"]
-    print(json.dumps({"modules": sorted(t for t in tops if t not in sys.stdlib_module_names and not t.startswith("_")),
-                      "sam3_ros_files": sorted(f for f in ours if f and f.endswith(".py"))}))
+    print(
+        json.dumps(
+            {
+                "modules": sorted(t for t in tops if t not in sys.stdlib_module_names and not t.startswith("_")),
+                "sam3_ros_files": sorted(f for f in ours if f and f.endswith(".py")),
+            }
+        )
+    )
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: the answer is printed

@@ -26,8 +26,13 @@ MATCH_TIMEOUT_S = 180.0  # the node imports torch and builds its model first, on
 
 
 def main() -> int:
-    topic, width, height, rate, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), \
-        float(sys.argv[5])
+    topic, width, height, rate, seconds = (
+        sys.argv[1],
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        float(sys.argv[4]),
+        float(sys.argv[5]),
+    )
     rclpy.init()
     node = rclpy.create_node("large_image_camera")
     publisher = node.create_publisher(Image, topic, qos_profile_sensor_data)
@@ -75,9 +80,17 @@ def main() -> int:
         if values.get("received") == previous or values.get("received") == str(sent):
             break
         previous = values.get("received")
-    print(json.dumps({"sent": sent, "received": int(values.get("received", 0)),
-                      "missed_in_transport": int(values.get("missed_in_transport", 0)), "rate_hz": achieved}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "sent": sent,
+                "received": int(values.get("received", 0)),
+                "missed_in_transport": int(values.get("missed_in_transport", 0)),
+                "rate_hz": achieved,
+            }
+        ),
+        flush=True,
+    )
     # Leave at once: tearing down rclpy under a still-spinning executor thread can abort the process.
     os._exit(0)
 

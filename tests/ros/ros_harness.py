@@ -36,13 +36,22 @@ from sam3_ros.codec.image import rgb_to_compressed, rgb_to_image_fields
 
 NODE = "sam3_tracker"
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-TRANSITIONS = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
-               "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
-               "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN}
+TRANSITIONS = {
+    "configure": Transition.TRANSITION_CONFIGURE,
+    "activate": Transition.TRANSITION_ACTIVATE,
+    "deactivate": Transition.TRANSITION_DEACTIVATE,
+    "cleanup": Transition.TRANSITION_CLEANUP,
+    "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+}
 # Test settings: the built-in tiny model (fast, whatever the packaged default is) on the CPU. Its weights are
 # random: thresholds at 0 make its detections objects, so there are masks to check.
-TEST_PARAMETERS = {"model": "tiny-random", "devices": ["cpu"], "detection.score_threshold": 0.0,
-                   "detection.new_object_threshold": 0.0, "output.diagnostics_period_s": 0.3}
+TEST_PARAMETERS = {
+    "model": "tiny-random",
+    "devices": ["cpu"],
+    "detection.score_threshold": 0.0,
+    "detection.new_object_threshold": 0.0,
+    "output.diagnostics_period_s": 0.3,
+}
 
 
 def restore_sigint() -> None:
@@ -72,8 +81,9 @@ def image(rgb: np.ndarray, stamp_ns_: int, frame_id: str = "camera", **overrides
     return Image(header=Header(stamp=stamp(stamp_ns_), frame_id=frame_id), **fields)
 
 
-def compressed(rgb: np.ndarray | None, stamp_ns_: int, fmt: str = "png", data: bytes | None = None,
-               frame_id: str = "camera") -> CompressedImage:
+def compressed(
+    rgb: np.ndarray | None, stamp_ns_: int, fmt: str = "png", data: bytes | None = None, frame_id: str = "camera"
+) -> CompressedImage:
     """sensor_msgs/CompressedImage of ``rgb`` encoded as ``fmt`` (or carrying ``data`` as it is)."""
     payload = rgb_to_compressed(rgb, fmt) if data is None else data
     return CompressedImage(header=Header(stamp=stamp(stamp_ns_), frame_id=frame_id), format=fmt, data=payload)
@@ -91,8 +101,7 @@ class Inbox:
             self.messages.append(message)
             self._cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[Any], bool] = lambda m: True, timeout: float = 10.0,
-                 start: int = 0) -> Any:
+    def wait_for(self, predicate: Callable[[Any], bool] = lambda m: True, timeout: float = 10.0, start: int = 0) -> Any:
         """The first message from index ``start`` on that satisfies ``predicate``; TimeoutError if none comes."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -136,8 +145,9 @@ class RosClient:
             self._publishers[key] = self.node.create_publisher(type(message), topic, qos)
         self._publishers[key].publish(message)
 
-    def wait_for_subscriber(self, topic: str, msg_type: Any, qos: QoSProfile = qos_profile_sensor_data,
-                            timeout: float = 30.0) -> bool:
+    def wait_for_subscriber(
+        self, topic: str, msg_type: Any, qos: QoSProfile = qos_profile_sensor_data, timeout: float = 30.0
+    ) -> bool:
         """Create the publisher of ``topic`` and wait until a subscription has matched it."""
         key = (topic, msg_type)
         if key not in self._publishers:
@@ -155,8 +165,9 @@ class RosClient:
             return set()
 
     # -- services ----------------------------------------------------------------------------------
-    def call(self, srv_type: Any, name: str, request: Any = None, timeout: float = 60.0,
-             resend_every: float | None = None) -> Any:
+    def call(
+        self, srv_type: Any, name: str, request: Any = None, timeout: float = 60.0, resend_every: float | None = None
+    ) -> Any:
         """Call service ``name`` and return its response; TimeoutError if it is not there or does not answer.
         ``resend_every``: for a request that may be repeated, send it again after that many seconds without
         an answer (a server that has just started may have missed it: it was "available" before its reply
@@ -191,17 +202,27 @@ class RosClient:
     def wait_for_state(self, label: str, node: str = f"/{NODE}", timeout: float = 180.0) -> bool:
         """Whether the node reaches state ``label`` within ``timeout`` (it may still be starting)."""
         deadline = time.monotonic() + timeout
-        return wait_until(lambda: self.call(GetState, f"{node}/get_state", timeout=max(deadline - time.monotonic(), 1),
-                                            resend_every=5.0).current_state.label == label, timeout, period=0.2)
+        return wait_until(
+            lambda: (
+                self.call(
+                    GetState, f"{node}/get_state", timeout=max(deadline - time.monotonic(), 1), resend_every=5.0
+                ).current_state.label
+                == label
+            ),
+            timeout,
+            period=0.2,
+        )
 
     def get_parameters(self, names: list[str], node: str = f"/{NODE}") -> dict[str, Any]:
-        response = self.call(GetParameters, f"{node}/get_parameters", GetParameters.Request(names=names),
-                             resend_every=5.0)
+        response = self.call(
+            GetParameters, f"{node}/get_parameters", GetParameters.Request(names=names), resend_every=5.0
+        )
         return {name: parameter_value_to_python(value) for name, value in zip(names, response.values)}
 
     def set_parameters(self, values: dict[str, Any], node: str = f"/{NODE}") -> list[bool]:
-        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
-                                                    for k, v in values.items()])
+        request = SetParameters.Request(
+            parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        )
         return [result.successful for result in self.call(SetParameters, f"{node}/set_parameters", request).results]
 
 
@@ -225,8 +246,14 @@ class RosProcess:
     def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None):
         self.log_path = log_path
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(command, env=env or ros_env(), stdout=log, stderr=subprocess.STDOUT,
-                                            preexec_fn=restore_sigint, start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                env=env or ros_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=restore_sigint,
+                start_new_session=True,
+            )
 
     def log(self, tail: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-tail:]
@@ -260,14 +287,16 @@ def tracker_node(params_file: Path, log_path: Path, namespace: str = "", *ros_ar
     """The installed ``tracker_node`` (``lib/sam3_ros/tracker_node`` of the colcon install), run directly."""
     executable = Path(get_package_prefix("sam3_ros")) / "lib" / "sam3_ros" / "tracker_node"
     remap = ["-r", f"__ns:=/{namespace}"] if namespace else []
-    return RosProcess([sys.executable, str(executable), "--ros-args", "--params-file", str(params_file), *remap,
-                       *ros_args], log_path)
+    return RosProcess(
+        [sys.executable, str(executable), "--ros-args", "--params-file", str(params_file), *remap, *ros_args], log_path
+    )
 
 
 def ros2_launch(launch_file: str, arguments: dict[str, str], log_path: Path) -> RosProcess:
     """``ros2 launch sam3_ros <launch_file> name:=value ...``, as a user types it."""
-    return RosProcess(["ros2", "launch", "sam3_ros", launch_file, *(f"{k}:={v}" for k, v in arguments.items())],
-                      log_path)
+    return RosProcess(
+        ["ros2", "launch", "sam3_ros", launch_file, *(f"{k}:={v}" for k, v in arguments.items())], log_path
+    )
 
 
 def packaged_params() -> Path:

@@ -20,8 +20,14 @@ from sam3_ros.msg import InstanceArray
 from sam3_ros.srv import SetPrompt
 
 CAMERA = "/dds_direct/image_raw"
-SETTINGS = {"model": "tiny-random", "devices": "[cpu]", "input.topics": f"[{CAMERA}]", "prompt.text": "cat",
-            "detection.score_threshold": "0.0", "detection.new_object_threshold": "0.0"}
+SETTINGS = {
+    "model": "tiny-random",
+    "devices": "[cpu]",
+    "input.topics": f"[{CAMERA}]",
+    "prompt.text": "cat",
+    "detection.score_threshold": "0.0",
+    "detection.new_object_threshold": "0.0",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +36,17 @@ def dds_node(ros, tmp_path_factory):
         pytest.skip(f"checks Fast DDS; this ROS 2 runs {rclpy.get_rmw_implementation_identifier()}")
     sets = [arg for key, value in SETTINGS.items() for arg in ("--set", f"{key}={value}")]
     # Cyclone finds the Fast DDS participants on this host by unicast to loopback, as they find it.
-    env = ros_env(CYCLONEDDS_URI="<General><Interfaces><NetworkInterface address='127.0.0.1'/></Interfaces>"
-                                 "<AllowMulticast>false</AllowMulticast></General><Discovery><Peers>"
-                                 "<Peer address='127.0.0.1'/></Peers><ParticipantIndex>auto</ParticipantIndex>"
-                                 "</Discovery>")
-    process = RosProcess([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets],
-                         tmp_path_factory.mktemp("dds") / "node.log", env)
+    env = ros_env(
+        CYCLONEDDS_URI="<General><Interfaces><NetworkInterface address='127.0.0.1'/></Interfaces>"
+        "<AllowMulticast>false</AllowMulticast></General><Discovery><Peers>"
+        "<Peer address='127.0.0.1'/></Peers><ParticipantIndex>auto</ParticipantIndex>"
+        "</Discovery>"
+    )
+    process = RosProcess(
+        [sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets],
+        tmp_path_factory.mktemp("dds") / "node.log",
+        env,
+    )
     yield process
     process.kill()
 

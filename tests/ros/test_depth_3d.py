@@ -26,21 +26,36 @@ CAMERA, DEPTH, INFO = "/rgbd/color/image_raw", "/rgbd/aligned_depth_to_color/ima
 H, W = 48, 64
 FX, FY, CX, CY = 60.0, 60.0, 31.5, 23.5
 WALL_MM = 2000
-CYCLONE_LOOPBACK = ("<General><Interfaces><NetworkInterface address='127.0.0.1'/></Interfaces>"
-                    "<AllowMulticast>false</AllowMulticast></General><Discovery><Peers><Peer address='127.0.0.1'/>"
-                    "</Peers><ParticipantIndex>auto</ParticipantIndex></Discovery>")
+CYCLONE_LOOPBACK = (
+    "<General><Interfaces><NetworkInterface address='127.0.0.1'/></Interfaces>"
+    "<AllowMulticast>false</AllowMulticast></General><Discovery><Peers><Peer address='127.0.0.1'/>"
+    "</Peers><ParticipantIndex>auto</ParticipantIndex></Discovery>"
+)
 
 
 def depth_image(stamp_ns_: int) -> Image:
     data = np.full((H, W), WALL_MM, "<u2").view(np.uint8).tobytes()
-    return Image(header=Header(stamp=stamp(stamp_ns_), frame_id="rgbd_optical"), height=H, width=W,
-                 encoding="16UC1", is_bigendian=0, step=2 * W, data=data)
+    return Image(
+        header=Header(stamp=stamp(stamp_ns_), frame_id="rgbd_optical"),
+        height=H,
+        width=W,
+        encoding="16UC1",
+        is_bigendian=0,
+        step=2 * W,
+        data=data,
+    )
 
 
 def camera_info(stamp_ns_: int) -> CameraInfo:
-    return CameraInfo(header=Header(stamp=stamp(stamp_ns_), frame_id="rgbd_optical"), height=H, width=W,
-                      distortion_model="plumb_bob", d=[0.0] * 5, k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0],
-                      p=[FX, 0.0, CX, 0.0, 0.0, FY, CY, 0.0, 0.0, 0.0, 1.0, 0.0])
+    return CameraInfo(
+        header=Header(stamp=stamp(stamp_ns_), frame_id="rgbd_optical"),
+        height=H,
+        width=W,
+        distortion_model="plumb_bob",
+        d=[0.0] * 5,
+        k=[FX, 0.0, CX, 0.0, FY, CY, 0.0, 0.0, 1.0],
+        p=[FX, 0.0, CX, 0.0, 0.0, FY, CY, 0.0, 0.0, 0.0, 1.0, 0.0],
+    )
 
 
 def expected_centroid(instance) -> tuple[float, float, float]:
@@ -55,17 +70,31 @@ def expected_centroid(instance) -> tuple[float, float, float]:
 def node(request, ros, tmp_path_factory):
     folder = tmp_path_factory.mktemp(request.param)
     if request.param == "rclpy":
-        params = write_params(folder / "params.yaml", {**TEST_PARAMETERS, "prompt.text": "cat",
-                                                       "depth.max_samples": 100000})
-        process = ros2_launch("tracker.launch.py", {"params_file": str(params), "camera_topic": CAMERA,
-                                                    "depth_topic": DEPTH, "point_cloud": "true"}, folder / "node.log")
+        params = write_params(
+            folder / "params.yaml", {**TEST_PARAMETERS, "prompt.text": "cat", "depth.max_samples": 100000}
+        )
+        process = ros2_launch(
+            "tracker.launch.py",
+            {"params_file": str(params), "camera_topic": CAMERA, "depth_topic": DEPTH, "point_cloud": "true"},
+            folder / "node.log",
+        )
     else:  # the CameraInfo topic named, as input.camera_info_topics
-        settings = {**TEST_PARAMETERS, "devices": "[cpu]", "input.topics": f"[{CAMERA}]",
-                    "input.depth_topics": f"[{DEPTH}]", "input.camera_info_topics": f"[{INFO}]",
-                    "output.point_cloud": "true", "prompt.text": "cat", "depth.max_samples": "100000"}
+        settings = {
+            **TEST_PARAMETERS,
+            "devices": "[cpu]",
+            "input.topics": f"[{CAMERA}]",
+            "input.depth_topics": f"[{DEPTH}]",
+            "input.camera_info_topics": f"[{INFO}]",
+            "output.point_cloud": "true",
+            "prompt.text": "cat",
+            "depth.max_samples": "100000",
+        }
         sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
-        process = RosProcess([sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets],
-                             folder / "node.log", ros_env(CYCLONEDDS_URI=CYCLONE_LOOPBACK))
+        process = RosProcess(
+            [sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets],
+            folder / "node.log",
+            ros_env(CYCLONEDDS_URI=CYCLONE_LOOPBACK),
+        )
     yield process
     process.kill()
 
@@ -102,17 +131,20 @@ def test_detections_3d_lie_where_the_masks_back_project(ros, node):
     assert first.detections and {d.id for d in first.detections} <= set(by_id)
     for detection in first.detections:
         position = detection.results[0].pose.pose.position
-        assert (position.x, position.y, position.z) == pytest.approx(expected_centroid(by_id[detection.id]),
-                                                                   abs=1e-6)
+        assert (position.x, position.y, position.z) == pytest.approx(expected_centroid(by_id[detection.id]), abs=1e-6)
         assert detection.results[0].hypothesis.class_id == "cat"
     cloud = points.wait_for(same)
     assert cloud.width > 0 and [f.name for f in cloud.fields] == ["x", "y", "z", "id"]
 
 
 def test_ros2_topic_echo_shows_the_centroids(ros, node):
-    echo = subprocess.Popen(["ros2", "topic", "echo", "--once", "/sam3/detections_3d",
-                             "vision_msgs/msg/Detection3DArray"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=ros_env(), text=True)
+    echo = subprocess.Popen(
+        ["ros2", "topic", "echo", "--once", "/sam3/detections_3d", "vision_msgs/msg/Detection3DArray"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=ros_env(),
+        text=True,
+    )
     try:
         instances = ros.subscribe("/sam3/instances", InstanceArray)
         stamp0 = 100_000_000_000
@@ -129,4 +161,5 @@ def test_ros2_topic_echo_shows_the_centroids(ros, node):
     for detection in printed["detections"]:
         position = detection["results"][0]["pose"]["pose"]["position"]
         assert (position["x"], position["y"], position["z"]) == pytest.approx(
-            expected_centroid(by_id[detection["id"]]), abs=1e-6)
+            expected_centroid(by_id[detection["id"]]), abs=1e-6
+        )

@@ -58,22 +58,45 @@ def restore_sigint() -> None:
 def test_full_hd_stream_reaches_the_rclpy_node_with_the_fastdds_profile(tmp_path):
     profile = Path(get_package_share_directory("sam3_ros")) / "config" / "fastdds_large_images.xml"
     assert profile.is_file(), "config/fastdds_large_images.xml is not installed"
-    env = {**os.environ, "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 200)),
-           "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    env = {
+        **os.environ,
+        "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 200)),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+    }
     params = tmp_path / "params.yaml"
     params.write_text("/**:\n  ros__parameters:\n    output.diagnostics_period_s: 0.5\n")
     log_path = tmp_path / "launch.log"
     with open(log_path, "wb") as log:
         launch = subprocess.Popen(
-            ["ros2", "launch", "sam3_ros", "tracker.launch.py", "large_images:=true", f"camera_topic:={CAMERA}",
-             "model:=tiny-random", "devices:=cpu", f"params_file:={params}"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=restore_sigint, start_new_session=True)
+            [
+                "ros2",
+                "launch",
+                "sam3_ros",
+                "tracker.launch.py",
+                "large_images:=true",
+                f"camera_topic:={CAMERA}",
+                "model:=tiny-random",
+                "devices:=cpu",
+                f"params_file:={params}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=restore_sigint,
+            start_new_session=True,
+        )
     try:
         # The camera gets the profile as a user would give it; the node gets it from the launch argument.
         camera = subprocess.run(
             [sys.executable, str(HERE / "large_image_camera.py"), CAMERA, "1920", "1080", "15", "10"],
-            env={**env, "FASTRTPS_DEFAULT_PROFILES_FILE": str(profile)}, capture_output=True, text=True, timeout=420)
+            env={**env, "FASTRTPS_DEFAULT_PROFILES_FILE": str(profile)},
+            capture_output=True,
+            text=True,
+            timeout=420,
+        )
     finally:
         try:
             os.killpg(launch.pid, signal.SIGINT)

@@ -38,8 +38,13 @@ def stop_launch(launch) -> None:
 
 def test_tracker_launch_takes_every_setting_from_the_params_file(ros, tmp_path):
     """Launch arguments left out are not passed: the file's model, devices, prompt and overlay hold."""
-    settings = {"model": str(tmp_path / "my-sam3"), "devices": ["cpu"], "prompt.text": "zebra, giraffe",
-                "output.overlay": True, "input.topics": ["/params/image_raw"]}
+    settings = {
+        "model": str(tmp_path / "my-sam3"),
+        "devices": ["cpu"],
+        "prompt.text": "zebra, giraffe",
+        "output.overlay": True,
+        "input.topics": ["/params/image_raw"],
+    }
     params = write_params(tmp_path / "my.yaml", settings)
     launch = ros2_launch("tracker.launch.py", {"params_file": str(params), "autostart": "false"}, tmp_path / "log")
     try:
@@ -51,16 +56,30 @@ def test_tracker_launch_takes_every_setting_from_the_params_file(ros, tmp_path):
 
 
 def test_tracker_launch_arguments_given_win_over_the_params_file(ros, tmp_path):
-    params = write_params(tmp_path / "my.yaml", {**TEST_PARAMETERS, "model": str(tmp_path / "my-sam3"),
-                                                 "prompt.text": "zebra", "output.overlay": True})
-    launch = ros2_launch("tracker.launch.py", {"params_file": str(params), "model": "tiny-random", "prompt": "cat",
-                                               "overlay": "false", "camera_topic": "/given/image_raw"},
-                         tmp_path / "log")
+    params = write_params(
+        tmp_path / "my.yaml",
+        {**TEST_PARAMETERS, "model": str(tmp_path / "my-sam3"), "prompt.text": "zebra", "output.overlay": True},
+    )
+    launch = ros2_launch(
+        "tracker.launch.py",
+        {
+            "params_file": str(params),
+            "model": "tiny-random",
+            "prompt": "cat",
+            "overlay": "false",
+            "camera_topic": "/given/image_raw",
+        },
+        tmp_path / "log",
+    )
     try:
         assert ros.wait_for_state("active"), launch.log()  # autostart: configured and activated by the launch
         assert ros.get_parameters(["model", "prompt.text", "output.overlay", "input.topics", "devices"]) == {
-            "model": "tiny-random", "prompt.text": "cat", "output.overlay": False, "input.topics": "/given/image_raw",
-            "devices": ["cpu"]}
+            "model": "tiny-random",
+            "prompt.text": "cat",
+            "output.overlay": False,
+            "input.topics": "/given/image_raw",
+            "devices": ["cpu"],
+        }
         output = first_output(ros, "/given/image_raw", "/sam3/instances")
         assert output.camera == "/given/image_raw" and output.prompt == ["cat"]
         assert ros.count_publishers("/sam3/overlay") == 0
@@ -71,8 +90,11 @@ def test_tracker_launch_arguments_given_win_over_the_params_file(ros, tmp_path):
 
 def test_multi_camera_launch_one_node_per_camera(ros, tmp_path):
     params = write_params(tmp_path / "test.yaml", TEST_PARAMETERS)
-    launch = ros2_launch("multi_camera.launch.py", {"cameras": "front,rear", "params_file": str(params),
-                                                    "prompt": "cat"}, tmp_path / "log")
+    launch = ros2_launch(
+        "multi_camera.launch.py",
+        {"cameras": "front,rear", "params_file": str(params), "prompt": "cat"},
+        tmp_path / "log",
+    )
     try:
         for camera in ("front", "rear"):
             assert ros.wait_for_state("active", f"/{camera}/{NODE}"), launch.log()
@@ -89,8 +111,11 @@ def test_multi_camera_launch_one_node_per_camera(ros, tmp_path):
 
 def test_multi_camera_launch_single_node(ros, tmp_path):
     params = write_params(tmp_path / "test.yaml", TEST_PARAMETERS)
-    launch = ros2_launch("multi_camera.launch.py", {"cameras": "front,rear", "layout": "single",
-                                                    "params_file": str(params)}, tmp_path / "log")
+    launch = ros2_launch(
+        "multi_camera.launch.py",
+        {"cameras": "front,rear", "layout": "single", "params_file": str(params)},
+        tmp_path / "log",
+    )
     try:
         assert ros.wait_for_state("active"), launch.log()
         assert ros.get_parameters(["input.topics"]) == {"input.topics": "/front/image_raw,/rear/image_raw"}
@@ -102,8 +127,13 @@ def test_multi_camera_launch_single_node(ros, tmp_path):
 
 
 def test_launch_arguments_are_listed():
-    out = subprocess.run(["ros2", "launch", "sam3_ros", "tracker.launch.py", "--show-args"], capture_output=True,
-                         text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        ["ros2", "launch", "sam3_ros", "tracker.launch.py", "--show-args"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     for name in ("camera_topic", "params_file", "model", "prompt", "namespace", "devices", "overlay", "autostart"):
         assert f"'{name}'" in out
     assert str(packaged_params().name) in out
@@ -112,11 +142,23 @@ def test_launch_arguments_are_listed():
 @pytest.mark.ros_tool("ros2 bag")
 def test_bag_eval_launch_records_the_nodes_outputs(ros, tmp_path):
     bag = tmp_path / "clip"
-    subprocess.run([sys.executable, "-m", "sam3_ros.cli", "make-bag", str(bag), "--frames", "10", "--size", "64x48"],
-                   check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "sam3_ros.cli", "make-bag", str(bag), "--frames", "10", "--size", "64x48"],
+        check=True,
+        timeout=120,
+    )
     params = write_params(tmp_path / "test.yaml", TEST_PARAMETERS)
-    launch = ros2_launch("bag_eval.launch.py", {"bag": str(bag), "record": str(tmp_path / "rec"), "prompt": "cat",
-                                                "params_file": str(params), "start_delay": "20.0"}, tmp_path / "log")
+    launch = ros2_launch(
+        "bag_eval.launch.py",
+        {
+            "bag": str(bag),
+            "record": str(tmp_path / "rec"),
+            "prompt": "cat",
+            "params_file": str(params),
+            "start_delay": "20.0",
+        },
+        tmp_path / "log",
+    )
     try:
         assert launch.process.wait(180) == 0, launch.log()  # stops by itself once the bag has played
     finally:

@@ -80,8 +80,9 @@ def test_readme_install_line_covers_what_the_rclpy_node_imports():
     needed = {canonicalize_name(dist): module for module in ours for dist in by_module.get(module, [])}
     assert "cyclonedds" not in needed, "the rclpy path imports cyclonedds"
     assert "rosidl-runtime-py" not in needed, "the rclpy path imports rosidl_runtime_py"
-    rosdep = {ROSDEP_PYTHON[d.name] for d in parse_package(str(ROOT / "package.xml")).exec_depends
-              if d.name in ROSDEP_PYTHON}
+    rosdep = {
+        ROSDEP_PYTHON[d.name] for d in parse_package(str(ROOT / "package.xml")).exec_depends if d.name in ROSDEP_PYTHON
+    }
     installed = install_closure(readme_install_line()) | rosdep
     missing = {dist: module for dist, module in needed.items() if dist not in installed}
     assert not missing, f"imported by the rclpy node but not installed by the README's line: {missing}"

@@ -14,8 +14,19 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from instance_checks import check_masks
-from ros_harness import (NODE, RELIABLE, TEST_PARAMETERS, RosClient, compressed, image, stamp, stamp_ns,
-                         tracker_node, wait_until, write_params)
+from ros_harness import (
+    NODE,
+    RELIABLE,
+    TEST_PARAMETERS,
+    RosClient,
+    compressed,
+    image,
+    stamp,
+    stamp_ns,
+    tracker_node,
+    wait_until,
+    write_params,
+)
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -28,8 +39,14 @@ RAW = "/front/image_raw"
 COMPRESSED = "/rear/image_raw/compressed"  # image_transport naming: carries CompressedImage
 H, W = 48, 64
 MAX_PIXELS = 20000
-PARAMETERS = {**TEST_PARAMETERS, "input.topics": [RAW, COMPRESSED], "input.max_image_pixels": MAX_PIXELS,
-              "prompt.text": "cat", "output.overlay": True, "output.label_image": True}
+PARAMETERS = {
+    **TEST_PARAMETERS,
+    "input.topics": [RAW, COMPRESSED],
+    "input.max_image_pixels": MAX_PIXELS,
+    "prompt.text": "cat",
+    "output.overlay": True,
+    "output.label_image": True,
+}
 SERVICES = {"/sam3/set_prompt", "/sam3/add_points", "/sam3/remove_object", "/sam3/reset"}
 RNG = np.random.default_rng(5)
 
@@ -50,8 +67,11 @@ class Tracker:
         return self.stamp
 
     def send(self, topic: str, rgb: np.ndarray, stamp_ns_: int) -> None:
-        message = compressed(rgb, stamp_ns_, frame_id="rear") if topic == COMPRESSED else \
-            image(rgb, stamp_ns_, frame_id="front")
+        message = (
+            compressed(rgb, stamp_ns_, frame_id="rear")
+            if topic == COMPRESSED
+            else image(rgb, stamp_ns_, frame_id="front")
+        )
         self.ros.publish(topic, message)
 
     def process_frame(self, topic: str = RAW, rgb: np.ndarray | None = None, attempts: int = 3) -> InstanceArray:
@@ -106,11 +126,26 @@ def test_lifecycle_up_through_change_state(tracker):
 
 
 def test_parameters_come_from_the_params_file(tracker):
-    values = tracker.ros.get_parameters(["model", "devices", "input.topics", "input.max_image_pixels",
-                                         "prompt.text", "output.overlay", "detection.score_threshold"])
-    assert values == {"model": "tiny-random", "devices": ["cpu"], "input.topics": [RAW, COMPRESSED],
-                      "input.max_image_pixels": MAX_PIXELS, "prompt.text": "cat", "output.overlay": True,
-                      "detection.score_threshold": 0.0}
+    values = tracker.ros.get_parameters(
+        [
+            "model",
+            "devices",
+            "input.topics",
+            "input.max_image_pixels",
+            "prompt.text",
+            "output.overlay",
+            "detection.score_threshold",
+        ]
+    )
+    assert values == {
+        "model": "tiny-random",
+        "devices": ["cpu"],
+        "input.topics": [RAW, COMPRESSED],
+        "input.max_image_pixels": MAX_PIXELS,
+        "prompt.text": "cat",
+        "output.overlay": True,
+        "detection.score_threshold": 0.0,
+    }
 
 
 def test_raw_and_compressed_cameras_give_instances_that_pycocotools_decodes(tracker):
@@ -147,8 +182,9 @@ def test_services_change_prompt_and_objects(tracker):
     result = tracker.process_frame()
     assert result.prompt == ["dog", "red circle"] and {i.concept for i in result.instances} <= {"dog", "red circle"}
 
-    reply = tracker.call(AddPoints, "/sam3/add_points", object_id=-1, points=[10.0, 12.0, 30.0, 20.0], labels=[1, 0],
-                         camera=RAW)
+    reply = tracker.call(
+        AddPoints, "/sam3/add_points", object_id=-1, points=[10.0, 12.0, 30.0, 20.0], labels=[1, 0], camera=RAW
+    )
     assert reply.success and reply.object_id > 0, reply.message
     created = reply.object_id
     assert created in [i.id for i in tracker.process_frame().instances]
@@ -211,10 +247,18 @@ BAD_REQUESTS = [
     (SetPrompt, "/sam3/set_prompt", {"phrases": []}, "empty prompt"),
     (SetPrompt, "/sam3/set_prompt", {"phrases": ["x" * 10000]}, "10000 characters"),
     (SetPrompt, "/sam3/set_prompt", {"phrases": ["cat"], "camera": "/nope"}, "unknown camera '/nope'"),
-    (AddPoints, "/sam3/add_points", {"object_id": 987654, "points": [1.0, 2.0], "labels": [1], "camera": RAW},
-     "unknown object id 987654"),
-    (AddPoints, "/sam3/add_points", {"object_id": -1, "points": [float("nan"), 2.0], "labels": [1], "camera": RAW},
-     "NaN"),
+    (
+        AddPoints,
+        "/sam3/add_points",
+        {"object_id": 987654, "points": [1.0, 2.0], "labels": [1], "camera": RAW},
+        "unknown object id 987654",
+    ),
+    (
+        AddPoints,
+        "/sam3/add_points",
+        {"object_id": -1, "points": [float("nan"), 2.0], "labels": [1], "camera": RAW},
+        "NaN",
+    ),
     (AddPoints, "/sam3/add_points", {"object_id": -1, "points": [1.0, 2.0], "labels": [1]}, "several cameras"),
     (RemoveObject, "/sam3/remove_object", {"object_id": 987654}, "unknown object id 987654"),
 ]
@@ -258,8 +302,10 @@ def test_lifecycle_down_then_sigterm_exits_within_2s(tracker):
 
 def test_failed_configure_keeps_nothing_and_sigint_exits_within_2s(ros, tmp_path):
     """A model that cannot load: configure fails and leaves no publisher; fixed, it configures; SIGINT ends it."""
-    params = write_params(tmp_path / "params.yaml", {**TEST_PARAMETERS, "model": str(tmp_path / "no-such-model"),
-                                                     "input.topics": ["/other/image_raw"]})
+    params = write_params(
+        tmp_path / "params.yaml",
+        {**TEST_PARAMETERS, "model": str(tmp_path / "no-such-model"), "input.topics": ["/other/image_raw"]},
+    )
     process = tracker_node(params, tmp_path / "node.log")
     try:
         assert ros.wait_for_state("unconfigured"), process.log()
@@ -271,8 +317,14 @@ def test_failed_configure_keeps_nothing_and_sigint_exits_within_2s(ros, tmp_path
         assert ros.change_state("configure") and ros.change_state("activate"), process.log()
         inbox = ros.subscribe("/sam3/instances", InstanceArray)
         assert ros.wait_for_subscriber("/other/image_raw", Image)
-        assert wait_until(lambda: ros.publish("/other/image_raw", image(np.zeros((H, W, 3), np.uint8), 77)) or
-                          any(stamp_ns(m.header.stamp) == 77 for m in inbox.messages), 20, period=0.5)
+        assert wait_until(
+            lambda: (
+                ros.publish("/other/image_raw", image(np.zeros((H, W, 3), np.uint8), 77))
+                or any(stamp_ns(m.header.stamp) == 77 for m in inbox.messages)
+            ),
+            20,
+            period=0.5,
+        )
         code, seconds = process.stop(signal.SIGINT)
         assert code == 0 and seconds < 2.0, (code, seconds, process.log())
     finally:
@@ -284,8 +336,10 @@ def test_two_nodes_in_their_own_namespaces(ros, tmp_path):
     processes = []
     try:
         for name in ("left", "right"):
-            params = write_params(tmp_path / f"{name}.yaml", {**TEST_PARAMETERS, "input.topics": [f"/{name}/image_raw"],
-                                                              "output.instances_topic": "sam3/instances"})
+            params = write_params(
+                tmp_path / f"{name}.yaml",
+                {**TEST_PARAMETERS, "input.topics": [f"/{name}/image_raw"], "output.instances_topic": "sam3/instances"},
+            )
             processes.append(tracker_node(params, tmp_path / f"{name}.log", name))
         for name, process in zip(("left", "right"), processes):
             assert ros.wait_for_state("unconfigured", f"/{name}/{NODE}"), process.log()
@@ -295,8 +349,14 @@ def test_two_nodes_in_their_own_namespaces(ros, tmp_path):
             assert ros.wait_for_subscriber(f"/{name}/image_raw", Image)
             reply = ros.call(SetPrompt, f"/{name}/sam3/set_prompt", SetPrompt.Request(phrases=[name]))
             assert reply.success, reply.message
-            assert wait_until(lambda: ros.publish(f"/{name}/image_raw", image(np.zeros((H, W, 3), np.uint8), 5)) or
-                              any(m.prompt == [name] for m in inbox.messages), 20, period=0.5)
+            assert wait_until(
+                lambda: (
+                    ros.publish(f"/{name}/image_raw", image(np.zeros((H, W, 3), np.uint8), 5))
+                    or any(m.prompt == [name] for m in inbox.messages)
+                ),
+                20,
+                period=0.5,
+            )
             assert all(m.camera == f"/{name}/image_raw" for m in inbox.messages)
     finally:
         for process in processes:

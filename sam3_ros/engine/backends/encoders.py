@@ -53,8 +53,10 @@ class EagerEncoder:
     def __call__(self, pixels: torch.Tensor) -> VisionFeatures:
         """Features of one frame's pixels (1, 3, S, S) in the backend's dtype, on its device."""
         if tuple(pixels.shape) != (1, 3, self.image_size, self.image_size):
-            raise ValueError(f"encoder backend {self.name!r} expects pixels (1, 3, {self.image_size}, "
-                             f"{self.image_size}), got {tuple(pixels.shape)}")
+            raise ValueError(
+                f"encoder backend {self.name!r} expects pixels (1, 3, {self.image_size}, "
+                f"{self.image_size}), got {tuple(pixels.shape)}"
+            )
         return self.layout.unflatten(self.run(pixels))
 
 
@@ -77,8 +79,9 @@ class CompiledEncoder(EagerEncoder):
         with torch.inference_mode():
             for _ in range(warmup if self.cuda else 1):  # CUDA graphs record on the second or third call
                 self.run(self.example())
-        log.info("encoder backend compile (%s, %s): warmed up in %.1f s", mode, self.device,
-                 time.perf_counter() - start)
+        log.info(
+            "encoder backend compile (%s, %s): warmed up in %.1f s", mode, self.device, time.perf_counter() - start
+        )
 
     def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with self._lock:
@@ -102,14 +105,22 @@ def engine_key(model_name: str, device: torch.device, precision: str, image_size
 
     version = tensorrt_version()
     if version is None:
-        raise BackendUnavailable("backend 'tensorrt': TensorRT (its Python package with libraries) is not "
-                                 "installed here; use backend: compile or eager")
+        raise BackendUnavailable(
+            "backend 'tensorrt': TensorRT (its Python package with libraries) is not "
+            "installed here; use backend: compile or eager"
+        )
     if device.type != "cuda":
         raise BackendUnavailable(f"backend 'tensorrt' needs a CUDA device, the engine runs on {device}")
     gpu, capability = device_identity(device)
-    return EngineKey(model=model_name, weights=weights_fingerprint(model_name), gpu_name=gpu,
-                     compute_capability=capability, tensorrt_version=version, precision=precision,
-                     input_shape=(1, 3, image_size, image_size))
+    return EngineKey(
+        model=model_name,
+        weights=weights_fingerprint(model_name),
+        gpu_name=gpu,
+        compute_capability=capability,
+        tensorrt_version=version,
+        precision=precision,
+        input_shape=(1, 3, image_size, image_size),
+    )
 
 
 def feature_errors(run, reference, pixels: torch.Tensor, names: list[str]) -> dict[str, float]:
@@ -124,8 +135,15 @@ class TensorRTEncoder(EagerEncoder):
 
     name = "tensorrt"
 
-    def __init__(self, model, device: torch.device, dtype: torch.dtype, image_size: int, model_name: str,
-                 cache: EngineCache | None = None):
+    def __init__(
+        self,
+        model,
+        device: torch.device,
+        dtype: torch.dtype,
+        image_size: int,
+        model_name: str,
+        cache: EngineCache | None = None,
+    ):
         from .onnx_export import export_encoder
         from .tensorrt_runtime import TensorRTRunner, build_serialized_engine
 
@@ -144,8 +162,10 @@ class TensorRTEncoder(EagerEncoder):
             errors = feature_errors(self._engine, self.module, pixels * 2 - 1, self.layout.output_names())
             worst = max(errors.values())
             if not worst <= ENGINE_TOLERANCE[precision]:  # NaN fails too
-                raise RuntimeError(f"TensorRT {precision} engine's features differ from torch by {worst:.3g} "
-                                   f"(relative; limit {ENGINE_TOLERANCE[precision]}): not used")
+                raise RuntimeError(
+                    f"TensorRT {precision} engine's features differ from torch by {worst:.3g} "
+                    f"(relative; limit {ENGINE_TOLERANCE[precision]}): not used"
+                )
             cache.store(key, serialized)
         else:
             self._engine = TensorRTRunner(found.path.read_bytes(), self.device, self.layout.output_names())
@@ -154,8 +174,15 @@ class TensorRTEncoder(EagerEncoder):
         return self._engine(pixels)
 
 
-def make_encoder(backend: str, model, device: torch.device, dtype: torch.dtype, image_size: int,
-                 model_name: str = "", cache: EngineCache | None = None) -> EagerEncoder:
+def make_encoder(
+    backend: str,
+    model,
+    device: torch.device,
+    dtype: torch.dtype,
+    image_size: int,
+    model_name: str = "",
+    cache: EngineCache | None = None,
+) -> EagerEncoder:
     """The encoder backend named ``backend`` (see the module doc). ``BackendUnavailable`` when a named
     backend cannot run here; ``auto`` falls back (with a log line saying why) instead."""
     device = torch.device(device)

@@ -49,10 +49,15 @@ class EngineKey:
     def from_json(cls, data: dict) -> "EngineKey":
         """Inverse of ``as_json``; ``ValueError`` naming what is missing or malformed."""
         try:
-            return cls(model=str(data["model"]), weights=str(data["weights"]), gpu_name=str(data["gpu_name"]),
-                       compute_capability=(int(data["compute_capability"][0]), int(data["compute_capability"][1])),
-                       tensorrt_version=str(data["tensorrt_version"]), precision=str(data["precision"]),
-                       input_shape=tuple(int(d) for d in data["input_shape"]))
+            return cls(
+                model=str(data["model"]),
+                weights=str(data["weights"]),
+                gpu_name=str(data["gpu_name"]),
+                compute_capability=(int(data["compute_capability"][0]), int(data["compute_capability"][1])),
+                tensorrt_version=str(data["tensorrt_version"]),
+                precision=str(data["precision"]),
+                input_shape=tuple(int(d) for d in data["input_shape"]),
+            )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed engine key: {type(exc).__name__}: {exc}") from None
 
@@ -81,8 +86,11 @@ def _sha256(path: Path) -> str:
 
 def describe_mismatch(found: EngineKey, wanted: EngineKey) -> str:
     """Which fields of ``found`` differ from ``wanted``, in words ("" when none)."""
-    diffs = [f"{name} {old!r} (now {new!r})" for name, old, new in
-             ((k, getattr(found, k), getattr(wanted, k)) for k in wanted.as_json()) if old != new]
+    diffs = [
+        f"{name} {old!r} (now {new!r})"
+        for name, old, new in ((k, getattr(found, k), getattr(wanted, k)) for k in wanted.as_json())
+        if old != new
+    ]
     return "built for " + ", ".join(diffs) if diffs else ""
 
 

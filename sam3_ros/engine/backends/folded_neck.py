@@ -20,9 +20,15 @@ import torch.nn.functional as F
 
 def _is_plain(conv, kernel: int) -> bool:
     """A stride-1, undilated, ungrouped ``kernel`` x ``kernel`` convolution padded by zeros to keep its size."""
-    return (isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (kernel, kernel) and conv.stride == (1, 1)
-            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding == (kernel // 2, kernel // 2)
-            and conv.padding_mode == "zeros")
+    return (
+        isinstance(conv, torch.nn.Conv2d)
+        and conv.kernel_size == (kernel, kernel)
+        and conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding == (kernel // 2, kernel // 2)
+        and conv.padding_mode == "zeros"
+    )
 
 
 class FoldedConvChain(torch.nn.Module):
@@ -30,8 +36,9 @@ class FoldedConvChain(torch.nn.Module):
     3x3 convolution plus the bias map of inputs of ``size`` (h, w). A snapshot: the folded weights do not
     follow later changes of the source convolutions."""
 
-    def __init__(self, first: torch.nn.Conv2d, middle: torch.nn.Conv2d, last: torch.nn.Conv2d | None,
-                 size: tuple[int, int]):
+    def __init__(
+        self, first: torch.nn.Conv2d, middle: torch.nn.Conv2d, last: torch.nn.Conv2d | None, size: tuple[int, int]
+    ):
         super().__init__()
         convs = [first, middle] + ([last] if last is not None else [])
         if not all(_is_plain(c, k) for c, k in zip(convs, (1, 3, 1))):
@@ -39,8 +46,9 @@ class FoldedConvChain(torch.nn.Module):
         with torch.no_grad():  # in float64, then cast: the fold adds no rounding of its own
             weight = torch.einsum("ofhw,fi->oihw", middle.weight.double(), first.weight.double()[:, :, 0, 0])
             # the chain on an all-zero input: first's bias, zero-padded by middle
-            bias = F.conv2d(_bias(first)[None, :, None, None].expand(1, -1, *size), middle.weight.double(),
-                            _bias(middle), padding=1)
+            bias = F.conv2d(
+                _bias(first)[None, :, None, None].expand(1, -1, *size), middle.weight.double(), _bias(middle), padding=1
+            )
             if last is not None:
                 weight = torch.einsum("of,fihw->oihw", last.weight.double()[:, :, 0, 0], weight)
                 bias = F.conv2d(bias, last.weight.double(), _bias(last))
@@ -49,8 +57,10 @@ class FoldedConvChain(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != tuple(self.bias_map.shape[-2:]):
-            raise ValueError(f"FoldedConvChain was folded for inputs of size {tuple(self.bias_map.shape[-2:])}, "
-                             f"got {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"FoldedConvChain was folded for inputs of size {tuple(self.bias_map.shape[-2:])}, "
+                f"got {tuple(x.shape[-2:])}"
+            )
         return F.conv2d(x, self.weight, padding=1) + self.bias_map
 
 
@@ -75,8 +85,9 @@ class NeckLevel(torch.nn.Module):
         self.scale_layers = layer.scale_layers  # shared with the model
         proj1, proj2 = layer.proj1, layer.proj2
         separate, folded = chain_macs(proj1.in_channels, proj2.out_channels, post.out_channels if post else None)
-        self.folded = folded < separate and _is_plain(proj1, 1) and _is_plain(proj2, 3) and (
-            post is None or _is_plain(post, 1))
+        self.folded = (
+            folded < separate and _is_plain(proj1, 1) and _is_plain(proj2, 3) and (post is None or _is_plain(post, 1))
+        )
         if self.folded:
             self.project = FoldedConvChain(proj1, proj2, post, size)
         else:

@@ -30,8 +30,15 @@ def export_encoder(model, image_size: int, out: Path | str | io.BytesIO) -> Feat
         # the TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript (not a
         # dependency); tracer warnings are about shape arithmetic that is constant at a fixed input size
         warnings.simplefilter("ignore")
-        torch.onnx.export(encoder, (example,), out, dynamo=False, input_names=["pixels"],
-                          output_names=layout.output_names(), opset_version=OPSET)
+        torch.onnx.export(
+            encoder,
+            (example,),
+            out,
+            dynamo=False,
+            input_names=["pixels"],
+            output_names=layout.output_names(),
+            opset_version=OPSET,
+        )
     return layout
 
 

@@ -44,7 +44,8 @@ def _require_tensorrt() -> None:
     if tensorrt_version() is None:
         raise TensorRTUnavailable(
             "backend 'tensorrt': the TensorRT Python package (with its libraries) is not installed; "
-            "install tensorrt from NVIDIA or use backend: compile / eager")
+            "install tensorrt from NVIDIA or use backend: compile / eager"
+        )
 
 
 def build_serialized_engine(onnx_bytes: bytes, precision: str, workspace_bytes: int = 8 << 30) -> bytes:
@@ -118,8 +119,16 @@ def _shape(dims: trt.Dims) -> tuple[int, ...]:
     return tuple(int(dims[i]) for i in range(len(dims)))
 
 
-_TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT32": torch.int32,
-                 "INT64": torch.int64, "BOOL": torch.bool, "INT8": torch.int8, "UINT8": torch.uint8}
+_TORCH_DTYPES = {
+    "FLOAT": torch.float32,
+    "HALF": torch.float16,
+    "BF16": torch.bfloat16,
+    "INT32": torch.int32,
+    "INT64": torch.int64,
+    "BOOL": torch.bool,
+    "INT8": torch.int8,
+    "UINT8": torch.uint8,
+}
 
 
 class TensorRTRunner:
@@ -141,8 +150,9 @@ class TensorRTRunner:
         with torch.cuda.device(device):
             engine = self._runtime.deserialize_cuda_engine(serialized)
             if engine is None:
-                raise RuntimeError("TensorRT could not deserialize the engine (built by another TensorRT version "
-                                   "or for another GPU?)")
+                raise RuntimeError(
+                    "TensorRT could not deserialize the engine (built by another TensorRT version or for another GPU?)"
+                )
             self._engine = engine
             self._context = engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -155,8 +165,10 @@ class TensorRTRunner:
         self.input_name = inputs[0]
         self.input_shape = _shape(engine.get_tensor_shape(self.input_name))
         self.input_dtype = _TORCH_DTYPES[engine.get_tensor_dtype(self.input_name).name]
-        self.outputs = [(n, _shape(engine.get_tensor_shape(n)), _TORCH_DTYPES[engine.get_tensor_dtype(n).name])
-                        for n in output_names]
+        self.outputs = [
+            (n, _shape(engine.get_tensor_shape(n)), _TORCH_DTYPES[engine.get_tensor_dtype(n).name])
+            for n in output_names
+        ]
 
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Encoder outputs for ``pixels`` (shape of the engine's input), enqueued on the current stream."""

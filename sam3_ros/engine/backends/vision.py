@@ -46,7 +46,8 @@ class VisionEncoder(torch.nn.Module):
         def levels(neck, posts):
             return torch.nn.ModuleList(
                 NeckLevel(layer, post, tuple(int(s * layer.scale_factor) for s in side))
-                for layer, post in zip(neck.fpn_layers, posts))
+                for layer, post in zip(neck.fpn_layers, posts)
+            )
 
         self.detector_levels = levels(self.vision.neck, [None] * len(self.vision.neck.fpn_layers))
         # Sam3VideoModel.get_vision_features_for_tracker: all levels but the last, the first two projected
@@ -68,8 +69,12 @@ def reference_features(model, pixels: torch.Tensor) -> tuple[VisionFeatures, "Fe
     ``VisionEncoder`` outputs back into them (with the constant position encodings)."""
     vision = model.detector_model.get_vision_features(pixel_values=pixels)
     feats, pos = model.get_vision_features_for_tracker(vision)
-    layout = FeatureLayout(levels=len(vision.fpn_hidden_states), detector_pos=tuple(vision.fpn_position_encoding),
-                           tracker_pos=list(pos), output_type=type(vision))
+    layout = FeatureLayout(
+        levels=len(vision.fpn_hidden_states),
+        detector_pos=tuple(vision.fpn_position_encoding),
+        tracker_pos=list(pos),
+        output_type=type(vision),
+    )
     return VisionFeatures(vision, list(feats), list(pos)), layout
 
 
@@ -86,14 +91,20 @@ class FeatureLayout:
         """``VisionFeatures`` from ``VisionEncoder`` outputs (in its order)."""
         if len(outputs) != 1 + self.levels + len(self.tracker_pos):
             raise ValueError(f"expected {1 + self.levels + len(self.tracker_pos)} encoder outputs, got {len(outputs)}")
-        detector = self.output_type(last_hidden_state=outputs[0], fpn_hidden_states=tuple(outputs[1:1 + self.levels]),
-                                    fpn_position_encoding=self.detector_pos)
-        return VisionFeatures(detector, list(outputs[1 + self.levels:]), self.tracker_pos)
+        detector = self.output_type(
+            last_hidden_state=outputs[0],
+            fpn_hidden_states=tuple(outputs[1 : 1 + self.levels]),
+            fpn_position_encoding=self.detector_pos,
+        )
+        return VisionFeatures(detector, list(outputs[1 + self.levels :]), self.tracker_pos)
 
     def output_names(self) -> list[str]:
         """Names of the flat outputs (ONNX / TensorRT bindings)."""
-        return (["last_hidden_state"] + [f"fpn_{i}" for i in range(self.levels)]
-                + [f"tracker_feat_{i}" for i in range(len(self.tracker_pos))])
+        return (
+            ["last_hidden_state"]
+            + [f"fpn_{i}" for i in range(self.levels)]
+            + [f"tracker_feat_{i}" for i in range(len(self.tracker_pos))]
+        )
 
 
 def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:

@@ -34,8 +34,13 @@ def join(store: dist.Store, generation: int, rank: int, world: int, backend: str
     leave()
     if backend == "nccl":  # a lost peer must abort the communicator, not tear the process down (torch's default)
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2")
-    dist.init_process_group(backend, store=dist.PrefixStore(f"generation{generation}", store), rank=rank,
-                            world_size=world, timeout=datetime.timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        backend,
+        store=dist.PrefixStore(f"generation{generation}", store),
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
 
 
 def leave() -> None:

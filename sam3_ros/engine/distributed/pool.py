@@ -44,14 +44,16 @@ class _Worker:
 class WorkerPool:
     """Tracker workers on ``devices`` (one process each) and the coordinator's end of their group."""
 
-    def __init__(self, template: dict, devices: list[str], coordinator: torch.device, timeout_s: float,
-                 start_timeout_s: float):
+    def __init__(
+        self, template: dict, devices: list[str], coordinator: torch.device, timeout_s: float, start_timeout_s: float
+    ):
         self._template, self._devices = template, list(devices)
         self.timeout_s, self.start_timeout_s = timeout_s, start_timeout_s
         self.backend = backend_for([coordinator, *(torch.device(d) for d in self._devices)])
         self.comm = Collectives(coordinator, self.backend)
-        self.store = dist.TCPStore(STORE_HOST, 0, is_master=True, wait_for_workers=False,
-                                   timeout=datetime.timedelta(seconds=timeout_s))
+        self.store = dist.TCPStore(
+            STORE_HOST, 0, is_master=True, wait_for_workers=False, timeout=datetime.timedelta(seconds=timeout_s)
+        )
         self._context = mp.get_context("spawn")
         self.workers: list[_Worker] = []
         self.generation = 0
@@ -69,10 +71,17 @@ class WorkerPool:
     # -- processes -------------------------------------------------------------------------------
     def _spawn(self, device: str) -> _Worker:
         ours, theirs = self._context.Pipe()
-        spec = WorkerSpec(device=device, backend=self.backend, store_host=STORE_HOST, store_port=self.store.port,
-                          timeout_s=self.timeout_s, **self._template)
-        process = self._context.Process(target=main, args=(spec, theirs), daemon=True,
-                                        name=f"sam3-tracker-{self._next_id}")
+        spec = WorkerSpec(
+            device=device,
+            backend=self.backend,
+            store_host=STORE_HOST,
+            store_port=self.store.port,
+            timeout_s=self.timeout_s,
+            **self._template,
+        )
+        process = self._context.Process(
+            target=main, args=(spec, theirs), daemon=True, name=f"sam3-tracker-{self._next_id}"
+        )
         process.start()
         theirs.close()
         worker = _Worker(self._next_id, device, process, ours)
@@ -144,8 +153,9 @@ class WorkerPool:
         self.generation += 1
         world = len(self.workers) + 1
         for rank, worker in enumerate(self.workers, start=1):
-            self.send(worker, "group", generation=self.generation, rank=rank, world=world,
-                      keep=owned.get(worker.id, []))
+            self.send(
+                worker, "group", generation=self.generation, rank=rank, world=world, keep=owned.get(worker.id, [])
+            )
         try:
             join(self.store, self.generation, 0, world, self.backend, self.timeout_s)
         except RuntimeError as exc:  # a worker died while joining (the store waited for it in vain)
@@ -161,8 +171,12 @@ class WorkerPool:
             worker.conn.close()
             worker.process.join(1.0)
             self.workers.remove(worker)
-            log.warning("tracker worker %d on %s exited (code %s); its objects move to the other workers",
-                        worker.id, worker.device, worker.process.exitcode)
+            log.warning(
+                "tracker worker %d on %s exited (code %s); its objects move to the other workers",
+                worker.id,
+                worker.device,
+                worker.process.exitcode,
+            )
         if not self.workers:
             self._wait_ready([self._spawn(self._devices[0])])
         self.form_group({w.id: owned.get(w.id, []) for w in self.workers})

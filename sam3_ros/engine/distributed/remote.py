@@ -157,11 +157,14 @@ class RemoteTracker:
             self.start_propagate(feats, pos, slots, frame)
         slots, parts, pad, _ = self._pending
         self._pending = None
-        blocks = self.pool.collective(self.pool.comm.gather_rows, None, pad, 1 + self.side ** 2, self.dtype)
+        blocks = self.pool.collective(self.pool.comm.gather_rows, None, pad, 1 + self.side**2, self.dtype)
         where = {slot: rank * pad + j for rank, part in enumerate(parts) for j, slot in enumerate(part)}
         rows = torch.cat(blocks)[torch.tensor([where[s] for s in slots])].to(self.device)
-        return {"low_res": rows[:, 1:].reshape(len(slots), 1, self.side, self.side),
-                "object_score_logits": rows[:, :1], "on_workers": _OnWorkers()}
+        return {
+            "low_res": rows[:, 1:].reshape(len(slots), 1, self.side, self.side),
+            "object_score_logits": rows[:, :1],
+            "on_workers": _OnWorkers(),
+        }
 
     def abandon(self) -> None:
         """Collect and drop a started propagate (the frame failed here before asking for its results): the
@@ -169,18 +172,41 @@ class RemoteTracker:
         if self._pending is not None:
             _, _, pad, _ = self._pending
             self._pending = None
-            self.pool.collective(self.pool.comm.gather_rows, None, pad, 1 + self.side ** 2, self.dtype)
+            self.pool.collective(self.pool.comm.gather_rows, None, pad, 1 + self.side**2, self.dtype)
 
     def from_masks(self, feats: list[torch.Tensor], masks: torch.Tensor) -> _Start:
         return _Start(masks=masks)
 
-    def from_points(self, feats, pos, slot: int | None, frame: int, points: torch.Tensor, labels: torch.Tensor,
-                    box: torch.Tensor | None) -> _Start:
-        return _Start(clicks={"slot": slot, "points": points.cpu(), "labels": labels.cpu(),
-                              "box": None if box is None else box.cpu()})
+    def from_points(
+        self,
+        feats,
+        pos,
+        slot: int | None,
+        frame: int,
+        points: torch.Tensor,
+        labels: torch.Tensor,
+        box: torch.Tensor | None,
+    ) -> _Start:
+        return _Start(
+            clicks={
+                "slot": slot,
+                "points": points.cpu(),
+                "labels": labels.cpu(),
+                "box": None if box is None else box.cpu(),
+            }
+        )
 
-    def remember(self, feats, slots: list[int], frame: int, out: dict | _Start, conditioning: np.ndarray,
-                 binarize: bool, high_res: torch.Tensor | None = None, object_score_logits=None) -> None:
+    def remember(
+        self,
+        feats,
+        slots: list[int],
+        frame: int,
+        out: dict | _Start,
+        conditioning: np.ndarray,
+        binarize: bool,
+        high_res: torch.Tensor | None = None,
+        object_score_logits=None,
+    ) -> None:
         """Memory of ``frame`` for ``slots``: started objects (``_Start``), or tracked ones from their last
         propagate, with the masks and scores the merge chose when given."""
         if not slots:
@@ -202,8 +228,10 @@ class RemoteTracker:
     def _remember_tracked(self, slots, frame, conditioning, binarize, high_res, object_score_logits) -> None:
         parts = self.bank.split(slots)
         flags = dict(zip(slots, np.asarray(conditioning, bool).tolist()))
-        args = [{"frame": frame, "slots": part, "conditioning": [flags[s] for s in part], "binarize": binarize}
-                for part in parts]
+        args = [
+            {"frame": frame, "slots": part, "conditioning": [flags[s] for s in part], "binarize": binarize}
+            for part in parts
+        ]
         if high_res is None:  # nothing to send: workers use what they propagated
             for worker, part, kw in zip(self.pool.workers, parts, args):
                 if part:
@@ -212,8 +240,9 @@ class RemoteTracker:
         rows = torch.cat([object_score_logits.reshape(len(slots), 1), high_res.reshape(len(slots), -1)], dim=1)
         pad = max(len(part) for part in parts)
         self.pool.send_each("remember_tracked", [{**kw, "pad": pad, "given": True} for kw in args])
-        self.pool.collective(self.pool.comm.scatter_rows, self._rows_of(rows, slots, parts), pad, rows.shape[1],
-                             self.dtype)
+        self.pool.collective(
+            self.pool.comm.scatter_rows, self._rows_of(rows, slots, parts), pad, rows.shape[1], self.dtype
+        )
         self._record(slots, high_res > 0)
 
     def _start_from_masks(self, slots: list[int], frame: int, masks: torch.Tensor) -> None:
@@ -221,14 +250,23 @@ class RemoteTracker:
         pad = max(len(part) for part in parts)
         self.pool.send_each("start_from_masks", [{"frame": frame, "slots": part, "pad": pad} for part in parts])
         rows = masks.reshape(len(slots), -1)
-        self.pool.collective(self.pool.comm.scatter_rows, self._rows_of(rows, slots, parts), pad, self.side ** 2,
-                             self.dtype)
+        self.pool.collective(
+            self.pool.comm.scatter_rows, self._rows_of(rows, slots, parts), pad, self.side**2, self.dtype
+        )
         self._record(slots, masks)
 
     def _start_from_clicks(self, slot: int, frame: int, clicks: dict) -> None:
         (worker,) = [w for w, part in zip(self.pool.workers, self.bank.split([slot])) if part]
-        self.pool.send(worker, "start_from_points", frame=frame, slot=slot, new=clicks["slot"] is None,
-                       points=clicks["points"], labels=clicks["labels"], box=clicks["box"])
+        self.pool.send(
+            worker,
+            "start_from_points",
+            frame=frame,
+            slot=slot,
+            new=clicks["slot"] is None,
+            points=clicks["points"],
+            labels=clicks["labels"],
+            box=clicks["box"],
+        )
         low_res = self.pool.receive(worker)
         self._record([slot], low_res.to(self.device) > 0)
 

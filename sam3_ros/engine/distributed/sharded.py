@@ -44,8 +44,15 @@ class ShardedEngine(Engine):
     tracker: RemoteTracker
     counters: ShardedCounters
 
-    def __init__(self, loaded: LoadedModel, settings: Settings, device: torch.device, dtype: torch.dtype,
-                 worker_devices: list[str], timeout_s: float = WORKER_TIMEOUT_S):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: Settings,
+        device: torch.device,
+        dtype: torch.dtype,
+        worker_devices: list[str],
+        timeout_s: float = WORKER_TIMEOUT_S,
+    ):
         if not worker_devices:
             raise ValueError("ShardedEngine needs at least one worker device")
         self._worker_devices, self._timeout_s = list(worker_devices), timeout_s
@@ -53,8 +60,13 @@ class ShardedEngine(Engine):
         self.counters = ShardedCounters()
 
     def _make_tracker(self, tracker_model) -> tuple[ShardedBank, RemoteTracker]:
-        template = dict(model=self.settings.model, dtype=str(self.dtype).removeprefix("torch."),
-                        image_size=self.settings.image_size, low_res=self.low_res, settings=self.settings.to_dict())
+        template = dict(
+            model=self.settings.model,
+            dtype=str(self.dtype).removeprefix("torch."),
+            image_size=self.settings.image_size,
+            low_res=self.low_res,
+            settings=self.settings.to_dict(),
+        )
         self.pool = WorkerPool(template, self._worker_devices, self.device, self._timeout_s, WORKER_START_TIMEOUT_S)
         bank = ShardedBank(self.settings.tracking.max_objects, self.pool)
         return bank, RemoteTracker(self.pool, bank, self.low_res, self.dtype, self.device)
@@ -116,10 +128,9 @@ class ShardedEngine(Engine):
         feats, pos, _ = self._last
         numel = sum(t.numel() for t in feats) + pos[-1].numel()
         workers = self.num_workers
-        pad, width = -(-objects // workers), 1 + self.low_res ** 2
+        pad, width = -(-objects // workers), 1 + self.low_res**2
         item = torch.empty(0, dtype=self.dtype).element_size()
-        return {"feature_numel": numel, "pad": pad, "width": width,
-                "bytes": item * workers * (numel + 2 * pad * width)}
+        return {"feature_numel": numel, "pad": pad, "width": width, "bytes": item * workers * (numel + 2 * pad * width)}
 
     def probe_communication(self, objects: int) -> float:
         """Milliseconds of one frame's collectives alone (dummy data, ``frame_traffic`` sizes)."""
@@ -155,8 +166,9 @@ class ShardedEngine(Engine):
         raise RuntimeError(f"tracker workers could not be recovered after {RECOVERY_ATTEMPTS} attempts")
 
 
-def load_sharded_engine(settings: Settings, loaded: LoadedModel | None = None,
-                        timeout_s: float = WORKER_TIMEOUT_S) -> ShardedEngine:
+def load_sharded_engine(
+    settings: Settings, loaded: LoadedModel | None = None, timeout_s: float = WORKER_TIMEOUT_S
+) -> ShardedEngine:
     """A ``ShardedEngine``: coordinator on ``settings.devices[0]``, one worker per further entry (at least two
     entries: ``[cuda:0, cuda:1, cuda:2]`` = detector on GPU 0, objects over GPUs 1 and 2).
 

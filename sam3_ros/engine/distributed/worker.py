@@ -55,12 +55,14 @@ class Shard:
             torch.cuda.set_device(self.device)
         settings = Settings.from_dict(spec.settings)
         tracker_model = load_model(spec.model, self.device, self.dtype, spec.image_size).model.tracker_model
-        self.bank = MemoryBank(settings.tracking.max_objects,
-                               **memory_bank_options(settings, tracker_model, self.device, self.dtype))
+        self.bank = MemoryBank(
+            settings.tracking.max_objects, **memory_bank_options(settings, tracker_model, self.device, self.dtype)
+        )
         self.tracker = BatchedTracker(tracker_model, self.bank)
         self.backend, self.timeout_s = spec.backend, spec.timeout_s
-        self.store = dist.TCPStore(spec.store_host, spec.store_port, is_master=False,
-                                   timeout=datetime.timedelta(seconds=spec.timeout_s))
+        self.store = dist.TCPStore(
+            spec.store_host, spec.store_port, is_master=False, timeout=datetime.timedelta(seconds=spec.timeout_s)
+        )
         self.comm = Collectives(self.device, spec.backend)
         self.side = spec.low_res
         self.held: set[int] = set()  # slots in use
@@ -106,8 +108,9 @@ class Shard:
             rows = torch.cat([out["object_score_logits"].flatten(1), out["low_res"].flatten(1)], dim=1)
         self.comm.gather_rows(rows, pad, 1 + self.side * self.side, self.dtype)
 
-    def remember_tracked(self, frame: int, slots: list[int], conditioning: list[bool], binarize: bool, pad: int,
-                         given: bool) -> None:
+    def remember_tracked(
+        self, frame: int, slots: list[int], conditioning: list[bool], binarize: bool, pad: int, given: bool
+    ) -> None:
         """Write ``frame``'s memory of tracked ``slots`` from the last propagate; with ``given``, the
         masks and scores the coordinator decided on arrive by scatter (else the propagated ones)."""
         received = self.comm.scatter_rows(None, pad, 1 + self.side * self.side, self.dtype) if given else None
@@ -120,8 +123,16 @@ class Shard:
         if received is not None:
             block = received[: len(slots)].to(self.device)
             scores, high_res = block[:, :1], block[:, 1:].reshape(len(slots), 1, self.side, self.side)
-        self.tracker.remember(self.feats, slots, frame, out, np.asarray(conditioning, bool), binarize,
-                              high_res=high_res, object_score_logits=scores)
+        self.tracker.remember(
+            self.feats,
+            slots,
+            frame,
+            out,
+            np.asarray(conditioning, bool),
+            binarize,
+            high_res=high_res,
+            object_score_logits=scores,
+        )
 
     def start_from_masks(self, frame: int, slots: list[int], pad: int) -> None:
         """New objects in ``slots`` from binary low-res masks (scattered): conditioning memory."""
@@ -141,9 +152,15 @@ class Shard:
             self.bank.claim([slot])
             self.held.add(slot)
         to = dict(device=self.device)
-        out = self.tracker.from_points(self.feats, self.pos, None if new else slot, frame,
-                                       points.to(dtype=self.dtype, **to), labels.to(**to),
-                                       None if box is None else box.to(dtype=self.dtype, **to))
+        out = self.tracker.from_points(
+            self.feats,
+            self.pos,
+            None if new else slot,
+            frame,
+            points.to(dtype=self.dtype, **to),
+            labels.to(**to),
+            None if box is None else box.to(dtype=self.dtype, **to),
+        )
         self.tracker.remember(self.feats, [slot], frame, out, np.ones(1, bool), binarize=True)
         self.conn.send(out["low_res"].float().cpu())
 
