@@ -185,7 +185,7 @@ class Settings:
     """Everything the node needs, one section per concern."""
 
     model: str = _spec(
-        "tiny-random", "built-in model name (tiny-random, toy) or a local model directory", nonempty=True
+        "toy", "built-in model name (toy, tiny-random, sam3-random) or a local model directory", nonempty=True
     )
     devices: list[str] = _spec(["auto"], "devices to run on: auto, cpu, cuda, cuda:N", nonempty=True)
     placement: str = _spec(

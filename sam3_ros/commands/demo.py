@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic clip")
     parser.add_argument("--frames", type=int, default=60, help="frames in the clip")
     parser.add_argument("--size", type=parse_size, default=(320, 240), help="image size WIDTHxHEIGHT")
-    parser.add_argument("--model", default="tiny-random", help="built-in model name or a local SAM 3 directory")
+    parser.add_argument("--model", default="toy", help="built-in model name or a local SAM 3 directory")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
     parser.add_argument(
         "--transport",

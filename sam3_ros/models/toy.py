@@ -3,8 +3,8 @@
 The real transformers SAM 3 video architecture (ViT + FPN necks, CLIP text encoder, geometry encoder,
 DETR encoder/decoder with presence token, mask decoder, tracker with memory attention and memory
 encoder) at a size that trains on two CPU cores, with a word-level tokenizer over the world's
-vocabulary. Trained files (``config.json``, ``model.safetensors``, ``tokenizer.json``) placed in
-``TOY_DIR`` load through the same loader as real SAM 3 weights; none are committed yet.
+vocabulary. The trained files in ``TOY_DIR`` (``config.json``, ``model.safetensors`` in fp16, ``tokenizer.json``, and
+``training.json``: the recipe that made them) load through the same loader as real SAM 3 weights.
 """
 
 from __future__ import annotations
