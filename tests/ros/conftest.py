@@ -64,7 +64,8 @@ def ros_domain(tmp_path_factory):
     """A ROS domain of its own (other tests on this machine use theirs), discovery on this host only, and ROS
     log files (nodes, launch) in the session's temporary folder rather than ~/.ros/log."""
     saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR")}
-    os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 200))
+    # Domains above 101 put DDS ports inside Linux's ephemeral range, where another socket can hold one.
+    os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 101))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
     yield int(os.environ["ROS_DOMAIN_ID"])

@@ -147,11 +147,16 @@ def test_ros2_topic_echo_shows_the_centroids(ros, node):
     )
     try:
         instances = ros.subscribe("/sam3/instances", InstanceArray)
-        stamp0 = 100_000_000_000
-        while echo.poll() is None and stamp0 < 120_000_000_000:  # until echo has printed one message
+        stamp0, deadline = 100_000_000_000, time.monotonic() + 120
+        # Frames until echo has printed one message: on a loaded machine its start and discovery take many seconds.
+        while echo.poll() is None and time.monotonic() < deadline:
             send_until_output(ros, node, instances, stamp0, 10)
             stamp0 += 1_000_000_000
-        out, _ = echo.communicate(timeout=10)
+        try:
+            out, _ = echo.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            echo.kill()
+            raise AssertionError(f"ros2 topic echo printed nothing in 120 s: {echo.communicate()[0]}\n{node.log()}")
     finally:
         echo.kill()
     printed = yaml.safe_load(out.split("---")[0])

@@ -63,7 +63,7 @@ def test_full_hd_stream_reaches_the_rclpy_node_with_the_fastdds_profile(tmp_path
         "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
         "OMP_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
-        "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 200)),
+        "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 101)),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
     }
     params = tmp_path / "params.yaml"
