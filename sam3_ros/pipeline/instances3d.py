@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec.depth import Intrinsics
-from ..engine.types import _host
+from ..engine.types import to_host
 from ..settings import DepthSettings
 
 MAD_TO_SIGMA = 1.4826  # a normal distribution's standard deviation per median absolute deviation
@@ -79,7 +79,7 @@ def locate_instances(
     """The 3D of each instance. ``boxes`` (N, 4) xyxy pixels (max exclusive) and ``masks`` (N, H, W) bool, numpy
     or torch (only the grid points inside the boxes are read); ``depth`` (H, W) raw values, times ``scale`` in
     metres."""
-    boxes = np.asarray(_host(boxes), np.float64).reshape(-1, 4)
+    boxes = np.asarray(to_host(boxes), np.float64).reshape(-1, 4)
     n = len(boxes)
     if n == 0:
         return Instances3D.empty(0, with_points)

@@ -37,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..codec.image import compressed_to_rgb, image_to_rgb, rgb_to_image_fields
-from ..engine.types import ConceptPrompt, Frame, _host
+from ..engine.types import ConceptPrompt, Frame, to_host
 from ..settings import Settings
 from .depth import DepthInput, NoDepth3D, depth_inputs, locate_from_messages
 from .diagnostics import Diagnostics
@@ -431,7 +431,7 @@ class TrackerNode:
                     exc_info=None if isinstance(exc, ValueError) else exc,
                 )
             return []
-        ids = np.asarray(_host(instances.ids))
+        ids = np.asarray(to_host(instances.ids))
         outputs = [("detections_3d", detections_3d_message(instance_array, ids, located))]
         if with_points:
             outputs.append(("points", point_cloud_message(instance_array, ids, located)))
