@@ -78,6 +78,9 @@ def instances_to_message(
             age=int(age[i]),
             detected=bool(detected[i]),
             frames_since_detected=int(lost[i]),
+            has_3d=False,  # the 3D step fills these in on cameras with depth (messages_3d.add_3d_to_instances)
+            depth_pixels_read=0,
+            depth_pixels_used=0,
         )
         for i in visible
     ]
