@@ -5,7 +5,8 @@ Coordinates are the camera optical frame (x right, y down, z forward; metres), t
 
 - the mask is read on a regular grid, every s-th pixel with s chosen so that at most ``depth.max_samples``
   pixels are read, and eroded by ``depth.erode_px`` pixels (at least one grid step): edge pixels mix the
-  object with what lies behind it;
+  object with what lies behind it (the eroded pixels read are ``pixels_read``). Masks held as run lengths are
+  read from their runs at the grid points: nothing the size of the frame is made;
 - depth that is 0, NaN or outside ``[depth.min_m, depth.max_m]`` is dropped, then depth further from the
   median than ``depth.outlier_mads`` scaled median absolute deviations (1.4826 MAD; at least 1% of the
   median depth) is an outlier;
@@ -19,8 +20,8 @@ Coordinates are the camera optical frame (x right, y down, z forward; metres), t
   its standard deviation once the sensor noise (from the differences of horizontally neighbouring pixels) is
   taken out; 0 for a flat surface, the exact extent of a uniform spread.
 
-The per-instance work is a handful of array operations on at most ``max_samples`` pixels; the statistics run
-over all instances at once.
+The per-instance work is a handful of array operations on at most ``max_samples`` pixels (and a binary search
+over the mask's runs); the statistics run over all instances at once.
 """
 
 from __future__ import annotations
