@@ -1,4 +1,5 @@
-"""``sam3-ros bench e2e`` in process: the host row and stages in one run, and the scaling table's cells."""
+"""``sam3-ros bench e2e`` in process: the host row and stages in one run, the 3D rows with ``--depth``, and the
+scaling table's cells."""
 
 import argparse
 import json
@@ -30,6 +31,19 @@ def test_one_run_reports_the_host_row_and_stages(tmp_path):
         and cpu["median_ms"] > 0
         and set(result["stages_cpu_median_ms"]) == set(result["stages_median_ms"])
     )
+
+
+def test_depth_adds_the_3d_step_in_wall_and_cpu_time_and_its_messages(tmp_path):
+    assert bench_e2e.run(arguments(tmp_path, model="toy", size="160x120", objects="2", depth=True)) == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    rows = result["rows"]
+    for name in (
+        "in process: 3D step (depth)",
+        "3D step, CPU time of the process",
+        "3D messages (Detection3DArray, Instance)",
+    ):
+        assert rows[name]["n"] == 2 and rows[name]["median_ms"] > 0, name
+    assert result["objects_with_3d_median"] == result["objects_median"] == 2  # every mask lies on the depth plane
 
 
 def test_several_sizes_and_counts_give_a_scaling_table(tmp_path):

@@ -62,6 +62,9 @@ def _samples():
         age=3,
         detected=True,
         frames_since_detected=0,
+        has_3d=True,
+        depth_pixels_read=240,
+        depth_pixels_used=231,
     )
     return {
         "sam3_ros/msg/InstanceArray": TYPES["sam3_ros/msg/InstanceArray"](

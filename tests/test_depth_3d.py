@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from scipy import ndimage
+
+from sam3_ros.codec import rle
 from sam3_ros.codec.depth import Intrinsics, depth_to_array, depth_to_image_fields
 from sam3_ros.eval.synthetic import World, WorldConfig
 from sam3_ros.eval.synthetic_depth import FAR_M, NEAR_M, DepthRenderer
@@ -172,6 +175,57 @@ def test_masks_as_torch_tensors_give_the_same_3d():
     from_numpy = locate_instances(boxes, masks, depth, 0.001, K, DepthSettings())
     from_torch = locate_instances(torch.from_numpy(boxes), torch.from_numpy(masks), depth, 0.001, K, DepthSettings())
     assert np.array_equal(from_numpy.centroid, from_torch.centroid) and np.array_equal(from_numpy.size, from_torch.size)
+
+
+def test_pixels_read_and_used_are_what_the_pixels_give():
+    """Every pixel read (a box smaller than max_samples): read = the mask eroded by erode_px (scipy, a square),
+    used = those with depth neither 0, NaN, out of range nor an outlier; too few used: no 3D and 0 used."""
+    h, w = K.height, K.width
+    mask = disc(h, w, 30.0, 22.0, 11.0)
+    depth = np.random.default_rng(5).normal(2.0, 0.002, (h, w))
+    depth[18:21, 25:29] = 0.0  # a hole of 12 pixels
+    depth[24, 24:27] = np.nan
+    depth[27, 30] = 12.0  # beyond max_m
+    depth[20, 33], depth[23, 35] = 2.5, 1.6  # in range, far from the rest: outliers
+    settings = DepthSettings(max_samples=100000, erode_px=2)
+    read = ndimage.binary_erosion(mask, np.ones((5, 5), bool), border_value=0)
+    bad = np.isnan(depth) | (depth == 0) | (depth > settings.max_m) | (np.abs(depth - 2.0) > 0.3)
+    located = locate_instances(np.array([box_of(mask)], float), mask[None], depth, 1.0, K, settings)
+    assert located.valid[0]
+    assert located.pixels_read[0] == read.sum() and located.points_used[0] == (read & ~bad).sum()
+    assert (read & bad).sum() == 12 + 3 + 1 + 2  # every kind of bad pixel lies inside the eroded mask
+    few = DepthSettings(max_samples=100000, erode_px=2, min_points=int(read.sum()) + 1)
+    located = locate_instances(np.array([box_of(mask)], float), mask[None], depth, 1.0, K, few)
+    assert not located.valid[0] and located.points_used[0] == 0 and located.pixels_read[0] == read.sum()
+
+
+class RunsOnly(rle.RleMasks):
+    """Masks as run lengths that refuse to be decoded to full frames."""
+
+    def dense(self):
+        raise AssertionError("decoded a full-frame mask")
+
+
+def test_masks_as_run_lengths_are_read_inside_their_boxes_without_decoding():
+    """The engine's masks (run lengths) give the same 3D as the same masks dense, on a 1280x720 frame with masks
+    of many runs (speckle, a ring, a mask touching the frame's last pixel), never decoded to full frames."""
+    h, w = 720, 1280
+    rng = np.random.default_rng(4)
+    ring = disc(h, w, 400.0, 300.0, 120.0) & ~disc(h, w, 400.0, 300.0, 60.0)
+    speckle = np.zeros((h, w), bool)
+    speckle[100:400, 600:1000] = rng.random((300, 400)) < 0.9
+    corner = np.zeros((h, w), bool)
+    corner[650:, 1200:] = True
+    masks = np.stack([ring, speckle, corner, np.zeros((h, w), bool)])
+    boxes = np.array([box_of(m) for m in masks[:3]] + [[0, 0, 0, 0]], float)
+    depth = (rng.normal(2.0, 0.01, (h, w)) * 1000).astype(np.uint16)
+    intrinsics = Intrinsics(fx=900.0, fy=900.0, cx=639.5, cy=359.5, width=w, height=h)
+    for settings in (DepthSettings(), DepthSettings(max_samples=4096, erode_px=1)):
+        dense = locate_instances(boxes, masks, depth, 0.001, intrinsics, settings)
+        runs = locate_instances(boxes, RunsOnly(rle.encode(masks), (h, w)), depth, 0.001, intrinsics, settings)
+        assert dense.valid.tolist() == runs.valid.tolist() == [True, True, True, False]
+        for name in ("centroid", "size", "covariance", "pixels_read", "points_used"):
+            assert np.array_equal(getattr(dense, name), getattr(runs, name)), name
 
 
 def synthetic_errors(frames: int = 8, size=(640, 360), seed: int = 3):

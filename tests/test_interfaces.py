@@ -48,6 +48,9 @@ def _instance(store, i):
         age=3,
         detected=True,
         frames_since_detected=0,
+        has_3d=True,
+        depth_pixels_read=240,
+        depth_pixels_used=231,
     )
 
 

@@ -12,6 +12,7 @@ from sam3_ros.pipeline.messages_3d import camera_info_message, depth_message
 from sam3_ros.pipeline.node import TrackerNode, engine_factory
 from sam3_ros.settings import Settings
 
+from instance_checks import check_depth_pixels
 from node_faults import Outputs
 
 CAMERA, DEPTH, INFO = "/cam/color/image_raw", "/cam/depth/image_raw", "/cam/color/camera_info"
@@ -98,6 +99,9 @@ def test_detections_carry_the_instances_and_3d_lies_on_the_depth_plane(node):
     cloud = np.frombuffer(points.data.tobytes(), np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("id", "<u4")]))
     assert len(cloud) == points.width and np.allclose(cloud["z"], PLANE_M)
     assert {str(i) for i in np.unique(cloud["id"])} == {d.id for d in detections_3d.detections}
+    # each instance says how many depth pixels its 3D was read from and rests on: its eroded mask, all on the plane
+    check_depth_pixels(instances, detections_3d, node.settings.depth.erode_px, node.settings.depth.min_points)
+    assert any(item.has_3d and item.depth_pixels_used > 0 for item in instances.instances)
     assert depth_counters(node.outputs, lambda c: c.get("depth.frames_3d") == "1")
 
 
@@ -121,8 +125,9 @@ def test_bad_depth_input_is_counted_and_the_2d_outputs_go_on(node, depth, camera
         node.on_depth(CAMERA, depth_message(depth, stamp))
     before = int(depth_counters(node.outputs).get(f"depth.dropped.{reason}", 0))
     node.on_image(CAMERA, colour(stamp))
-    node.outputs.wait_instances(stamp)
+    instances = node.outputs.wait_instances(stamp)
     assert of_kind(node.outputs, "detections", stamp) and not of_kind(node.outputs, "detections_3d", stamp)
+    assert not any(i.has_3d or i.depth_pixels_read or i.depth_pixels_used for i in instances.instances)
     node.outputs.messages.clear()
     counters = depth_counters(node.outputs, lambda c: int(c.get(f"depth.dropped.{reason}", 0)) == before + 1)
     assert counters["depth.last_error"].startswith(reason)

@@ -70,7 +70,7 @@ class Instances:
     @property
     def concepts(self) -> list[str]:
         """Noun phrase of each instance ("" for click-created objects)."""
-        return [self.phrases[i] if i >= 0 else "" for i in np.asarray(_host(self.concept_index)).tolist()]
+        return [self.phrases[i] if i >= 0 else "" for i in np.asarray(to_host(self.concept_index)).tolist()]
 
     @classmethod
     def empty(cls, frame: Frame, phrases: list[str] | None = None) -> "Instances":
@@ -93,6 +93,8 @@ class Instances:
         )
 
 
-def _host(x: Any) -> Any:
-    """A host (numpy) view of a numpy array or torch tensor."""
+def to_host(x: Any) -> Any:
+    """``x`` on the host: a torch tensor as a numpy array (copied from its device, detached from autograd); a numpy
+    array or anything else unchanged. For code after the engine that reads ``Instances`` fields, which may live on
+    the engine's device."""
     return x.detach().cpu().numpy() if hasattr(x, "detach") else x

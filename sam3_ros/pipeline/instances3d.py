@@ -5,7 +5,8 @@ Coordinates are the camera optical frame (x right, y down, z forward; metres), t
 
 - the mask is read on a regular grid, every s-th pixel with s chosen so that at most ``depth.max_samples``
   pixels are read, and eroded by ``depth.erode_px`` pixels (at least one grid step): edge pixels mix the
-  object with what lies behind it;
+  object with what lies behind it (the eroded pixels read are ``pixels_read``). Masks held as run lengths are
+  read from their runs at the grid points: nothing the size of the frame is made;
 - depth that is 0, NaN or outside ``[depth.min_m, depth.max_m]`` is dropped, then depth further from the
   median than ``depth.outlier_mads`` scaled median absolute deviations (1.4826 MAD; at least 1% of the
   median depth) is an outlier;
@@ -19,8 +20,8 @@ Coordinates are the camera optical frame (x right, y down, z forward; metres), t
   its standard deviation once the sensor noise (from the differences of horizontally neighbouring pixels) is
   taken out; 0 for a flat surface, the exact extent of a uniform spread.
 
-The per-instance work is a handful of array operations on at most ``max_samples`` pixels; the statistics run
-over all instances at once.
+The per-instance work is a handful of array operations on at most ``max_samples`` pixels (and a binary search
+over the mask's runs); the statistics run over all instances at once.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec.depth import Intrinsics
-from ..engine.types import _host
+from ..codec.rle import RleMasks
+from ..engine.types import to_host
 from ..settings import DepthSettings
 
 MAD_TO_SIGMA = 1.4826  # a normal distribution's standard deviation per median absolute deviation
@@ -47,7 +49,8 @@ class Instances3D:
     center: np.ndarray  # (N, 3) centre of the axis-aligned 3D box
     size: np.ndarray  # (N, 3) extent of the box along x, y, z
     covariance: np.ndarray  # (N, 3, 3) covariance of the centroid
-    points_used: np.ndarray  # (N,) depth pixels behind the centroid (0 without 3D)
+    pixels_read: np.ndarray  # (N,) mask pixels read for the 3D, after erosion
+    points_used: np.ndarray  # (N,) of those, the depth pixels behind the centroid (0 without 3D)
     points: list[np.ndarray] | None = None  # per instance the (k, 3) float32 points used, when asked for
 
     def __len__(self) -> int:
@@ -62,6 +65,7 @@ class Instances3D:
             center=np.zeros((n, 3)),
             size=np.zeros((n, 3)),
             covariance=np.zeros((n, 3, 3)),
+            pixels_read=np.zeros(n, np.int64),
             points_used=np.zeros(n, np.int64),
             points=[np.zeros((0, 3), np.float32) for _ in range(n)] if with_points else None,
         )
@@ -79,7 +83,7 @@ def locate_instances(
     """The 3D of each instance. ``boxes`` (N, 4) xyxy pixels (max exclusive) and ``masks`` (N, H, W) bool, numpy
     or torch (only the grid points inside the boxes are read); ``depth`` (H, W) raw values, times ``scale`` in
     metres."""
-    boxes = np.asarray(_host(boxes), np.float64).reshape(-1, 4)
+    boxes = np.asarray(to_host(boxes), np.float64).reshape(-1, 4)
     n = len(boxes)
     if n == 0:
         return Instances3D.empty(0, with_points)
@@ -104,7 +108,8 @@ def locate_instances(
     side = rows.shape[1]
     u = np.repeat(cols, side, axis=0).reshape(n, -1).astype(np.float64)  # cols[i] tiled over the grid's rows
     v = np.repeat(rows, side, axis=1).astype(np.float64)
-    return _summarize(boxes, z, u, v, used, footprint, side, np.where(valid, count, 0), intrinsics, with_points)
+    count, read = np.where(valid, count, 0), grid.sum((1, 2))
+    return _summarize(boxes, z, u, v, used, footprint, side, count, read, intrinsics, with_points)
 
 
 def _grids(boxes: np.ndarray, shape: tuple[int, int], max_samples: int):
@@ -123,9 +128,12 @@ def _grids(boxes: np.ndarray, shape: tuple[int, int], max_samples: int):
 
 
 def _gather_masks(masks, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """(N, R, C) bool: mask i at its grid's rows and columns, read with one gather (on the device for masks on
-    a GPU; a CPU tensor is read through numpy, which gathers faster)."""
+    """(N, R, C) bool: mask i at its grid's rows and columns. Masks held as run lengths (the engine's) are read
+    from their runs, never decoded; tensors on a GPU are gathered there; anything else with one numpy gather."""
     n, height, width = masks.shape
+    if isinstance(masks, RleMasks):
+        flat = (rows[:, :, None] + cols[:, None, :] * height).reshape(n, -1)  # column-major, as runs count pixels
+        return _gather_runs(masks.counts, flat, height * width).reshape(n, rows.shape[1], cols.shape[1])
     flat = ((np.arange(n)[:, None, None] * height + rows[:, :, None]) * width + cols[:, None, :]).reshape(-1)
     if hasattr(masks, "detach"):
         if masks.device.type != "cpu":
@@ -135,6 +143,15 @@ def _gather_masks(masks, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
             return picked.reshape(n, rows.shape[1], cols.shape[1]).astype(bool, copy=False)
         masks = masks.detach().numpy()
     return np.asarray(masks).reshape(-1)[flat].reshape(n, rows.shape[1], cols.shape[1]).astype(bool, copy=False)
+
+
+def _gather_runs(counts: list[np.ndarray], flat: np.ndarray, pixels: int) -> np.ndarray:
+    """(N, K) bool: the pixels at column-major indices ``flat[i]`` of each mask i given by its COCO run lengths
+    (``pixels`` per mask): one binary search over all run ends, the masks' ends laid end to end."""
+    ends = np.cumsum(np.concatenate(counts), dtype=np.int64)
+    first_run = np.cumsum([0] + [len(c) for c in counts[:-1]])  # index of each mask's first run in ``ends``
+    run = np.searchsorted(ends, flat + (np.arange(len(counts)) * pixels)[:, None], side="right") - first_run[:, None]
+    return run % 2 == 1  # runs alternate background, foreground, ... starting with background
 
 
 def _erode(grid: np.ndarray, row_radius: np.ndarray, col_radius: np.ndarray) -> np.ndarray:
@@ -172,11 +189,13 @@ def _summarize(
     footprint: np.ndarray,
     side: int,
     count: np.ndarray,
+    read: np.ndarray,
     intrinsics: Intrinsics,
     with_points: bool,
 ) -> Instances3D:
     """Centroid, covariance and box of each instance from its used samples (rows of the (N, side x side) arrays,
-    each a grid flattened row by row; ``footprint``: the mask before erosion)."""
+    each a grid flattened row by row; ``footprint``: the mask before erosion; ``count`` used samples, ``read``
+    mask samples after erosion)."""
     n = len(z)
     valid = count > 0
     k = np.maximum(count, 1).astype(np.float64)
@@ -240,6 +259,7 @@ def _summarize(
         center=np.where(keep, (low + high) / 2, 0.0),
         size=np.where(keep, high - low, 0.0),
         covariance=np.where(valid[:, None, None], covariance, 0.0),
+        pixels_read=read.astype(np.int64),
         points_used=count.astype(np.int64),
         points=[points[i][used[i]].astype(np.float32) for i in range(n)] if with_points else None,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codec import rle
-from ..engine.types import Instances, _host
+from ..engine.types import Instances, to_host
 from ..interfaces import typestore
 
 
@@ -57,12 +57,12 @@ def instances_to_message(
     types = typestore().types
     Instance, InstanceArray = types["sam3_ros/msg/Instance"], types["sam3_ros/msg/InstanceArray"]
     h, w = instances.image_size
-    order = np.argsort(np.asarray(_host(instances.ids)), kind="stable")
-    ids, scores = np.asarray(_host(instances.ids))[order], np.asarray(_host(instances.scores))[order]
-    boxes = np.asarray(_host(instances.boxes), np.float32)[order]
-    detected = np.asarray(_host(instances.detected))[order]
-    age = np.asarray(_host(instances.age))[order]
-    lost = np.asarray(_host(instances.frames_since_detected))[order]
+    order = np.argsort(np.asarray(to_host(instances.ids)), kind="stable")
+    ids, scores = np.asarray(to_host(instances.ids))[order], np.asarray(to_host(instances.scores))[order]
+    boxes = np.asarray(to_host(instances.boxes), np.float32)[order]
+    detected = np.asarray(to_host(instances.detected))[order]
+    age = np.asarray(to_host(instances.age))[order]
+    lost = np.asarray(to_host(instances.frames_since_detected))[order]
     concepts = [instances.concepts[i] for i in order]
     counts = _encode_masks(instances.masks, order) if len(order) else []
     visible = [i for i in range(len(order)) if len(counts[i]) > 1]  # an empty mask is one background run
@@ -78,6 +78,9 @@ def instances_to_message(
             age=int(age[i]),
             detected=bool(detected[i]),
             frames_since_detected=int(lost[i]),
+            has_3d=False,  # the 3D step fills these in on cameras with depth (messages_3d.add_3d_to_instances)
+            depth_pixels_read=0,
+            depth_pixels_used=0,
         )
         for i in visible
     ]

@@ -8,7 +8,9 @@ Detection2D: ``results[0].hypothesis`` = (concept, score), ``id`` = the track id
 with pixel centres at integer coordinates (as ``CameraInfo``'s ``k``): centre ((x_min + x_max - 1) / 2, ...),
 size (x_max - x_min, ...) for the instance's box [x_min, x_max). Detection3D: the same hypothesis and id; the
 hypothesis' pose is the centroid (orientation identity; covariance: the centroid's, position rows only) and
-``bbox`` the axis-aligned box in the optical frame (orientation identity), in metres.
+``bbox`` the axis-aligned box in the optical frame (orientation identity), in metres. What a consumer needs to judge
+an estimate rides on the ``InstanceArray`` of the same frame: each ``Instance``'s ``has_3d``, ``depth_pixels_read``
+and ``depth_pixels_used`` (vision_msgs has no field for them).
 """
 
 from __future__ import annotations
@@ -65,14 +67,29 @@ def detections_2d_message(instance_array):
     return types["vision_msgs/msg/Detection2DArray"](header=instance_array.header, detections=detections)
 
 
+def _listed_rows(instance_array, ids) -> list[tuple[object, int | None]]:
+    """Each listed instance of ``instance_array`` with its row in arrays over the engine's ``ids`` (None: not
+    there)."""
+    row_of = {int(i): row for row, i in enumerate(np.asarray(ids).tolist())}
+    return [(item, row_of.get(int(item.id))) for item in instance_array.instances]
+
+
+def add_3d_to_instances(instance_array, ids, located: Instances3D) -> None:
+    """Fill in the 3D fields of the listed instances of ``instance_array`` (``has_3d``, ``depth_pixels_read``,
+    ``depth_pixels_used``); ``located`` row i belongs to the engine's instance ``ids[i]``."""
+    for item, row in _listed_rows(instance_array, ids):
+        if row is not None:
+            item.has_3d = bool(located.valid[row])
+            item.depth_pixels_read = int(located.pixels_read[row])
+            item.depth_pixels_used = int(located.points_used[row])
+
+
 def detections_3d_message(instance_array, ids, located: Instances3D):
     """``vision_msgs/Detection3DArray`` of the listed instances of ``instance_array`` that have 3D; ``located``
     row i belongs to the engine's instance ``ids[i]``."""
     types = typestore().types
-    row_of = {int(i): row for row, i in enumerate(np.asarray(ids).tolist())}
     detections = []
-    for item in instance_array.instances:
-        row = row_of.get(int(item.id))
+    for item, row in _listed_rows(instance_array, ids):
         if row is None or not located.valid[row]:
             continue
         covariance = np.zeros((6, 6))

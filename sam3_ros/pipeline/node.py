@@ -37,13 +37,13 @@ from typing import Any, Callable
 import numpy as np
 
 from ..codec.image import compressed_to_rgb, image_to_rgb, rgb_to_image_fields
-from ..engine.types import ConceptPrompt, Frame, _host
+from ..engine.types import ConceptPrompt, Frame, to_host
 from ..settings import Settings
 from .depth import DepthInput, NoDepth3D, depth_inputs, locate_from_messages
 from .diagnostics import Diagnostics
 from .instances3d import Instances3D
 from .messages import image_message, instances_to_message, time_to_ns
-from .messages_3d import detections_2d_message, detections_3d_message, point_cloud_message
+from .messages_3d import add_3d_to_instances, detections_2d_message, detections_3d_message, point_cloud_message
 from .overlay import label_image, overlay_image
 from .requests import parse_add_points, parse_prompt_text, parse_set_prompt
 from .slot import LatestSlot, SlotClosed
@@ -431,7 +431,8 @@ class TrackerNode:
                     exc_info=None if isinstance(exc, ValueError) else exc,
                 )
             return []
-        ids = np.asarray(_host(instances.ids))
+        ids = np.asarray(to_host(instances.ids))
+        add_3d_to_instances(instance_array, ids, located)
         outputs = [("detections_3d", detections_3d_message(instance_array, ids, located))]
         if with_points:
             outputs.append(("points", point_cloud_message(instance_array, ids, located)))

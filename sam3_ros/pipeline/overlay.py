@@ -6,7 +6,7 @@ import colorsys
 
 import numpy as np
 
-from ..engine.types import Instances, _host
+from ..engine.types import Instances, to_host
 
 ALPHA = 0.5  # mask opacity in the overlay
 
@@ -22,8 +22,8 @@ def label_image(instances: Instances) -> np.ndarray:
     Where masks overlap, the higher id wins."""
     h, w = instances.image_size
     out = np.zeros((h, w), np.uint16)
-    ids = np.asarray(_host(instances.ids))
-    masks = np.asarray(_host(instances.masks), bool)
+    ids = np.asarray(to_host(instances.ids))
+    masks = np.asarray(to_host(instances.masks), bool)
     for i in np.argsort(ids, kind="stable"):
         out[masks[i]] = np.uint16(int(ids[i]) & 0xFFFF)
     return out
@@ -34,14 +34,14 @@ def overlay_image(rgb: np.ndarray, instances: Instances) -> np.ndarray:
     from PIL import Image, ImageDraw  # pillow is a dependency; only needed when the overlay is on
 
     out = rgb.astype(np.float32)
-    ids = np.asarray(_host(instances.ids))
-    masks = np.asarray(_host(instances.masks), bool)
+    ids = np.asarray(to_host(instances.ids))
+    masks = np.asarray(to_host(instances.masks), bool)
     for i, object_id in enumerate(ids):
         out[masks[i]] = (1 - ALPHA) * out[masks[i]] + ALPHA * np.array(color_of(object_id), np.float32)
     image = Image.fromarray(out.astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    boxes = np.asarray(_host(instances.boxes), np.float32)
-    scores = np.asarray(_host(instances.scores), np.float32)
+    boxes = np.asarray(to_host(instances.boxes), np.float32)
+    scores = np.asarray(to_host(instances.scores), np.float32)
     for i, (object_id, concept) in enumerate(zip(ids, instances.concepts)):
         x0, y0, x1, y1 = (float(v) for v in boxes[i])
         color = color_of(object_id)

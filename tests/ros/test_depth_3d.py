@@ -1,7 +1,8 @@
 """3D from aligned depth under a real ROS 2, on both transports: an rclpy camera publishes colour, a 16UC1 depth
 image of a wall 2 m away and the colour camera's CameraInfo; the node (``ros2 launch`` with ``depth_topic:=``, or
 the DDS-direct node) publishes vision_msgs detections whose centroids lie on that wall, exactly where each
-instance's mask (from ``/sam3/instances``) back-projects. ``ros2 topic echo /sam3/detections_3d`` prints them."""
+instance's mask (from ``/sam3/instances``) back-projects, and each ``Instance`` carries the number of depth pixels
+behind its 3D. ``ros2 topic echo /sam3/detections_3d`` prints them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 
+from instance_checks import check_depth_pixels
 from sam3_ros.codec import rle
 from sam3_ros.msg import InstanceArray
 
@@ -133,6 +135,9 @@ def test_detections_3d_lie_where_the_masks_back_project(ros, node):
         position = detection.results[0].pose.pose.position
         assert (position.x, position.y, position.z) == pytest.approx(expected_centroid(by_id[detection.id]), abs=1e-6)
         assert detection.results[0].hypothesis.class_id == "cat"
+    # the 3D fields of the instances, as the transport delivers them: the depth pixels behind each estimate
+    check_depth_pixels(found, first, erode_px=2, min_points=20)  # the defaults
+    assert any(item.has_3d for item in found.instances)
     cloud = points.wait_for(same)
     assert cloud.width > 0 and [f.name for f in cloud.fields] == ["x", "y", "z", "id"]
 
