@@ -159,6 +159,12 @@ def output_masks(
     return dense_output_masks(logits, scores, groups, size)
 
 
+def prepare_host_path() -> None:
+    """Compile the host path's loop (or load it from numba's cache) now, so that a camera's first frame does not
+    wait for it."""
+    output_masks(torch.ones(1, 4, 4), torch.ones(1), torch.zeros(1, dtype=torch.long), (64, 96))
+
+
 def _host_output(
     logits: np.ndarray, scores: np.ndarray, groups: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, list[np.ndarray]] | None:
