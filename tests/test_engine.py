@@ -372,20 +372,3 @@ def test_bf16_precision_runs_on_cpu(loaded):
         out = engine.step(Frame(image(seed=seed)))
     assert len(out) > 0 and out.scores.dtype == torch.float32 and np.asarray(out.masks).any()
     assert engine.add_points(out.ids[0].item(), [[5, 5]], [1]) == out.ids[0].item()
-
-
-def test_frames_are_resized_to_uint8_values_before_normalizing():
-    """The model sees the frame resized (antialiased bilinear) to whole uint8 levels, as SAM 3's processor does:
-    within one level of the float resize, and every value a level."""
-    from sam3_ros.engine.preprocess import to_pixels
-
-    image = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    image[50:120, 60:200] = (220, 30, 30)
-    pixels = to_pixels(torch.from_numpy(image), 112, torch.float32)
-    levels = (pixels + 1) * 127.5
-    assert pixels.shape == (1, 3, 112, 112)
-    assert torch.allclose(levels, levels.round(), atol=1e-3)
-    float_resize = torch.nn.functional.interpolate(
-        torch.from_numpy(image).permute(2, 0, 1)[None].float(), size=(112, 112), mode="bilinear", antialias=True
-    )
-    assert (levels - float_resize).abs().max() <= 1.0

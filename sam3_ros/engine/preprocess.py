@@ -47,15 +47,9 @@ def _check_shape(shape: tuple[int, ...], max_pixels: int) -> None:
 
 
 def to_pixels(image: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 (H, W, 3) -> (1, 3, size, size) in ``dtype``: resized (bilinear, antialiased) to uint8 values, as SAM 3's
-    processor resizes the uint8 image, then normalized to [-1, 1] (rescale 1/255, mean 0.5, std 0.5). On the CPU
-    the uint8 frame is resized as it is (no float copy of the full frame); CUDA has no uint8 kernel for this, so
-    there the frame is resized in float and rounded."""
-    x = image.permute(2, 0, 1)[None]
+    """uint8 (H, W, 3) -> (1, 3, size, size) in ``dtype``, resized (bilinear) and normalized to [-1, 1]
+    (SAM 3's processor: rescale 1/255, mean 0.5, std 0.5)."""
+    x = image.permute(2, 0, 1)[None].float()
     if x.shape[-2:] != (size, size):
-        if x.device.type == "cpu":
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        else:
-            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-            x = x.round_().clamp_(0, 255)
-    return ((x.float() / 255.0 - 0.5) / 0.5).to(dtype)
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return ((x / 255.0 - 0.5) / 0.5).to(dtype)
