@@ -47,6 +47,7 @@ setup(
         "pycocotools>=2.0.8",
         "pillow>=10",
         "scipy>=1.10",
+        "numba>=0.60",  # the published masks on the host (engine/mask_runs.py)
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "psutil>=5.9",

@@ -108,6 +108,37 @@ def test_box_runs_at_camera_sizes(n, low, size):
         )
 
 
+def edge_case_logits(h, w):
+    """Objects at the limits of the box path: the whole frame, one source cell (in a corner, at the last row and
+    column, inside), a line along the border, values near the smallest the box path takes (across values that
+    cancel to tiny or zero), and nothing."""
+    out = np.full((8, h, w), -1.0, np.float32)
+    out[0] = 1.0
+    out[1, 0, 0] = 0.5
+    out[2, h - 1, w - 1] = 2.0
+    out[3, h // 2, w // 3] = 1e-3
+    out[4, :, w - 1] = 0.25
+    scale = np.float32(2.0**-55)
+    out[5] = scale * np.where(np.add.outer(np.arange(h), np.arange(w)) % 2, 1, -1)
+    out[6] = 0.0
+    out[6, h // 3 : h // 3 + 2, 1:3] = scale
+    return out  # out[7]: no positive value
+
+
+@pytest.mark.parametrize("low, size", [((32, 32), (720, 1280)), ((288, 288), (100, 120)), ((7, 9), (97, 301))])
+def test_box_runs_at_the_edges(low, size, monkeypatch):
+    dense = mask_runs.dense_output_masks
+    called = []
+    monkeypatch.setattr(mask_runs, "dense_output_masks", lambda *a: called.append(1) or dense(*a))
+    logits = torch.from_numpy(edge_case_logits(*low))
+    for scores, groups in (
+        (torch.linspace(1.0, 0.2, 8), torch.zeros(8, dtype=torch.long)),  # all of one concept, ranked
+        (torch.ones(8), torch.arange(8)),  # each its own
+    ):
+        assert same(mask_runs.output_masks(logits, scores, groups, size), dense(logits, scores, groups, size))
+    assert not called
+
+
 def test_where_the_box_path_is_not_exact_the_dense_one_runs(monkeypatch):
     rng = np.random.default_rng(5)
     logits, scores, groups = case(rng, "blobs", 5, 20, 20)

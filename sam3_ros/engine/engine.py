@@ -20,7 +20,7 @@ from .backends import make_encoder
 from .detector import Detector
 from .loading import LoadedModel, load_model
 from .mask_ops import fill_holes
-from .mask_runs import output_masks
+from .mask_runs import output_masks, prepare_host_path
 from .memory_bank import MemoryBank
 from .merge import MergeThresholds, NO_OBJECT_LOGIT, NEVER_OCCLUDED, associate, occlusion_suppression, suppress_shrunk
 from .preprocess import frame_tensor, to_pixels
@@ -116,6 +116,8 @@ class Engine:
         self.detector = Detector(self.model.detector_model, loaded.tokenize)
         self.encoder = make_encoder(settings.backend, self.model, device, dtype, self.image_size, loaded.name)
         self._upload = SideStream(device)  # frame upload + resize beside the previous frame's tail
+        if device.type == "cpu":
+            prepare_host_path()
         det, trk = settings.detection, settings.tracking
         self.thresholds = MergeThresholds(
             assoc_iou=trk.assoc_iou_threshold,

@@ -11,13 +11,16 @@ to the source size, ``> 0``, tight boxes, per-concept pixel non-overlap, RLE of 
   the mask on a (band, column) pair is one run touching the band's start or end: a prefix, a suffix, all or
   nothing. The work is per (band, column) inside the object's box, not per pixel.
 - The arithmetic is torch's CPU kernel's, bit for bit (indices, weights, and the fused multiply-adds its
-  compiler emits), so ``> 0`` decides every pixel as ``F.interpolate`` does. A run's end comes from the
-  linear zero crossing of the band; any pair whose crossing lies within rounding distance of a row is
-  evaluated row by row in exact float32 arithmetic.
+  compiler emits), so ``> 0`` decides every pixel as ``F.interpolate`` does. Most pairs need no row at all:
+  two source values of one sign give all or nothing. On the others the run's end is guessed from the linear
+  zero crossing and settled by the exact signs of the rows on either side of it.
 - Pixel non-overlap within a concept (highest score wins, ties to the lower index, only positive scores
   keep pixels) keeps runs runs: what higher-ranked masks claim on a (band, column) pair is a prefix and a
   suffix, so every kept mask is again one run per pair.
-- RLE: runs sorted in column-major order, touching runs merged, background runs by difference.
+- RLE: runs come out in column-major order (columns, then bands), touching runs merged as they are written.
+
+One compiled loop (numba) does all of it per object, in rank order, in a single pass over the object's
+(band, column) pairs: the work grows with the objects' area in the frame, with no (objects x image) arrays.
 
 Where that exactness is not guaranteed, the dense definition runs instead, on the whole frame: outputs
 with height + width <= 128 (torch uses another kernel there), a torch build whose arithmetic differs from
@@ -34,6 +37,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import njit
 
 from ..codec.rle import RleMasks
 from ..kernels.ops import exclusive_masks, rle_encode
@@ -45,12 +49,6 @@ F32, F64 = np.float32, np.float64
 SMALL_OUTPUT = 128  # torch's CPU kernel switches to its channels-last loop at height + width <= this
 TINY_LOGIT = 2.0**-60  # non-zero logits below this go to the dense definition
 TINY_VALUE = 2.0**-100  # interpolated values below this (non-zero) are evaluated row by row
-CROSSING_MARGIN = 2.0**-20  # source-coordinate distance of a zero crossing from a row that needs rows
-_LOW29, _HALF29 = (1 << 29) - 1, 1 << 28  # float64 bits below float32 precision, and a float32 tie
-
-
-class _NotRuns(Exception):
-    """A (band, column) pair whose exact mask is not a prefix or suffix (only with underflowing values)."""
 
 
 def fma32(a, b, c) -> np.ndarray:
@@ -72,30 +70,6 @@ def fma32(a, b, c) -> np.ndarray:
     return s.astype(F32)
 
 
-def _fma32_rows(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """``fma32(a, b, c)`` for (R, C) ``a`` and ``c`` and a (C,) ``b``: one float64 rounding, then float32; only
-    the values a second rounding could have changed (a float32 tie after an inexact sum, or tiny ones) go
-    through ``fma32``."""
-    b64 = b.astype(F64)
-    p = a.astype(F64)
-    p *= b64
-    p += c
-    out = p.astype(F32)
-    risky = (p.view(np.int64) & _LOW29) == _HALF29
-    risky |= np.abs(p) < 2.0**-125
-    if np.count_nonzero(risky):
-        k = np.flatnonzero(risky)
-        ak, bk, ck = a.reshape(-1)[k], b64[k % len(b)], c.reshape(-1)[k].astype(F64)
-        product, s = ak * bk, p.reshape(-1)[k]
-        back = s - product
-        inexact = ((product - (s - back)) + (ck - back)) != 0
-        inexact |= np.abs(s) < 2.0**-125
-        if np.count_nonzero(inexact):
-            k = k[inexact]
-            out.reshape(-1)[k] = fma32(ak[inexact], bk[inexact].astype(F32), ck[inexact].astype(F32))
-    return out
-
-
 @dataclass(frozen=True)
 class UpsampleAxis:
     """One axis of torch's bilinear upsampling (align_corners=False) from ``in_size`` to ``out_size``."""
@@ -104,7 +78,6 @@ class UpsampleAxis:
     i1: np.ndarray  # (out,) int64: upper source index
     l0: np.ndarray  # (out,) float32: weight of i0
     l1: np.ndarray  # (out,) float32: weight of i1
-    source: np.ndarray  # (out + 2,) float64: source coordinates, with -inf before and +inf after
     start: np.ndarray  # (in + 1,) int32: first output index of each band (i0 == r); entry ``in`` is empty
     end: np.ndarray  # (in + 1,) int32: one past its last
     ratio: float  # out / in
@@ -124,7 +97,6 @@ def upsample_axis(in_size: int, out_size: int) -> UpsampleAxis:
         i1=i0 + (i0 < in_size - 1),
         l0=(F32(1) - l1).astype(F32),
         l1=l1,
-        source=np.concatenate(([-np.inf], source.astype(F64), [np.inf])),
         start=np.append(np.searchsorted(i0, bands[:-1], "left"), out_size).astype(np.int32),
         end=np.append(np.searchsorted(i0, bands[:-1], "right"), out_size).astype(np.int32),
         ratio=out_size / in_size,
@@ -181,42 +153,70 @@ def output_masks(
     if host:
         values = logits.detach().float().numpy()
         if not np.count_nonzero((values != 0) & (np.abs(values) < TINY_LOGIT)):
-            try:
-                boxes, counts = _host_output(values, scores.detach().float().numpy(), groups.detach().numpy(), size)
-                return torch.from_numpy(boxes), RleMasks(counts, size)
-            except _NotRuns:
-                pass
+            done = _host_output(values, scores.detach().float().numpy(), groups.detach().numpy(), size)
+            if done is not None:
+                return torch.from_numpy(done[0]), RleMasks(done[1], size)
     return dense_output_masks(logits, scores, groups, size)
+
+
+def prepare_host_path() -> None:
+    """Compile the host path's loop (or load it from numba's cache) now, so that a camera's first frame does not
+    wait for it."""
+    output_masks(torch.ones(1, 4, 4), torch.ones(1), torch.zeros(1, dtype=torch.long), (64, 96))
 
 
 def _host_output(
     logits: np.ndarray, scores: np.ndarray, groups: np.ndarray, size: tuple[int, int]
-) -> tuple[np.ndarray, list[np.ndarray]]:
+) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """``output_masks`` on the host (see the module docstring); None where a pair's mask is not one run (only
+    with interpolated values that underflow)."""
     n, h, w = logits.shape
     ay, ax = upsample_axis(h, size[0]), upsample_axis(w, size[1])
-    boxes = np.zeros((n, 4), F32)
-    counts = [np.array([size[0] * size[1]], np.uint32) for _ in range(n)]
     first_band, bands, first_col, cols = _candidate_boxes(logits, ay, ax)
-    live = np.flatnonzero(bands > 0)
-    if not len(live):
-        return boxes, counts
-    # objects side by side in chunks of similar height (bands are padded to a chunk's tallest)
-    live = live[np.argsort(bands[live], kind="stable")]
-    chunks, start = [], 0
-    for k in range(1, len(live) + 1):
-        if k == len(live) or bands[live[k]] > 2 * bands[live[start]]:
-            chunks.append(_Chunk(logits, ay, ax, np.sort(live[start:k]), first_band, bands, first_col, cols))
-            start = k
-    placed = {}
-    for chunk in chunks:
-        boxes[chunk.ids] = chunk.boxes()
-        for k, i in enumerate(chunk.ids):
-            placed[int(i)] = (chunk, int(chunk.col_start[k]), int(chunk.col_start[k + 1]))
-    _exclusive(placed, scores, groups, first_band, bands, first_col, cols, ay)
-    for chunk in chunks:
-        for i, c in zip(chunk.ids, chunk.counts(size)):
-            counts[i] = c
-    return boxes, counts
+    order = np.lexsort((np.arange(n), -scores, groups))  # rank within each group: score, then index
+    # per group of several objects: the region of the frame where its objects' claims are kept
+    _, group_index, size_of = np.unique(groups, return_inverse=True, return_counts=True)
+    group_index = group_index.reshape(-1)
+    shared = (size_of[group_index] > 1) & (bands > 0)
+    last_band, last_col = first_band + bands, first_col + cols
+    regions = np.zeros((len(size_of), 4), np.int64)  # first band, first column, bands, columns
+    for g in np.unique(group_index[shared]):
+        members = shared & (group_index == g)
+        top, left = first_band[members].min(), first_col[members].min()
+        regions[g] = top, left, last_band[members].max() - top, last_col[members].max() - left
+    capacity = 2 * bands.astype(np.int64) * cols + 2  # every pair one run, plus the first and last background runs
+    offsets = np.concatenate(([0], np.cumsum(capacity)))
+    counts = np.empty(int(offsets[-1]), np.uint32)
+    lengths, boxes = np.zeros(n, np.int64), np.zeros((n, 4), F32)
+    ok = _runs_kernel(
+        np.ascontiguousarray(logits, F32),
+        (scores > 0)[order],
+        order,
+        group_index[order].astype(np.int64),
+        shared[order],
+        regions,
+        first_band,
+        bands,
+        first_col,
+        cols,
+        ay.start,
+        ay.end,
+        ay.l0,
+        ay.l1,
+        F64(ay.ratio),
+        ax.i0,
+        ax.i1,
+        ax.l0,
+        ax.l1,
+        int(size[0]),
+        counts,
+        offsets,
+        lengths,
+        boxes,
+    )
+    if not ok:
+        return None
+    return boxes, [counts[offsets[i] : offsets[i] + lengths[i]] for i in range(n)]
 
 
 def _candidate_boxes(logits: np.ndarray, ay: UpsampleAxis, ax: UpsampleAxis):
@@ -236,176 +236,179 @@ def _candidate_boxes(logits: np.ndarray, ay: UpsampleAxis, ax: UpsampleAxis):
     return first_band, last_band - first_band + 1, np.where(some, x0, 0), np.where(some, x1 - x0, 0)
 
 
-class _Chunk:
-    """Some objects' runs: their columns side by side (C in all), their bands padded to the tallest (NB).
-
-    ``lo``/``hi`` (NB, C) int32: output rows [lo, hi) of the mask on each (band, column) pair (lo == hi:
-    none); ``band_start``/``band_end`` the pairs' band rows."""
-
-    def __init__(self, logits, ay: UpsampleAxis, ax: UpsampleAxis, ids, first_band, bands, first_col, cols):
-        n, h, w = logits.shape
-        self.ids, self.cols = ids, cols[ids]
-        self.col_start = np.concatenate(([0], np.cumsum(self.cols)))
-        owner = np.repeat(np.arange(len(ids)), self.cols)
-        self.x = (np.arange(self.col_start[-1]) - self.col_start[owner]) + first_col[ids][owner]
-        tallest = int(bands[ids].max())
-        step = np.arange(tallest + 1)[:, None]
-        band0 = first_band[ids][owner]
-        rows = np.minimum(band0[None, :] + step, h - 1)  # source rows; the last band reads its own row twice
-        flat = logits.reshape(-1)
-        base = (ids[owner] * (h * w)).astype(np.int64) + rows * w
-        upper = flat[base + ax.i1[self.x]]
-        upper *= ax.l1[self.x]
-        across = _fma32_rows(flat[base + ax.i0[self.x]], ax.l0[self.x], upper)  # (NB + 1, C)
-        t0, t1 = across[:-1], across[1:]
-        valid = step[:-1] < bands[ids][owner][None, :]
-        band = np.minimum(band0[None, :] + step[:-1], h)  # padding: band h, which holds no rows
-        start, end = ay.start[band], ay.end[band]
-        p0, p1 = (t0 > 0) & valid, (t1 > 0) & valid
-        mixed = p0 != p1
-        # the zero crossing of t0 (1 - l) + t1 l, in source coordinates, and the first row at or after it
-        t0_64 = t0.astype(F64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            crossing = t0_64 / (t0_64 - t1)
-        crossing += band
-        row = crossing + 0.5
-        row *= ay.ratio
-        row -= 0.5
-        np.ceil(row, out=row)
-        np.fmax(row, start, out=row)  # fmax/fmin also replace the NaN of pairs without a crossing
-        np.fmin(row, end, out=row)
-        cut = row.astype(np.int32)
-        with np.errstate(invalid="ignore"):
-            below = ay.source[cut]  # the row before the cut (padded: index + 1 - 1)
-            below -= crossing
-            above = ay.source[cut + 1]
-            above -= crossing
-        near = below >= -CROSSING_MARGIN
-        near |= above <= CROSSING_MARGIN
-        near &= mixed
-        tiny = (np.abs(across) < TINY_VALUE) & (across != 0)
-        if np.count_nonzero(tiny):
-            near |= (tiny[:-1] | tiny[1:]) & valid
-        cut -= start
-        self.lo = cut * (mixed & p1)
-        self.lo += start
-        self.hi = cut * (mixed & p0)
-        self.hi += start
-        self.hi += (end - start) * p1
-        if np.count_nonzero(near):
-            k, c = np.nonzero(near)
-            self.lo[k, c], self.hi[k, c] = _rows_one_by_one(logits, ay, ax, ids[owner[c]], band[k, c], self.x[c])
-        self.band_start, self.band_end = start, end
-
-    def boxes(self) -> np.ndarray:
-        """(m, 4) float32 tight boxes of the objects' masks (zeros for none)."""
-        some = self.hi > self.lo
-        cols = some.any(0)
-        big = np.iinfo(np.int32).max
-        starts = self.col_start[:-1]
-        x0 = np.minimum.reduceat(np.where(cols, self.x, big), starts)
-        x1 = np.maximum.reduceat(np.where(cols, self.x, -1), starts) + 1
-        y0 = np.minimum.reduceat(np.where(some, self.lo, big).min(0), starts)
-        y1 = np.maximum.reduceat(np.where(some, self.hi, -1).max(0), starts)
-        out = np.stack([x0, y0, x1, y1], 1).astype(F32)
-        out[x0 == big] = 0
-        return out
-
-    def counts(self, size: tuple[int, int]) -> list[np.ndarray]:
-        """COCO RLE counts of the objects' (current) runs."""
-        height, width = size
-        pixels = height * width
-        m = len(self.ids)
-        owner = np.repeat(np.arange(m), self.cols)
-        # flat column-major index, each object in its own range (pixels + 1 apart: no run spans two)
-        offset = (owner.astype(np.int64) * (pixels + 1) + self.x.astype(np.int64) * height)[:, None]
-        keep = (self.hi > self.lo).T
-        starts, ends = (self.lo.T + offset)[keep], (self.hi.T + offset)[keep]
-        if len(starts):  # runs that touch (across a band or a column edge) are one run
-            new = np.ones(len(starts), bool)
-            new[1:] = starts[1:] != ends[:-1]
-            last = np.ones(len(starts), bool)
-            last[:-1] = new[1:]
-            starts, ends = starts[new], ends[last]
-        obj = starts // (pixels + 1)
-        runs = np.bincount(obj, minlength=m)
-        # per object: its range start, its run starts and ends, its range end; counts are the differences
-        edges = np.empty(2 * len(starts) + 2 * m, np.int64)
-        j = np.arange(len(starts))
-        edges[2 * j + 2 * obj + 1], edges[2 * j + 2 * obj + 2] = starts, ends
-        first = 2 * np.concatenate(([0], np.cumsum(runs)[:-1])) + 2 * np.arange(m)
-        base = np.arange(m, dtype=np.int64) * (pixels + 1)
-        edges[first], edges[first + 2 * runs + 1] = base, base + pixels
-        steps = np.diff(edges).astype(np.uint32)
-        out = []
-        for i in range(m):
-            c = steps[first[i] : first[i] + 2 * runs[i] + 1]
-            out.append(c[:-1] if len(c) > 1 and c[-1] == 0 else c)  # no empty background run at the end
-        return out
+@njit(cache=True, nogil=True)
+def _fma32_scalar(a, b, c):
+    """float32 ``a * b + c`` with one rounding (see ``fma32``), for float32 scalars."""
+    p = np.float64(a) * np.float64(b)
+    c64 = np.float64(c)
+    s = p + c64
+    back = s - p
+    error = (p - (s - back)) + (c64 - back)  # s + error == p + c exactly (TwoSum)
+    rounded = np.float32(s)
+    below = s - np.float64(rounded)
+    if error != 0.0 and below != 0.0:
+        # only a tie between two float32 values can round the wrong way: then s + below is the other one, and
+        # the exact sum lies beyond s on the side of the error
+        other = s + below
+        if np.float64(np.float32(other)) == other and (error > 0.0) == (below > 0.0):
+            return np.float32(other)
+    return rounded
 
 
-def _rows_one_by_one(logits, ay: UpsampleAxis, ax: UpsampleAxis, obj, band, x) -> tuple[np.ndarray, np.ndarray]:
-    """Exact [lo, hi) of some (object, band, column) pairs, every row of the band evaluated; ``_NotRuns`` if one
-    is not a prefix or suffix of its band."""
-    h = logits.shape[1]
-    across = [
-        fma32(logits[obj, r, ax.i0[x]], ax.l0[x], logits[obj, r, ax.i1[x]] * ax.l1[x])
-        for r in (band, np.minimum(band + 1, h - 1))
-    ]
-    start, end = ay.start[band], ay.end[band]
-    longest = int((end - start).max())
-    offsets = np.arange(longest)
-    inside = offsets < (end - start)[:, None]
-    rows = np.minimum(start[:, None] + offsets, end[:, None] - 1)
-    positive = fma32(across[0][:, None], ay.l0[rows], across[1][:, None] * ay.l1[rows]) > 0
-    positive &= inside
-    count = positive.sum(1)
-    first = np.where(count > 0, positive.argmax(1), 0)
-    one_run = (positive == (inside & (offsets >= first[:, None]) & (offsets < (first + count)[:, None]))).all(1)
-    lo = start + first
-    touches = (count == 0) | (lo == start) | (lo + count == end)
-    if not (one_run & touches).all():
-        raise _NotRuns
-    return np.where(count > 0, lo, start).astype(np.int32), np.where(count > 0, lo + count, start).astype(np.int32)
+@njit(cache=True, nogil=True, inline="always")
+def _positive(t0, t1, l0, l1):
+    """Whether the vertically interpolated value ``fma32(t0, l0, t1 * l1)`` is > 0 (its sign, decided in float64
+    where the float32 rounding cannot change it)."""
+    q = np.float32(np.float64(t1) * np.float64(l1))
+    s = np.float64(t0) * np.float64(l0) + np.float64(q)
+    if s <= 0.0:
+        return False
+    if s > 2.0**-140:
+        return True
+    return _fma32_scalar(t0, l0, q) > 0
 
 
-def _exclusive(placed: dict, scores, groups, first_band, bands, first_col, cols, ay: UpsampleAxis) -> None:
-    """Make the placed objects' runs pixel-exclusive within their group, in place: objects ranked by score
-    (ties: lower index); on each (band, column) pair the higher-ranked masks claim a prefix and a suffix of the
-    band, and a lower-ranked mask keeps what is left of its run. Objects of score <= 0 keep nothing."""
-    ids = np.array(sorted(placed))
-    for i in ids[scores[ids] <= 0]:
-        chunk, c0, c1 = placed[int(i)]
-        chunk.hi[:, c0:c1] = chunk.lo[:, c0:c1]
-    same = groups[ids][:, None] == groups[ids][None, :]
-    b0, b1 = first_band[ids], first_band[ids] + bands[ids]
-    x0, x1 = first_col[ids], first_col[ids] + cols[ids]
-    overlap = same & (b0[:, None] < b1[None, :]) & (b0[None, :] < b1[:, None])
-    overlap &= (x0[:, None] < x1[None, :]) & (x0[None, :] < x1[:, None])
-    np.fill_diagonal(overlap, False)
-    involved = ids[overlap.any(1)]  # objects whose region meets another's of the same group
-    claims = {}
-    for i in involved[np.lexsort((involved, -scores[involved], groups[involved]))]:
-        group = int(groups[i])
-        if group not in claims:  # claimed prefix ends and suffix starts over the group's region
-            members = involved[groups[involved] == group]
-            top, bottom = int(first_band[members].min()), int((first_band[members] + bands[members]).max())
-            left, right = int(first_col[members].min()), int((first_col[members] + cols[members]).max())
-            claims[group] = (
-                top,
-                left,
-                np.repeat(ay.start[top:bottom, None], right - left, axis=1),
-                np.repeat(ay.end[top:bottom, None], right - left, axis=1),
-            )
-        top, left, prefix_end, suffix_start = claims[group]
-        chunk, c0, c1 = placed[int(i)]
-        k, r, x = int(bands[i]), int(first_band[i]) - top, int(first_col[i]) - left
-        prefix, suffix = prefix_end[r : r + k, x : x + c1 - c0], suffix_start[r : r + k, x : x + c1 - c0]
-        lo, hi = chunk.lo[:k, c0:c1], chunk.hi[:k, c0:c1]
-        some = hi > lo
-        kept_lo, kept_hi = np.maximum(lo, prefix), np.minimum(hi, suffix)
-        np.maximum(prefix, hi * (some & (lo == chunk.band_start[:k, c0:c1])), out=prefix)
-        np.minimum(suffix, suffix - (suffix - lo) * (some & (hi == chunk.band_end[:k, c0:c1])), out=suffix)
-        if scores[i] > 0:
-            lo[...] = kept_lo
-            hi[...] = np.maximum(kept_hi, kept_lo)
+@njit(cache=True, nogil=True)
+def _band_run(t0, t1, band, start, end, l0, l1, ratio):
+    """Output rows [lo, hi) where the mask is set on one (band, column) pair of across values ``t0``, ``t1``;
+    lo == hi for none, -1 if the pair's mask is not one run touching the band's start or end."""
+    if start == end:
+        return start, start
+    if (t0 != 0 and abs(t0) < TINY_VALUE) or (t1 != 0 and abs(t1) < TINY_VALUE):
+        first, last = end, start  # products may underflow: every row, and the run checked
+        for y in range(start, end):
+            if _positive(t0, t1, l0[y], l1[y]):
+                first, last = min(first, y), y + 1
+        if first >= last:
+            return start, start
+        for y in range(first, last):
+            if not _positive(t0, t1, l0[y], l1[y]):
+                return -1, -1
+        if first != start and last != end:
+            return -1, -1
+        return first, last
+    if (t0 > 0) == (t1 > 0):  # the value keeps the sign of its two source values over the whole band
+        return (start, end) if t0 > 0 else (start, start)
+    return _cut(t0, t1, band, start, end, l0, l1, ratio)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cut(t0, t1, band, start, end, l0, l1, ratio):
+    """[lo, hi) of a (band, column) pair whose two across values differ in sign: the value is monotone along the
+    band, so the set rows are a prefix (t0 > 0) or a suffix. The first row past the linear zero crossing is a
+    guess, corrected by the exact signs of the rows around the cut."""
+    p0 = t0 > 0
+    crossing = band + np.float64(t0) / (np.float64(t0) - np.float64(t1))
+    cut = int(min(max(np.ceil((crossing + 0.5) * ratio - 0.5), start), end))
+    while cut > start and _positive(t0, t1, l0[cut - 1], l1[cut - 1]) != p0:
+        cut -= 1
+    while cut < end and _positive(t0, t1, l0[cut], l1[cut]) == p0:
+        cut += 1
+    return (start, cut) if p0 else (cut, end)
+
+
+@njit(cache=True, nogil=True)
+def _runs_kernel(
+    logits,
+    keeps,
+    order,
+    group_of,
+    shared,
+    regions,
+    first_band,
+    bands,
+    first_col,
+    cols,
+    band_start,
+    band_end,
+    y_l0,
+    y_l1,
+    ratio,
+    x_i0,
+    x_i1,
+    x_l0,
+    x_l1,
+    height,
+    counts,
+    offsets,
+    lengths,
+    boxes,
+):
+    """Every object's runs, in rank order (``order``: by group, then score): per column of its region, the
+    across values of its source rows, per band the run (``_band_run``), what higher-ranked objects of its group
+    claimed taken off (``keeps`` False: everything), the claims updated, the run appended to its RLE counts
+    (``counts[offsets[i]:]``, ``lengths[i]`` of them); ``boxes`` of the runs before claims. False if a pair's
+    mask is not one run."""
+    n, h, w = logits.shape
+    width = x_i0.shape[0]
+    pixels = height * width
+    # per group (``regions``: first band, first column, bands, columns): higher-ranked masks cover
+    # [start, prefix) and [suffix, end) of each (band, column) pair
+    claim_offsets = np.zeros(regions.shape[0] + 1, np.int64)
+    for g in range(regions.shape[0]):
+        claim_offsets[g + 1] = claim_offsets[g] + regions[g, 2] * regions[g, 3]
+    prefix = np.empty(claim_offsets[-1], np.int32)
+    suffix = np.empty(claim_offsets[-1], np.int32)
+    for g in range(regions.shape[0]):
+        for j in range(regions[g, 2]):
+            row = claim_offsets[g] + j * regions[g, 3]
+            prefix[row : row + regions[g, 3]] = band_start[regions[g, 0] + j]
+            suffix[row : row + regions[g, 3]] = band_end[regions[g, 0] + j]
+    across = np.empty(h + 1, np.float32)
+    for k in range(n):
+        i, g = order[k], group_of[k]
+        base, written, done = offsets[i], 0, 0  # done: flat column-major end of the last set run
+        if bands[i] == 0:
+            counts[base] = pixels
+            lengths[i] = 1
+            continue
+        b0, nb = first_band[i], bands[i]
+        top, bottom, left, right = height, 0, width, 0
+        for x in range(first_col[i], first_col[i] + cols[i]):
+            c0, c1, w0, w1 = x_i0[x], x_i1[x], x_l0[x], x_l1[x]
+            for j in range(nb + 1):
+                r = min(b0 + j, h - 1)  # the last band reads its own row twice
+                across[j] = _fma32_scalar(logits[i, r, c0], w0, np.float32(logits[i, r, c1] * w1))
+            column = x * height
+            for j in range(nb):
+                r = b0 + j
+                start, end = band_start[r], band_end[r]
+                t0, t1 = across[j], across[j + 1]
+                if (t0 <= 0 and t1 <= 0) or start == end:  # most pairs: no set pixel, or all of them
+                    continue
+                if t0 >= TINY_VALUE and t1 >= TINY_VALUE:
+                    lo, hi = start, end
+                elif (t0 > 0) != (t1 > 0) and abs(t0) >= TINY_VALUE and abs(t1) >= TINY_VALUE:
+                    lo, hi = _cut(t0, t1, r, start, end, y_l0, y_l1, ratio)
+                else:
+                    lo, hi = _band_run(t0, t1, r, start, end, y_l0, y_l1, ratio)
+                    if lo < 0:
+                        return False
+                if hi == lo:
+                    continue
+                top, bottom = min(top, lo), max(bottom, hi)
+                left, right = min(left, x), x + 1
+                if shared[k]:
+                    at = claim_offsets[g] + (r - regions[g, 0]) * regions[g, 3] + x - regions[g, 1]
+                    claimed_lo, claimed_hi = prefix[at], suffix[at]
+                    if lo == start:
+                        prefix[at] = max(claimed_lo, hi)
+                    if hi == end:
+                        suffix[at] = min(claimed_hi, lo)
+                    lo, hi = max(lo, claimed_lo), min(hi, claimed_hi)
+                if not keeps[k] or hi <= lo:
+                    continue
+                if column + lo == done and written > 0:  # touches the previous run: one run
+                    counts[base + written - 1] += hi - lo
+                else:
+                    counts[base + written] = column + lo - done
+                    counts[base + written + 1] = hi - lo
+                    written += 2
+                done = column + hi
+        if right > left:
+            boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3] = left, top, right, bottom
+        if written == 0 or done < pixels:  # the background after the last run (no empty one at the end)
+            counts[base + written] = pixels - done
+            written += 1
+        lengths[i] = written
+    return True
