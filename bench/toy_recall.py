@@ -14,7 +14,7 @@ import torch
 
 from sam3_ros.engine import ConceptPrompt, Frame, load_engine
 from sam3_ros.eval.synthetic import World, WorldConfig
-from sam3_ros.kernels.reference import mask_iou
+from sam3_ros.kernels.torch_ops import mask_iou
 from sam3_ros.settings import Settings
 
 

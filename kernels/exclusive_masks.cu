@@ -1,7 +1,7 @@
 // Per-pixel non-overlap of the output masks within groups (one group per concept).
 //
 // Semantics are those of transformers' Sam3VideoProcessor._apply_object_wise_non_overlapping_constraints
-// (background 0); sam3_ros/kernels/reference.py:exclusive_masks is the definition, this is its device
+// (background 0); sam3_ros/kernels/torch_ops.py:exclusive_masks is the definition, this is its device
 // version. Within a group, a pixel covered by several masks stays with the mask of the highest score (ties:
 // lower index), and only if that score is positive. Two launches: exclusive_order ranks the objects once,
 // then exclusive_masks walks them in that order at every pixel, so each pixel reads each mask once.

@@ -1,7 +1,7 @@
 // Detection-track merge in one block: matches, new-object spawns with ids, keep-alive counters.
 //
 // Semantics are those of transformers' Sam3VideoModel association (_associate_det_trk, the max-object
-// limit and the keep-alive part of _process_hotstart); sam3_ros/kernels/reference.py:merge_plan is the
+// limit and the keep-alive part of _process_hotstart); sam3_ros/kernels/torch_ops.py:merge_plan is the
 // definition, this is its device version. n and m are small (hundreds), so O(n*m) and O(n^2) loops
 // spread over one block finish in microseconds and need no host round trip.
 

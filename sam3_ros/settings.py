@@ -39,7 +39,7 @@ def _spec(
     return field(default=default, metadata=meta)
 
 
-QOS_PROFILES = ("sensor_data", "reliable", "best_effort")
+QOS_PROFILE_NAMES = ("sensor_data", "reliable", "best_effort")
 
 
 @dataclass
@@ -50,7 +50,7 @@ class InputSettings:
         "all topics carry sensor_msgs/CompressedImage (jpeg/png) instead of Image; "
         "topics named .../compressed always do",
     )
-    qos: str = _spec("sensor_data", "image subscription QoS profile", choices=QOS_PROFILES)
+    qos: str = _spec("sensor_data", "image subscription QoS profile", choices=QOS_PROFILE_NAMES)
     qos_depth: int = _spec(1, "image subscription history depth", lo=1, hi=100)
     max_image_pixels: int = _spec(4096 * 4096, "larger images are dropped (counted)", lo=1)
     largest_frame_bytes: int = _spec(

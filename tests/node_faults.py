@@ -28,7 +28,7 @@ from sam3_ros.pipeline.messages import time_to_ns
 from sam3_ros.pipeline.node import decode_image, engine_factory
 from sam3_ros.ros import names
 from sam3_ros.ros.dds import Participant, Publisher
-from sam3_ros.ros.dds_node import DdsTrackerNode
+from sam3_ros.ros.dds_node import DdsPerceptionNode
 from sam3_ros.settings import Settings, parse_override
 
 ERRORS = (TypeError, RuntimeError, KeyError, MemoryError)  # "every exception": one of each family
@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
     settings = Settings.default(dict(parse_override(text) for text in parser.parse_args(argv).set))
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     make = engine_factory(settings)
-    node = DdsTrackerNode(
+    node = DdsPerceptionNode(
         settings, lambda camera: FaultyEngine(make(camera)), FaultyParticipant(), decode=faulty_decode
     )
     stop = threading.Event()

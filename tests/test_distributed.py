@@ -15,7 +15,7 @@ import torch
 from sam3_ros.commands.bench_engine import moving_shapes
 from sam3_ros.engine import ConceptPrompt, Frame, load_engine, load_model
 from sam3_ros.engine.placement import assign_cameras, least_loaded
-from sam3_ros.kernels.reference import mask_iou
+from sam3_ros.kernels.torch_ops import mask_iou
 from sam3_ros.settings import Settings, SettingsError
 
 SIZE = 56
@@ -46,7 +46,7 @@ def test_least_loaded_camera_placement_is_balanced_and_deterministic():
 def test_node_places_three_cameras_on_two_devices_and_runs_them():
     from sam3_ros.codec.image import rgb_to_image_fields
     from sam3_ros.pipeline.messages import image_message
-    from sam3_ros.pipeline.node import TrackerNode, engine_factory
+    from sam3_ros.pipeline.node import PerceptionNode, engine_factory
 
     cameras = ["/a/image", "/b/image", "/c/image"]
     settings = Settings.default(
@@ -62,7 +62,7 @@ def test_node_places_three_cameras_on_two_devices_and_runs_them():
     make = engine_factory(settings)
     assert make.placement == {"/a/image": 0, "/b/image": 1, "/c/image": 0}  # 2 + 1
     published = []
-    node = TrackerNode(settings, make, lambda kind, message: published.append((kind, message)))
+    node = PerceptionNode(settings, make, lambda kind, message: published.append((kind, message)))
     rgb = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     for i, camera in enumerate(cameras):  # run each camera's frame on the caller's thread, as its worker does
         node._process(node.cameras[camera], image_message(rgb_to_image_fields(rgb), i + 1, "cam"), 0.0)
@@ -73,7 +73,7 @@ def test_node_with_object_placement_runs_one_camera_on_a_sharded_engine():
     from sam3_ros.codec.image import rgb_to_image_fields
     from sam3_ros.engine.distributed import ShardedEngine
     from sam3_ros.pipeline.messages import image_message
-    from sam3_ros.pipeline.node import TrackerNode, engine_factory
+    from sam3_ros.pipeline.node import PerceptionNode, engine_factory
 
     settings = Settings.default(
         {**SCENARIO, "devices": ["cpu", "cpu"], "placement": "objects", "input.topics": ["/cam"], "prompt.text": "cat"}
@@ -82,7 +82,7 @@ def test_node_with_object_placement_runs_one_camera_on_a_sharded_engine():
     try:
         assert isinstance(engine, ShardedEngine) and engine.num_workers == 1  # detector here, objects there
         published = []
-        node = TrackerNode(settings, lambda camera: engine, lambda kind, message: published.append((kind, message)))
+        node = PerceptionNode(settings, lambda camera: engine, lambda kind, message: published.append((kind, message)))
         for stamp, rgb in enumerate(moving_shapes(3, 48, 64), start=1):
             node._process(node.cameras["/cam"], image_message(rgb_to_image_fields(rgb), stamp, "cam"), 0.0)
         published = [m for k, m in published if k == "instances"]

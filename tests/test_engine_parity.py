@@ -3,7 +3,7 @@
 The reference is transformers' ``Sam3VideoModel`` streamed frame by frame (``Sam3VideoInferenceSession``)
 followed by its ``Sam3VideoProcessor.postprocess_outputs``, running its own NMS and hole filling: the two
 functions it calls on the ``cv-utils`` hub kernel are computed on the host by ``CvUtilsOnHost`` (see
-``sam3_ros.engine.reference``). Two weight draws: ``tiny-random``, whose tracker gives every object about the
+``sam3_ros.engine.transformers_loop``). Two weight draws: ``tiny-random``, whose tracker gives every object about the
 same object score and barely reads its memory, and a copy whose tracker is drawn again with fan-in scaled
 weights (``redrawn_tracker``), so that object scores differ between objects and frames and memory, object
 pointers and their temporal positions change the masks.
@@ -32,8 +32,8 @@ from sam3_ros.commands.bench_engine import moving_shapes
 from sam3_ros.engine import ConceptPrompt, Frame, load_engine, load_model
 from sam3_ros.engine.loading import LoadedModel
 from sam3_ros.engine.preprocess import to_pixels
-from sam3_ros.engine.reference import ReferenceLoop
-from sam3_ros.kernels.reference import mask_iou
+from sam3_ros.engine.transformers_loop import ReferenceLoop
+from sam3_ros.kernels.torch_ops import mask_iou
 from sam3_ros.pipeline.messages import instances_to_message
 from sam3_ros.settings import Settings
 

@@ -10,8 +10,8 @@ import torch
 from transformers.models.sam3_video import modeling_sam3_video as reference_module
 
 from sam3_ros.engine.mask_ops import fill_holes
-from sam3_ros.engine.reference import CvUtilsOnHost, cv_utils_on_host, masks_to_boxes_inclusive
-from sam3_ros.kernels.reference import mask_nms
+from sam3_ros.engine.transformers_loop import CvUtilsOnHost, cv_utils_on_host, masks_to_boxes_inclusive
+from sam3_ros.kernels.torch_ops import mask_nms
 
 
 def _brute_components(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -227,7 +227,7 @@ def test_make_bag_from_image_files(tmp_path):
 
 
 def test_overlay_colours_masks_by_id_and_rejects_wrong_sizes():
-    from sam3_ros.eval.overlay import ALPHA, draw, id_color
+    from sam3_ros.eval.overlay_video import ALPHA, draw, id_color
 
     gt = GroundTruth.load(DATA / "synthetic_seed0.gt.json")
     truth = gt.frame(0)

@@ -1,5 +1,5 @@
 """Fuzz of the node's input side (hypothesis): random ``Image`` and ``CompressedImage`` messages through
-``TrackerNode`` and the real codec, each followed by a good frame that must be answered.
+``PerceptionNode`` and the real codec, each followed by a good frame that must be answered.
 
 Every random message must be either answered (it was a valid image: decoded to the declared size) or
 counted as a bad image (the codec's ValueError), never anything else; the camera never stops. The engine
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from sam3_ros.codec.image import rgb_to_image_fields
 from sam3_ros.engine.types import Instances
 from sam3_ros.pipeline.messages import header, image_message
-from sam3_ros.pipeline.node import TrackerNode
+from sam3_ros.pipeline.node import PerceptionNode
 from sam3_ros.settings import Settings
 
 from fuzz_images import camera_messages
@@ -40,7 +40,7 @@ class NoObjectsEngine:
 
 def test_random_camera_messages_never_stop_the_camera():
     engine, outputs = NoObjectsEngine(), Outputs()
-    node = TrackerNode(
+    node = PerceptionNode(
         Settings.default({"input.topics": [CAMERA], "input.max_image_pixels": 1 << 20}), lambda camera: engine, outputs
     )
     stats = node.diagnostics.cameras[CAMERA]

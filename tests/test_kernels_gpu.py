@@ -22,7 +22,7 @@ import torch
 from test_kernels_merge import CONFIGS, random_merge_case
 
 from sam3_ros.codec import rle
-from sam3_ros.kernels import cuda_ops, nvrtc, ops, reference
+from sam3_ros.kernels import cuda_ops, nvrtc, ops, torch_ops
 from sam3_ros.kernels.launch import dims, kernel_arguments
 
 EMULATION = Path(__file__).resolve().parent / "cuda_emulation"
@@ -142,9 +142,9 @@ def _same(kernel, ref):
 def test_mask_iou(backend, gen, n, m, h, w):
     device = _fits(backend, (n + m) * h * w)
     a, b = _masks(gen, n, h, w), _masks(gen, m, h, w)
-    assert _same(cuda_ops.mask_iou(a.to(device), b.to(device)), reference.mask_iou(a, b))
+    assert _same(cuda_ops.mask_iou(a.to(device), b.to(device)), torch_ops.mask_iou(a, b))
     a_dev = a.to(device)
-    assert _same(cuda_ops.mask_iou(a_dev, a_dev), reference.mask_iou(a, a))
+    assert _same(cuda_ops.mask_iou(a_dev, a_dev), torch_ops.mask_iou(a, a))
 
 
 @pytest.mark.parametrize("n, h, w", [(1, 5, 5), (2, 7, 3), (50, 64, 64), (200, 288, 288), (700, 24, 24)])
@@ -153,7 +153,7 @@ def test_mask_nms(backend, gen, n, h, w):
     masks = _masks(gen, n, h, w)
     scores = torch.round(torch.rand(n, generator=gen) * 8) / 8  # ties
     for threshold in (0.0, 0.1, 0.5):
-        expected = reference.mask_nms(masks, scores, threshold)
+        expected = torch_ops.mask_nms(masks, scores, threshold)
         assert _same(cuda_ops.mask_nms(masks.to(device), scores.to(device), threshold), expected)
 
 
@@ -163,7 +163,7 @@ def test_nms_from_iou(backend, gen, n):
     iou = torch.round(torch.rand(n, n, generator=gen) * 4) / 4  # values exactly at the threshold
     scores = torch.round(torch.rand(n, generator=gen) * 5) / 5
     assert _same(
-        cuda_ops.nms_from_iou(iou.to(device), scores.to(device), 0.5), reference.nms_from_iou(iou, scores, 0.5)
+        cuda_ops.nms_from_iou(iou.to(device), scores.to(device), 0.5), torch_ops.nms_from_iou(iou, scores, 0.5)
     )
 
 
@@ -177,7 +177,7 @@ def test_merge_plan(backend, gen, n, m, prompts, config):
     case = random_merge_case(seed, n, m, prompts)
     iou, scores, nonempty, alive, next_id, det_prompt, trk_prompt = case
     for prompt_args in ((det_prompt, trk_prompt), (None, None)):
-        expected = reference.merge_plan(iou, scores, nonempty, alive, next_id, CONFIGS[config], *prompt_args)
+        expected = torch_ops.merge_plan(iou, scores, nonempty, alive, next_id, CONFIGS[config], *prompt_args)
         moved = [t.to(device) if t is not None else None for t in (iou, scores, nonempty, alive, next_id, *prompt_args)]
         plan = cuda_ops.merge_plan(*moved[:5], CONFIGS[config], *moved[5:])
         for name, got, want in zip(plan._fields, plan, expected):
@@ -194,7 +194,7 @@ def test_exclusive_masks(backend, gen, n, h, w, groups):
     scores = torch.round(torch.rand(n, generator=gen) * 4) / 4  # ties, and zeros (which keep no pixel)
     group = torch.randint(-1, groups - 1, (n,), generator=gen)  # -1: the engine's click-created objects
     got = cuda_ops.exclusive_masks(masks.to(device), scores.to(device), group.to(device))
-    assert _same(got, reference.exclusive_masks(masks, scores, group))
+    assert _same(got, torch_ops.exclusive_masks(masks, scores, group))
 
 
 @pytest.mark.parametrize(
@@ -228,13 +228,13 @@ def test_kernels_run_on_the_current_stream(gen):
         iou = cuda_ops.mask_iou(a, a)
         keep = cuda_ops.nms_from_iou(iou, torch.linspace(1, 0, 40, device=CUDA), 0.3)
     side.synchronize()
-    assert _same(iou, reference.mask_iou(a.cpu(), a.cpu()))
-    assert _same(keep, reference.nms_from_iou(iou.cpu(), torch.linspace(1, 0, 40), 0.3))
+    assert _same(iou, torch_ops.mask_iou(a.cpu(), a.cpu()))
+    assert _same(keep, torch_ops.nms_from_iou(iou.cpu(), torch.linspace(1, 0, 40), 0.3))
 
 
 @pytest.mark.gpu
 def test_ops_dispatches_to_the_kernels(gen):
     a = _masks(gen, 8, 32, 32).to(CUDA)
-    assert _same(ops.mask_iou(a, a), reference.mask_iou(a.cpu(), a.cpu()))
+    assert _same(ops.mask_iou(a, a), torch_ops.mask_iou(a.cpu(), a.cpu()))
     assert ops.kernel_status(a.device) is None
     assert [c.tolist() for c in ops.rle_encode(a.float())] == [c.tolist() for c in rle.encode(a.cpu().numpy())]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sam3_ros.engine.reference import video_processor
-from sam3_ros.kernels.reference import MergeConfig, exclusive_masks, mask_iou, merge_plan
+from sam3_ros.engine.transformers_loop import video_processor
+from sam3_ros.kernels.torch_ops import MergeConfig, exclusive_masks, mask_iou, merge_plan
 
 F32 = np.float32
 

@@ -6,7 +6,7 @@ import torch
 from pycocotools import mask as coco
 
 from sam3_ros.codec import rle
-from sam3_ros.kernels import ops, reference
+from sam3_ros.kernels import ops, torch_ops
 from sam3_ros.kernels.nvrtc import KernelsUnavailable
 
 
@@ -23,9 +23,9 @@ def test_ops_on_cpu_tensors_are_the_references():
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(5, 9, 7, generator=g) > 0.5, torch.rand(3, 9, 7, generator=g) > 0.5
     scores = torch.rand(5, generator=g)
-    assert torch.equal(ops.mask_iou(a, b), reference.mask_iou(a, b))
-    assert torch.equal(ops.mask_nms(a, scores, 0.3), reference.mask_nms(a, scores, 0.3))
-    iou = reference.mask_iou(a, b)
+    assert torch.equal(ops.mask_iou(a, b), torch_ops.mask_iou(a, b))
+    assert torch.equal(ops.mask_nms(a, scores, 0.3), torch_ops.mask_nms(a, scores, 0.3))
+    iou = torch_ops.mask_iou(a, b)
     plan = ops.merge_plan(
         iou, scores, torch.ones(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long), torch.tensor([1])
     )
@@ -33,13 +33,13 @@ def test_ops_on_cpu_tensors_are_the_references():
         torch.equal(x, y)
         for x, y in zip(
             plan,
-            reference.merge_plan(
+            torch_ops.merge_plan(
                 iou, scores, torch.ones(3, dtype=torch.bool), torch.zeros(3, dtype=torch.long), torch.tensor([1])
             ),
         )
     )
     groups = torch.tensor([0, 1, 0, 0, -1])
-    assert torch.equal(ops.exclusive_masks(a, scores, groups), reference.exclusive_masks(a, scores, groups))
+    assert torch.equal(ops.exclusive_masks(a, scores, groups), torch_ops.exclusive_masks(a, scores, groups))
     assert ops.kernel_status(torch.device("cpu")) == "cpu is not a CUDA device"
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from sam3_ros.pipeline.stamps import StampGaps
-from sam3_ros.ros.client import TrackerClient
+from sam3_ros.ros.client import PerceptionClient
 from sam3_ros.ros.dds_config import MIB, ReceiveBuffer, kernel_receive_buffer_limit, receive_buffer_bytes
 from sam3_ros.settings import Settings
 
@@ -67,7 +67,7 @@ def status_of(message, camera: str | None = None):
     return status, {kv.key: kv.value for kv in status.values}
 
 
-def settled_diagnostics(client: TrackerClient, camera: str, received: int | None = None, timeout: float = 30.0):
+def settled_diagnostics(client: PerceptionClient, camera: str, received: int | None = None, timeout: float = 30.0):
     """The camera's diagnostics once its ``received`` count stops changing (or reaches ``received``)."""
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
@@ -78,7 +78,7 @@ def settled_diagnostics(client: TrackerClient, camera: str, received: int | None
     return status, values
 
 
-def warm_up(client: TrackerClient, rgb: np.ndarray, timeout: float = 60.0) -> int:
+def warm_up(client: PerceptionClient, rgb: np.ndarray, timeout: float = 60.0) -> int:
     """Publish until the node has received an image (a reader drops samples of a writer it has not discovered
     yet, even once the writer has matched it); returns the node's received count then."""
     deadline = time.monotonic() + timeout
@@ -187,7 +187,7 @@ def test_gap_in_camera_stamps_shows_as_transport_loss_and_a_short_buffer_says_wh
         },
         log_path,
     )
-    client = TrackerClient(domain=domain)
+    client = PerceptionClient(domain=domain)
     try:
         assert client.wait_for_node([CAMERA], timeout=90, qos="reliable"), log_path.read_text()
         rgb = np.zeros((48, 64, 3), np.uint8)
@@ -228,7 +228,7 @@ def test_full_hd_stream_reaches_the_node(tmp_path):
         )
     domain, log_path = random.SystemRandom().randint(1, 200), tmp_path / "node.log"
     process = start_node(domain, {"input.topics": f"[{CAMERA}]", "output.diagnostics_period_s": "0.5"}, log_path)
-    client = TrackerClient(domain=domain)
+    client = PerceptionClient(domain=domain)
     try:
         assert client.wait_for_node([CAMERA], timeout=120), log_path.read_text()
         rgb = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), np.uint8)

@@ -22,7 +22,7 @@ from instance_checks import check_masks
 
 from sam3_ros.codec.image import rgb_to_compressed, rgb_to_image_fields
 from sam3_ros.pipeline.messages import compressed_message, header, image_message, time_to_ns
-from sam3_ros.ros.client import TrackerClient
+from sam3_ros.ros.client import PerceptionClient
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = random.SystemRandom().randint(1, 200)  # isolates this module from other DDS tests on the machine
@@ -113,7 +113,7 @@ def module_node(tmp_path_factory):
     """The node shared by the module's tests, and a client subscribed to its outputs."""
     log_path = tmp_path_factory.mktemp("node") / "node.log"
     process = start_node(NODE_SETTINGS, log_path)
-    client = TrackerClient(domain=DOMAIN)
+    client = PerceptionClient(domain=DOMAIN)
     try:  # the node is stopped also when it never came up
         overlay, labels = [], []
         client.participant.subscribe("/sam3/overlay", "sensor_msgs/msg/Image", overlay.append)
@@ -351,7 +351,7 @@ def test_a_signal_stops_a_namespaced_node_within_2s(tmp_path, signum):
         "--namespace",
         "robot7",
     )
-    client = TrackerClient(domain=DOMAIN, namespace="robot7", instances_topic="sam3/instances")
+    client = PerceptionClient(domain=DOMAIN, namespace="robot7", instances_topic="sam3/instances")
     try:
         assert client.wait_for_node(["/ns_cam/image_raw"], timeout=START_S), log_path.read_text()
         assert client.instances.name == "/robot7/sam3/instances"

@@ -1,4 +1,4 @@
-"""TrackerNode with a depth camera, in process with the real tiny-random engine: the vision_msgs outputs, the 3D
+"""PerceptionNode with a depth camera, in process with the real tiny-random engine: the vision_msgs outputs, the 3D
 of each instance on a known depth scene, and bad depth input counted in /diagnostics while the 2D outputs go on."""
 
 import numpy as np
@@ -9,7 +9,7 @@ from sam3_ros.codec.image import rgb_to_image_fields
 from sam3_ros.codec import rle
 from sam3_ros.pipeline.messages import image_message, time_to_ns
 from sam3_ros.pipeline.messages_3d import camera_info_message, depth_message
-from sam3_ros.pipeline.node import TrackerNode, engine_factory
+from sam3_ros.pipeline.node import PerceptionNode, engine_factory
 from sam3_ros.settings import Settings
 
 from instance_checks import check_depth_pixels
@@ -43,7 +43,7 @@ def settings():
 @pytest.fixture(scope="module")
 def node(settings):
     outputs = Outputs()
-    tracker = TrackerNode(settings, engine_factory(settings), outputs)
+    tracker = PerceptionNode(settings, engine_factory(settings), outputs)
     tracker.outputs = outputs
     tracker.start()
     yield tracker
@@ -135,7 +135,7 @@ def test_bad_depth_input_is_counted_and_the_2d_outputs_go_on(node, depth, camera
 
 def test_no_camera_info_yet_is_counted(settings):
     outputs = Outputs()
-    tracker = TrackerNode(settings, engine_factory(settings), outputs)
+    tracker = PerceptionNode(settings, engine_factory(settings), outputs)
     tracker.start()
     try:
         tracker.on_depth(CAMERA, depth_message(np.full((H, W), PLANE_M), 5))

@@ -1,4 +1,4 @@
-"""TrackerNode in process with the real tiny-random engine: what the rclpy lifecycle relies on
+"""PerceptionNode in process with the real tiny-random engine: what the rclpy lifecycle relies on
 (stop/start again), and requests that arrive before any image. Outputs are collected from ``publish``."""
 
 import time
@@ -9,7 +9,7 @@ import pytest
 
 from sam3_ros.codec.image import rgb_to_image_fields
 from sam3_ros.pipeline.messages import image_message, stamp_to_time, time_to_ns
-from sam3_ros.pipeline.node import TrackerNode, engine_factory
+from sam3_ros.pipeline.node import PerceptionNode, engine_factory
 from sam3_ros.settings import Settings
 
 from node_faults import Outputs
@@ -55,7 +55,7 @@ def prompt_request(phrases=(), boxes=(), labels=(), camera=""):
 
 def test_requests_before_any_image_fail_without_changing_anything(settings, engines):
     outputs = Outputs()
-    node = TrackerNode(settings, engines.__getitem__, outputs)
+    node = PerceptionNode(settings, engines.__getitem__, outputs)
     node.start()
     try:
         assert node.reset().success
@@ -86,7 +86,7 @@ def test_requests_before_any_image_fail_without_changing_anything(settings, engi
 
 def test_node_restarts_after_stop_as_a_lifecycle_deactivate_activate(settings, engines):
     outputs = Outputs()
-    node = TrackerNode(settings, engines.__getitem__, outputs)
+    node = PerceptionNode(settings, engines.__getitem__, outputs)
     node.start()
     node.on_image(CAMERAS[1], frame(10))
     assert outputs.wait_instances(10).camera == CAMERAS[1]

@@ -1,5 +1,5 @@
 """The rclpy lifecycle node, checked without ROS 2: it compiles, implements every transition and maps the
-services to ``TrackerNode``; without a ROS build the rclpy transport says what to do. tests/ros runs it under
+services to ``PerceptionNode``; without a ROS build the rclpy transport says what to do. tests/ros runs it under
 a real ROS 2 (``make test-ros``)."""
 
 import ast
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sam3_ros.commands.node import has_ros_build, pick_transport
-from sam3_ros.pipeline.node import TrackerNode
+from sam3_ros.pipeline.node import PerceptionNode
 from sam3_ros.ros import names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,7 @@ def _class(tree, name):
 def test_rclpy_node_compiles_and_implements_every_transition():
     tree = ast.parse(SOURCE.read_text(), str(SOURCE))
     compile(tree, str(SOURCE), "exec")
-    node = _class(tree, "TrackerLifecycleNode")
+    node = _class(tree, "PerceptionLifecycleNode")
     assert [b.id for b in node.bases] == ["LifecycleNode"]
     methods = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
     assert {"on_configure", "on_activate", "on_deactivate", "on_cleanup", "on_shutdown"} <= methods
@@ -34,7 +34,7 @@ def test_rclpy_node_compiles_and_implements_every_transition():
 
 def test_services_map_to_tracker_methods():
     for name, (srv_type, method) in names.SERVICES.items():
-        assert callable(getattr(TrackerNode, method)), method
+        assert callable(getattr(PerceptionNode, method)), method
         assert srv_type.count("/srv/") == 1 and name.startswith("sam3/")
 
 

@@ -1,4 +1,4 @@
-"""No input and no single failure of a stage stops a camera (TrackerNode in process, real tiny-random engine).
+"""No input and no single failure of a stage stops a camera (PerceptionNode in process, real tiny-random engine).
 
 Faults are injected by ``node_faults``: a decoder, an engine and publishers that raise one exception of
 each family once; after each, the next good frame must be answered and a service call must succeed. A
@@ -18,7 +18,7 @@ import pytest
 from sam3_ros.codec.image import rgb_to_image_fields
 from sam3_ros.interfaces import typestore
 from sam3_ros.pipeline.messages import image_message, time_to_ns
-from sam3_ros.pipeline.node import WORKER_RESTARTS, TrackerNode, engine_factory
+from sam3_ros.pipeline.node import WORKER_RESTARTS, PerceptionNode, engine_factory
 from sam3_ros.ros.decoding import decode_with_cv_bridge
 from sam3_ros.settings import Settings
 
@@ -53,11 +53,11 @@ def engine():
 
 
 class Running:
-    """A started TrackerNode with fault injection, its outputs, and a stamp counter."""
+    """A started PerceptionNode with fault injection, its outputs, and a stamp counter."""
 
     def __init__(self, engine, settings=None, decode=faulty_decode):
         self.outputs = Outputs()
-        self.node = TrackerNode(
+        self.node = PerceptionNode(
             settings or make_settings(), lambda camera: engine, faulty_publish(self.outputs), decode=decode
         )
         self.stamp = 0

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from sam3_ros.codec.image import rgb_to_compressed, rgb_to_image_fields
 from sam3_ros.interfaces import typestore
 from sam3_ros.pipeline.messages import compressed_message, header, image_message
-from sam3_ros.ros.client import TrackerClient
+from sam3_ros.ros.client import PerceptionClient
 
 from fuzz_images import camera_messages
 from node_faults import ERRORS, STAGES, STALL_S, fault_id
@@ -124,7 +124,7 @@ def node(tmp_path_factory):
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    client = TrackerClient(domain=DOMAIN)
+    client = PerceptionClient(domain=DOMAIN)
     running = FaultyNode(process, client, log_path)
     try:
         assert client.wait_for_node([RAW], timeout=90, qos="reliable"), f"node did not come up:\n{running.log()}"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam3_ros.kernels.reference import mask_iou, mask_nms, nms_from_iou
+from sam3_ros.kernels.torch_ops import mask_iou, mask_nms, nms_from_iou
 
 
 def _brute_iou(a, b):

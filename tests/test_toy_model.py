@@ -14,7 +14,7 @@ import torch
 from sam3_ros.engine import ConceptPrompt, Frame, load_engine, load_model
 from sam3_ros.engine.mask_ops import masks_to_boxes
 from sam3_ros.eval.synthetic import World, WorldConfig, hard_negatives
-from sam3_ros.kernels.reference import mask_iou
+from sam3_ros.kernels.torch_ops import mask_iou
 from sam3_ros.models import TOY_DIR
 from sam3_ros.settings import Settings
 

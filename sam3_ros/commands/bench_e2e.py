@@ -475,11 +475,11 @@ def _compact_output(objects: int, size: tuple[int, int], frames: int) -> dict:
 def _through_node(args, overrides, count, width, height, rows, result) -> bool:
     """The node in its own process over DDS: lockstep round trips, then the camera stream (into ``rows``
     and ``result``); False if the node did not come up."""
-    from ..ros.client import TrackerClient
+    from ..ros.client import PerceptionClient
 
     domain = random.SystemRandom().randint(1, 200)
     node = _start_node(domain, overrides)
-    client = TrackerClient(domain=domain)
+    client = PerceptionClient(domain=domain)
     try:
         if not client.wait_for_node(["/bench/image_raw"], timeout=600, qos="reliable"):  # compile/TensorRT warm-up
             return False

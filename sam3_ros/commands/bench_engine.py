@@ -145,7 +145,7 @@ class ReferenceRun:
     the source size are included, as ``Engine.step`` does them."""
 
     def __init__(self, loaded, settings, phrases: list[str], frames: int, device):
-        from ..engine.reference import ReferenceLoop
+        from ..engine.transformers_loop import ReferenceLoop
 
         self.loaded, self.device, self.timings = loaded, device, _Timings(frames)
         self.dtype = next(loaded.model.parameters()).dtype

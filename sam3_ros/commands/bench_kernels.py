@@ -135,7 +135,7 @@ def _cases(quick: bool, device, broadcast_limit: float):
     import torch
 
     from sam3_ros.codec import rle
-    from sam3_ros.kernels import cuda_ops, ops, reference
+    from sam3_ros.kernels import cuda_ops, ops, torch_ops
 
     # On a machine without CUDA, say that, rather than "cpu is not a CUDA device".
     status = ops.kernel_status(device if torch.cuda.is_available() else torch.device("cuda"))
@@ -161,7 +161,7 @@ def _cases(quick: bool, device, broadcast_limit: float):
             f"{n}x{n}",
             {
                 "kernel": kernel(lambda a=a, b=b: cuda_ops.mask_iou(a, b)),
-                "reference": lambda a=a, b=b: reference.mask_iou(a, b),
+                "reference": lambda a=a, b=b: torch_ops.mask_iou(a, b),
                 "broadcast": broadcast,
                 "int8_gemm": lambda a=a, b=b: _int8_gemm_iou(a, b),
             },
@@ -170,13 +170,13 @@ def _cases(quick: bool, device, broadcast_limit: float):
     n = 8 if quick else 200
     masks = _blobs(n, side, side, device, 3)
     scores = torch.rand(n, generator=torch.Generator().manual_seed(4)).to(device)
-    iou = reference.mask_iou(masks, masks)
+    iou = torch_ops.mask_iou(masks, masks)
     yield (
         "mask_nms",
         f"{n}",
         {
             "kernel": kernel(lambda: cuda_ops.mask_nms(masks, scores, 0.1)),
-            "reference": lambda: reference.mask_nms(masks, scores, 0.1),
+            "reference": lambda: torch_ops.mask_nms(masks, scores, 0.1),
         },
     )
     yield (
@@ -184,13 +184,13 @@ def _cases(quick: bool, device, broadcast_limit: float):
         f"{n}",
         {
             "kernel": kernel(lambda: cuda_ops.nms_from_iou(iou, scores, 0.1)),
-            "reference": lambda: reference.nms_from_iou(iou, scores, 0.1),
+            "reference": lambda: torch_ops.nms_from_iou(iou, scores, 0.1),
         },
     )
 
     n_trk = 4 if quick else 64
     trk = _blobs(n_trk, side, side, device, 5)
-    det_iou = reference.mask_iou(masks, trk)
+    det_iou = torch_ops.mask_iou(masks, trk)
     args = (
         det_iou,
         scores,
@@ -201,7 +201,7 @@ def _cases(quick: bool, device, broadcast_limit: float):
     yield (
         "merge_plan",
         f"{n}x{n_trk}",
-        {"kernel": kernel(lambda: cuda_ops.merge_plan(*args)), "reference": lambda: reference.merge_plan(*args)},
+        {"kernel": kernel(lambda: cuda_ops.merge_plan(*args)), "reference": lambda: torch_ops.merge_plan(*args)},
     )
 
     rle_sizes = [(2, 48, 64)] if quick else [(32, 720, 1280), (32, 1080, 1920)]

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.benchmark import write_benchmark
     from ..eval.evaluate import replay_bag
     from ..eval.groundtruth import GroundTruth
-    from ..eval.overlay import write_video
+    from ..eval.overlay_video import write_video
     from ..eval.report import summary, write_report
     from ..eval.synthetic import WorldConfig
     from ..settings import Settings, parse_override

@@ -93,14 +93,14 @@ def run_dds(settings, namespace: str = "") -> int:
     """Run the DDS-direct node until SIGINT or SIGTERM."""
     from ..pipeline.node import engine_factory
     from ..ros.dds import Participant
-    from ..ros.dds_node import DdsTrackerNode
+    from ..ros.dds_node import DdsPerceptionNode
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         participant = Participant(namespace=namespace, largest_frame_bytes=settings.input.largest_frame_bytes)
-        node = DdsTrackerNode(settings, engine_factory(settings), participant)
+        node = DdsPerceptionNode(settings, engine_factory(settings), participant)
     except ValueError as exc:  # bad ROS_DOMAIN_ID or namespace, a model that cannot be loaded
         raise UsageError(str(exc)) from None
     logging.getLogger("sam3_ros.node").info(

@@ -146,7 +146,7 @@ def output_masks(
 ) -> tuple[torch.Tensor, RleMasks]:
     """Boxes (N, 4) float32 (xyxy, ends exclusive, zeros for an empty mask) of the low-res mask ``logits``
     (N, h, w) upsampled to ``size`` (H, W) and thresholded at 0, and those masks made pixel-exclusive within
-    each group (``groups`` (N,); ``scores`` (N,) rank them, see ``kernels.reference.exclusive_masks``) as RLE.
+    each group (``groups`` (N,); ``scores`` (N,) rank them, see ``kernels.torch_ops.exclusive_masks``) as RLE.
     Exactly ``dense_output_masks``; on the host inside each object's box (see the module docstring)."""
     h, w = int(logits.shape[1]), int(logits.shape[2])
     host = logits.device.type == "cpu" and sum(size) > SMALL_OUTPUT and emulation_matches_torch((h, w), size)

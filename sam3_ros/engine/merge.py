@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..kernels.ops import mask_iou, merge_plan
-from ..kernels.reference import MergeConfig
+from ..kernels.torch_ops import MergeConfig
 
 NO_OBJECT_LOGIT = -10.0
 NEVER_OCCLUDED = -1

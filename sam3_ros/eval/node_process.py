@@ -29,7 +29,7 @@ REPLY_TIMEOUT_S = 30.0
 class NodeProcess:
     """A context manager: starts the node, waits until it serves the camera topics, stops it on exit.
 
-    ``client`` is a :class:`sam3_ros.ros.client.TrackerClient` on the node's domain."""
+    ``client`` is a :class:`sam3_ros.ros.client.PerceptionClient` on the node's domain."""
 
     def __init__(self, settings, workdir: str | Path, domain: int | None = None):
         self.settings, self.workdir = settings, Path(workdir)
@@ -39,7 +39,7 @@ class NodeProcess:
         self.client = None
 
     def __enter__(self) -> "NodeProcess":
-        from ..ros.client import TrackerClient
+        from ..ros.client import PerceptionClient
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         params = self.workdir / "node_settings.yaml"
@@ -53,7 +53,7 @@ class NodeProcess:
                 stderr=subprocess.STDOUT,
             )
         try:
-            self.client = TrackerClient(domain=self.domain)
+            self.client = PerceptionClient(domain=self.domain)
             deadline = time.monotonic() + STARTUP_TIMEOUT_S
             while not self.client.wait_for_node(self.settings.input.topics, timeout=2.0):
                 self.check_alive()

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from sam3_ros.kernels.launch import launch
-from sam3_ros.kernels.reference import MergeConfig, MergePlan, check_merge_inputs
+from sam3_ros.kernels.torch_ops import MergeConfig, MergePlan, check_merge_inputs
 
 _PACK_WARPS = 8  # must match PACK_WARPS in mask_iou.cu
 _TILE = 16  # must match TILE in mask_iou.cu
@@ -111,7 +111,7 @@ def nms_from_iou(iou: torch.Tensor, scores: torch.Tensor, iou_threshold: float) 
 
 
 def mask_nms(masks: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy mask NMS (see ``reference.mask_nms``): IoU kernel, then the suppression kernel."""
+    """Greedy mask NMS (see ``torch_ops.mask_nms``): IoU kernel, then the suppression kernel."""
     return nms_from_iou(mask_iou(masks, masks), scores, iou_threshold)
 
 
@@ -143,7 +143,7 @@ def merge_plan(
     det_prompt: torch.Tensor | None = None,
     trk_prompt: torch.Tensor | None = None,
 ) -> MergePlan:
-    """Detection-track merge on device; same arguments and result as ``reference.merge_plan``."""
+    """Detection-track merge on device; same arguments and result as ``torch_ops.merge_plan``."""
     device = _require_cuda(iou, det_scores, trk_nonempty, keep_alive, next_id)
     n, m = check_merge_inputs(iou, det_scores, trk_nonempty, keep_alive, next_id, det_prompt, trk_prompt)
     cfg = _MergeConfigC(*(getattr(config, name) for name, _ in _MergeConfigC._fields_))
@@ -181,7 +181,7 @@ def merge_plan(
 
 
 def exclusive_masks(masks: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Per-group pixel non-overlap of (N, H, W) bool masks on device; same result as ``reference.exclusive_masks``."""
+    """Per-group pixel non-overlap of (N, H, W) bool masks on device; same result as ``torch_ops.exclusive_masks``."""
     device = _require_cuda(masks, scores, groups)
     masks = _bool_masks(masks, "masks")
     n, h, w = masks.shape

@@ -1,6 +1,6 @@
 """The functions the engine calls: CUDA kernels for CUDA tensors when they compile, torch references otherwise.
 
-Same signatures and results as ``sam3_ros.kernels.reference`` (and ``sam3_ros.codec.rle.encode`` for
+Same signatures and results as ``sam3_ros.kernels.torch_ops`` (and ``sam3_ros.codec.rle.encode`` for
 ``rle_encode``). The first CUDA call compiles (or loads from the disk cache) the kernels; if that fails
 (no cuda-python, no NVRTC, unsupported GPU) the reason is logged once, kept (``kernel_status``), and
 every later call uses the reference.
@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from sam3_ros.codec import rle
-from sam3_ros.kernels import reference
+from sam3_ros.kernels import torch_ops
 from sam3_ros.kernels.nvrtc import KernelsUnavailable
-from sam3_ros.kernels.reference import MergeConfig, MergePlan
+from sam3_ros.kernels.torch_ops import MergeConfig, MergePlan
 
 log = logging.getLogger(__name__)
 _failure: str | None = None
@@ -67,18 +67,18 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     The kernel takes bool masks; other dtypes go to the reference.
     """
     ops = _cuda(a, b) if a.dtype == b.dtype == torch.bool else None
-    return (ops or reference).mask_iou(a, b)
+    return (ops or torch_ops).mask_iou(a, b)
 
 
 def mask_nms(masks: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy mask NMS; (N,) bool keep mask in input order (see ``reference.mask_nms``)."""
+    """Greedy mask NMS; (N,) bool keep mask in input order (see ``torch_ops.mask_nms``)."""
     ops = _cuda(masks, scores) if masks.dtype == torch.bool else None
-    return (ops or reference).mask_nms(masks, scores, iou_threshold)
+    return (ops or torch_ops).mask_nms(masks, scores, iou_threshold)
 
 
 def nms_from_iou(iou: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy suppression over a precomputed (N, N) IoU matrix (see ``reference.nms_from_iou``)."""
-    return (_cuda(iou, scores) or reference).nms_from_iou(iou, scores, iou_threshold)
+    """Greedy suppression over a precomputed (N, N) IoU matrix (see ``torch_ops.nms_from_iou``)."""
+    return (_cuda(iou, scores) or torch_ops).nms_from_iou(iou, scores, iou_threshold)
 
 
 def merge_plan(
@@ -91,15 +91,15 @@ def merge_plan(
     det_prompt: torch.Tensor | None = None,
     trk_prompt: torch.Tensor | None = None,
 ) -> MergePlan:
-    """Detection-track merge (see ``reference.merge_plan``)."""
-    ops = _cuda(iou, det_scores, trk_nonempty, keep_alive, next_id) or reference
+    """Detection-track merge (see ``torch_ops.merge_plan``)."""
+    ops = _cuda(iou, det_scores, trk_nonempty, keep_alive, next_id) or torch_ops
     return ops.merge_plan(iou, det_scores, trk_nonempty, keep_alive, next_id, config, det_prompt, trk_prompt)
 
 
 def exclusive_masks(masks: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """Masks that share no pixel within a group (see ``reference.exclusive_masks``); the kernel takes bool masks."""
+    """Masks that share no pixel within a group (see ``torch_ops.exclusive_masks``); the kernel takes bool masks."""
     ops = _cuda(masks, scores, groups) if masks.dtype == torch.bool else None
-    return (ops or reference).exclusive_masks(masks, scores, groups)
+    return (ops or torch_ops).exclusive_masks(masks, scores, groups)
 
 
 def rle_encode(masks: torch.Tensor) -> list[np.ndarray]:

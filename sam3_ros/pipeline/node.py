@@ -112,9 +112,9 @@ def _is_sparse(count: int) -> bool:
     return count > 0 and 10 ** (len(str(count)) - 1) == count
 
 
-class TrackerNode:
-    """Transport-neutral tracker node. ``engine_factory(camera)`` builds one engine per camera;
-    ``decode(message, max_pixels)`` turns an image message into RGB (ValueError for bad input)."""
+class PerceptionNode:
+    """The node logic both transports (rclpy, DDS-direct) share. ``engine_factory(camera)`` builds one engine
+    per camera; ``decode(message, max_pixels)`` turns an image message into RGB (ValueError for bad input)."""
 
     def __init__(
         self,
@@ -198,14 +198,14 @@ class TrackerNode:
         """``SetPrompt``: phrases and/or exemplar boxes, for one camera or all ("")."""
         keep_tracks = bool(request.keep_tracks)
 
-        def plan():  # every camera's prompt is validated before any camera changes
+        def commands():  # every camera's prompt is validated before any camera changes
             prompts = [
                 (c, parse_set_prompt(request, self.settings.prompt, c.image_size))
                 for c in self._targets(request.camera)
             ]
             return [(c, lambda c=c, p=p: self._set_prompt(c, p, keep_tracks)) for c, p in prompts]
 
-        done = self._call("set_prompt", plan)
+        done = self._call("set_prompt", commands)
         if isinstance(done, Reply):
             return done
         return Reply(
@@ -226,12 +226,12 @@ class TrackerNode:
             points = parse_add_points(request, camera.image_size)
             return int(camera.engine.add_points(points.object_id, points.points, points.labels, points.box))
 
-        def plan():
+        def commands():
             (camera,) = self._targets(request.camera, single=True)
             parse_add_points(request, camera.image_size)  # reject bad clicks without waiting for the worker
             return [(camera, lambda: run(camera))]
 
-        done = self._call("add_points", plan)
+        done = self._call("add_points", commands)
         if isinstance(done, Reply):
             return done
         verb = "created" if int(request.object_id) == -1 else "refined"
@@ -274,16 +274,16 @@ class TrackerNode:
     def _call(
         self,
         service: str,
-        plan: Callable[[], list[tuple[_Camera, Callable[[], Any]]]],
+        commands: Callable[[], list[tuple[_Camera, Callable[[], Any]]]],
         check: Callable[[list], None] | None = None,
     ) -> list | Reply:
-        """Validate with ``plan()`` on the caller's thread, giving (camera, command) pairs; run each command
+        """Validate with ``commands()`` on the caller's thread, giving (camera, command) pairs; run each command
         on its camera's worker (between frames) and wait up to ``COMMAND_TIMEOUT_S`` in all; then ``check``
         the results. Every failure becomes a failed Reply, counted in the diagnostics as
         ``<service>.rejected`` (ValueError: a bad request), ``.unavailable`` (no worker serves a camera),
         ``.timeout``, or ``.failed`` (anything else the engine raised)."""
         try:
-            futures = [camera.slot.submit(command) for camera, command in plan()]
+            futures = [camera.slot.submit(command) for camera, command in commands()]
             if wait_futures(futures, COMMAND_TIMEOUT_S).not_done:
                 self.diagnostics.count(f"{service}.timeout")
                 return Reply(False, f"{service} did not finish within {COMMAND_TIMEOUT_S} s")

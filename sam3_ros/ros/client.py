@@ -2,7 +2,7 @@
 
 Used by the tests, ``sam3-ros eval``/``demo`` (replay a bag through the node) and benchmarks::
 
-    client = TrackerClient(domain=17)
+    client = PerceptionClient(domain=17)
     client.wait_for_node()
     client.set_prompt(["person"])
     client.publish_image("/camera/image_raw", rgb, stamp_ns=1)
@@ -30,7 +30,7 @@ from .dds import Participant, Publisher, ServiceClient
 RECENT_RESULTS = 256  # InstanceArray messages kept for lookup by stamp (bounded memory)
 
 
-class TrackerClient:
+class PerceptionClient:
     """Cameras in, ``InstanceArray``/diagnostics out, and the node's services, on one DDS participant."""
 
     def __init__(

@@ -38,7 +38,7 @@ from cyclonedds.util import duration
 from ..settings import InputSettings
 from .dds_config import ReceiveBuffer, participant_config
 from .dds_types import Received, WireType
-from .names import QOS_PROFILES
+from .names import QOS_POLICIES
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,9 @@ def topic_name(name: str, namespace: str = "") -> str:
 
 def dds_qos(profile: str, depth: int | None = None, type_hash: str = "") -> Qos:
     """DDS QoS for a ROS QoS profile name (``sensor_data``, ``reliable``, ``best_effort``, ``services``)."""
-    if profile not in QOS_PROFILES:
-        raise ValueError(f"unknown QoS profile {profile!r}; expected one of {', '.join(QOS_PROFILES)}")
-    reliable, default_depth = QOS_PROFILES[profile]
+    if profile not in QOS_POLICIES:
+        raise ValueError(f"unknown QoS profile {profile!r}; expected one of {', '.join(QOS_POLICIES)}")
+    reliable, default_depth = QOS_POLICIES[profile]
     policies = [
         Policy.Reliability.Reliable(duration(milliseconds=100)) if reliable else Policy.Reliability.BestEffort,
         Policy.History.KeepLast(depth or default_depth),

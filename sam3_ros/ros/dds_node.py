@@ -1,4 +1,4 @@
-"""The tracker node on the DDS-direct transport: ``TrackerNode`` wired to Cyclone DDS topics and services."""
+"""The tracker node on the DDS-direct transport: ``PerceptionNode`` wired to Cyclone DDS topics and services."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..interfaces import typestore
-from ..pipeline.node import Reply, TrackerNode, decode_image, is_compressed_topic
+from ..pipeline.node import Reply, PerceptionNode, decode_image, is_compressed_topic
 from ..settings import Settings
 from . import names
 from .dds import Participant
@@ -22,9 +22,9 @@ def reply_message(reply: Reply, response_type: str) -> Any:
     return typestore().types[response_type](**{name: getattr(reply, name) for name, _ in fields})
 
 
-class DdsTrackerNode:
-    """Creates the publishers, then ``TrackerNode`` (loads the engines), then subscriptions and services.
-    ``decode`` is the node's image decoder (``TrackerNode``'s ``decode``)."""
+class DdsPerceptionNode:
+    """Creates the publishers, then ``PerceptionNode`` (loads the engines), then subscriptions and services.
+    ``decode`` is the node's image decoder (``PerceptionNode``'s ``decode``)."""
 
     def __init__(
         self,
@@ -45,7 +45,7 @@ class DdsTrackerNode:
             publishers["labels"] = participant.publisher(names.LABELS_TOPIC, names.IMAGE_TYPE, "reliable")
         for kind, (topic, ros_type) in names.output_topics(settings).items():
             publishers[kind] = participant.publisher(topic, ros_type, "reliable")
-        self.node = TrackerNode(
+        self.node = PerceptionNode(
             settings, engine_factory, lambda kind, message: publishers[kind].publish(message), decode
         )
         buffer = participant.receive_buffer

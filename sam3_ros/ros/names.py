@@ -12,7 +12,7 @@ DETECTIONS_3D_TOPIC = "sam3/detections_3d"
 POINTS_TOPIC = "sam3/points"
 DIAGNOSTICS_TOPIC = "/diagnostics"  # absolute, as ROS 2 diagnostics tools expect
 
-# service name -> (service type, TrackerNode method)
+# service name -> (service type, PerceptionNode method)
 SERVICES = {
     "sam3/set_prompt": ("sam3_ros/srv/SetPrompt", "set_prompt"),
     "sam3/add_points": ("sam3_ros/srv/AddPoints", "add_points"),
@@ -31,7 +31,7 @@ DETECTIONS_3D_TYPE = "vision_msgs/msg/Detection3DArray"
 POINTS_TYPE = "sensor_msgs/msg/PointCloud2"
 
 # QoS profile -> (reliable, default history depth); durability is volatile for all, as rclpy's profiles.
-QOS_PROFILES = {"sensor_data": (False, 1), "reliable": (True, 10), "best_effort": (False, 1), "services": (True, 10)}
+QOS_POLICIES = {"sensor_data": (False, 1), "reliable": (True, 10), "best_effort": (False, 1), "services": (True, 10)}
 
 
 def output_topics(settings) -> dict[str, tuple[str, str]]:

@@ -1,5 +1,5 @@
 """rclpy transport: the tracker as a lifecycle (managed) node on a robot. Thin: all logic is in
-``sam3_ros.pipeline.node.TrackerNode``; this module adapts rclpy to it.
+``sam3_ros.pipeline.node.PerceptionNode``; this module adapts rclpy to it.
 
 - configure: read the parameters into ``Settings`` and load one engine per camera (publishers created)
 - activate: start the workers, subscribe to the cameras and ``sam3/prompt``, offer the services
@@ -25,7 +25,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ..pipeline.node import Reply, TrackerNode, engine_factory, is_compressed_topic
+from ..pipeline.node import Reply, PerceptionNode, engine_factory, is_compressed_topic
 from ..settings import Settings, SettingsError, describe
 from . import names
 from .decoding import decode_with_cv_bridge
@@ -51,7 +51,7 @@ _TYPECODES = {
 
 def qos_profile(profile: str, depth: int | None = None) -> QoSProfile:
     """rclpy QoS for our profile names (the same mapping as the DDS-direct transport)."""
-    reliable, default_depth = names.QOS_PROFILES[profile]
+    reliable, default_depth = names.QOS_POLICIES[profile]
     return QoSProfile(
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         history=HistoryPolicy.KEEP_LAST,
@@ -84,7 +84,7 @@ def to_rclpy(message: Any) -> Any:
     return out
 
 
-class TrackerLifecycleNode(LifecycleNode):
+class PerceptionLifecycleNode(LifecycleNode):
     """The lifecycle node. Parameters are declared from ``settings.describe()`` with ``defaults``' values."""
 
     def __init__(self, defaults: Settings):
@@ -93,7 +93,7 @@ class TrackerLifecycleNode(LifecycleNode):
         for name, doc, _ in describe():
             # dynamic typing: launch arguments arrive as strings ("a,b" for lists); Settings converts them
             self.declare_parameter(name, values[name], ParameterDescriptor(description=doc, dynamic_typing=True))
-        self.tracker: TrackerNode | None = None
+        self.tracker: PerceptionNode | None = None
         self.settings: Settings | None = None
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []  # subscriptions and services, alive while active
@@ -123,7 +123,7 @@ class TrackerLifecycleNode(LifecycleNode):
             for kind, (topic, kind_type) in topics.items()
         }
         try:
-            self.tracker = TrackerNode(
+            self.tracker = PerceptionNode(
                 self.settings, engine_factory(self.settings), self._publish, decode=decode_with_cv_bridge
             )
         except Exception as exc:  # e.g. a model directory with missing files: back to unconfigured, nothing kept
@@ -233,7 +233,7 @@ class TrackerLifecycleNode(LifecycleNode):
 def main(ros_args: list[str] | None, defaults: Settings) -> int:
     """Run the lifecycle node until shutdown (``ros2 launch`` drives its transitions)."""
     rclpy.init(args=["tracker_node", "--ros-args", *ros_args] if ros_args else None)  # argv[0]: program name
-    node = TrackerLifecycleNode(defaults)
+    node = PerceptionLifecycleNode(defaults)
     executor = MultiThreadedExecutor()
     executor.add_node(node)
     try:

@@ -24,7 +24,7 @@ from std_srvs.srv import Trigger  # noqa: F401
 
 def run_node() -> None:
     from sam3_ros.codec.image import rgb_to_compressed
-    from sam3_ros.ros.rclpy_node import TrackerLifecycleNode
+    from sam3_ros.ros.rclpy_node import PerceptionLifecycleNode
     from sam3_ros.settings import Settings
 
     raw, packed = "/probe/image_raw", "/probe/image_raw/compressed"
@@ -40,7 +40,7 @@ def run_node() -> None:
             "output.label_image": True,
         }
     )
-    node = TrackerLifecycleNode(settings)
+    node = PerceptionLifecycleNode(settings)
     node.trigger_configure()
     node.trigger_activate()
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
