@@ -49,6 +49,38 @@ class _Objects:
     ids: list[int] = field(default_factory=list)
 
 
+@dataclass
+class _Merged:
+    """What the merge decided for this frame (host arrays index the frame's tracked objects)."""
+
+    recondition_det: torch.Tensor  # (n,) the detection each tracked object is re-conditioned on, or -1
+    recondition: torch.Tensor  # (n,) bool, on the device
+    recondition_host: np.ndarray  # (n,) bool
+    expired_host: np.ndarray  # (n,) bool: expired or evicted
+    evicted: np.ndarray  # indices of evicted objects
+    new_dets: np.ndarray  # admitted detections that start objects, highest score first
+
+
+@dataclass
+class _Tracked:
+    """The frame's tracked objects: their slots (host list and device tensor) and the tracker's outputs."""
+
+    live: list[int]
+    slots: torch.Tensor
+    prop: dict[str, torch.Tensor] | None
+    logits: torch.Tensor | None = None  # (n, low_res, low_res) after hole filling and occlusion suppression
+    concept: torch.Tensor | None = None  # (n,) concept index
+
+
+@dataclass
+class _Output:
+    """The objects a frame publishes: slots, low-res logits and the scores that settle their overlaps."""
+
+    slots: torch.Tensor
+    logits: torch.Tensor
+    scores: torch.Tensor | None
+
+
 def resolve_device(settings: Settings) -> torch.device:
     """The engine's device from ``settings.devices[0]`` (auto = cuda:0 when present, else cpu)."""
     name = settings.devices[0]
@@ -221,6 +253,31 @@ class Engine:
     def step(self, frame: Frame) -> Instances:
         """Process one frame; returns every live object's mask, box, score and id."""
         clock = StageTimer(self.device)
+        pixels, size = self._preprocess(frame)
+        t = self._frame + 1
+        clock.lap("preprocess")
+        features = self.encoder(pixels)  # the backend chosen by settings.backend
+        feats, pos = features.tracker_feats, features.tracker_pos
+        clock.lap("encoder")
+        self._features_ready(feats, pos, t)
+        dets = self._detect(features.detector, size)
+        clock.lap("detector")
+        tracked = self._track(feats, pos, t)
+        clock.lap("tracker")
+        merged = self._merge(dets, tracked, t)
+        self._remember_tracked(feats, tracked, merged, t, clock)
+        clock.lap("merge")
+        out = self._spawn(feats, dets, tracked, merged, t, clock)
+        clock.lap("spawn")
+        result = self._output(frame, out, t, size, clock)
+        clock.lap("output")
+        self._frame, self._last = t, (feats, pos, size)
+        self.counters.frames += 1
+        return result
+
+    # -- the phases of a frame ---------------------------------------------------------------------------
+    def _preprocess(self, frame: Frame) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The frame as the encoder's pixels on the device, and its (H, W); ValueError (counted) for bad input."""
         try:
             with self._upload.run(wait=False):
                 image = frame_tensor(frame, self.device, self.settings.input.max_image_pixels)
@@ -232,126 +289,144 @@ class Engine:
         if len(self._boxes) and not self._boxes_fit(size):
             self.counters.bad_input += 1
             raise ValueError(f"exemplar boxes of the prompt lie outside this {size[1]}x{size[0]} frame")
-        t = self._frame + 1
         self._upload.join(pixels)
-        clock.lap("preprocess")
-        features = self.encoder(pixels)  # the backend chosen by settings.backend
-        vision, feats, pos = features.detector, features.tracker_feats, features.tracker_pos
-        clock.lap("encoder")
-        self._features_ready(feats, pos, t)
-        dets = self._detect(vision, size)
-        clock.lap("detector")
+        return pixels, size
 
+    def _track(self, feats: list[torch.Tensor], pos: list[torch.Tensor], t: int) -> _Tracked:
+        """The tracker's pass for every live object."""
         live = list(self._objects.slots)
         slots = upload(live, self.device, torch.long)
-        n = len(live)
-        prop = self.tracker.propagate(feats, pos, live, t) if n else None
-        clock.lap("tracker")
-        if n:
-            trk = fill_holes(prop["low_res"], self.settings.tracking.hole_fill_area)[:, 0]
-        else:
-            trk = torch.zeros(0, self.low_res, self.low_res, device=self.device, dtype=self.dtype)
+        prop = self.tracker.propagate(feats, pos, live, t) if live else None
+        return _Tracked(live, slots, prop)
 
-        concept = self._concept[slots]
+    def _merge(self, dets: dict[str, torch.Tensor], tracked: _Tracked, t: int) -> _Merged:
+        """Detections against tracks (on the device), then the one host read per frame: which detections start
+        objects, which objects expire (or are evicted at ``tracking.max_objects``), which are re-conditioned."""
+        n, slots = len(tracked.live), tracked.slots
+        if n:
+            tracked.logits = fill_holes(tracked.prop["low_res"], self.settings.tracking.hole_fill_area)[:, 0]
+        else:
+            tracked.logits = torch.zeros(0, self.low_res, self.low_res, device=self.device, dtype=self.dtype)
+        trk = tracked.logits
+        tracked.concept = concept = self._concept[slots]
         assoc = associate(dets["masks"], dets["scores"], dets["valid"], dets["concept"], trk, concept, self.thresholds)
         every = self.settings.tracking.recondition_every
         recondition = torch.zeros(n, dtype=torch.bool, device=self.device)
         if n and every > 0 and t % every == 0:
-            recondition = (assoc.recondition_det >= 0) & (prop["object_score_logits"][:, 0] > self.thresholds.high_conf)
+            recondition = (assoc.recondition_det >= 0) & (
+                tracked.prop["object_score_logits"][:, 0] > self.thresholds.high_conf
+            )
         suppress, self._last_occluded[slots] = occlusion_suppression(
             trk, concept, self._last_occluded[slots], t, self.thresholds.occlusion_iou
         )
-        trk = torch.where(suppress[:, None, None], torch.full_like(trk, NO_OBJECT_LOGIT), trk)
+        tracked.logits = torch.where(suppress[:, None, None], torch.full_like(trk, NO_OBJECT_LOGIT), trk)
         self._last_detected[slots] = torch.where(assoc.confirmed, t, self._last_detected[slots])
         self._score[slots] = torch.where(assoc.matched, assoc.best_score, self._score[slots])
 
-        # the one host read per frame: which detections start objects (and their scores), which objects
-        # expire, which are re-conditioned, and the objects' scores (for max_objects)
         expired = (t - self._last_detected[slots]) > self.settings.tracking.keep_alive_frames
         expired &= concept >= 0  # click-created objects have no detector to confirm them
         d = assoc.is_new.numel()
-        plan = torch.cat(
+        flags = torch.cat(
             [assoc.is_new.float(), dets["scores"].float(), expired.float(), recondition.float(), self._score[slots]]
         )
-        plan = read_to_host(plan)
-        is_new, det_scores = plan[:d] > 0, plan[d : 2 * d]
-        expired_host, recondition_host = plan[2 * d : 2 * d + n] > 0, plan[2 * d + n : 2 * d + 2 * n] > 0
+        flags = read_to_host(flags)
+        is_new, det_scores = flags[:d] > 0, flags[d : 2 * d]
+        expired_host, recondition_host = flags[2 * d : 2 * d + n] > 0, flags[2 * d + n : 2 * d + 2 * n] > 0
         new_dets, evicted = self._admit(
-            np.flatnonzero(is_new), det_scores, np.flatnonzero(~expired_host), plan[2 * d + 2 * n :]
+            np.flatnonzero(is_new), det_scores, np.flatnonzero(~expired_host), flags[2 * d + 2 * n :]
         )
         expired_host[evicted] = True  # from here on an evicted object leaves like an expired one
-        alive = np.flatnonzero(~expired_host)
+        return _Merged(assoc.recondition_det, recondition, recondition_host, expired_host, evicted, new_dets)
 
-        if n:  # memory of tracked objects: their final masks, pixel-exclusive within a concept
-            memory_masks = suppress_shrunk(trk[:, None], concept, len(self.phrases))
-            present = (memory_masks > 0).flatten(1).any(dim=1, keepdim=True)
-            logits = torch.where(present, 10.0, -10.0).to(memory_masks.dtype)
-            clock.lap("merge")
-            self.tracker.remember(
-                feats,
-                live,
-                t,
-                prop,
-                recondition_host,
-                binarize=False,
-                high_res=memory_masks,
-                object_score_logits=logits,
-            )
-            clock.lap("memory")  # the memory encoder: a network pass
+    def _remember_tracked(
+        self, feats: list[torch.Tensor], tracked: _Tracked, merged: _Merged, t: int, clock: StageTimer
+    ) -> None:
+        """The memory of the tracked objects: their final masks, pixel-exclusive within a concept."""
+        if not tracked.live:
+            return
+        memory_masks = suppress_shrunk(tracked.logits[:, None], tracked.concept, len(self.phrases))
+        present = (memory_masks > 0).flatten(1).any(dim=1, keepdim=True)
+        logits = torch.where(present, 10.0, -10.0).to(memory_masks.dtype)
         clock.lap("merge")
+        self.tracker.remember(
+            feats,
+            tracked.live,
+            t,
+            tracked.prop,
+            merged.recondition_host,
+            binarize=False,
+            high_res=memory_masks,
+            object_score_logits=logits,
+        )
+        clock.lap("memory")  # the memory encoder: a network pass
 
+    def _spawn(
+        self,
+        feats: list[torch.Tensor],
+        dets: dict[str, torch.Tensor],
+        tracked: _Tracked,
+        merged: _Merged,
+        t: int,
+        clock: StageTimer,
+    ) -> _Output:
+        """Expired objects leave, admitted detections start objects; the frame's objects with their logits
+        and the scores that settle their overlaps."""
+        live, slots, prop = tracked.live, tracked.slots, tracked.prop
+        alive = np.flatnonzero(~merged.expired_host)
+        recondition = merged.recondition & (merged.recondition_det >= 0)
         out_logits = torch.where(
-            (recondition & (assoc.recondition_det >= 0))[:, None, None],
-            dets["masks"][assoc.recondition_det.clamp(min=0)] if dets["masks"].shape[0] else trk,
-            trk,
+            recondition[:, None, None],
+            dets["masks"][merged.recondition_det.clamp(min=0)] if dets["masks"].shape[0] else tracked.logits,
+            tracked.logits,
         )
         keep = upload(alive, self.device)
-        out_slots = slots[keep]
-        out_logits = out_logits[keep]
+        out = _Output(slots[keep], out_logits[keep], None)
         # the reference settles the objects' overlaps in its output by their tracker scores
-        out_scores = (
+        n = len(live)
+        out.scores = (
             torch.sigmoid(prop["object_score_logits"][:, 0]).float() if n else torch.zeros(0, device=self.device)
         )[keep]
-        expired_slots = [live[i] for i in np.flatnonzero(expired_host)]
-        self.counters.objects_expired += len(expired_slots) - len(evicted)
-        self.counters.objects_evicted += len(evicted)
+        expired_slots = [live[i] for i in np.flatnonzero(merged.expired_host)]
+        self.counters.objects_expired += len(expired_slots) - len(merged.evicted)
+        self.counters.objects_evicted += len(merged.evicted)
         self._drop(expired_slots)  # before new objects take slots: max_objects counts live objects only
-        if len(new_dets):
-            new_idx = upload(new_dets, self.device)
-            created = self._create(dets["concept"][new_idx], t)
-            new_slots = upload(created, self.device, torch.long)
-            self._score[new_slots] = dets["scores"][new_idx]
-            det_masks = dets["masks"][new_idx][:, None]
-            clock.lap("spawn")
-            start = self.tracker.from_masks(feats, det_masks >= 0.5)
-            self.tracker.remember(feats, created, t, start, np.ones(len(created), bool), binarize=True)
-            redo = alive[~recondition_host[alive]]
-            if len(redo):
-                # the reference re-runs the tracker with binarized memory for existing, not re-conditioned
-                # objects on frames that start new ones; we do the same to compute the same function
-                again = {k: v[upload(redo, self.device)] for k, v in prop.items()}
-                self.tracker.remember(
-                    feats, [live[i] for i in redo], t, again, np.zeros(len(redo), bool), binarize=True
-                )
-            clock.lap("memory")  # the new objects' first pass and their memories: network passes
-            new_logits = fill_holes(dets["masks"][new_idx][:, None], self.settings.tracking.hole_fill_area)[:, 0]
-            out_slots = torch.cat([out_slots, new_slots])
-            out_logits = torch.cat([out_logits, new_logits.to(out_logits.dtype)])
-            out_scores = torch.cat([out_scores, dets["scores"][new_idx].float()])  # a new object's: its detection's
+        if not len(merged.new_dets):
+            return out
+        new_idx = upload(merged.new_dets, self.device)
+        created = self._create(dets["concept"][new_idx], t)
+        new_slots = upload(created, self.device, torch.long)
+        self._score[new_slots] = dets["scores"][new_idx]
+        det_masks = dets["masks"][new_idx][:, None]
         clock.lap("spawn")
+        start = self.tracker.from_masks(feats, det_masks >= 0.5)
+        self.tracker.remember(feats, created, t, start, np.ones(len(created), bool), binarize=True)
+        redo = alive[~merged.recondition_host[alive]]
+        if len(redo):
+            # the reference re-runs the tracker with binarized memory for existing, not re-conditioned
+            # objects on frames that start new ones; we do the same to compute the same function
+            again = {k: v[upload(redo, self.device)] for k, v in prop.items()}
+            self.tracker.remember(feats, [live[i] for i in redo], t, again, np.zeros(len(redo), bool), binarize=True)
+        clock.lap("memory")  # the new objects' first pass and their memories: network passes
+        new_logits = fill_holes(dets["masks"][new_idx][:, None], self.settings.tracking.hole_fill_area)[:, 0]
+        out.slots = torch.cat([out.slots, new_slots])
+        out.logits = torch.cat([out.logits, new_logits.to(out.logits.dtype)])
+        out.scores = torch.cat([out.scores, dets["scores"][new_idx].float()])  # a new object's: its detection's
+        return out
 
-        out_concept = self._concept[out_slots]
+    def _output(self, frame: Frame, out: _Output, t: int, size: tuple[int, int], clock: StageTimer) -> Instances:
+        """The frame's instances at source resolution."""
+        concept = self._concept[out.slots]
         # boxes of each object's own mask, as the reference's; masks with no pixel in two objects of one concept
-        boxes, masks = output_masks(out_logits, out_scores, out_concept, size)
-        result = Instances(
-            ids=self._ids[out_slots],
-            scores=self._score[out_slots],
+        boxes, masks = output_masks(out.logits, out.scores, concept, size)
+        return Instances(
+            ids=self._ids[out.slots],
+            scores=self._score[out.slots],
             boxes=boxes,
             masks=masks,
-            concept_index=out_concept,
-            detected=(self._last_detected[out_slots] == t),
-            age=t - self._first_frame[out_slots],
-            frames_since_detected=t - self._last_detected[out_slots],
+            concept_index=concept,
+            detected=(self._last_detected[out.slots] == t),
+            age=t - self._first_frame[out.slots],
+            frames_since_detected=t - self._last_detected[out.slots],
             phrases=list(self.phrases),
             stamp_ns=frame.stamp_ns,
             frame_id=frame.frame_id,
@@ -359,10 +434,6 @@ class Engine:
             image_size=size,
             timings_ms=clock.result(),
         )
-        clock.lap("output")
-        self._frame, self._last = t, (feats, pos, size)
-        self.counters.frames += 1
-        return result
 
     # -- internals -----------------------------------------------------------------------------------------
     def _make_tracker(self, tracker_model) -> tuple[MemoryBank, BatchedTracker]:

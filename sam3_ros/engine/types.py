@@ -13,16 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
+import torch
+
+from ..codec.rle import RleMasks
+
+# A per-instance array: a tensor on the engine's device, or a host array (``to_host`` gives the latter).
+Array = Union[torch.Tensor, np.ndarray]
 
 
 @dataclass
 class Frame:
     """One camera image: RGB uint8, H x W x 3, on the host (numpy) or a device (torch)."""
 
-    image: Any
+    image: Array  # (H, W, 3) uint8
     stamp_ns: int = 0  # capture time copied from the source header, in nanoseconds
     frame_id: str = ""  # the source header's frame_id
     camera: str = ""  # stream key: the input topic
@@ -49,14 +55,14 @@ class Instances:
     (a new object's: its detection score); each box bounds the object's mask from before that step.
     """
 
-    ids: Any  # (N,) int64, stable per object, never reused in a run
-    scores: Any  # (N,) float32 in [0, 1]
-    boxes: Any  # (N, 4) float32, xyxy in source-image pixels (x/y max exclusive)
-    masks: Any  # (N, H, W) bool at source resolution (engine: RleMasks), no pixel in two objects of one concept
-    concept_index: Any  # (N,) int64
-    detected: Any  # (N,) bool: matched by the detector this frame
-    age: Any  # (N,) int64: frames since first seen
-    frames_since_detected: Any  # (N,) int64
+    ids: Array  # (N,) int64, stable per object, never reused in a run
+    scores: Array  # (N,) float32 in [0, 1]
+    boxes: Array  # (N, 4) float32, xyxy in source-image pixels (x/y max exclusive)
+    masks: Array | RleMasks  # (N, H, W) bool at source resolution, no pixel in two objects of one concept
+    concept_index: Array  # (N,) int64
+    detected: Array  # (N,) bool: matched by the detector this frame
+    age: Array  # (N,) int64: frames since first seen
+    frames_since_detected: Array  # (N,) int64
     phrases: list[str] = field(default_factory=list)
     stamp_ns: int = 0
     frame_id: str = ""
