@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .small import SmallSizes, small_config
+
 TOY_DIR = Path(__file__).resolve().parent / "toy"
 TOY_IMAGE_SIZE = 168  # 12 x 12 patches; masks at 48 x 48
-_PATCH = 14
-_HIDDEN = 128  # fpn_hidden_size: a multiple of 64 and > 64 (FIELD-NOTES)
-_MAX_TOKENS = 32  # the loader pads every phrase to 32 tokens
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # ids 0..3 (eos != 2: CLIP's legacy pooling path)
 LOCALITY_PAIRS = 6  # RoPE frequency pairs per axis the memory attention's locality prior uses (the highest)
 LOCALITY_GAIN = 30.0  # norm of its query and key: ~9 logits less per grid cell of distance
@@ -33,95 +32,25 @@ def toy_vocabulary() -> list[str]:
 
 def toy_config():
     """The ``Sam3VideoConfig`` of the toy model."""
-    from transformers import Sam3VideoConfig
-
-    t = TOY_IMAGE_SIZE // _PATCH
-    vocab = len(toy_vocabulary())
-    vision = dict(
-        model_type="sam3_vision_model",
-        fpn_hidden_size=_HIDDEN,
-        backbone_feature_sizes=[[4 * t, 4 * t], [2 * t, 2 * t], [t, t]],
-        backbone_config=dict(
-            model_type="sam3_vit_model",
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=4,
-            num_attention_heads=4,
+    return small_config(
+        SmallSizes(
             image_size=TOY_IMAGE_SIZE,
-            patch_size=_PATCH,
-            window_size=t // 2,
-            global_attn_indexes=[1, 3],
-            pretrain_image_size=TOY_IMAGE_SIZE,
-        ),
-    )
-    detector = dict(
-        model_type="sam3",
-        vision_config=vision,
-        text_config=dict(
-            model_type="clip_text_model",
-            vocab_size=vocab,
-            hidden_size=64,
-            intermediate_size=128,
-            projection_dim=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=_MAX_TOKENS,
-            pad_token_id=0,
+            vit_width=128,
+            vit_layers=4,
+            vit_heads=4,
+            global_attention=(1, 3),
+            vocab_size=len(toy_vocabulary()),
             bos_token_id=2,
             eos_token_id=3,
-        ),
-        geometry_encoder_config=dict(
-            model_type="sam3_geometry_encoder",
-            hidden_size=_HIDDEN,
-            num_layers=1,
-            num_attention_heads=4,
-            intermediate_size=256,
-        ),
-        detr_encoder_config=dict(
-            model_type="sam3_detr_encoder",
-            hidden_size=_HIDDEN,
-            num_layers=2,
-            num_attention_heads=4,
-            intermediate_size=256,
-        ),
-        detr_decoder_config=dict(
-            model_type="sam3_detr_decoder",
-            hidden_size=_HIDDEN,
-            num_layers=2,
-            num_queries=ANCHOR_GRID**2,
-            num_attention_heads=4,
-            intermediate_size=256,
-        ),
-        mask_decoder_config=dict(model_type="sam3_mask_decoder", hidden_size=_HIDDEN, num_attention_heads=4),
+            text_width=64,
+            text_layers=2,
+            heads=4,
+            mlp=256,
+            detr_layers=2,
+            queries=ANCHOR_GRID**2,
+            iou_head=64,
+        )
     )
-    tracker = dict(
-        model_type="sam3_tracker_video",
-        vision_config=vision,
-        prompt_encoder_config=dict(
-            model_type="sam3_tracker_video_prompt_encoder",
-            hidden_size=_HIDDEN,
-            image_size=TOY_IMAGE_SIZE,
-            patch_size=_PATCH,
-        ),
-        mask_decoder_config=dict(
-            model_type="sam3_tracker_video_mask_decoder",
-            hidden_size=_HIDDEN,
-            mlp_dim=256,
-            num_attention_heads=4,
-            iou_head_hidden_dim=64,
-        ),
-        image_size=TOY_IMAGE_SIZE,
-        memory_attention_hidden_size=_HIDDEN,
-        memory_attention_num_layers=1,
-        memory_attention_feed_forward_hidden_size=256,
-        memory_encoder_hidden_size=_HIDDEN,
-        memory_encoder_output_channels=64,  # memory attention hard-codes kv_in_dim=64
-        mask_downsampler_embed_dim=_HIDDEN,
-        memory_fuser_num_layers=1,
-        memory_fuser_embed_dim=_HIDDEN,
-        memory_fuser_intermediate_dim=256,
-    )
-    return Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=4 * t)
 
 
 def build_toy_tokenizer():
