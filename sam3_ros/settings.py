@@ -181,6 +181,38 @@ class OutputSettings:
 
 
 @dataclass
+class EngineSettings:
+    """What one engine (one camera stream) reads of ``Settings``, as ``Settings.engine`` gives it; topics,
+    outputs, depth and placement belong to the node."""
+
+    model: str
+    devices: list[str]
+    precision: str
+    backend: str
+    image_size: int
+    max_image_pixels: int
+    prompt: PromptSettings
+    detection: DetectionSettings
+    tracking: TrackingSettings
+    memory: MemorySettings
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain data (what ``from_dict`` accepts), e.g. to cross a process spawn."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "EngineSettings":
+        """From ``to_dict``'s output."""
+        sections = {
+            "prompt": PromptSettings,
+            "detection": DetectionSettings,
+            "tracking": TrackingSettings,
+            "memory": MemorySettings,
+        }
+        return cls(**{k: sections[k](**v) if k in sections else v for k, v in values.items()})
+
+
+@dataclass
 class Settings:
     """Everything the node needs, one section per concern."""
 
@@ -242,6 +274,22 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         """Nested plain-data view (what ``from_dict`` accepts)."""
         return dataclasses.asdict(self)
+
+    @property
+    def engine(self) -> EngineSettings:
+        """The part of these settings an engine reads (sections shared, not copied)."""
+        return EngineSettings(
+            model=self.model,
+            devices=list(self.devices),
+            precision=self.precision,
+            backend=self.backend,
+            image_size=self.image_size,
+            max_image_pixels=self.input.max_image_pixels,
+            prompt=self.prompt,
+            detection=self.detection,
+            tracking=self.tracking,
+            memory=self.memory,
+        )
 
     def flat(self) -> dict[str, Any]:
         """Dotted-name view, as ROS parameters are declared."""

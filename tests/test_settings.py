@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from sam3_ros.resources import shared_file
-from sam3_ros.settings import Settings, SettingsError, describe, parse_override
+from sam3_ros.settings import EngineSettings, Settings, SettingsError, describe, parse_override
 
 
 def test_defaults_load_and_match_the_dataclass():
@@ -90,3 +90,11 @@ def test_the_initial_prompt_follows_the_rules_of_every_prompt(text, message):
     """The start-up check applies the rules the services and the engine apply (sam3_ros.prompts)."""
     with pytest.raises(SettingsError, match=re.escape(message)):
         Settings.default({"prompt.text": text, "prompt.max_phrases": 2, "prompt.max_phrase_chars": 20})
+
+
+def test_the_engine_reads_only_its_part_of_the_settings():
+    settings = Settings.default({"tracking.max_objects": 7, "input.max_image_pixels": 1000000, "output.overlay": True})
+    engine = settings.engine
+    assert engine.tracking.max_objects == 7 and engine.max_image_pixels == 1000000
+    assert not any(hasattr(engine, name) for name in ("input", "output", "depth", "placement"))
+    assert EngineSettings.from_dict(engine.to_dict()) == engine  # as the sharded engine's workers receive it

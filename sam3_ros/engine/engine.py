@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..prompts import check_clicks, check_prompt
-from ..settings import Settings
+from ..settings import EngineSettings, Settings
 from .backends import make_encoder
 from .detector import Detector
 from .loading import LoadedModel, load_model
@@ -81,7 +81,7 @@ class _Output:
     scores: torch.Tensor | None
 
 
-def resolve_device(settings: Settings) -> torch.device:
+def resolve_device(settings: EngineSettings | Settings) -> torch.device:
     """The engine's device from ``settings.devices[0]`` (auto = cuda:0 when present, else cpu)."""
     name = settings.devices[0]
     if name == "auto":
@@ -91,7 +91,7 @@ def resolve_device(settings: Settings) -> torch.device:
     return torch.device(name)
 
 
-def resolve_dtype(settings: Settings, device: torch.device) -> torch.dtype:
+def resolve_dtype(settings: EngineSettings | Settings, device: torch.device) -> torch.dtype:
     """Compute precision: auto = bf16 on GPU, fp32 on CPU."""
     if settings.precision == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -101,7 +101,9 @@ def resolve_dtype(settings: Settings, device: torch.device) -> torch.dtype:
 KEPT_KEYS_VALUES_BUDGET = 1 << 30  # memory.keep_keys_values auto: bytes per camera (SAM 3, 1008 px, bf16: 5 objects)
 
 
-def memory_bank_options(settings: Settings, tracker_model, device: torch.device, dtype: torch.dtype) -> dict:
+def memory_bank_options(
+    settings: EngineSettings | Settings, tracker_model, device: torch.device, dtype: torch.dtype
+) -> dict:
     """``MemoryBank`` keyword arguments (all but the capacity) for ``settings`` and a tracker model."""
     tcfg = tracker_model.config
     h, w = tracker_model.backbone_feature_sizes[-1]
@@ -124,10 +126,17 @@ def memory_bank_options(settings: Settings, tracker_model, device: torch.device,
     return options
 
 
-def load_engine(settings: Settings | None = None, loaded: LoadedModel | None = None) -> "Engine":
+def engine_settings(settings: EngineSettings | Settings | None) -> EngineSettings:
+    """The engine's part of ``settings`` (default: the packaged defaults')."""
+    if isinstance(settings, EngineSettings):
+        return settings
+    return (settings or Settings.default()).engine
+
+
+def load_engine(settings: EngineSettings | Settings | None = None, loaded: LoadedModel | None = None) -> "Engine":
     """Build an engine for ``settings`` (default: the packaged defaults), loading ``settings.model``
     unless an already ``loaded`` model is given."""
-    settings = settings or Settings.default()
+    settings = engine_settings(settings)
     device = resolve_device(settings)
     dtype = resolve_dtype(settings, device)
     loaded = loaded or load_model(settings.model, device, dtype, settings.image_size)
@@ -137,7 +146,7 @@ def load_engine(settings: Settings | None = None, loaded: LoadedModel | None = N
 class Engine:
     """Streaming segmentation and tracking of concept prompts (see ``sam3_ros.engine.types``)."""
 
-    def __init__(self, loaded: LoadedModel, settings: Settings, device: torch.device, dtype: torch.dtype):
+    def __init__(self, loaded: LoadedModel, settings: EngineSettings, device: torch.device, dtype: torch.dtype):
         self.settings, self.device, self.dtype = settings, device, dtype
         self.model = loaded.model
         config = self.model.config
@@ -280,7 +289,7 @@ class Engine:
         """The frame as the encoder's pixels on the device, and its (H, W); ValueError (counted) for bad input."""
         try:
             with self._upload.run(wait=False):
-                image = frame_tensor(frame, self.device, self.settings.input.max_image_pixels)
+                image = frame_tensor(frame, self.device, self.settings.max_image_pixels)
                 pixels = to_pixels(image, self.image_size, self.dtype)
         except ValueError:
             self.counters.bad_input += 1

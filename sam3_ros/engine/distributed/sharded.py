@@ -10,12 +10,12 @@ timed-out collective), counted, and its objects start again on the other workers
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from ...settings import Settings
-from ..engine import Engine, EngineCounters, resolve_device, resolve_dtype
+from ...settings import EngineSettings, Settings
+from ..engine import Engine, EngineCounters, engine_settings, resolve_device, resolve_dtype
 from ..loading import LoadedModel, load_model
 from ..types import Frame, Instances
 from .pool import WorkerLost, WorkerPool
@@ -47,7 +47,7 @@ class ShardedEngine(Engine):
     def __init__(
         self,
         loaded: LoadedModel,
-        settings: Settings,
+        settings: EngineSettings,
         device: torch.device,
         dtype: torch.dtype,
         worker_devices: list[str],
@@ -167,17 +167,18 @@ class ShardedEngine(Engine):
 
 
 def load_sharded_engine(
-    settings: Settings, loaded: LoadedModel | None = None, timeout_s: float = WORKER_TIMEOUT_S
+    settings: EngineSettings | Settings, loaded: LoadedModel | None = None, timeout_s: float = WORKER_TIMEOUT_S
 ) -> ShardedEngine:
     """A ``ShardedEngine``: coordinator on ``settings.devices[0]``, one worker per further entry (at least two
     entries: ``[cuda:0, cuda:1, cuda:2]`` = detector on GPU 0, objects over GPUs 1 and 2).
 
     Workers load ``settings.model`` themselves: give a model that loads the same everywhere (a directory, or
     a seeded built-in)."""
+    settings = engine_settings(settings)
     if len(settings.devices) < 2:
         raise ValueError("placement: objects needs at least two devices: the coordinator's, then the workers'")
     device = resolve_device(settings)
     dtype = resolve_dtype(settings, device)
-    workers = [str(resolve_device(settings.replace(devices=[name]))) for name in settings.devices[1:]]
+    workers = [str(resolve_device(replace(settings, devices=[name]))) for name in settings.devices[1:]]
     loaded = loaded or load_model(settings.model, device, dtype, settings.image_size)
     return ShardedEngine(loaded, settings, device, dtype, workers, timeout_s)

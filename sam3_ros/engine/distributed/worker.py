@@ -31,7 +31,7 @@ class WorkerSpec:
     dtype: str  # torch dtype name, e.g. "float32"
     image_size: int
     low_res: int  # side of the low-res masks (tracker output, detector masks)
-    settings: dict  # Settings.to_dict()
+    settings: dict  # EngineSettings.to_dict()
     backend: str  # torch.distributed backend of the group
     store_host: str
     store_port: int
@@ -42,7 +42,7 @@ class Shard:
     """The worker's state and one method per command."""
 
     def __init__(self, spec: WorkerSpec, conn: Connection):
-        from ...settings import Settings
+        from ...settings import EngineSettings
         from ..engine import memory_bank_options
         from ..loading import load_model
         from ..memory_bank import MemoryBank
@@ -53,7 +53,7 @@ class Shard:
         self.device, self.dtype = torch.device(spec.device), getattr(torch, spec.dtype)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        settings = Settings.from_dict(spec.settings)
+        settings = EngineSettings.from_dict(spec.settings)
         tracker_model = load_model(spec.model, self.device, self.dtype, spec.image_size).model.tracker_model
         self.bank = MemoryBank(
             settings.tracking.max_objects, **memory_bank_options(settings, tracker_model, self.device, self.dtype)
