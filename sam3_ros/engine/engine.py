@@ -54,7 +54,7 @@ class _Merged:
     """What the merge decided for this frame (host arrays index the frame's tracked objects)."""
 
     recondition_det: torch.Tensor  # (n,) the detection each tracked object is re-conditioned on, or -1
-    recondition: torch.Tensor  # (n,) bool, on the device
+    recondition: torch.Tensor  # (n,) bool, on the device; true only where recondition_det >= 0
     recondition_host: np.ndarray  # (n,) bool
     expired_host: np.ndarray  # (n,) bool: expired or evicted
     evicted: np.ndarray  # indices of evicted objects
@@ -78,7 +78,7 @@ class _Output:
 
     slots: torch.Tensor
     logits: torch.Tensor
-    scores: torch.Tensor | None
+    scores: torch.Tensor
 
 
 def resolve_device(settings: EngineSettings | Settings) -> torch.device:
@@ -382,19 +382,17 @@ class Engine:
         and the scores that settle their overlaps."""
         live, slots, prop = tracked.live, tracked.slots, tracked.prop
         alive = np.flatnonzero(~merged.expired_host)
-        recondition = merged.recondition & (merged.recondition_det >= 0)
-        out_logits = torch.where(
-            recondition[:, None, None],
+        out_logits = torch.where(  # a re-conditioned object shows the detection it was re-conditioned on
+            merged.recondition[:, None, None],
             dets["masks"][merged.recondition_det.clamp(min=0)] if dets["masks"].shape[0] else tracked.logits,
             tracked.logits,
         )
-        keep = upload(alive, self.device)
-        out = _Output(slots[keep], out_logits[keep], None)
         # the reference settles the objects' overlaps in its output by their tracker scores
-        n = len(live)
-        out.scores = (
-            torch.sigmoid(prop["object_score_logits"][:, 0]).float() if n else torch.zeros(0, device=self.device)
-        )[keep]
+        scores = (
+            torch.sigmoid(prop["object_score_logits"][:, 0]).float() if live else torch.zeros(0, device=self.device)
+        )
+        keep = upload(alive, self.device)
+        out = _Output(slots[keep], out_logits[keep], scores[keep])
         expired_slots = [live[i] for i in np.flatnonzero(merged.expired_host)]
         self.counters.objects_expired += len(expired_slots) - len(merged.evicted)
         self.counters.objects_evicted += len(merged.evicted)
