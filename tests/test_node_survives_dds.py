@@ -8,7 +8,6 @@ messages (hypothesis) never stop a camera. Cameras are reliable here so that no 
 """
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -23,12 +22,13 @@ from sam3_ros.codec.image import rgb_to_compressed, rgb_to_image_fields
 from sam3_ros.interfaces import typestore
 from sam3_ros.pipeline.messages import compressed_message, header, image_message
 from sam3_ros.ros.client import PerceptionClient
+from sam3_ros.ros.names import private_domain_id
 
 from fuzz_images import camera_messages
 from node_faults import ERRORS, STAGES, STALL_S, fault_id
 
 ROOT = Path(__file__).resolve().parent.parent
-DOMAIN = random.SystemRandom().randint(1, 200)  # isolates this module from other DDS tests on the machine
+DOMAIN = private_domain_id()  # isolates this module from other DDS tests on the machine
 RAW, COMPRESSED = "/front/image_raw", "/rear/image_raw/compressed"
 H, W = 48, 64
 STALL_TIMEOUT_S = 1.0

@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import signal
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ros.names import private_domain_id
 from . import CommandFailed
 
 WARMUP = 5  # frames excluded from the statistics (first-call allocations, lazy imports)
@@ -477,7 +477,7 @@ def _through_node(args, overrides, count, width, height, rows, result) -> bool:
     and ``result``); False if the node did not come up."""
     from ..ros.client import PerceptionClient
 
-    domain = random.SystemRandom().randint(1, 200)
+    domain = private_domain_id()
     node = _start_node(domain, overrides)
     client = PerceptionClient(domain=domain)
     try:

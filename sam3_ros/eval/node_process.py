@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import queue
-import random
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Iterable, Iterator
 import yaml
 
 from ..pipeline.messages import time_to_ns
+from ..ros.names import private_domain_id
 from .bags import is_compressed
 from .replay import Arrival, Published, median_period
 
@@ -33,7 +33,7 @@ class NodeProcess:
 
     def __init__(self, settings, workdir: str | Path, domain: int | None = None):
         self.settings, self.workdir = settings, Path(workdir)
-        self.domain = domain if domain is not None else random.randint(1, 200)
+        self.domain = domain if domain is not None else private_domain_id()
         self.log_path = self.workdir / "node.log"
         self.process: subprocess.Popen | None = None
         self.client = None

@@ -4,6 +4,19 @@ Names without a leading slash are relative: they land under the node's namespace
 or robot), and under ``/`` when there is none.
 """
 
+import random
+
+# A participant's ports are 7400 + 250 * domain + ...; above domain 101 they fall in Linux's ephemeral port range
+# (32768-60999), where another socket may already hold one.
+LARGEST_SAFE_DOMAIN_ID = 101
+
+
+def private_domain_id() -> int:
+    """A random ROS domain (1-101) for a node and its clients kept apart from others on this machine: tests,
+    benchmarks, evaluation runs."""
+    return random.SystemRandom().randint(1, LARGEST_SAFE_DOMAIN_ID)
+
+
 PROMPT_TOPIC = "sam3/prompt"
 OVERLAY_TOPIC = "sam3/overlay"
 LABELS_TOPIC = "sam3/labels"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import random
 
 import pytest
+
+from sam3_ros.ros.names import private_domain_id
 
 REQUIRE_ROS = os.environ.get("SAM3_ROS_REQUIRE_ROS") == "1"
 # tool -> how to tell it is there
@@ -64,8 +65,7 @@ def ros_domain(tmp_path_factory):
     """A ROS domain of its own (other tests on this machine use theirs), discovery on this host only, and ROS
     log files (nodes, launch) in the session's temporary folder rather than ~/.ros/log."""
     saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR")}
-    # Domains above 101 put DDS ports inside Linux's ephemeral range, where another socket can hold one.
-    os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 101))
+    os.environ["ROS_DOMAIN_ID"] = str(private_domain_id())
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
     yield int(os.environ["ROS_DOMAIN_ID"])

@@ -10,7 +10,6 @@ Needs a ROS 2 with rmw_fastrtps_cpp and this package built with colcon and sourc
 import importlib.util
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -18,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from sam3_ros.ros.names import private_domain_id
 
 
 def missing_ros() -> str:
@@ -63,7 +64,7 @@ def test_full_hd_stream_reaches_the_rclpy_node_with_the_fastdds_profile(tmp_path
         "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
         "OMP_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
-        "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID") or str(random.SystemRandom().randint(1, 101)),
+        "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID") or str(private_domain_id()),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
     }
     params = tmp_path / "params.yaml"
