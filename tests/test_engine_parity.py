@@ -184,8 +184,17 @@ def test_published_outputs_equal_reference_postprocessed(weight_draw):
         for i, our_id in enumerate(instances.ids.tolist()):  # both list their objects in creation order
             assert ours_to_ref.setdefault(our_id, tracked[i]) == tracked[i], f"frame {t}: id mapping changed"
         ref_to_ours = {r: o for o, r in ours_to_ref.items()}
-        scores = list(reference.output.obj_id_to_tracker_score.values())
+        tracker_scores = reference.output.obj_id_to_tracker_score
+        scores = list(tracker_scores.values())
         tracker_scores_vary += len(scores) > 1 and max(scores) - min(scores) > 1e-3
+        # objects whose tracker scores tie in the reference: which of them keeps a shared pixel is decided by
+        # the last bits of their scores, which a batched computation rounds differently; their union must agree
+        tied = {
+            ref_to_ours[int(r)]
+            for r, s in tracker_scores.items()
+            for q, u in tracker_scores.items()
+            if q != r and abs(float(s) - float(u)) <= 1e-6
+        }
 
         ours = published(instances)
         ref = {
@@ -193,21 +202,28 @@ def test_published_outputs_equal_reference_postprocessed(weight_draw):
             for r, m, b, s in zip(post["object_ids"], post["masks"], post["boxes"], post["scores"])
             if m.any()
         }  # the reference lists an object whose whole mask went to others, with no pixel
-        assert sorted(ours) == sorted(ref), f"frame {t}: published ids {sorted(ours)}, reference {sorted(ref)}"
+        assert sorted(set(ours) - tied) == sorted(set(ref) - tied), f"frame {t}: {sorted(ours)} vs {sorted(ref)}"
         if not ref:
             continue
-        ids = sorted(ref)
-        ours_masks, ref_masks = torch.stack([ours[i]["mask"] for i in ids]), torch.stack([ref[i]["mask"] for i in ids])
-        iou = mask_iou(ours_masks, ref_masks).diagonal()
-        assert iou.mean().item() >= 0.99, f"frame {t}: per-object IoU {iou.tolist()}"
+        ids = sorted(set(ref) - tied)
+        if ids:
+            ours_masks = torch.stack([ours[i]["mask"] for i in ids])
+            ref_masks = torch.stack([ref[i]["mask"] for i in ids])
+            iou = mask_iou(ours_masks, ref_masks).diagonal()
+            assert iou.mean().item() >= 0.99, f"frame {t}: per-object IoU {iou.tolist()}"
+        if tied & set(ref):
+            ours_union = torch.stack([ours[i]["mask"] for i in tied if i in ours]).any(0)
+            ref_union = torch.stack([ref[i]["mask"] for i in tied if i in ref]).any(0)
+            assert mask_iou(ours_union[None], ref_union[None]).item() >= 0.99, f"frame {t}: tied objects {tied}"
+        ours_masks = torch.stack([v["mask"] for v in ours.values()])
         assert mask_iou(ours_masks, ours_masks).fill_diagonal_(0).max().item() == 0.0  # one concept: no overlap
-        for i in ids:
+        for i in sorted(set(ours) & set(ref)):
             # boxes of each object's own mask, before the overlaps are settled; ours end past the last pixel
             assert np.abs(ours[i]["box"] - (ref[i]["box"] + [0, 0, 1, 1])).max() <= 1.0, f"frame {t}, object {i}"
             # the reference's score stays the one the object started with; ours is the last matched detection's
             first_score.setdefault(i, ours[i]["score"])
             assert ref[i]["score"] == pytest.approx(first_score[i], abs=1e-6), f"frame {t}, object {i}"
-        listed += len(ids)
+        listed += len(ref)
     assert len(set(ours_to_ref.values())) == len(ours_to_ref)  # one-to-one
     assert listed > 40
     conditioning = [len(o["cond_frame_outputs"]) for o in reference.session.output_dict_per_obj.values()]

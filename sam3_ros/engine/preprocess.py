@@ -1,4 +1,5 @@
-"""Frame validation and preprocessing on the model's device (uint8 HxWx3 in, normalized NCHW out)."""
+"""Frame validation and preprocessing on the model's device (uint8 HxWx3 in, normalized NCHW out), as transformers'
+SAM 3 image processor preprocesses."""
 
 from __future__ import annotations
 
@@ -47,9 +48,20 @@ def _check_shape(shape: tuple[int, ...], max_pixels: int) -> None:
 
 
 def to_pixels(image: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 (H, W, 3) -> (1, 3, size, size) in ``dtype``, resized (bilinear) and normalized to [-1, 1]
-    (SAM 3's processor: rescale 1/255, mean 0.5, std 0.5)."""
-    x = image.permute(2, 0, 1)[None].float()
+    """uint8 (H, W, 3) -> (1, 3, size, size) in ``dtype`` as transformers' SAM 3 image processor makes it: resized
+    with antialiased bilinear interpolation to uint8 (torchvision's ``resize``), then rescaled and normalized in
+    one step to [-1, 1] ((x - 127.5) / 127.5: mean 0.5 and std 0.5 fused with the 1/255 rescale)."""
+    x = image.permute(2, 0, 1)[None]  # NCHW over the frame's channels-last memory: no copy
     if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return ((x / 255.0 - 0.5) / 0.5).to(dtype)
+        x = resize_uint8(x, size)
+    return ((x.float() - 127.5) / 127.5).to(dtype)
+
+
+def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(1, 3, H, W) uint8 -> (1, 3, size, size) uint8, bilinear with antialiasing, as torchvision resizes: torch's
+    uint8 kernel on an AVX2 CPU (several times faster than the float path on a large frame), elsewhere in float32,
+    rounded and clamped back to uint8."""
+    if x.device.type == "cpu" and "AVX2" in torch.backends.cpu.get_cpu_capability():
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return y.clamp_(0, 255).round_().to(torch.uint8)
