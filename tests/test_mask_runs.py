@@ -194,3 +194,17 @@ def test_the_engine_publishes_what_the_dense_definition_gives(monkeypatch):
         for x, y in zip(a.instances, b.instances):
             assert (x.id, x.concept, x.score, x.age, x.detected) == (y.id, y.concept, y.score, y.age, y.detected)
             assert np.array_equal(x.box, y.box) and np.array_equal(x.mask_rle, y.mask_rle)
+
+
+def test_the_exact_emulation_of_a_fused_multiply_add_gives_the_same_masks(monkeypatch):
+    """Without the CPU's FMA instruction (or where the compiler did not emit it) the kernel emulates it exactly."""
+    a, c = np.float32(1 + 2.0**-12), np.float32(-1.0)  # a * a + c: 2^-11 + 2^-24 with one rounding, 2^-11 with two
+    assert mask_runs.hardware_fma() == (mask_runs._fma32_fused(a, a, c) == np.float32(2.0**-11 + 2.0**-24))
+    rng = np.random.default_rng(7)
+    cases = [case(rng, kind, 9, 32, 32) for kind in ("noise", "blobs", "halves")]
+    monkeypatch.setattr(mask_runs, "hardware_fma", lambda: False)
+    for logits, scores, groups in cases:
+        assert same(
+            mask_runs.output_masks(logits, scores, groups, (720, 1280)),
+            mask_runs.dense_output_masks(logits, scores, groups, (720, 1280)),
+        )

@@ -11,12 +11,15 @@ to the source size, ``> 0``, tight boxes, per-concept pixel non-overlap, RLE of 
   the mask on a (band, column) pair is one run touching the band's start or end: a prefix, a suffix, all or
   nothing. The work is per (band, column) inside the object's box, not per pixel.
 - The arithmetic is torch's CPU kernel's, bit for bit (indices, weights, and the fused multiply-adds its
-  compiler emits), so ``> 0`` decides every pixel as ``F.interpolate`` does. Most pairs need no row at all:
+  compiler emits: the CPU's own FMA instruction where it has one, checked once by ``hardware_fma``, else an
+  exact emulation), so ``> 0`` decides every pixel as ``F.interpolate`` does. Most pairs need no row at all:
   two source values of one sign give all or nothing. On the others the run's end is guessed from the linear
   zero crossing and settled by the exact signs of the rows on either side of it.
 - Pixel non-overlap within a concept (highest score wins, ties to the lower index, only positive scores
   keep pixels) keeps runs runs: what higher-ranked masks claim on a (band, column) pair is a prefix and a
-  suffix, so every kept mask is again one run per pair.
+  suffix, so every kept mask is again one run per pair. A pair that higher-ranked masks took whole is not
+  computed at all: it keeps nothing and claims nothing new. An object with such pairs gets its box (of its
+  own mask, before claims) from its outermost set bands and columns instead.
 - RLE: runs come out in column-major order (columns, then bands), touching runs merged as they are written.
 
 One compiled loop (numba) does all of it per object, in rank order, in a single pass over the object's
@@ -209,6 +212,7 @@ def _host_output(
         ax.l0,
         ax.l1,
         int(size[0]),
+        hardware_fma(),
         counts,
         offsets,
         lengths,
@@ -253,6 +257,23 @@ def _fma32_scalar(a, b, c):
         if np.float64(np.float32(other)) == other and (error > 0.0) == (below > 0.0):
             return np.float32(other)
     return rounded
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _fma32_fused(a, b, c):
+    """float32 ``a * b + c`` as the compiler contracts it: one fused multiply-add where the CPU has the
+    instruction (``hardware_fma`` checks that it did), else two roundings."""
+    return a * b + c
+
+
+@lru_cache(maxsize=1)
+def hardware_fma() -> bool:
+    """Whether ``_fma32_fused`` rounds once, as ``fma32`` (checked once on values where one and two roundings
+    differ, and on random ones): then the kernel uses it instead of the exact emulation, which is slower."""
+    rng = np.random.default_rng(0)
+    a, b, c = (np.append(rng.standard_normal(4096), v).astype(F32) for v in (1 + 2.0**-12, 1 + 2.0**-12, -1.0))
+    fused = np.array([_fma32_fused(x, y, z) for x, y, z in zip(a, b, c)], F32)
+    return bool(np.array_equal(fused.view(np.int32), fma32(a, b, c).view(np.int32)))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -307,6 +328,110 @@ def _cut(t0, t1, band, start, end, l0, l1, ratio):
     return (start, cut) if p0 else (cut, end)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _across(logits, i, r, c0, c1, w0, w1, fused):
+    """The horizontally interpolated value of object ``i``'s source row ``r`` at an output column with source
+    columns ``c0``, ``c1`` and weights ``w0``, ``w1`` (the row past the last is the last: the last band reads its
+    own row twice)."""
+    r = min(r, logits.shape[1] - 1)
+    if fused:
+        return _fma32_fused(logits[i, r, c0], w0, np.float32(logits[i, r, c1] * w1))
+    return _fma32_scalar(logits[i, r, c0], w0, np.float32(logits[i, r, c1] * w1))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pair_run(t0, t1, r, band_start, band_end, y_l0, y_l1, ratio):
+    """[lo, hi) of band ``r`` at a column with across values ``t0``, ``t1`` (see ``_band_run``; lo == -1: not
+    one run)."""
+    start, end = band_start[r], band_end[r]
+    if (t0 <= 0 and t1 <= 0) or start == end:  # most pairs: no set pixel, or all of them
+        return start, start
+    if t0 >= TINY_VALUE and t1 >= TINY_VALUE:
+        return start, end
+    if (t0 > 0) != (t1 > 0) and abs(t0) >= TINY_VALUE and abs(t1) >= TINY_VALUE:
+        return _cut(t0, t1, r, start, end, y_l0, y_l1, ratio)
+    return _band_run(t0, t1, r, start, end, y_l0, y_l1, ratio)
+
+
+@njit(cache=True, nogil=True)
+def _own_box(logits, i, b0, nb, x0, nx, band_start, band_end, y_l0, y_l1, ratio, x_i0, x_i1, x_l0, x_l1, fused):
+    """(left, top, right, bottom) of object ``i``'s own mask (before claims; ends exclusive, zeros for none), from
+    its outermost set bands and columns only; left == -1 where a pair's mask is not one run."""
+    top = bottom = -1
+    for j in range(nb):  # the first band with a set pixel holds the top row
+        r = b0 + j
+        for x in range(x0, x0 + nx):
+            t0 = _across(logits, i, r, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused)
+            lo, hi = _pair_run(
+                t0,
+                _across(logits, i, r + 1, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused),
+                r,
+                band_start,
+                band_end,
+                y_l0,
+                y_l1,
+                ratio,
+            )
+            if lo < 0:
+                return -1, 0, 0, 0
+            if hi > lo and (top < 0 or lo < top):
+                top = lo
+        if top >= 0:
+            break
+    if top < 0:
+        return 0, 0, 0, 0
+    for j in range(nb - 1, -1, -1):  # the last band with one, the bottom row
+        r = b0 + j
+        for x in range(x0, x0 + nx):
+            t0 = _across(logits, i, r, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused)
+            lo, hi = _pair_run(
+                t0,
+                _across(logits, i, r + 1, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused),
+                r,
+                band_start,
+                band_end,
+                y_l0,
+                y_l1,
+                ratio,
+            )
+            if lo < 0:
+                return -1, 0, 0, 0
+            if hi > lo and hi > bottom:
+                bottom = hi
+        if bottom >= 0:
+            break
+    left = right = -1
+    for step in range(2 * nx):  # columns from the left until one is set, then from the right
+        x = x0 + step if left < 0 else x0 + nx - 1 - (step - nx)
+        if left >= 0 and step < nx:
+            continue
+        for j in range(nb):
+            r = b0 + j
+            t0 = _across(logits, i, r, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused)
+            lo, hi = _pair_run(
+                t0,
+                _across(logits, i, r + 1, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused),
+                r,
+                band_start,
+                band_end,
+                y_l0,
+                y_l1,
+                ratio,
+            )
+            if lo < 0:
+                return -1, 0, 0, 0
+            if hi > lo:
+                break
+        else:
+            continue
+        if left < 0:
+            left = x
+        else:
+            right = x + 1
+            break
+    return left, top, right, bottom
+
+
 @njit(cache=True, nogil=True)
 def _runs_kernel(
     logits,
@@ -329,16 +454,17 @@ def _runs_kernel(
     x_l0,
     x_l1,
     height,
+    fused,
     counts,
     offsets,
     lengths,
     boxes,
 ):
-    """Every object's runs, in rank order (``order``: by group, then score): per column of its region, the
-    across values of its source rows, per band the run (``_band_run``), what higher-ranked objects of its group
-    claimed taken off (``keeps`` False: everything), the claims updated, the run appended to its RLE counts
-    (``counts[offsets[i]:]``, ``lengths[i]`` of them); ``boxes`` of the runs before claims. False if a pair's
-    mask is not one run."""
+    """Every object's runs, in rank order (``order``: by group, then score): its box (``_own_box``), then per
+    column of its region, per band the run (``_pair_run``) unless higher-ranked objects of its group claimed the
+    whole band there, what they claimed taken off (``keeps`` False: everything), the claims updated, the run
+    appended to its RLE counts (``counts[offsets[i]:]``, ``lengths[i]`` of them). False if a pair's mask is not
+    one run."""
     n, h, w = logits.shape
     width = x_i0.shape[0]
     pixels = height * width
@@ -354,42 +480,38 @@ def _runs_kernel(
             row = claim_offsets[g] + j * regions[g, 3]
             prefix[row : row + regions[g, 3]] = band_start[regions[g, 0] + j]
             suffix[row : row + regions[g, 3]] = band_end[regions[g, 0] + j]
-    across = np.empty(h + 1, np.float32)
     for k in range(n):
         i, g = order[k], group_of[k]
         base, written, done = offsets[i], 0, 0  # done: flat column-major end of the last set run
-        if bands[i] == 0:
-            counts[base] = pixels
-            lengths[i] = 1
-            continue
-        b0, nb = first_band[i], bands[i]
-        top, bottom, left, right = height, 0, width, 0
-        for x in range(first_col[i], first_col[i] + cols[i]):
-            c0, c1, w0, w1 = x_i0[x], x_i1[x], x_l0[x], x_l1[x]
-            for j in range(nb + 1):
-                r = min(b0 + j, h - 1)  # the last band reads its own row twice
-                across[j] = _fma32_scalar(logits[i, r, c0], w0, np.float32(logits[i, r, c1] * w1))
+        b0, nb, x0, nx = first_band[i], bands[i], first_col[i], cols[i]
+        if not (keeps[k] or shared[k]):  # no pixel to keep and no claim to make: only the box
+            nx = 0
+        top, bottom, left, right = height, 0, width, 0  # of the pairs computed
+        skipped = nx == 0  # a pair went uncomputed: the box comes from the outermost bands and columns
+        for x in range(x0, x0 + nx):
             column = x * height
+            c0, c1, w0, w1 = x_i0[x], x_i1[x], x_l0[x], x_l1[x]
+            t1 = _across(logits, i, b0, c0, c1, w0, w1, fused)
             for j in range(nb):
                 r = b0 + j
-                start, end = band_start[r], band_end[r]
-                t0, t1 = across[j], across[j + 1]
-                if (t0 <= 0 and t1 <= 0) or start == end:  # most pairs: no set pixel, or all of them
+                t0, t1 = t1, _across(logits, i, r + 1, c0, c1, w0, w1, fused)
+                if t0 <= 0 and t1 <= 0:  # most pairs: no set pixel
                     continue
-                if t0 >= TINY_VALUE and t1 >= TINY_VALUE:
-                    lo, hi = start, end
-                elif (t0 > 0) != (t1 > 0) and abs(t0) >= TINY_VALUE and abs(t1) >= TINY_VALUE:
-                    lo, hi = _cut(t0, t1, r, start, end, y_l0, y_l1, ratio)
-                else:
-                    lo, hi = _band_run(t0, t1, r, start, end, y_l0, y_l1, ratio)
-                    if lo < 0:
-                        return False
+                at = 0
+                if shared[k]:
+                    at = claim_offsets[g] + (r - regions[g, 0]) * regions[g, 3] + x - regions[g, 1]
+                    if prefix[at] >= suffix[at]:  # the whole band is taken here: nothing to keep or claim
+                        skipped = True
+                        continue
+                lo, hi = _pair_run(t0, t1, r, band_start, band_end, y_l0, y_l1, ratio)
+                if lo < 0:
+                    return False
                 if hi == lo:
                     continue
                 top, bottom = min(top, lo), max(bottom, hi)
                 left, right = min(left, x), x + 1
                 if shared[k]:
-                    at = claim_offsets[g] + (r - regions[g, 0]) * regions[g, 3] + x - regions[g, 1]
+                    start, end = band_start[r], band_end[r]
                     claimed_lo, claimed_hi = prefix[at], suffix[at]
                     if lo == start:
                         prefix[at] = max(claimed_lo, hi)
@@ -405,6 +527,27 @@ def _runs_kernel(
                     counts[base + written + 1] = hi - lo
                     written += 2
                 done = column + hi
+        if skipped and nb > 0:
+            left, top, right, bottom = _own_box(
+                logits,
+                i,
+                b0,
+                nb,
+                first_col[i],
+                cols[i],
+                band_start,
+                band_end,
+                y_l0,
+                y_l1,
+                ratio,
+                x_i0,
+                x_i1,
+                x_l0,
+                x_l1,
+                fused,
+            )
+            if left < 0:
+                return False
         if right > left:
             boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3] = left, top, right, bottom
         if written == 0 or done < pixels:  # the background after the last run (no empty one at the end)
