@@ -89,6 +89,17 @@ def test_masks_to_boxes_inclusive():
     assert masks_to_boxes_inclusive(masks[:0]).shape == (0, 4)
 
 
+@pytest.mark.parametrize("density, max_area", [(0.2, 4), (0.5, 8), (0.5, 64), (0.8, 16), (1.0, 8)])
+def test_hole_filling_equals_transformers(density, max_area):
+    g = torch.Generator().manual_seed(int(density * 10) + max_area)
+    logits = torch.rand(5, 1, 48, 40, generator=g) - (1 - density)
+    logits[1] = torch.where(logits[1] > 0, logits[1], -logits[1])  # one mask all foreground
+    logits[2, 0, 10:30, 5:35] = torch.rand(20, 30, generator=g) + 0.01  # a blob with noise around it
+    with cv_utils_on_host():
+        filled = reference_module.fill_holes_in_mask_scores(logits, max_area=max_area)
+    assert torch.equal(filled, fill_holes(logits, max_area))
+
+
 def test_transformers_postprocessing_runs_with_the_port_and_equals_the_engines():
     without_port = reference_module.cv_utils_kernel
     g = torch.Generator().manual_seed(3)

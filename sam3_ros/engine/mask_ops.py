@@ -1,8 +1,8 @@
 """Mask post-processing on device: connected components, hole filling, boxes, resizing.
 
-Torch ops (any device), except connected components of CPU masks, which scipy labels in one pass
-instead of the iterative pooling a device needs; a CUDA kernel of the same signature may replace the
-pooling.
+Torch ops (any device), except on CPU masks: connected components there are scipy's one labelling pass
+instead of the iterative pooling a device needs (a CUDA kernel of the same signature may replace the pooling),
+and hole filling is one compiled pass per mask (``small_components``) instead of a dozen tensor ops.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import njit
 
 # 8-connected within each image of a (B, H, W) stack, never across images: one scipy pass labels them all
 _EIGHT_CONNECTED_PER_IMAGE = np.zeros((3, 3, 3), bool)
@@ -75,12 +76,87 @@ def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
     if max_area <= 0 or logits.shape[0] == 0:
         return logits
     background = logits <= 0
+    if logits.device.type == "cpu":
+        filled, removed = small_components(background[:, 0].numpy(), max_area)
+        logits = torch.where(torch.from_numpy(filled)[:, None], torch.full_like(logits, 0.1), logits)
+        return torch.where(torch.from_numpy(removed)[:, None], torch.full_like(logits, -0.1), logits)
     _, areas = connected_components(background)
     logits = torch.where(background & (areas <= max_area), torch.full_like(logits, 0.1), logits)
     foreground = logits > 0
     limit = foreground.sum(dim=(2, 3), keepdim=True, dtype=torch.int32).floor_divide(2).clamp(max=max_area)
     _, areas = connected_components(foreground)
     return torch.where(foreground & (areas <= limit), torch.full_like(logits, -0.1), logits)
+
+
+def small_components(background: np.ndarray, max_area: int) -> tuple[np.ndarray, np.ndarray]:
+    """``fill_holes`` on the host for boolean (B, H, W) ``background`` masks: which pixels become 0.1 (in
+    8-connected background components of at most ``max_area`` pixels) and which then become -0.1 (in foreground
+    components of at most ``max_area`` and half the foreground's pixels)."""
+    filled = np.zeros(background.shape, np.bool_)
+    removed = np.zeros(background.shape, np.bool_)
+    _small_components(np.ascontiguousarray(background), max_area, filled, removed)
+    return filled, removed
+
+
+@njit(cache=True, nogil=True)
+def _find(parent, p):
+    root = p
+    while parent[root] != root:
+        root = parent[root]
+    while parent[p] != root:  # path compression
+        parent[p], p = root, parent[p]
+    return root
+
+
+@njit(cache=True, nogil=True)
+def _component_sizes(mask, parent, size):
+    """Union-find over the 8-connected pixels of ``mask`` (H, W): ``size[p]`` is the area of ``p``'s component for
+    every pixel of the mask (others untouched)."""
+    h, w = mask.shape
+    for y in range(h):
+        for x in range(w):
+            p = y * w + x
+            if not mask[y, x]:
+                continue
+            parent[p] = p
+            for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):  # the neighbours visited before
+                v, u = y + dy, x + dx
+                if 0 <= v and 0 <= u < w and mask[v, u]:
+                    a, b = _find(parent, p), _find(parent, v * w + u)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+    for p in range(h * w):
+        size[p] = 0
+    for y in range(h):
+        for x in range(w):
+            if mask[y, x]:
+                size[_find(parent, y * w + x)] += 1
+    for y in range(h):
+        for x in range(w):
+            if mask[y, x]:
+                p = y * w + x
+                size[p] = size[_find(parent, p)]
+
+
+@njit(cache=True, nogil=True)
+def _small_components(background, max_area, filled, removed):
+    b, h, w = background.shape
+    parent = np.empty(h * w, np.int64)
+    size = np.empty(h * w, np.int64)
+    foreground = np.empty((h, w), np.bool_)
+    for i in range(b):
+        _component_sizes(background[i], parent, size)
+        count = 0
+        for y in range(h):
+            for x in range(w):
+                filled[i, y, x] = background[i, y, x] and size[y * w + x] <= max_area
+                foreground[y, x] = not background[i, y, x] or filled[i, y, x]
+                count += foreground[y, x]
+        limit = min(count // 2, max_area)
+        _component_sizes(foreground, parent, size)
+        for y in range(h):
+            for x in range(w):
+                removed[i, y, x] = foreground[y, x] and size[y * w + x] <= limit
 
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
