@@ -480,6 +480,7 @@ def _runs_kernel(
             row = claim_offsets[g] + j * regions[g, 3]
             prefix[row : row + regions[g, 3]] = band_start[regions[g, 0] + j]
             suffix[row : row + regions[g, 3]] = band_end[regions[g, 0] + j]
+    across = np.empty(h + 1, np.float32)
     for k in range(n):
         i, g = order[k], group_of[k]
         base, written, done = offsets[i], 0, 0  # done: flat column-major end of the last set run
@@ -491,10 +492,11 @@ def _runs_kernel(
         for x in range(x0, x0 + nx):
             column = x * height
             c0, c1, w0, w1 = x_i0[x], x_i1[x], x_l0[x], x_l1[x]
-            t1 = _across(logits, i, b0, c0, c1, w0, w1, fused)
+            for j in range(nb + 1):
+                across[j] = _across(logits, i, b0 + j, c0, c1, w0, w1, fused)
             for j in range(nb):
                 r = b0 + j
-                t0, t1 = t1, _across(logits, i, r + 1, c0, c1, w0, w1, fused)
+                t0, t1 = across[j], across[j + 1]
                 if t0 <= 0 and t1 <= 0:  # most pairs: no set pixel
                     continue
                 at = 0
