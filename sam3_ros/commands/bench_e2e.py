@@ -19,8 +19,12 @@ Prints a table (median, p99, frames/s, ratio to the in-process time, device; per
 and peak GPU memory on a GPU) and writes JSON.
 
 Host-side figures: the engine's stages that are not network passes (``preprocess``, ``merge``, ``spawn``,
-``output``) plus ``message`` (building the InstanceArray), per frame: the "host" row, and, with the node,
-"transport" (the node's receive -> publish minus the in-process time). Several ``--objects`` and ``--size``
+``output``) plus ``message`` (building the InstanceArray), per frame: the "host" row, and, with the node, what
+the transport adds to a frame: per frame, the camera's round trip minus the node's own receive -> publish time
+(the image's and the InstanceArray's way through DDS, serialization included), median over frames. The node's
+receive -> publish minus the in-process time is printed as well; it compares two medians measured one after the
+other, which on a shared machine differ by more than the transport does. The node's torch gets the in-process
+thread count. Several ``--objects`` and ``--size``
 values (comma-separated) measure each combination in process and print the host time as a scaling table
 (the node runs for single values only), and the output stage alone on compact masks of a fixed pixel size
 per combination. On CPU every stage is also given in CPU time of the process (what it costs when other jobs
@@ -207,7 +211,9 @@ def _add_frame(stages: dict, frame_stages: dict) -> None:
 
 
 def _start_node(domain: int, overrides: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain)}
+    # the node's torch gets this process's thread count, so that its receive -> publish time and the in-process
+    # time differ by the transport only
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": str(torch_threads())}
     sets = [arg for text in overrides for arg in ("--set", text)]
     return subprocess.Popen(
         [sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets, "--log-level", "warning"], env=env
@@ -350,6 +356,7 @@ def run(args: argparse.Namespace) -> int:
         "gpu_peak_bytes": ours["gpu_peak_bytes"],
         "rows": rows,
         "transport_ms": None,
+        "node_minus_in_process_ms": None,
         "stream": None,
         "note": args.note,
     }
@@ -492,7 +499,9 @@ def _through_node(args, overrides, count, width, height, rows, result) -> bool:
     base = rows["in process: engine.step + message"]["median_ms"]
     rows["node over DDS: camera round trip"] = _stats(round_trips, base)
     rows["node over DDS: receive -> publish"] = _stats(latencies, base)
-    result["transport_ms"] = rows["node over DDS: receive -> publish"]["median_ms"] - base
+    rows["node over DDS: round trip - receive -> publish"] = _stats(np.subtract(round_trips, latencies), base)
+    result["transport_ms"] = rows["node over DDS: round trip - receive -> publish"]["median_ms"]
+    result["node_minus_in_process_ms"] = rows["node over DDS: receive -> publish"]["median_ms"] - base
     result["stream"] = stream
     return True
 
@@ -518,7 +527,11 @@ def _report(args, result: dict) -> None:
             f"latency p50 {stream['latency_p50_ms']:.1f} ms"
         )
     if result["transport_ms"] is not None:
-        print(f"transport (node receive -> publish minus in process): {result['transport_ms']:.2f} ms")
+        print(
+            f"transport (per frame: camera round trip minus the node's receive -> publish): "
+            f"{result['transport_ms']:.2f} ms; node receive -> publish minus in process (two medians measured "
+            f"apart): {result['node_minus_in_process_ms']:.2f} ms"
+        )
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result["stages_median_ms"].items())
     print(f"in-process stages (median ms): {stages}")
     if result["stages_cpu_median_ms"]:
