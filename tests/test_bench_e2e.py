@@ -61,12 +61,13 @@ def test_through_the_node_the_transport_is_each_frames_round_trip_minus_the_node
     """The node in its own process over DDS (on a private domain), with this process's torch thread count."""
     started = []
     popen = bench_e2e.subprocess.Popen
-    monkeypatch.setattr(bench_e2e.subprocess, "Popen", lambda *a, **k: started.append(k["env"]) or popen(*a, **k))
+    monkeypatch.setattr(bench_e2e.subprocess, "Popen", lambda *a, **k: started.append(k.get("env")) or popen(*a, **k))
     assert bench_e2e.run(arguments(tmp_path, size="160x120", objects="2", frames=3, no_node=False, threads=1)) == 0
     result = json.loads((tmp_path / "out.json").read_text())
     rows = result["rows"]
     round_trip, node = rows["node over DDS: camera round trip"], rows["node over DDS: receive -> publish"]
     transport = rows["node over DDS: round trip - receive -> publish"]
+    started = [env for env in started if env and "ROS_DOMAIN_ID" in env]  # the node, not other commands
     assert round_trip["n"] == node["n"] == transport["n"] == 3 and len(started) == 1
     assert 0 < result["transport_ms"] == transport["median_ms"] < round_trip["median_ms"]
     assert result["torch_threads"] == 1 and started[0]["OMP_NUM_THREADS"] == "1"
