@@ -61,6 +61,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size", default="128x96", help="camera image size WxH; several comma-separated: a scaling table"
     )
     parser.add_argument("--prompt", default="red circle, blue square", help="noun phrases, comma-separated")
+    parser.add_argument(
+        "--transport",
+        choices=("dds", "rclpy"),
+        default="dds",
+        help="the node's transport: dds (DDS-direct, no ROS install) or rclpy (the lifecycle node, driven by an "
+        "rclpy camera in this process; needs a sourced ROS 2 and this package's colcon build)",
+    )
+    parser.add_argument(
+        "--large-images",
+        action="store_true",
+        help="rclpy: the node and this process's camera get the shipped Fast DDS profile for full-resolution "
+        "images (config/fastdds_large_images.xml: shared memory between processes), as launch large_images:=true "
+        "does (the DDS-direct node sizes its buffers itself)",
+    )
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz) of the streaming mode; 0 skips it")
     parser.add_argument(
         "--set",
@@ -210,13 +224,18 @@ def _add_frame(stages: dict, frame_stages: dict) -> None:
     stages.setdefault("host", []).append(sum(frame_stages.get(s, 0.0) for s in HOST_STAGES))
 
 
-def _start_node(domain: int, overrides: list[str]) -> subprocess.Popen:
+def _start_node(domain: int, overrides: list[str], transport: str = "dds") -> subprocess.Popen:
     # the node's torch gets this process's thread count, so that its receive -> publish time and the in-process
     # time differ by the transport only
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "OMP_NUM_THREADS": str(torch_threads())}
     sets = [arg for text in overrides for arg in ("--set", text)]
+    # the installed command, not `python -m` (which puts the working directory first on sys.path: from a source
+    # checkout that would shadow the colcon install's package, which alone has the generated sam3_ros.msg)
+    command = Path(sys.executable).with_name("sam3-ros")
+    program = [str(command)] if command.exists() else [sys.executable, "-m", "sam3_ros.cli"]
     return subprocess.Popen(
-        [sys.executable, "-m", "sam3_ros.cli", "node", "--transport", "dds", *sets, "--log-level", "warning"], env=env
+        [*program, "node", "--transport", transport, *sets, "--log-level", "warning"],
+        env=env,
     )
 
 
@@ -224,7 +243,7 @@ def _lockstep(client, frames) -> tuple[list[float], list[float]]:
     from tqdm import tqdm
 
     round_trips, latencies = [], []
-    for i, rgb in enumerate(tqdm(frames, desc="node over DDS", leave=False)):
+    for i, rgb in enumerate(tqdm(frames, desc="through the node", leave=False)):
         stamp = i + 1
         start = time.perf_counter()
         client.publish_image("/bench/image_raw", rgb, stamp, frame_id="bench", qos="reliable")
@@ -303,6 +322,9 @@ def run(args: argparse.Namespace) -> int:
     from ..settings import Settings, parse_override
     from .bench_engine import ReferenceRun
 
+    from ..ros.host_memory import keep_freed_frames
+
+    keep_freed_frames()  # as the node does: the camera's and the in-process frames' buffers are reused
     if args.threads > 0:
         import torch
 
@@ -480,15 +502,30 @@ def _compact_output(objects: int, size: tuple[int, int], frames: int) -> dict:
 
 
 def _through_node(args, overrides, count, width, height, rows, result) -> bool:
-    """The node in its own process over DDS: lockstep round trips, then the camera stream (into ``rows``
+    """The node in its own process (``--transport``): lockstep round trips, then the camera stream (into ``rows``
     and ``result``); False if the node did not come up."""
-    from ..ros.client import PerceptionClient
-
     domain = private_domain_id()
-    node = _start_node(domain, overrides)
-    client = PerceptionClient(domain=domain)
+    if args.large_images and args.transport == "rclpy":  # read when a participant is made: before both start
+        from ..resources import shared_file
+
+        profile = str(shared_file("config", "fastdds_large_images.xml"))
+        os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+    node = _start_node(domain, overrides, args.transport)
+    if args.transport == "rclpy":
+        from ..ros.rclpy_camera import RclpyCamera
+        from ..ros.rclpy_node import NODE_NAME
+
+        client = RclpyCamera(domain)
+    else:
+        from ..ros.client import PerceptionClient
+
+        client = PerceptionClient(domain=domain)
     try:
-        if not client.wait_for_node(["/bench/image_raw"], timeout=600, qos="reliable"):  # compile/TensorRT warm-up
+        if args.transport == "rclpy" and not client.activate(
+            f"/{NODE_NAME}", alive=lambda: node.poll() is None
+        ):  # loads the model
+            return False
+        if not client.wait_for_node(["/bench/image_raw"], timeout=600, qos="reliable"):  # compile warm-up
             return False
         round_trips, latencies = _lockstep(client, list(_frames(count, width, height)))
         stream = _stream(client, list(_frames(count, width, height)), args.rate) if args.rate > 0 else None
@@ -497,11 +534,14 @@ def _through_node(args, overrides, count, width, height, rows, result) -> bool:
         node.send_signal(signal.SIGTERM)
         node.wait(10)
     base = rows["in process: engine.step + message"]["median_ms"]
-    rows["node over DDS: camera round trip"] = _stats(round_trips, base)
-    rows["node over DDS: receive -> publish"] = _stats(latencies, base)
-    rows["node over DDS: round trip - receive -> publish"] = _stats(np.subtract(round_trips, latencies), base)
-    result["transport_ms"] = rows["node over DDS: round trip - receive -> publish"]["median_ms"]
-    result["node_minus_in_process_ms"] = rows["node over DDS: receive -> publish"]["median_ms"] - base
+    over = "node over DDS" if args.transport == "dds" else "node over rclpy"
+    rows[f"{over}: camera round trip"] = _stats(round_trips, base)
+    rows[f"{over}: receive -> publish"] = _stats(latencies, base)
+    rows[f"{over}: round trip - receive -> publish"] = _stats(np.subtract(round_trips, latencies), base)
+    result["transport"] = args.transport
+    result["large_images"] = args.large_images
+    result["transport_ms"] = rows[f"{over}: round trip - receive -> publish"]["median_ms"]
+    result["node_minus_in_process_ms"] = rows[f"{over}: receive -> publish"]["median_ms"] - base
     result["stream"] = stream
     return True
 
