@@ -502,9 +502,21 @@ def _runs_kernel(
                 at = 0
                 if shared[k]:
                     at = claim_offsets[g] + (r - regions[g, 0]) * regions[g, 3] + x - regions[g, 1]
-                    if prefix[at] >= suffix[at]:  # the whole band is taken here: nothing to keep or claim
+                    claimed_lo, claimed_hi = prefix[at], suffix[at]
+                    if claimed_lo >= claimed_hi:  # the whole band is taken here: nothing to keep or claim
                         skipped = True
                         continue
+                    if (t0 > 0) != (t1 > 0) and abs(t0) >= TINY_VALUE and abs(t1) >= TINY_VALUE:
+                        # a run from the band's start (t0 > 0) or to its end, ending at a cut: when the row next
+                        # to the claims is already past the cut, the run lies inside them (one row, not the cut)
+                        if t0 > 0 and claimed_lo > band_start[r]:
+                            if not _positive(t0, t1, y_l0[claimed_lo], y_l1[claimed_lo]):
+                                skipped = True
+                                continue
+                        elif t1 > 0 and claimed_hi < band_end[r]:
+                            if not _positive(t0, t1, y_l0[claimed_hi - 1], y_l1[claimed_hi - 1]):
+                                skipped = True
+                                continue
                 lo, hi = _pair_run(t0, t1, r, band_start, band_end, y_l0, y_l1, ratio)
                 if lo < 0:
                     return False
