@@ -44,7 +44,7 @@ from numba import njit
 
 from ..codec.rle import RleMasks
 from ..kernels.ops import exclusive_masks, rle_encode
-from .mask_ops import logits_to_masks, masks_to_boxes
+from .mask_ops import logits_to_masks, masks_to_boxes, small_components
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,10 @@ def output_masks(
 
 
 def prepare_host_path() -> None:
-    """Compile the host path's loop (or load it from numba's cache) now, so that a camera's first frame does not
-    wait for it."""
+    """Compile the host path's loops (or load them from numba's cache) now, so that a camera's first frame does
+    not wait for them: the output masks' and the hole filling's."""
     output_masks(torch.ones(1, 4, 4), torch.ones(1), torch.zeros(1, dtype=torch.long), (64, 96))
+    small_components(np.zeros((1, 4, 4), np.bool_), 1)
 
 
 def _host_output(
@@ -353,82 +354,74 @@ def _pair_run(t0, t1, r, band_start, band_end, y_l0, y_l1, ratio):
     return _band_run(t0, t1, r, start, end, y_l0, y_l1, ratio)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _run_at(logits, i, r, x, ys, xs, fused):
+    """``_pair_run`` of object ``i``'s band ``r`` at output column ``x`` (``ys``: band start, band end, row weights
+    l0, l1, ratio; ``xs``: source columns i0, i1 and weights l0, l1 of each output column)."""
+    c0, c1, w0, w1 = xs[0][x], xs[1][x], xs[2][x], xs[3][x]
+    t0 = _across(logits, i, r, c0, c1, w0, w1, fused)
+    t1 = _across(logits, i, r + 1, c0, c1, w0, w1, fused)
+    return _pair_run(t0, t1, r, ys[0], ys[1], ys[2], ys[3], ys[4])
+
+
 @njit(cache=True, nogil=True)
-def _own_box(logits, i, b0, nb, x0, nx, band_start, band_end, y_l0, y_l1, ratio, x_i0, x_i1, x_l0, x_l1, fused):
+def _band_extent(logits, i, r, x0, nx, ys, xs, fused):
+    """(first row, one past the last row) set in band ``r`` over columns [x0, x0 + nx); (-1, -1) for none, (-2, -2)
+    where a pair's mask is not one run."""
+    first, last = -1, -1
+    for x in range(x0, x0 + nx):
+        lo, hi = _run_at(logits, i, r, x, ys, xs, fused)
+        if lo < 0:
+            return -2, -2
+        if hi > lo:
+            first = lo if first < 0 else min(first, lo)
+            last = max(last, hi)
+    return first, last
+
+
+@njit(cache=True, nogil=True)
+def _column_set(logits, i, b0, nb, x, ys, xs, fused):
+    """1 if output column ``x`` has a set pixel in bands [b0, b0 + nb), 0 if not, -1 where a pair's mask is not one
+    run."""
+    for r in range(b0, b0 + nb):
+        lo, hi = _run_at(logits, i, r, x, ys, xs, fused)
+        if lo < 0:
+            return -1
+        if hi > lo:
+            return 1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _own_box(logits, i, b0, nb, x0, nx, ys, xs, fused):
     """(left, top, right, bottom) of object ``i``'s own mask (before claims; ends exclusive, zeros for none), from
     its outermost set bands and columns only; left == -1 where a pair's mask is not one run."""
     top = bottom = -1
-    for j in range(nb):  # the first band with a set pixel holds the top row
-        r = b0 + j
-        for x in range(x0, x0 + nx):
-            t0 = _across(logits, i, r, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused)
-            lo, hi = _pair_run(
-                t0,
-                _across(logits, i, r + 1, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused),
-                r,
-                band_start,
-                band_end,
-                y_l0,
-                y_l1,
-                ratio,
-            )
-            if lo < 0:
-                return -1, 0, 0, 0
-            if hi > lo and (top < 0 or lo < top):
-                top = lo
-        if top >= 0:
+    for r in range(b0, b0 + nb):  # the first band with a set pixel holds the top row
+        top, _ = _band_extent(logits, i, r, x0, nx, ys, xs, fused)
+        if top != -1:
             break
-    if top < 0:
+    if top == -1:
         return 0, 0, 0, 0
-    for j in range(nb - 1, -1, -1):  # the last band with one, the bottom row
-        r = b0 + j
-        for x in range(x0, x0 + nx):
-            t0 = _across(logits, i, r, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused)
-            lo, hi = _pair_run(
-                t0,
-                _across(logits, i, r + 1, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused),
-                r,
-                band_start,
-                band_end,
-                y_l0,
-                y_l1,
-                ratio,
-            )
-            if lo < 0:
-                return -1, 0, 0, 0
-            if hi > lo and hi > bottom:
-                bottom = hi
-        if bottom >= 0:
+    for r in range(b0 + nb - 1, b0 - 1, -1):  # the last one, the bottom row
+        _, bottom = _band_extent(logits, i, r, x0, nx, ys, xs, fused)
+        if bottom != -1:
             break
-    left = right = -1
-    for step in range(2 * nx):  # columns from the left until one is set, then from the right
-        x = x0 + step if left < 0 else x0 + nx - 1 - (step - nx)
-        if left >= 0 and step < nx:
-            continue
-        for j in range(nb):
-            r = b0 + j
-            t0 = _across(logits, i, r, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused)
-            lo, hi = _pair_run(
-                t0,
-                _across(logits, i, r + 1, x_i0[x], x_i1[x], x_l0[x], x_l1[x], fused),
-                r,
-                band_start,
-                band_end,
-                y_l0,
-                y_l1,
-                ratio,
-            )
-            if lo < 0:
-                return -1, 0, 0, 0
-            if hi > lo:
-                break
-        else:
-            continue
-        if left < 0:
-            left = x
-        else:
-            right = x + 1
+    if top == -2 or bottom == -2:
+        return -1, 0, 0, 0
+    left = right = x0
+    for x in range(x0, x0 + nx):  # the first column with a set pixel, then the last
+        found = _column_set(logits, i, b0, nb, x, ys, xs, fused)
+        if found != 0:
+            left = x if found > 0 else -1
             break
+    for x in range(x0 + nx - 1, x0 - 1, -1):
+        found = _column_set(logits, i, b0, nb, x, ys, xs, fused)
+        if found != 0:
+            right = x + 1 if found > 0 else -1
+            break
+    if left < 0 or right < 0:
+        return -1, 0, 0, 0
     return left, top, right, bottom
 
 
@@ -549,15 +542,8 @@ def _runs_kernel(
                 nb,
                 first_col[i],
                 cols[i],
-                band_start,
-                band_end,
-                y_l0,
-                y_l1,
-                ratio,
-                x_i0,
-                x_i1,
-                x_l0,
-                x_l1,
+                (band_start, band_end, y_l0, y_l1, ratio),
+                (x_i0, x_i1, x_l0, x_l1),
                 fused,
             )
             if left < 0:
