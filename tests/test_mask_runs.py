@@ -142,12 +142,14 @@ def test_box_runs_at_the_edges(low, size, monkeypatch):
 def test_where_the_box_path_is_not_exact_the_dense_one_runs(monkeypatch):
     rng = np.random.default_rng(5)
     logits, scores, groups = case(rng, "blobs", 5, 20, 20)
-    tiny = logits.clone()
+    tiny, tiny_negative = logits.clone(), logits.clone()
     tiny[0, 3, 3] = 1e-30  # products of such logits can underflow: the runs argument does not hold
+    tiny_negative[2, 19, 0] = -1e-30
     host = []
     with monkeypatch.context() as patch:
-        patch.setattr(mask_runs, "_host_output", lambda *a: host.append(1))
-        for values, size in ((tiny, (300, 200)), (logits, (60, 60))):  # height + width <= 128: another kernel
+        patch.setattr(mask_runs, "_runs_kernel", lambda *a: host.append(1))  # the box path's loop
+        # height + width <= 128: another kernel
+        for values, size in ((tiny, (300, 200)), (tiny_negative, (300, 200)), (logits, (60, 60))):
             assert same(
                 mask_runs.output_masks(values, scores, groups, size),
                 mask_runs.dense_output_masks(values, scores, groups, size),

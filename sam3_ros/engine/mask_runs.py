@@ -155,10 +155,9 @@ def output_masks(
     host = logits.device.type == "cpu" and sum(size) > SMALL_OUTPUT and emulation_matches_torch((h, w), size)
     if host:
         values = logits.detach().float().numpy()
-        if not np.count_nonzero((values != 0) & (np.abs(values) < TINY_LOGIT)):
-            done = _host_output(values, scores.detach().float().numpy(), groups.detach().numpy(), size)
-            if done is not None:
-                return torch.from_numpy(done[0]), RleMasks(done[1], size)
+        done = _host_output(values, scores.detach().float().numpy(), groups.detach().numpy(), size)
+        if done is not None:
+            return torch.from_numpy(done[0]), RleMasks(done[1], size)
     return dense_output_masks(logits, scores, groups, size)
 
 
@@ -172,11 +171,15 @@ def prepare_host_path() -> None:
 def _host_output(
     logits: np.ndarray, scores: np.ndarray, groups: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, list[np.ndarray]] | None:
-    """``output_masks`` on the host (see the module docstring); None where a pair's mask is not one run (only
-    with interpolated values that underflow)."""
+    """``output_masks`` on the host (see the module docstring); None for logits below ``TINY_LOGIT`` (non-zero)
+    and where a pair's mask is not one run (only with interpolated values that underflow)."""
     n, h, w = logits.shape
+    logits = np.ascontiguousarray(logits, F32)
+    extents, tiny = _positive_extents(logits, F32(TINY_LOGIT))
+    if tiny:
+        return None
     ay, ax = upsample_axis(h, size[0]), upsample_axis(w, size[1])
-    first_band, bands, first_col, cols = _candidate_boxes(logits, ay, ax)
+    first_band, bands, first_col, cols = _candidate_boxes(extents, ay, ax)
     order = np.lexsort((np.arange(n), -scores, groups))  # rank within each group: score, then index
     # per group of several objects: the region of the frame where its objects' claims are kept
     _, group_index, size_of = np.unique(groups, return_inverse=True, return_counts=True)
@@ -193,7 +196,7 @@ def _host_output(
     counts = np.empty(int(offsets[-1]), np.uint32)
     lengths, boxes = np.zeros(n, np.int64), np.zeros((n, 4), F32)
     ok = _runs_kernel(
-        np.ascontiguousarray(logits, F32),
+        logits,
         (scores > 0)[order],
         order,
         group_index[order].astype(np.int64),
@@ -224,15 +227,42 @@ def _host_output(
     return boxes, [counts[offsets[i] : offsets[i] + lengths[i]] for i in range(n)]
 
 
-def _candidate_boxes(logits: np.ndarray, ay: UpsampleAxis, ax: UpsampleAxis):
-    """Per object: first band, number of bands, first column, number of columns of the output region that can
-    hold a positive pixel (one of its source samples is positive); 0 bands for none."""
+@njit(cache=True, nogil=True)
+def _positive_extents(logits, tiny):
+    """Per object the first and last source row and column that hold a positive logit ((N, 4): top, bottom,
+    left, right; -1 for none), and how many non-zero logits lie below ``tiny`` in magnitude. One pass: for 64
+    objects of 288 x 288 (21 MB) its cost is the memory's bandwidth."""
     n, h, w = logits.shape
-    positive = logits > 0
-    rows, cols = positive.any(2), positive.any(1)
-    some = rows.any(1)
-    top, bottom = rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
-    left, right = cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)
+    extents = np.full((n, 4), -1, np.int64)
+    tiny_count = np.int32(0)
+    for i in range(n):
+        for r in range(h):
+            row = logits[i, r]
+            positive = np.int32(0)
+            for c in range(w):  # branch-free: the compiler vectorizes it
+                v = row[c]
+                positive += v > 0
+                tiny_count += (abs(v) < tiny) & (v != 0)
+            if positive:
+                first, last = 0, w - 1
+                while not row[first] > 0:
+                    first += 1
+                while not row[last] > 0:
+                    last -= 1
+                if extents[i, 0] < 0:
+                    extents[i, 0], extents[i, 2], extents[i, 3] = r, first, last
+                extents[i, 1] = r
+                extents[i, 2] = min(extents[i, 2], first)
+                extents[i, 3] = max(extents[i, 3], last)
+    return extents, tiny_count
+
+
+def _candidate_boxes(extents: np.ndarray, ay: UpsampleAxis, ax: UpsampleAxis):
+    """Per object: first band, number of bands, first column, number of columns of the output region that can
+    hold a positive pixel (one of its source samples is positive; ``extents`` from ``_positive_extents``); 0
+    bands for none."""
+    top, bottom, left, right = extents.T
+    some = top >= 0
     y0, y1 = ay.i1.searchsorted(top, "left"), ay.i0.searchsorted(bottom, "right")
     x0, x1 = ax.i1.searchsorted(left, "left"), ax.i0.searchsorted(right, "right")
     some &= (y0 < y1) & (x0 < x1)
