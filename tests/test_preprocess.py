@@ -25,6 +25,17 @@ def test_pixels_lie_on_the_uint8_grid_and_follow_the_float_resize():
     assert (levels - exact.round()).abs().max() <= 1
 
 
+def test_the_kernel_follows_torchvisions_rule_on_the_cpu_capability(monkeypatch):
+    # torchvision resizes uint8 in uint8 only where the capability's name contains "AVX2": not on AVX512
+    x = _frame(96, 128).permute(2, 0, 1)[None]
+    uint8_kernel = F.interpolate(x, size=(56, 56), mode="bilinear", antialias=True)
+    float_path = F.interpolate(x.float(), size=(56, 56), mode="bilinear", antialias=True).clamp(0, 255).round()
+    for capability, expected in (("AVX2", uint8_kernel), ("AVX512", float_path), ("DEFAULT", float_path)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda name=capability: name)
+        assert torch.equal(preprocess.resize_uint8(x, 56), expected.to(torch.uint8)), capability
+    assert not torch.equal(uint8_kernel, float_path.to(torch.uint8))  # the two paths do differ
+
+
 def test_without_avx2_the_float_path_rounds_to_uint8(monkeypatch):
     image = _frame(96, 128)
     fast = to_pixels(image, 56, torch.float32)
