@@ -109,54 +109,67 @@ def _find(parent, p):
 
 
 @njit(cache=True, nogil=True)
-def _component_sizes(mask, parent, size):
-    """Union-find over the 8-connected pixels of ``mask`` (H, W): ``size[p]`` is the area of ``p``'s component for
-    every pixel of the mask (others untouched)."""
+def _component_runs(mask, start, end, rows, parent, area):
+    """The 8-connected components of ``mask`` (H, W) over its runs of set pixels (union-find on runs, not pixels:
+    a mask has far fewer). Fills, per run in row-major order, its columns [``start``, ``end``) and ``parent``;
+    ``rows[y]:rows[y + 1]`` are row y's runs; ``area`` at a component's root is its pixel count."""
     h, w = mask.shape
+    n = 0
+    rows[0] = 0
     for y in range(h):
-        for x in range(w):
-            p = y * w + x
+        above = rows[y - 1] if y else 0  # the first run of the row above not left of the current run
+        x = 0
+        while x < w:
             if not mask[y, x]:
+                x += 1
                 continue
-            parent[p] = p
-            for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):  # the neighbours visited before
-                v, u = y + dy, x + dx
-                if 0 <= v and 0 <= u < w and mask[v, u]:
-                    a, b = _find(parent, p), _find(parent, v * w + u)
-                    if a != b:
-                        parent[max(a, b)] = min(a, b)
-    for p in range(h * w):
-        size[p] = 0
-    for y in range(h):
-        for x in range(w):
-            if mask[y, x]:
-                size[_find(parent, y * w + x)] += 1
-    for y in range(h):
-        for x in range(w):
-            if mask[y, x]:
-                p = y * w + x
-                size[p] = size[_find(parent, p)]
+            first = x
+            while x < w and mask[y, x]:
+                x += 1
+            start[n], end[n], parent[n], area[n] = first, x, n, x - first
+            while above < rows[y] and end[above] < first:  # runs that end before this one cannot touch later ones
+                above += 1
+            k = above
+            while k < rows[y] and start[k] <= x:  # within one column: 8-connected
+                a, b = _find(parent, k), _find(parent, n)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+                    area[min(a, b)] += area[max(a, b)]
+                k += 1
+            n += 1
+        rows[y + 1] = n
+
+
+@njit(cache=True, nogil=True)
+def _mark_small(rows, start, end, parent, area, limit, out):
+    """Set ``out`` (H, W) on the runs whose component has at most ``limit`` pixels; returns how many were set."""
+    marked = 0
+    for y in range(len(rows) - 1):
+        for k in range(rows[y], rows[y + 1]):
+            if area[_find(parent, k)] <= limit:
+                out[y, start[k] : end[k]] = True
+                marked += end[k] - start[k]
+    return marked
 
 
 @njit(cache=True, nogil=True)
 def _small_components(background, max_area, filled, removed):
     b, h, w = background.shape
-    parent = np.empty(h * w, np.int64)
-    size = np.empty(h * w, np.int64)
+    capacity = h * ((w + 1) // 2)  # runs are separated by at least one pixel
+    start, end = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    parent, area = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+    rows = np.empty(h + 1, np.int64)
     foreground = np.empty((h, w), np.bool_)
     for i in range(b):
-        _component_sizes(background[i], parent, size)
+        _component_runs(background[i], start, end, rows, parent, area)
+        _mark_small(rows, start, end, parent, area, max_area, filled[i])
         count = 0
         for y in range(h):
             for x in range(w):
-                filled[i, y, x] = background[i, y, x] and size[y * w + x] <= max_area
                 foreground[y, x] = not background[i, y, x] or filled[i, y, x]
                 count += foreground[y, x]
-        limit = min(count // 2, max_area)
-        _component_sizes(foreground, parent, size)
-        for y in range(h):
-            for x in range(w):
-                removed[i, y, x] = foreground[y, x] and size[y * w + x] <= limit
+        _component_runs(foreground, start, end, rows, parent, area)
+        _mark_small(rows, start, end, parent, area, min(count // 2, max_area), removed[i])
 
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
