@@ -31,6 +31,9 @@ from . import names
 from .decoding import decode_with_cv_bridge
 
 NODE_NAME = "sam3_tracker"
+# Callbacks only store frames or wait on the workers, so a few threads suffice; a fixed count (rclpy's default
+# is the CPUs the process may use) keeps a service that waits from blocking the cameras under a one-CPU affinity
+EXECUTOR_THREADS = 4
 # numpy dtype -> array.array typecode, for rclpy's sequence fields
 _TYPECODES = {
     np.dtype(k): v
@@ -234,7 +237,7 @@ def main(ros_args: list[str] | None, defaults: Settings) -> int:
     """Run the lifecycle node until shutdown (``ros2 launch`` drives its transitions)."""
     rclpy.init(args=["tracker_node", "--ros-args", *ros_args] if ros_args else None)  # argv[0]: program name
     node = PerceptionLifecycleNode(defaults)
-    executor = MultiThreadedExecutor()
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
     try:
         executor.spin()

@@ -243,7 +243,16 @@ def ros_env(**extra: str) -> dict[str, str]:
 class RosProcess:
     """A ROS program (the tracker node, ``ros2 launch``) in its own process group, its output in a log file."""
 
-    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self, command: list[str], log_path: Path, env: dict[str, str] | None = None, cpus: set[int] | None = None
+    ):
+        """``cpus``: the CPUs the process may run on (its affinity, as ``taskset`` or a container's cpuset sets it)."""
+
+        def prepare() -> None:
+            restore_sigint()
+            if cpus is not None:
+                os.sched_setaffinity(0, cpus)
+
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -251,7 +260,7 @@ class RosProcess:
                 env=env or ros_env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=restore_sigint,
+                preexec_fn=prepare,
                 start_new_session=True,
             )
 
@@ -283,12 +292,16 @@ class RosProcess:
         self.process.wait(5)
 
 
-def tracker_node(params_file: Path, log_path: Path, namespace: str = "", *ros_args: str) -> RosProcess:
+def tracker_node(
+    params_file: Path, log_path: Path, namespace: str = "", *ros_args: str, cpus: set[int] | None = None
+) -> RosProcess:
     """The installed ``tracker_node`` (``lib/sam3_ros/tracker_node`` of the colcon install), run directly."""
     executable = Path(get_package_prefix("sam3_ros")) / "lib" / "sam3_ros" / "tracker_node"
     remap = ["-r", f"__ns:=/{namespace}"] if namespace else []
     return RosProcess(
-        [sys.executable, str(executable), "--ros-args", "--params-file", str(params_file), *remap, *ros_args], log_path
+        [sys.executable, str(executable), "--ros-args", "--params-file", str(params_file), *remap, *ros_args],
+        log_path,
+        cpus=cpus,
     )
 
 

@@ -7,6 +7,7 @@ order: lifecycle up, the streams, services, bad inputs, latest-wins, then lifecy
 from __future__ import annotations
 
 import ros_required  # noqa: F401  (first: without ROS 2 this module skips, saying why)
+import os
 import signal
 import time
 
@@ -361,3 +362,29 @@ def test_two_nodes_in_their_own_namespaces(ros, tmp_path):
     finally:
         for process in processes:
             process.kill()
+
+
+def test_one_cpu_affinity_keeps_services_and_cameras_answering(ros, tmp_path):
+    """Pinned to one CPU (taskset, a container's cpuset), the node keeps several executor threads, so a service
+    waiting on a worker does not hold up the camera callbacks (rclpy's default would be one thread, with a
+    warning on the console), and it serves prompts and frames as usual."""
+    params = write_params(tmp_path / "params.yaml", {**TEST_PARAMETERS, "input.topics": ["/pinned/image_raw"]})
+    process = tracker_node(params, tmp_path / "node.log", cpus={min(os.sched_getaffinity(0))})
+    try:
+        assert ros.wait_for_state("unconfigured"), process.log()
+        assert ros.change_state("configure") and ros.change_state("activate"), process.log()
+        inbox = ros.subscribe("/sam3/instances", InstanceArray)
+        assert ros.wait_for_subscriber("/pinned/image_raw", Image)
+        reply = ros.call(SetPrompt, "/sam3/set_prompt", SetPrompt.Request(phrases=["pinned"]))
+        assert reply.success, reply.message
+        assert wait_until(
+            lambda: (
+                ros.publish("/pinned/image_raw", image(np.zeros((H, W, 3), np.uint8), 9))
+                or any(m.prompt == ["pinned"] for m in inbox.messages)
+            ),
+            20,
+            period=0.5,
+        ), process.log()
+        assert "MultiThreadedExecutor is used with a single thread" not in process.log()
+    finally:
+        process.kill()
