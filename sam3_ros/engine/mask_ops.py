@@ -2,7 +2,8 @@
 
 Torch ops (any device), except on CPU masks: connected components there are scipy's one labelling pass
 instead of the iterative pooling a device needs (a CUDA kernel of the same signature may replace the pooling),
-and hole filling is one compiled pass per mask (``small_components``) instead of a dozen tensor ops.
+and hole filling is one compiled union-find over each mask's runs of pixels (``small_components``) instead of a
+dozen tensor ops.
 """
 
 from __future__ import annotations
