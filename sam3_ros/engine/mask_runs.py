@@ -45,6 +45,7 @@ from numba import njit
 from ..codec.rle import RleMasks
 from ..kernels.ops import exclusive_masks, rle_encode
 from .mask_ops import logits_to_masks, masks_to_boxes, small_components
+from .merge import suppress_shrunk
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,10 @@ def output_masks(
 
 def prepare_host_path() -> None:
     """Compile the host path's loops (or load them from numba's cache) now, so that a camera's first frame does
-    not wait for them: the output masks' and the hole filling's."""
+    not wait for them: the output masks', the hole filling's and the per-concept non-overlap's."""
     output_masks(torch.ones(1, 4, 4), torch.ones(1), torch.zeros(1, dtype=torch.long), (64, 96))
     small_components(np.zeros((1, 4, 4), np.bool_), 1)
+    suppress_shrunk(torch.ones(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), 1)
 
 
 def _host_output(
