@@ -44,8 +44,7 @@ from numba import njit
 
 from ..codec.rle import RleMasks
 from ..kernels.ops import exclusive_masks, rle_encode
-from .mask_ops import logits_to_masks, masks_to_boxes, small_components
-from .merge import suppress_shrunk
+from .mask_ops import logits_to_masks, masks_to_boxes
 
 log = logging.getLogger(__name__)
 
@@ -162,14 +161,6 @@ def output_masks(
     return dense_output_masks(logits, scores, groups, size)
 
 
-def prepare_host_path() -> None:
-    """Compile the host path's loops (or load them from numba's cache) now, so that a camera's first frame does
-    not wait for them: the output masks', the hole filling's and the per-concept non-overlap's."""
-    output_masks(torch.ones(1, 4, 4), torch.ones(1), torch.zeros(1, dtype=torch.long), (64, 96))
-    small_components(np.zeros((1, 4, 4), np.bool_), 1)
-    suppress_shrunk(torch.ones(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), 1)
-
-
 def _host_output(
     logits: np.ndarray, scores: np.ndarray, groups: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, list[np.ndarray]] | None:
@@ -241,7 +232,7 @@ def _positive_extents(logits, tiny):
         for r in range(h):
             row = logits[i, r]
             positive = np.int32(0)
-            for c in range(w):  # branch-free: the compiler vectorizes it
+            for c in range(w):  # branch-free, so that the compiler can vectorize it
                 v = row[c]
                 positive += v > 0
                 tiny_count += (abs(v) < tiny) & (v != 0)
