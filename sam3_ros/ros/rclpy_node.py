@@ -31,9 +31,10 @@ from . import names
 from .decoding import decode_with_cv_bridge
 
 NODE_NAME = "sam3_tracker"
-# Callbacks only store frames or wait on the workers, so a few threads suffice; a fixed count (rclpy's default
-# is the CPUs the process may use) keeps a service that waits from blocking the cameras under a one-CPU affinity
-EXECUTOR_THREADS = 4
+# Callbacks only store frames or wait on the workers: two threads let the cameras' group and the services' group
+# run side by side. A fixed count, because rclpy's default (the CPUs the process may use) is one thread under a
+# one-CPU affinity, where a service that waits would block the cameras; more threads only add GIL contention.
+EXECUTOR_THREADS = 2
 # numpy dtype -> array.array typecode, for rclpy's sequence fields
 _TYPECODES = {
     np.dtype(k): v
