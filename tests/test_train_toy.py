@@ -70,9 +70,13 @@ def test_a_run_started_from_a_model_changes_only_the_phases_it_runs(runs, tmp_pa
     assert record["memory_encoder_image_scale"] is None  # a trained memory encoder is not rescaled
 
 
-def test_unknown_phase_names_the_field():
+def test_bad_settings_name_their_field():
     with pytest.raises(ValueError, match="TrainConfig.phases.*'detectr'"):
         TrainConfig(phases=("vision", "detectr"))
+    with pytest.raises(ValueError, match="TrainConfig.tracker_vanishing: 1.5"):
+        TrainConfig(tracker_vanishing=1.5)
+    with pytest.raises(ValueError, match="TrainConfig.clip_length: 1"):
+        TrainConfig(clip_length=1)
 
 
 def test_training_worlds_never_use_benchmark_seeds():
@@ -83,6 +87,23 @@ def test_training_worlds_never_use_benchmark_seeds():
     clip = tracker_clip(rng, length=4, max_objects=3)
     assert clip.masks.shape[0] == 4 and clip.masks[0].reshape(clip.masks.shape[1], -1).any(1).all()
     assert TRAIN_SEEDS[0] >= 1_000_000  # make-bag's benchmark seeds are small numbers
+
+
+def test_vanishing_clips_start_with_an_object_that_is_gone_later():
+    rng = np.random.default_rng(2)
+    for _ in range(6):
+        clip = tracker_clip(rng, length=5, max_objects=2, vanishing=1.0)
+        visible = clip.masks.reshape(5, clip.masks.shape[1], -1).any(2)  # (T, N)
+        assert visible[0].all()  # every object starts visible
+        assert not visible[1:, 0].all()  # the first one is gone on a later frame
+
+
+def test_clips_without_vanishing_are_drawn_as_before():
+    """``vanishing`` 0 draws nothing extra from the generator: recorded recipes repeat exactly."""
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    first = tracker_clip(a, length=3, max_objects=2)
+    second = tracker_clip(b, length=3, max_objects=2, vanishing=0.0)
+    assert np.array_equal(first.masks, second.masks) and a.random() == b.random()
 
 
 def test_exemplar_prompts_box_objects_of_the_frame_and_ask_for_their_concept():

@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps of the geometry encoder's exemplar-box phase (also with --minutes)",
     )
     parser.add_argument("--tracker-steps", type=int, default=1500, help="steps of the tracker phase")
+    parser.add_argument("--clip-length", type=int, default=6, help="frames per tracker training clip")
+    parser.add_argument(
+        "--tracker-vanishing",
+        type=float,
+        default=0.0,
+        help="share of tracker clips in which an object visible at the start is gone later",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the training worlds")
     parser.add_argument(
         "--start-from",
@@ -106,11 +113,13 @@ def run(args: argparse.Namespace) -> int:
             scoring_steps=args.scoring_steps,
             exemplar_steps=args.exemplar_steps,
             tracker_steps=args.tracker_steps,
+            clip_length=args.clip_length,
+            tracker_vanishing=args.tracker_vanishing,
             minutes=args.minutes,
             start_from=args.start_from,
             phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()) or PHASES,
         )
-    except ValueError as exc:  # a bad --phases or --minutes
+    except ValueError as exc:  # a bad --phases, --tracker-vanishing or --clip-length
         raise UsageError(str(exc)) from None
     try:
         record = train_toy(Path(args.out), config, torch.device(args.device))
@@ -126,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         f"--binding-steps {steps['binding_steps']} --detector-steps {steps['detector_steps']} "
         f"--scoring-steps {steps['scoring_steps']} --exemplar-steps {steps['exemplar_steps']} "
         f"--tracker-steps {steps['tracker_steps']}"
+        + (f" --clip-length {config.clip_length}" if config.clip_length != TrainConfig.clip_length else "")
+        + (f" --tracker-vanishing {config.tracker_vanishing}" if config.tracker_vanishing else "")
         + (f" --start-from {args.start_from}" if args.start_from else "")
         + (f" --phases {','.join(config.phases)}" if config.phases != PHASES else "")
     )

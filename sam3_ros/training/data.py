@@ -170,9 +170,15 @@ class TrackerClip:
     masks: np.ndarray
 
 
-def tracker_clip(rng: np.random.Generator, length: int, max_objects: int) -> TrackerClip:
+def tracker_clip(rng: np.random.Generator, length: int, max_objects: int, vanishing: float = 0.0) -> TrackerClip:
     """A clip of ``length`` frames, 1-3 world frames apart (faster motion than the camera rate, as
-    after dropped frames), starting where at least one object is visible."""
+    after dropped frames), starting where at least one object is visible.
+
+    With probability ``vanishing`` the clip is one where an object visible at its start is gone on a later
+    frame (out of view, fully covered, or gone from the world), and the objects that go come first, so that
+    ``max_objects`` keeps them: the tracker's object score learns to say that an object is gone, which
+    clips as drawn rarely show."""
+    want_gone = vanishing > 0 and rng.random() < vanishing  # no draw at 0: earlier recipes repeat exactly
     while True:
         world = random_world(rng, frames=90)
         stride = int(rng.integers(1, 4))
@@ -180,9 +186,15 @@ def tracker_clip(rng: np.random.Generator, length: int, max_objects: int) -> Tra
         frames = [world.frame(start + stride * i) for i in range(length)]
         first = frames[0]
         ids = [i for i, m in zip(first.ids, first.masks) if m.sum() >= 4 * MIN_PIXELS]
-        if ids:
+        gone = [i for i in ids if any(i not in f.ids for f in frames[1:])] if want_gone else []
+        if ids and (gone or not want_gone):
             break
-    ids = [ids[i] for i in rng.permutation(len(ids))][:max_objects]
+    if want_gone:
+        stay = [i for i in ids if i not in gone]
+        ids = [gone[k] for k in rng.permutation(len(gone))] + [stay[k] for k in rng.permutation(len(stay))]
+    else:
+        ids = [ids[k] for k in rng.permutation(len(ids))]
+    ids = ids[:max_objects]
     h, w = first.image.shape[:2]
     masks = np.zeros((length, len(ids), h, w), bool)
     for t, f in enumerate(frames):

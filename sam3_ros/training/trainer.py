@@ -66,6 +66,8 @@ class TrainConfig:
     phrases_per_image: int = 3
     clip_length: int = 6
     clip_objects: int = 6
+    # share of tracker clips in which an object visible at the start is gone later (0: clips as drawn)
+    tracker_vanishing: float = 0.0
     lr: float = 1e-3
     # the detector phase's: at ``lr`` its early localization gains fade and presence degrades
     detector_lr: float = 3e-4
@@ -79,6 +81,10 @@ class TrainConfig:
         unknown = [p for p in self.phases if p not in PHASES]
         if unknown or not self.phases:
             raise ValueError(f"TrainConfig.phases: {unknown or 'none'} not among {', '.join(PHASES)}")
+        if not 0.0 <= self.tracker_vanishing <= 1.0:
+            raise ValueError(f"TrainConfig.tracker_vanishing: {self.tracker_vanishing} is outside [0, 1]")
+        if self.clip_length < 2:
+            raise ValueError(f"TrainConfig.clip_length: {self.clip_length} is under 2 (a start and a frame to track)")
 
 
 def _schedule(step: int, total: int, warmup: int) -> float:
@@ -184,7 +190,8 @@ def train_toy(out: Path, config: TrainConfig, device: torch.device) -> dict:
         return exemplar_step(model, tokenize, samples, weights, device)
 
     def tracker_fn():
-        return tracker_step(model, tracker_clip(rng, config.clip_length, config.clip_objects), device)
+        clip = tracker_clip(rng, config.clip_length, config.clip_objects, config.tracker_vanishing)
+        return tracker_step(model, clip, device)
 
     vision_params = list(detector.vision_encoder.parameters())
     vision_heads = [*concept_head.parameters(), *position_head.parameters()]
