@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -60,15 +62,28 @@ def pytest_runtest_makereport(item, call):
         _fail_skip(report, "this ROS test")
 
 
-@pytest.fixture(scope="session", autouse=True)
+_USED_DOMAINS: set[int] = set()  # a session never returns to a domain: what an earlier module left there stays there
+
+
+@pytest.fixture(scope="module", autouse=True)
 def ros_domain(tmp_path_factory):
-    """A ROS domain of its own (other tests on this machine use theirs), discovery on this host only, and ROS
-    log files (nodes, launch) in the session's temporary folder rather than ~/.ros/log."""
+    """A ROS domain of the module's own, discovery on this host only, and ROS log files (nodes, launch) in the
+    session's temporary folder rather than ~/.ros/log.
+
+    Per module, not per session: a node an earlier module started (named ``sam3_tracker`` too) can outlive its
+    test in the DDS discovery data of the others for a while, and the graph queries by node name would then
+    answer for it."""
     saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR")}
-    os.environ["ROS_DOMAIN_ID"] = str(private_domain_id())
+    domain = private_domain_id()
+    while domain in _USED_DOMAINS:
+        domain = private_domain_id()
+    _USED_DOMAINS.add(domain)
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
-    yield int(os.environ["ROS_DOMAIN_ID"])
+    yield domain
+    if shutil.which("ros2"):  # the `ros2` daemon a module's CLI calls started would outlive the session
+        subprocess.run(["ros2", "daemon", "stop"], capture_output=True, timeout=30, check=False)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -76,9 +91,9 @@ def ros_domain(tmp_path_factory):
             os.environ[key] = value
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ros(ros_domain):
-    """The test process's rclpy node (see ``ros_harness.RosClient``)."""
+    """The module's rclpy node (see ``ros_harness.RosClient``)."""
     from ros_harness import RosClient
 
     client = RosClient()
