@@ -17,6 +17,7 @@ import torch
 
 from sam3_ros.engine.loading import load_model
 from sam3_ros.engine.mask_ops import logits_to_masks
+from sam3_ros.kernels.ops import mask_iou
 from sam3_ros.training.data import tracker_clip
 from sam3_ros.training.tracker import propagate_clip
 
@@ -38,10 +39,9 @@ def main(model: str, clips: int) -> None:
             gone += int((~visible).sum())
             absent_visible += int((~present & visible).sum())
             visible_total += int(visible.sum())
-            masks = logits_to_masks(out["mask_logits"][:, 0], clip.masks.shape[-2:]).numpy()
-            for j in np.flatnonzero(visible & present):
-                union = (masks[j] | clip.masks[t, j]).sum()
-                ious.append((masks[j] & clip.masks[t, j]).sum() / max(union, 1))
+            masks = logits_to_masks(out["mask_logits"][:, 0], clip.masks.shape[-2:])
+            own = torch.diagonal(mask_iou(masks, torch.from_numpy(clip.masks[t]))).numpy()  # each with its truth
+            ious += own[visible & present].tolist()
     print(f"{model}: {clips} clips")
     print(f"  gone object said present: {gone_present / max(gone, 1):.3f} of {gone} frames")
     print(f"  visible object said absent: {absent_visible / max(visible_total, 1):.3f} of {visible_total} frames")
