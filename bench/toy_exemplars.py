@@ -18,8 +18,8 @@ import torch
 
 from sam3_ros.engine import ConceptPrompt, Frame, load_engine
 from sam3_ros.engine.mask_ops import masks_to_boxes
+from sam3_ros.eval.metrics import best_iou
 from sam3_ros.eval.synthetic import World, WorldConfig
-from sam3_ros.kernels.torch_ops import mask_iou
 from sam3_ros.settings import Settings
 
 MIN_AREA = 200  # an object counts when it shows at least this many pixels
@@ -32,13 +32,6 @@ def confident_masks(engine, image: np.ndarray, boxes: np.ndarray, positive: bool
     engine.reset()
     out = engine.step(Frame(image))
     return np.asarray(out.masks).astype(bool)[np.asarray(out.scores) >= 0.5]
-
-
-def best_iou(truth: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Per mask of ``truth``, its best IoU with any of ``masks`` (zeros when there are none)."""
-    if not len(masks) or not len(truth):
-        return np.zeros(len(truth))
-    return mask_iou(torch.from_numpy(truth), torch.from_numpy(masks)).amax(1).numpy()
 
 
 def measure(model: str) -> dict:

@@ -10,11 +10,10 @@ Prints the shares of objects found at IoU 0.5/0.75/0.9 and the median best IoU.
 import sys
 
 import numpy as np
-import torch
 
 from sam3_ros.engine import ConceptPrompt, Frame, load_engine
+from sam3_ros.eval.metrics import best_iou
 from sam3_ros.eval.synthetic import World, WorldConfig
-from sam3_ros.kernels.torch_ops import mask_iou
 from sam3_ros.settings import Settings
 
 
@@ -34,10 +33,9 @@ def main(model: str) -> None:
                 gt = frame.masks[[c == concept and m.sum() >= 50 for c, m in zip(frame.concepts, frame.masks)]]
                 if not len(gt):
                     continue
-                iou = mask_iou(torch.from_numpy(gt), torch.from_numpy(masks)).numpy() if len(masks) else None
                 confident = scores >= 0.5
-                confident_best += list(iou[:, confident].max(1) if confident.any() else np.zeros(len(gt)))
-                any_best += list(iou.max(1) if iou is not None else np.zeros(len(gt)))
+                confident_best += list(best_iou(gt, masks[confident]))
+                any_best += list(best_iou(gt, masks))
                 confident_count.append(int(confident.sum()) / len(gt))
     confident_best, any_best = np.array(confident_best), np.array(any_best)
     print(f"{model}: {len(any_best)} visible objects")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from sam3_ros.eval.metrics import FrameObjects, Scorer, mask_iou, mcc, true_positives
+from sam3_ros.eval.metrics import FrameObjects, Scorer, best_iou, mask_iou, mcc, true_positives
 from sam3_ros.eval.tracking import TrackFrame, hota, identity_metrics
 
 H = W = 8
@@ -396,3 +396,16 @@ def test_cgf1_pmf1_il_mcc_equal_the_official_evaluator(official_cgf1_eval, tmp_p
             mine = ours["per_concept"][phrase]
             official = _official_figures(official_cgf1_eval, folder, frames, [phrase])
             assert (mine["cgF1"], mine["pmF1"], mine["IL_MCC"]) == pytest.approx(official, abs=1e-6), (n, phrase)
+
+
+def test_best_iou_is_each_true_masks_best_match_and_zero_without_masks():
+    truth = np.zeros((2, 4, 4), bool)
+    truth[0, :2, :2] = True  # 4 pixels
+    truth[1, 2:, 2:] = True
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, :2, :4] = True  # covers truth 0 and 4 more: IoU 0.5
+    masks[1, :1, :2] = True  # half of truth 0 (IoU 2 / 8, not its best)
+    masks[1, 2:, 2:] = True  # and all of truth 1: 4 / 6
+    assert best_iou(truth, masks) == pytest.approx([0.5, 4 / 6])
+    assert best_iou(truth, masks[:0]).tolist() == [0.0, 0.0]
+    assert best_iou(truth[:0], masks).shape == (0,)

@@ -13,8 +13,8 @@ import torch
 
 from sam3_ros.engine import ConceptPrompt, Frame, load_engine, load_model
 from sam3_ros.engine.mask_ops import masks_to_boxes
+from sam3_ros.eval.metrics import best_iou
 from sam3_ros.eval.synthetic import World, WorldConfig, hard_negatives
-from sam3_ros.kernels.torch_ops import mask_iou
 from sam3_ros.models import TOY_DIR
 from sam3_ros.settings import Settings
 
@@ -40,13 +40,6 @@ def toy_engine(**overrides):
 def confident(instances):
     keep = np.asarray(instances.scores) > 0.5
     return np.asarray(instances.masks)[keep], [c for c, k in zip(instances.concepts, keep) if k]
-
-
-def best_iou(truth: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Per true mask (N, H, W), its best IoU with any of ``masks`` (M, H, W); zeros when M is 0."""
-    if not len(masks):
-        return np.zeros(len(truth))
-    return mask_iou(torch.from_numpy(truth), torch.from_numpy(masks)).amax(1).numpy()
 
 
 def measure_concept(seed: int) -> dict:

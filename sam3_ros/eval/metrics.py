@@ -114,6 +114,13 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(inter > 0, inter / np.maximum(union, 1), 0.0)
 
 
+def best_iou(truth: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per mask of ``truth`` (N, H, W), its best ``mask_iou`` with any of ``masks`` (M, H, W); zeros when M is 0."""
+    if not len(masks) or not len(truth):
+        return np.zeros(len(truth))
+    return mask_iou(truth, masks).max(1)
+
+
 def true_positives(iou: np.ndarray) -> np.ndarray:
     """True positives of one datapoint at each t in ``IOU_THRESHOLDS``; ``iou`` is (predictions, ground truth).
 
