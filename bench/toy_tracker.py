@@ -16,36 +16,25 @@ import numpy as np
 import torch
 
 from sam3_ros.engine.loading import load_model
-from sam3_ros.engine.mask_ops import logits_to_masks
-from sam3_ros.kernels.ops import mask_iou
-from sam3_ros.training.data import tracker_clip
-from sam3_ros.training.tracker import propagate_clip
+from sam3_ros.training.probe import track_clips
 
 PROBE_SEED = 777
 
 
-@torch.no_grad()
 def main(model: str, clips: int) -> None:
-    loaded = load_model(model)
-    rng = np.random.default_rng(PROBE_SEED)
-    gone_present = gone = absent_visible = visible_total = 0
-    ious = []
-    for _ in range(clips):
-        clip = tracker_clip(rng, 8, 6, vanishing=0.5)
-        for t, out in propagate_clip(loaded.model, clip, torch.device("cpu")):
-            present = (out["object_score_logits"][:, 0] > 0).numpy()
-            visible = clip.masks[t].reshape(len(present), -1).any(1)
-            gone_present += int((present & ~visible).sum())
-            gone += int((~visible).sum())
-            absent_visible += int((~present & visible).sum())
-            visible_total += int(visible.sum())
-            masks = logits_to_masks(out["mask_logits"][:, 0], clip.masks.shape[-2:])
-            own = torch.diagonal(mask_iou(masks, torch.from_numpy(clip.masks[t]))).numpy()  # each with its truth
-            ious += own[visible & present].tolist()
+    with torch.no_grad():
+        tracked = track_clips(
+            load_model(model), clips, np.random.default_rng(PROBE_SEED), torch.device("cpu"), 8, 6, vanishing=0.5
+        )
+    visible, present = tracked["visible"], tracked["present"]
+    gone = ~visible
     print(f"{model}: {clips} clips")
-    print(f"  gone object said present: {gone_present / max(gone, 1):.3f} of {gone} frames")
-    print(f"  visible object said absent: {absent_visible / max(visible_total, 1):.3f} of {visible_total} frames")
-    print(f"  median mask IoU, visible and said present: {np.median(ious):.3f}")
+    print(f"  gone object said present: {(present & gone).sum() / max(gone.sum(), 1):.3f} of {gone.sum()} frames")
+    print(
+        f"  visible object said absent: {(~present & visible).sum() / max(visible.sum(), 1):.3f} "
+        f"of {visible.sum()} frames"
+    )
+    print(f"  median mask IoU, visible and said present: {np.median(tracked['iou'][visible & present]):.3f}")
 
 
 if __name__ == "__main__":

@@ -139,7 +139,8 @@ def probe_model(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED, 
         exemplar_hits += hits
         negative_clear += clear
 
-    tracked = _probe_tracker(loaded, clips, np.random.default_rng(seed + 2), device)
+    tracked = track_clips(loaded, clips, np.random.default_rng(seed + 2), device)
+    visible = tracked["visible"]
 
     return ProbeReport(
         frames=frames,
@@ -160,8 +161,8 @@ def probe_model(loaded: LoadedModel, frames: int = 120, seed: int = PROBE_SEED, 
         exemplar_prompts_detected=_share(exemplar_hits),
         negative_exemplars_clear=_share(negative_clear),
         tracker_clips=clips,
-        tracker_mask_iou=_median(tracked["truth"]),
-        tracker_copy_iou=_median(tracked["copy"]),
+        tracker_mask_iou=_median(tracked["iou"][visible]),
+        tracker_copy_iou=_median(tracked["copy"][visible]),
         tracker_cross_object_iou=_median(tracked["cross"]),
     )
 
@@ -208,21 +209,32 @@ def _share(values) -> float:  # mean of 0/1 values; NaN for none
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def _probe_tracker(loaded: LoadedModel, clips: int, rng: np.random.Generator, device) -> dict[str, list[float]]:
-    """IoUs of tracked masks with the truth, of the truth with itself one frame before, and between
-    different objects' tracked masks, over ``clips`` clips of up to 4 objects."""
-    found: dict[str, list[float]] = {"truth": [], "copy": [], "cross": []}
-    for _ in tqdm(range(clips), desc="probe tracker", unit="clip", dynamic_ncols=True):
-        clip = tracker_clip(rng, TRACKER_CLIP_LENGTH, 4)
+def track_clips(
+    loaded: LoadedModel,
+    clips: int,
+    rng: np.random.Generator,
+    device,
+    length: int = TRACKER_CLIP_LENGTH,
+    objects: int = 4,
+    vanishing: float = 0.0,
+) -> dict[str, np.ndarray]:
+    """Track the objects of ``clips`` held-out clips (``data.tracker_clip``) from their first-frame masks. Per
+    object and tracked frame: ``visible`` (its true mask is not empty), ``present`` (the tracker's object score
+    says so), ``iou`` of its mask with its truth, and ``copy``, the IoU of the truth with itself one frame
+    before; ``cross``: the IoU of every pair of different objects' masks on every tracked frame."""
+    found: dict[str, list] = {"visible": [], "present": [], "iou": [], "copy": [], "cross": []}
+    for _ in tqdm(range(clips), desc="track clips", unit="clip", dynamic_ncols=True):
+        clip = tracker_clip(rng, length, objects, vanishing=vanishing)
         truth = torch.from_numpy(clip.masks)
         for t, out in propagate_clip(loaded.model, clip, device):
-            masks = logits_to_masks(out["low_res"][:, 0], tuple(truth.shape[-2:])).cpu()
-            visible = truth[t].flatten(1).any(1)
-            found["truth"] += torch.diagonal(mask_iou(masks, truth[t]))[visible].tolist()
-            found["copy"] += torch.diagonal(mask_iou(truth[t - 1], truth[t]))[visible].tolist()
+            masks = logits_to_masks(out["low_res"][:, 0], tuple(truth.shape[-2:])).cpu()  # empty where absent
+            found["visible"] += truth[t].flatten(1).any(1).tolist()
+            found["present"] += (out["object_score_logits"][:, 0] > 0).cpu().tolist()
+            found["iou"] += torch.diagonal(mask_iou(masks, truth[t])).tolist()
+            found["copy"] += torch.diagonal(mask_iou(truth[t - 1], truth[t])).tolist()
             pairs = torch.triu_indices(len(masks), len(masks), offset=1)
             found["cross"] += mask_iou(masks, masks)[pairs[0], pairs[1]].tolist()
-    return found
+    return {name: np.asarray(values) for name, values in found.items()}
 
 
 def _probe_exemplars(loaded: LoadedModel, sample: DetectorSample, device) -> tuple[list[bool], list[bool]]:
