@@ -16,9 +16,7 @@ import numpy as np
 import torch
 
 from sam3_ros.engine.loading import load_model
-from sam3_ros.training.probe import track_clips
-
-PROBE_SEED = 777
+from sam3_ros.training.probe import PROBE_SEED, track_clips
 
 
 def main(model: str, clips: int) -> None:
