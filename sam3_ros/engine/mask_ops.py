@@ -18,6 +18,11 @@ _EIGHT_CONNECTED_PER_IMAGE = np.zeros((3, 3, 3), bool)
 _EIGHT_CONNECTED_PER_IMAGE[1] = True
 _CHECK_EVERY = 8  # label propagation steps between convergence checks (each check is one host sync)
 
+# Compiled loops that allocate nothing (their callers pass every buffer in) compile without numba's reference
+# counting: with it, every call that passes an array increments and decrements the array's count atomically,
+# which costs more than a small helper's own work when it is called per pixel, run or (band, column) pair.
+njit_no_refcount = njit(cache=True, nogil=True, _nrt=False)
+
 
 def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """8-connected components of a boolean (B, 1, H, W) mask.
@@ -99,7 +104,7 @@ def small_components(background: np.ndarray, max_area: int) -> tuple[np.ndarray,
     return filled, removed
 
 
-@njit(cache=True, nogil=True)
+@njit_no_refcount
 def _find(parent, p):
     root = p
     while parent[root] != root:
@@ -109,7 +114,7 @@ def _find(parent, p):
     return root
 
 
-@njit(cache=True, nogil=True)
+@njit_no_refcount
 def _component_runs(mask, start, end, rows, parent, area):
     """The 8-connected components of ``mask`` (H, W) over its runs of set pixels (union-find on runs, not pixels:
     a mask has far fewer). Fills, per run in row-major order, its columns [``start``, ``end``) and ``parent``;
@@ -141,7 +146,7 @@ def _component_runs(mask, start, end, rows, parent, area):
         rows[y + 1] = n
 
 
-@njit(cache=True, nogil=True)
+@njit_no_refcount
 def _mark_small(rows, start, end, parent, area, limit, out):
     """Set ``out`` (H, W) on the runs whose component has at most ``limit`` pixels; returns how many were set."""
     marked = 0

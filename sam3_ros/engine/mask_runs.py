@@ -22,8 +22,9 @@ to the source size, ``> 0``, tight boxes, per-concept pixel non-overlap, RLE of 
   own mask, before claims) from its outermost set bands and columns instead.
 - RLE: runs come out in column-major order (columns, then bands), touching runs merged as they are written.
 
-One compiled loop (numba) does all of it per object, in rank order, in a single pass over the object's
-(band, column) pairs: the work grows with the objects' area in the frame, with no (objects x image) arrays.
+One compiled loop (numba, without reference counting: ``mask_ops.njit_no_refcount``) does all of it per object,
+in rank order, in a single pass over the object's (band, column) pairs: the work grows with the objects' area in
+the frame, with no (objects x image) arrays.
 
 Where that exactness is not guaranteed, the dense definition runs instead, on the whole frame: outputs
 with height + width <= 128 (torch uses another kernel there), a torch build whose arithmetic differs from
@@ -44,7 +45,7 @@ from numba import njit
 
 from ..codec.rle import RleMasks
 from ..kernels.ops import exclusive_masks, rle_encode
-from .mask_ops import logits_to_masks, masks_to_boxes
+from .mask_ops import logits_to_masks, masks_to_boxes, njit_no_refcount
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,14 @@ def _host_output(
     offsets = np.concatenate(([0], np.cumsum(capacity)))
     counts = np.empty(int(offsets[-1]), np.uint32)
     lengths, boxes = np.zeros(n, np.int64), np.zeros((n, 4), F32)
+    # per group: higher-ranked masks cover [start, prefix) and [suffix, end) of each (band, column) pair of its
+    # region; nothing is claimed yet
+    claim_offsets = np.concatenate(([0], np.cumsum(regions[:, 2] * regions[:, 3])))
+    prefix, suffix = np.empty(int(claim_offsets[-1]), np.int32), np.empty(int(claim_offsets[-1]), np.int32)
+    for g, (top, _, rows, columns) in enumerate(regions):
+        claims = slice(claim_offsets[g], claim_offsets[g + 1])
+        prefix[claims] = np.repeat(ay.start[top : top + rows], columns)
+        suffix[claims] = np.repeat(ay.end[top : top + rows], columns)
     ok = _runs_kernel(
         logits,
         (scores > 0)[order],
@@ -195,6 +204,10 @@ def _host_output(
         group_index[order].astype(np.int64),
         shared[order],
         regions,
+        claim_offsets,
+        prefix,
+        suffix,
+        np.empty(h + 1, F32),
         first_band,
         bands,
         first_col,
@@ -264,7 +277,7 @@ def _candidate_boxes(extents: np.ndarray, ay: UpsampleAxis, ax: UpsampleAxis):
     return first_band, last_band - first_band + 1, np.where(some, x0, 0), np.where(some, x1 - x0, 0)
 
 
-@njit(cache=True, nogil=True)
+@njit_no_refcount
 def _fma32_scalar(a, b, c):
     """float32 ``a * b + c`` with one rounding (see ``fma32``), for float32 scalars."""
     p = np.float64(a) * np.float64(b)
@@ -313,7 +326,7 @@ def _positive(t0, t1, l0, l1):
     return _fma32_scalar(t0, l0, q) > 0
 
 
-@njit(cache=True, nogil=True)
+@njit_no_refcount
 def _band_run(t0, t1, band, start, end, l0, l1, ratio):
     """Output rows [lo, hi) where the mask is set on one (band, column) pair of across values ``t0``, ``t1``;
     lo == hi for none, -1 if the pair's mask is not one run touching the band's start or end."""
@@ -387,7 +400,7 @@ def _run_at(logits, i, r, x, ys, xs, fused):
     return _pair_run(t0, t1, r, ys[0], ys[1], ys[2], ys[3], ys[4])
 
 
-@njit(cache=True, nogil=True)
+@njit_no_refcount
 def _band_extent(logits, i, r, x0, nx, ys, xs, fused):
     """(first row, one past the last row) set in band ``r`` over columns [x0, x0 + nx); (-1, -1) for none, (-2, -2)
     where a pair's mask is not one run."""
@@ -402,7 +415,7 @@ def _band_extent(logits, i, r, x0, nx, ys, xs, fused):
     return first, last
 
 
-@njit(cache=True, nogil=True)
+@njit_no_refcount
 def _column_set(logits, i, b0, nb, x, ys, xs, fused):
     """1 if output column ``x`` has a set pixel in bands [b0, b0 + nb), 0 if not, -1 where a pair's mask is not one
     run."""
@@ -415,7 +428,7 @@ def _column_set(logits, i, b0, nb, x, ys, xs, fused):
     return 0
 
 
-@njit(cache=True, nogil=True)
+@njit_no_refcount
 def _own_box(logits, i, b0, nb, x0, nx, ys, xs, fused):
     """(left, top, right, bottom) of object ``i``'s own mask (before claims; ends exclusive, zeros for none), from
     its outermost set bands and columns only; left == -1 where a pair's mask is not one run."""
@@ -448,7 +461,7 @@ def _own_box(logits, i, b0, nb, x0, nx, ys, xs, fused):
     return left, top, right, bottom
 
 
-@njit(cache=True, nogil=True)
+@njit_no_refcount
 def _runs_kernel(
     logits,
     keeps,
@@ -456,6 +469,10 @@ def _runs_kernel(
     group_of,
     shared,
     regions,
+    claim_offsets,
+    prefix,
+    suffix,
+    across,
     first_band,
     bands,
     first_col,
@@ -479,24 +496,13 @@ def _runs_kernel(
     """Every object's runs, in rank order (``order``: by group, then score): its box (``_own_box``), then per
     column of its region, per band the run (``_pair_run``) unless higher-ranked objects of its group claimed the
     whole band there, what they claimed taken off (``keeps`` False: everything), the claims updated, the run
-    appended to its RLE counts (``counts[offsets[i]:]``, ``lengths[i]`` of them). False if a pair's mask is not
+    appended to its RLE counts (``counts[offsets[i]:]``, ``lengths[i]`` of them). The claims of group ``g`` are
+    ``prefix`` and ``suffix`` from ``claim_offsets[g]``, row-major over its region (``regions``: first band, first
+    column, bands, columns); ``across`` is scratch for one column's across values. False if a pair's mask is not
     one run."""
-    n, h, w = logits.shape
+    n = logits.shape[0]
     width = x_i0.shape[0]
     pixels = height * width
-    # per group (``regions``: first band, first column, bands, columns): higher-ranked masks cover
-    # [start, prefix) and [suffix, end) of each (band, column) pair
-    claim_offsets = np.zeros(regions.shape[0] + 1, np.int64)
-    for g in range(regions.shape[0]):
-        claim_offsets[g + 1] = claim_offsets[g] + regions[g, 2] * regions[g, 3]
-    prefix = np.empty(claim_offsets[-1], np.int32)
-    suffix = np.empty(claim_offsets[-1], np.int32)
-    for g in range(regions.shape[0]):
-        for j in range(regions[g, 2]):
-            row = claim_offsets[g] + j * regions[g, 3]
-            prefix[row : row + regions[g, 3]] = band_start[regions[g, 0] + j]
-            suffix[row : row + regions[g, 3]] = band_end[regions[g, 0] + j]
-    across = np.empty(h + 1, np.float32)
     for k in range(n):
         i, g = order[k], group_of[k]
         base, written, done = offsets[i], 0, 0  # done: flat column-major end of the last set run
