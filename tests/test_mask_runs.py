@@ -7,6 +7,10 @@ zeros and halves, duplicated objects, tied and non-positive scores, several conc
 objects), on sizes up and down, and on the engine's own outputs frame by frame (``InstanceArray`` contents).
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -77,9 +81,76 @@ def test_the_emulated_upsampling_is_torchs(in_size, out_size):
     assert mask_runs.emulation_matches_torch(in_size, out_size)
 
 
+@pytest.fixture(params=[1, 3], ids=["one-pass", "three-passes"])
+def column_passes(request, monkeypatch):
+    """The box path in one pass over the columns, or in three at once (threads), for any amount of work."""
+    monkeypatch.setattr(mask_runs, "_host_passes", lambda: request.param)
+    monkeypatch.setattr(mask_runs, "MIN_PARALLEL_PAIRS", 0)
+    return request.param
+
+
+def test_column_passes_cover_the_frame_and_split_the_work_evenly():
+    first_col, cols, bands = np.array([0, 100, 600]), np.array([1280, 200, 400]), np.array([32, 32, 16])
+    ranges = mask_runs._column_ranges(first_col, cols, bands, 1280, 2)
+    assert ranges[0, 0] == 0 and ranges[-1, 1] == 1280 and np.array_equal(ranges[1:, 0], ranges[:-1, 1])
+    work = [
+        32 * (b - a) + 32 * max(0, min(b, 300) - max(a, 100)) + 16 * max(0, min(b, 1000) - max(a, 600))
+        for a, b in ranges
+    ]
+    assert len(ranges) == 2 and abs(work[0] - work[1]) <= 80, ranges  # even to within a column
+    assert len(mask_runs._column_ranges(first_col, cols, bands, 1280, 1)) == 1
+    small = mask_runs._column_ranges(first_col, np.array([10, 10, 10]), bands, 1280, 4)
+    assert small.tolist() == [[0, 1280]]  # too little work for a second pass
+
+
+CONCURRENT_CAMERAS = """
+import sys, threading
+import numba, numpy as np, torch
+from sam3_ros.engine import mask_runs
+
+torch.set_num_threads(2)
+rng = np.random.default_rng(0)
+logits = torch.from_numpy((rng.standard_normal((8, 32, 32)) * 1e-3).astype(np.float32))
+scores, groups = torch.from_numpy(rng.random(8).astype(np.float32)), torch.from_numpy(rng.integers(0, 2, 8))
+want = mask_runs.dense_output_masks(logits, scores, groups, (720, 1280))
+results = []
+
+def camera():
+    for _ in range(20):
+        results.append(mask_runs.output_masks(logits, scores, groups, (720, 1280)))
+
+threads = [threading.Thread(target=camera) for _ in range(2)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+boxes, masks = want
+same = all(
+    torch.equal(b, boxes) and all(np.array_equal(x, y) for x, y in zip(m.counts, masks.counts)) for b, m in results
+)
+print(numba.threading_layer(), len(results), same)
+"""
+
+
+@pytest.mark.parametrize("layer", ["default", "workqueue"])
+def test_cameras_on_threads_share_the_parallel_passes_safely(layer, tmp_path):
+    """Two engines' output stages at once, as the node runs cameras, with the passes on numba's threads: numba's
+    workqueue layer aborts the process when two threads use it at once, so one stage at a time uses them. Every
+    result is the dense definition's, and numba's default choice is never omp (a second OpenMP runtime beside
+    torch's changed the engine's results)."""
+    env = {**os.environ, "NUMBA_THREADING_LAYER": layer, "NUMBA_CACHE_DIR": str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_CAMERAS], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    started, count, same = run.stdout.split()
+    assert (count, same) == ("40", "True")
+    assert started in ("tbb", "workqueue")
+
+
 @pytest.mark.parametrize("kind", ["noise", "blobs", "halves", "duplicates"])
 @pytest.mark.parametrize("seed", range(3))
-def test_box_runs_equal_the_dense_definition(kind, seed, monkeypatch):
+def test_box_runs_equal_the_dense_definition(kind, seed, monkeypatch, column_passes):
     rng = np.random.default_rng([seed, len(kind)])
     dense = mask_runs.dense_output_masks
     called = []
@@ -98,7 +169,7 @@ def test_box_runs_equal_the_dense_definition(kind, seed, monkeypatch):
 @pytest.mark.parametrize(
     "n, low, size", [(16, 32, (720, 1280)), (6, 288, (480, 640)), (4, 288, (100, 120)), (9, 40, (1080, 1920))]
 )
-def test_box_runs_at_camera_sizes(n, low, size):
+def test_box_runs_at_camera_sizes(n, low, size, column_passes):
     rng = np.random.default_rng(n)
     for kind in ("noise", "blobs"):
         logits, scores, groups = case(rng, kind, n, low, low)
@@ -126,7 +197,7 @@ def edge_case_logits(h, w):
 
 
 @pytest.mark.parametrize("low, size", [((32, 32), (720, 1280)), ((288, 288), (100, 120)), ((7, 9), (97, 301))])
-def test_box_runs_at_the_edges(low, size, monkeypatch):
+def test_box_runs_at_the_edges(low, size, monkeypatch, column_passes):
     dense = mask_runs.dense_output_masks
     called = []
     monkeypatch.setattr(mask_runs, "dense_output_masks", lambda *a: called.append(1) or dense(*a))
@@ -147,7 +218,7 @@ def test_where_the_box_path_is_not_exact_the_dense_one_runs(monkeypatch):
     tiny_negative[2, 19, 0] = -1e-30
     host = []
     with monkeypatch.context() as patch:
-        patch.setattr(mask_runs, "_runs_kernel", lambda *a: host.append(1))  # the box path's loop
+        patch.setattr(mask_runs, "_column_runs", lambda *a: host.append(1))  # the box path's loop
         # height + width <= 128: another kernel
         for values, size in ((tiny, (300, 200)), (tiny_negative, (300, 200)), (logits, (60, 60))):
             assert same(

@@ -20,7 +20,7 @@ from .backends import make_encoder
 from .detector import Detector
 from .loading import LoadedModel, load_model
 from .mask_ops import fill_holes
-from .mask_runs import output_masks
+from .mask_runs import output_masks, prepare_output_masks
 from .memory_bank import MemoryBank
 from .merge import MergeThresholds, NO_OBJECT_LOGIT, NEVER_OCCLUDED, associate, occlusion_suppression, suppress_shrunk
 from .preprocess import frame_tensor, to_pixels
@@ -84,7 +84,7 @@ class _Output:
 def prepare_host_path() -> None:
     """Compile the CPU engine's loops (or load them from numba's cache) now, so that a camera's first frame does
     not wait for them: the output masks', the hole filling's and the per-concept non-overlap's."""
-    output_masks(torch.ones(1, 4, 4), torch.ones(1), torch.zeros(1, dtype=torch.long), (64, 96))
+    prepare_output_masks()
     fill_holes(torch.ones(1, 1, 4, 4), 1)
     suppress_shrunk(torch.ones(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), 1)
 

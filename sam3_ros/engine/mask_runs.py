@@ -24,7 +24,11 @@ to the source size, ``> 0``, tight boxes, per-concept pixel non-overlap, RLE of 
 
 One compiled loop (numba, without reference counting: ``mask_ops.njit_no_refcount``) does all of it per object,
 in rank order, in a single pass over the object's (band, column) pairs: the work grows with the objects' area in
-the frame, with no (objects x image) arrays.
+the frame, with no (objects x image) arrays. Columns do not depend on each other (the claims are per pair), so
+with torch's intra-op threads at 2 or more the frame's columns are cut into ranges of even work, a few passes per
+thread, run at once on numba's threads (TBB's where the ``tbb`` package is installed, else numba's workqueue;
+one camera's output stage at a time, the others meanwhile in their own threads); a last serial step joins each
+object's runs across the cuts into its RLE and settles its box.
 
 Where that exactness is not guaranteed, the dense definition runs instead, on the whole frame: outputs
 with height + width <= 128 (torch uses another kernel there), a torch build whose arithmetic differs from
@@ -35,13 +39,15 @@ monotonicity argument needs products that do not underflow), and CUDA tensors (t
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import njit
+from numba import njit, prange
 
 from ..codec.rle import RleMasks
 from ..kernels.ops import exclusive_masks, rle_encode
@@ -53,6 +59,15 @@ F32, F64 = np.float32, np.float64
 SMALL_OUTPUT = 128  # torch's CPU kernel switches to its channels-last loop at height + width <= this
 TINY_LOGIT = 2.0**-60  # non-zero logits below this go to the dense definition
 TINY_VALUE = 2.0**-100  # interpolated values below this (non-zero) are evaluated row by row
+
+# One output stage at a time runs its passes on numba's threads (the node steps one engine per camera, each on
+# its own thread): numba's workqueue layer aborts the process when two threads use it at once.
+_NUMBA_THREADS = threading.Lock()
+if numba.config.THREADING_LAYER == "default":
+    # numba's omp layer loads the system's OpenMP runtime beside torch's own; with it, once a parallel loop had
+    # run, the engine's masks stopped matching transformers' reference loop (tests/test_engine_parity.py).
+    # tbb and workqueue run their own threads.
+    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
 
 
 def fma32(a, b, c) -> np.ndarray:
@@ -145,6 +160,13 @@ def dense_output_masks(
     return boxes, RleMasks(rle_encode(masks) if len(masks) else [], size)
 
 
+def prepare_output_masks() -> None:
+    """Compile ``output_masks``' loops (or load them from numba's cache) and start numba's threading layer now, so
+    that a camera's first frame does not wait for them: two objects over enough columns for two passes."""
+    columns = MIN_PARALLEL_PAIRS // (2 * 16) + 1
+    output_masks(torch.ones(2, 16, 16), torch.ones(2), torch.zeros(2, dtype=torch.long), (640, columns))
+
+
 def output_masks(
     logits: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, size: tuple[int, int]
 ) -> tuple[torch.Tensor, RleMasks]:
@@ -185,19 +207,19 @@ def _host_output(
         members = shared & (group_index == g)
         top, left = first_band[members].min(), first_col[members].min()
         regions[g] = top, left, last_band[members].max() - top, last_col[members].max() - left
+    active = (scores > 0) | shared  # objects with pixels to keep or claims to make; the others need only a box
+    ranges = _column_ranges(first_col, cols, np.where(active, bands, 0), int(size[1]), _host_passes())
+    claim_offsets, prefix, suffix = _claims(regions, ay)
     capacity = 2 * bands.astype(np.int64) * cols + 2  # every pair one run, plus the first and last background runs
     offsets = np.concatenate(([0], np.cumsum(capacity)))
     counts = np.empty(int(offsets[-1]), np.uint32)
-    lengths, boxes = np.zeros(n, np.int64), np.zeros((n, 4), F32)
-    # per group: higher-ranked masks cover [start, prefix) and [suffix, end) of each (band, column) pair of its
-    # region; nothing is claimed yet
-    claim_offsets = np.concatenate(([0], np.cumsum(regions[:, 2] * regions[:, 3])))
-    prefix, suffix = np.empty(int(claim_offsets[-1]), np.int32), np.empty(int(claim_offsets[-1]), np.int32)
-    for g, (top, _, rows, columns) in enumerate(regions):
-        claims = slice(claim_offsets[g], claim_offsets[g + 1])
-        prefix[claims] = np.repeat(ay.start[top : top + rows], columns)
-        suffix[claims] = np.repeat(ay.end[top : top + rows], columns)
-    ok = _runs_kernel(
+    # each pass writes an object's counts behind those of the passes before it: room for a run per pair
+    in_pass = np.clip(np.minimum(first_col + cols, ranges[:, 1:2]) - np.maximum(first_col, ranges[:, 0:1]), 0, None)
+    before = np.cumsum(in_pass, axis=0) - in_pass
+    run_offsets = offsets[:-1] + 2 * np.where(active, bands, 0) * before  # (passes, objects)
+    run_count, run_end = np.zeros(in_pass.shape, np.int64), np.zeros(in_pass.shape, np.int64)
+    box_parts, skipped = np.zeros((*in_pass.shape, 4), np.int64), np.zeros(in_pass.shape, np.bool_)
+    fixed = (
         logits,
         (scores > 0)[order],
         order,
@@ -207,7 +229,6 @@ def _host_output(
         claim_offsets,
         prefix,
         suffix,
-        np.empty(h + 1, F32),
         first_band,
         bands,
         first_col,
@@ -224,13 +245,76 @@ def _host_output(
         int(size[0]),
         hardware_fma(),
         counts,
-        offsets,
-        lengths,
-        boxes,
     )
+    # each pass's scratch, a cache line apart from the next pass's: passes that share a line slow each other down
+    across = np.empty((len(ranges), -(-(h + 1) // 16) * 16 + 16), F32)
+    passes = (ranges, across, run_offsets, run_count, run_end, box_parts, skipped)
+    # the passes share the claims, each in its own columns
+    if len(ranges) > 1 and _NUMBA_THREADS.acquire(blocking=False):
+        try:
+            ok = _passes_at_once(fixed, passes)
+        finally:
+            _NUMBA_THREADS.release()
+    else:  # one pass, or another camera's output stage holds numba's threads: in this thread
+        ok = _passes_in_turn(fixed, passes)
     if not ok:
         return None
+    lengths, boxes = np.zeros(n, np.int64), np.zeros((n, 4), F32)
+    _stitch(int(size[0]) * int(size[1]), run_offsets, run_count, run_end, box_parts, counts, offsets, lengths, boxes)
+    # where a pair went uncomputed, the box of the object's own mask comes from its outermost bands and columns
+    own = np.flatnonzero((skipped.any(0) | ~active) & (bands > 0))
+    if len(own):
+        own_boxes = np.zeros((len(own), 4), np.int64)
+        ys, xs = (ay.start, ay.end, ay.l0, ay.l1, F64(ay.ratio)), (ax.i0, ax.i1, ax.l0, ax.l1)
+        if not _own_boxes(logits, own, first_band, bands, first_col, cols, ys, xs, hardware_fma(), own_boxes):
+            return None
+        boxes[own] = own_boxes
     return boxes, [counts[offsets[i] : offsets[i] + lengths[i]] for i in range(n)]
+
+
+MIN_PARALLEL_PAIRS = 20_000  # less work than this (about 0.5 ms) runs in one pass: a second thread costs ~0.1 ms
+MAX_HOST_THREADS = 4
+# Passes per thread: after the network passes torch's OpenMP workers spin for a few milliseconds, so one of
+# numba's threads may share its core for a while; with smaller passes the other threads take more of them
+# (64 noise masks at 1920x1080: 16.8 ms with 8 passes on 2 threads, 17.9-19.1 with 2).
+PASSES_PER_THREAD = 4
+
+
+def _host_passes() -> int:
+    """Column passes the host path cuts a frame into: ``PASSES_PER_THREAD`` per thread it may use, torch's
+    intra-op threads (the engine's CPU budget) up to ``MAX_HOST_THREADS``; 1 where that is one thread."""
+    threads = max(1, min(torch.get_num_threads(), MAX_HOST_THREADS))
+    return 1 if threads == 1 else threads * PASSES_PER_THREAD
+
+
+def _claims(regions: np.ndarray, ay: UpsampleAxis) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group (``regions``: first band, first column, bands, columns), what higher-ranked masks cover of each
+    (band, column) pair of its region, row-major: [start, prefix) and [suffix, end), at first nothing. Returns the
+    groups' offsets into the two flat arrays, and the arrays."""
+    claim_offsets = np.concatenate(([0], np.cumsum(regions[:, 2] * regions[:, 3])))
+    prefix, suffix = np.empty(int(claim_offsets[-1]), np.int32), np.empty(int(claim_offsets[-1]), np.int32)
+    for g, (top, _, rows, columns) in enumerate(regions):
+        claims = slice(claim_offsets[g], claim_offsets[g + 1])
+        prefix[claims] = np.repeat(ay.start[top : top + rows], columns)
+        suffix[claims] = np.repeat(ay.end[top : top + rows], columns)
+    return claim_offsets, prefix, suffix
+
+
+def _column_ranges(first_col: np.ndarray, cols: np.ndarray, bands: np.ndarray, width: int, passes: int) -> np.ndarray:
+    """(P, 2) [first, end) output columns of up to ``passes`` passes: the frame's columns cut where the (band,
+    column) pairs to compute (``bands`` of each object over its ``cols`` columns from ``first_col``) split evenly;
+    one pass for little work."""
+    per_column = np.zeros(width + 1, np.int64)
+    weight = bands.astype(np.int64)
+    np.add.at(per_column, first_col, weight)
+    np.add.at(per_column, first_col + cols, -weight)
+    work = np.cumsum(np.cumsum(per_column[:width]))  # pairs in columns [0, x]
+    total = int(work[-1]) if width else 0
+    if passes < 2 or total < MIN_PARALLEL_PAIRS:
+        return np.array([[0, width]], np.int64)
+    cuts = np.searchsorted(work, total * np.arange(1, passes) / passes) + 1
+    edges = np.unique(np.concatenate(([0], np.minimum(cuts, width), [width])))
+    return np.stack([edges[:-1], edges[1:]], axis=1).astype(np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -462,7 +546,7 @@ def _own_box(logits, i, b0, nb, x0, nx, ys, xs, fused):
 
 
 @njit_no_refcount
-def _runs_kernel(
+def _column_runs(
     logits,
     keeps,
     order,
@@ -472,7 +556,6 @@ def _runs_kernel(
     claim_offsets,
     prefix,
     suffix,
-    across,
     first_band,
     bands,
     first_col,
@@ -489,29 +572,36 @@ def _runs_kernel(
     height,
     fused,
     counts,
-    offsets,
-    lengths,
-    boxes,
+    across,
+    x_first,
+    x_end,
+    run_offsets,
+    run_count,
+    run_end,
+    box_parts,
+    skipped,
 ):
-    """Every object's runs, in rank order (``order``: by group, then score): its box (``_own_box``), then per
-    column of its region, per band the run (``_pair_run``) unless higher-ranked objects of its group claimed the
-    whole band there, what they claimed taken off (``keeps`` False: everything), the claims updated, the run
-    appended to its RLE counts (``counts[offsets[i]:]``, ``lengths[i]`` of them). The claims of group ``g`` are
-    ``prefix`` and ``suffix`` from ``claim_offsets[g]``, row-major over its region (``regions``: first band, first
-    column, bands, columns); ``across`` is scratch for one column's across values. False if a pair's mask is not
-    one run."""
+    """Every object's runs in output columns [x_first, x_end), in rank order (``order``: by group, then score): per
+    column of its box, per band the run (``_pair_run``) unless higher-ranked objects of its group claimed the whole
+    band there, what they claimed taken off (``keeps`` False: everything), the claims updated (``prefix``,
+    ``suffix``), the run appended to ``counts[run_offsets[i]:]`` as COCO counts (the first run's gap counted from
+    the frame's first pixel; touching runs merged): ``run_count[i]`` counts, ``run_end[i]`` the flat column-major
+    end of the last run. ``box_parts[i]``: top, bottom, left, right of its computed pairs; ``skipped[i]``: a pair
+    went uncomputed. The claims of group ``g`` are ``prefix`` and ``suffix`` from ``claim_offsets[g]``, row-major
+    over its region (``regions``: first band, first column, bands, columns); ``across`` is scratch for one column's
+    across values. Passes over disjoint column ranges may run at once. False if a pair's mask is not one run."""
     n = logits.shape[0]
     width = x_i0.shape[0]
-    pixels = height * width
     for k in range(n):
         i, g = order[k], group_of[k]
-        base, written, done = offsets[i], 0, 0  # done: flat column-major end of the last set run
-        b0, nb, x0, nx = first_band[i], bands[i], first_col[i], cols[i]
-        if not (keeps[k] or shared[k]):  # no pixel to keep and no claim to make: only the box
-            nx = 0
+        base, written, done = run_offsets[i], 0, 0  # done: flat column-major end of the last set run
+        b0, nb = first_band[i], bands[i]
+        x0, x1 = max(first_col[i], x_first), min(first_col[i] + cols[i], x_end)
+        if not (keeps[k] or shared[k]):  # no pixel to keep and no claim to make: only the box (``_own_box``)
+            x1 = x0
         top, bottom, left, right = height, 0, width, 0  # of the pairs computed
-        skipped = nx == 0  # a pair went uncomputed: the box comes from the outermost bands and columns
-        for x in range(x0, x0 + nx):
+        skip = False  # a pair went uncomputed: the box comes from the outermost bands and columns
+        for x in range(x0, x1):
             column = x * height
             c0, c1, w0, w1 = x_i0[x], x_i1[x], x_l0[x], x_l1[x]
             for j in range(nb + 1):
@@ -526,18 +616,18 @@ def _runs_kernel(
                     at = claim_offsets[g] + (r - regions[g, 0]) * regions[g, 3] + x - regions[g, 1]
                     claimed_lo, claimed_hi = prefix[at], suffix[at]
                     if claimed_lo >= claimed_hi:  # the whole band is taken here: nothing to keep or claim
-                        skipped = True
+                        skip = True
                         continue
                     if (t0 > 0) != (t1 > 0) and abs(t0) >= TINY_VALUE and abs(t1) >= TINY_VALUE:
                         # a run from the band's start (t0 > 0) or to its end, ending at a cut: when the row next
                         # to the claims is already past the cut, the run lies inside them (one row, not the cut)
                         if t0 > 0 and claimed_lo > band_start[r]:
                             if not _positive(t0, t1, y_l0[claimed_lo], y_l1[claimed_lo]):
-                                skipped = True
+                                skip = True
                                 continue
                         elif t1 > 0 and claimed_hi < band_end[r]:
                             if not _positive(t0, t1, y_l0[claimed_hi - 1], y_l1[claimed_hi - 1]):
-                                skipped = True
+                                skip = True
                                 continue
                 lo, hi = _pair_run(t0, t1, r, band_start, band_end, y_l0, y_l1, ratio)
                 if lo < 0:
@@ -563,24 +653,94 @@ def _runs_kernel(
                     counts[base + written + 1] = hi - lo
                     written += 2
                 done = column + hi
-        if skipped and nb > 0:
-            left, top, right, bottom = _own_box(
-                logits,
-                i,
-                b0,
-                nb,
-                first_col[i],
-                cols[i],
-                (band_start, band_end, y_l0, y_l1, ratio),
-                (x_i0, x_i1, x_l0, x_l1),
-                fused,
-            )
-            if left < 0:
-                return False
+        run_count[i], run_end[i] = written, done
+        box_parts[i, 0], box_parts[i, 1], box_parts[i, 2], box_parts[i, 3] = top, bottom, left, right
+        skipped[i] = skip
+    return True
+
+
+@njit_no_refcount
+def _column_pass(fixed, passes, p):
+    """``_column_runs`` over column range ``p``: ``fixed`` holds its arguments up to ``counts``, ``passes`` the
+    per-pass arrays (ranges, across, run_offsets, run_count, run_end, box_parts, skipped), row ``p`` its own."""
+    ranges, across, run_offsets, run_count, run_end, box_parts, skipped = passes
+    return _column_runs(
+        *fixed,
+        across[p],
+        ranges[p, 0],
+        ranges[p, 1],
+        run_offsets[p],
+        run_count[p],
+        run_end[p],
+        box_parts[p],
+        skipped[p],
+    )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _passes_at_once(fixed, passes):
+    """Every ``_column_pass`` at once, on numba's threads; True if every pass is."""
+    ok = np.zeros(passes[0].shape[0], np.bool_)
+    for p in prange(passes[0].shape[0]):
+        ok[p] = _column_pass(fixed, passes, p)
+    return ok.all()
+
+
+@njit(cache=True, nogil=True)
+def _passes_in_turn(fixed, passes):
+    """Every ``_column_pass`` in this thread, one after the other; True if every pass is."""
+    for p in range(passes[0].shape[0]):
+        if not _column_pass(fixed, passes, p):
+            return False
+    return True
+
+
+@njit_no_refcount
+def _own_boxes(logits, objects, first_band, bands, first_col, cols, ys, xs, fused, boxes):
+    """``_own_box`` of each of ``objects`` into ``boxes`` (rows of ``objects``: left, top, right, bottom); False if a
+    pair's mask is not one run."""
+    for m in range(len(objects)):
+        i = objects[m]
+        left, top, right, bottom = _own_box(logits, i, first_band[i], bands[i], first_col[i], cols[i], ys, xs, fused)
+        if left < 0:
+            return False
+        boxes[m, 0], boxes[m, 1], boxes[m, 2], boxes[m, 3] = left, top, right, bottom
+    return True
+
+
+@njit_no_refcount
+def _stitch(pixels, run_offsets, run_count, run_end, box_parts, counts, offsets, lengths, boxes):
+    """Per object, the counts of the column passes (one row of ``run_offsets``, ``run_count``, ``run_end`` and
+    ``box_parts`` a pass, in column order) joined into its COCO counts at ``counts[offsets[i]:]`` (``lengths[i]``
+    of them; runs that meet at a cut merged, the background after the last run added), and its box from the
+    passes' extents. The first pass's counts are in place already; a later pass's move down behind them."""
+    passes, n = run_count.shape
+    for i in range(n):
+        to, done = offsets[i], 0
+        for p in range(passes):
+            start, end = run_offsets[p, i], run_offsets[p, i] + run_count[p, i]
+            if start == end:
+                continue
+            gap = np.int64(counts[start]) - done  # the pass's first gap counts from the frame's first pixel
+            if gap == 0 and to > offsets[i]:  # meets the previous pass's last run: one run
+                counts[to - 1] += counts[start + 1]
+            else:
+                counts[to] = gap
+                counts[to + 1] = counts[start + 1]
+                to += 2
+            if to != start + 2:
+                for q in range(start + 2, end):
+                    counts[to + q - start - 2] = counts[q]
+            to += end - start - 2
+            done = run_end[p, i]
+        if to == offsets[i] or done < pixels:  # the background after the last run (no empty one at the end)
+            counts[to] = pixels - done
+            to += 1
+        lengths[i] = to - offsets[i]
+        top, bottom, left, right = 1 << 62, 0, 1 << 62, 0
+        for p in range(passes):
+            if box_parts[p, i, 3] > box_parts[p, i, 2]:
+                top, bottom = min(top, box_parts[p, i, 0]), max(bottom, box_parts[p, i, 1])
+                left, right = min(left, box_parts[p, i, 2]), max(right, box_parts[p, i, 3])
         if right > left:
             boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3] = left, top, right, bottom
-        if written == 0 or done < pixels:  # the background after the last run (no empty one at the end)
-            counts[base + written] = pixels - done
-            written += 1
-        lengths[i] = written
-    return True
