@@ -84,7 +84,7 @@ def test_the_emulated_upsampling_is_torchs(in_size, out_size):
 @pytest.fixture(params=[1, 3], ids=["one-pass", "three-passes"])
 def column_passes(request, monkeypatch):
     """The box path in one pass over the columns, or in three at once (threads), for any amount of work."""
-    monkeypatch.setattr(mask_runs, "_host_passes", lambda: request.param)
+    monkeypatch.setattr(mask_runs, "host_passes", lambda: request.param)
     monkeypatch.setattr(mask_runs, "MIN_PARALLEL_PAIRS", 0)
     return request.param
 
@@ -272,7 +272,7 @@ def test_the_engine_publishes_what_the_dense_definition_gives(monkeypatch):
 def test_the_exact_emulation_of_a_fused_multiply_add_gives_the_same_masks(monkeypatch):
     """Without the CPU's FMA instruction (or where the compiler did not emit it) the kernel emulates it exactly."""
     a, c = np.float32(1 + 2.0**-12), np.float32(-1.0)  # a * a + c: 2^-11 + 2^-24 with one rounding, 2^-11 with two
-    assert mask_runs.hardware_fma() == (mask_runs._fma32_fused(a, a, c) == np.float32(2.0**-11 + 2.0**-24))
+    assert mask_runs.hardware_fma() == (mask_runs.fused_multiply_add(a, a, c) == np.float32(2.0**-11 + 2.0**-24))
     rng = np.random.default_rng(7)
     cases = [case(rng, kind, 9, 32, 32) for kind in ("noise", "blobs", "halves")]
     monkeypatch.setattr(mask_runs, "hardware_fma", lambda: False)

@@ -18,6 +18,7 @@ from ..prompts import check_clicks, check_prompt
 from ..settings import EngineSettings, Settings
 from .backends import make_encoder
 from .detector import Detector
+from .frame_resize import prepare_frame_resize
 from .loading import LoadedModel, load_model
 from .mask_ops import fill_holes
 from .mask_runs import output_masks, prepare_output_masks
@@ -83,7 +84,8 @@ class _Output:
 
 def prepare_host_path() -> None:
     """Compile the CPU engine's loops (or load them from numba's cache) now, so that a camera's first frame does
-    not wait for them: the output masks', the hole filling's and the per-concept non-overlap's."""
+    not wait for them: the frame resize's, the output masks', the hole filling's and the per-concept non-overlap's."""
+    prepare_frame_resize()
     prepare_output_masks()
     fill_holes(torch.ones(1, 1, 4, 4), 1)
     suppress_shrunk(torch.ones(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), 1)

@@ -13,15 +13,12 @@ import torch
 import torch.nn.functional as F
 from numba import njit
 
+from .host_kernels import njit_no_refcount
+
 # 8-connected within each image of a (B, H, W) stack, never across images: one scipy pass labels them all
 _EIGHT_CONNECTED_PER_IMAGE = np.zeros((3, 3, 3), bool)
 _EIGHT_CONNECTED_PER_IMAGE[1] = True
 _CHECK_EVERY = 8  # label propagation steps between convergence checks (each check is one host sync)
-
-# Compiled loops that allocate nothing (their callers pass every buffer in) compile without numba's reference
-# counting: with it, every call that passes an array increments and decrements the array's count atomically,
-# which costs more than a small helper's own work when it is called per pixel, run or (band, column) pair.
-njit_no_refcount = njit(cache=True, nogil=True, _nrt=False)
 
 
 def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,12 +22,12 @@ to the source size, ``> 0``, tight boxes, per-concept pixel non-overlap, RLE of 
   own mask, before claims) from its outermost set bands and columns instead.
 - RLE: runs come out in column-major order (columns, then bands), touching runs merged as they are written.
 
-One compiled loop (numba, without reference counting: ``mask_ops.njit_no_refcount``) does all of it per object,
+One compiled loop (numba, without reference counting: ``host_kernels.njit_no_refcount``) does all of it per object,
 in rank order, in a single pass over the object's (band, column) pairs: the work grows with the objects' area in
 the frame, with no (objects x image) arrays. Columns do not depend on each other (the claims are per pair), so
 with torch's intra-op threads at 2 or more the frame's columns are cut into ranges of even work, a few passes per
 thread, run at once on numba's threads (TBB's where the ``tbb`` package is installed, else numba's workqueue;
-one camera's output stage at a time, the others meanwhile in their own threads); a last serial step joins each
+one kernel at a time, see ``host_kernels``, the others meanwhile in their own threads); a last serial step joins each
 object's runs across the cuts into its RLE and settles its box.
 
 Where that exactness is not guaranteed, the dense definition runs instead, on the whole frame: outputs
@@ -39,11 +39,9 @@ monotonicity argument needs products that do not underflow), and CUDA tensors (t
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,7 +49,8 @@ from numba import njit, prange
 
 from ..codec.rle import RleMasks
 from ..kernels.ops import exclusive_masks, rle_encode
-from .mask_ops import logits_to_masks, masks_to_boxes, njit_no_refcount
+from .host_kernels import fused_multiply_add, host_passes, njit_no_refcount, numba_threads
+from .mask_ops import logits_to_masks, masks_to_boxes
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +58,6 @@ F32, F64 = np.float32, np.float64
 SMALL_OUTPUT = 128  # torch's CPU kernel switches to its channels-last loop at height + width <= this
 TINY_LOGIT = 2.0**-60  # non-zero logits below this go to the dense definition
 TINY_VALUE = 2.0**-100  # interpolated values below this (non-zero) are evaluated row by row
-
-# One output stage at a time runs its passes on numba's threads (the node steps one engine per camera, each on
-# its own thread): numba's workqueue layer aborts the process when two threads use it at once.
-_NUMBA_THREADS = threading.Lock()
-if numba.config.THREADING_LAYER == "default":
-    # numba's omp layer loads the system's OpenMP runtime beside torch's own; with it, once a parallel loop had
-    # run, the engine's masks stopped matching transformers' reference loop (tests/test_engine_parity.py).
-    # tbb and workqueue run their own threads.
-    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
 
 
 def fma32(a, b, c) -> np.ndarray:
@@ -208,7 +198,7 @@ def _host_output(
         top, left = first_band[members].min(), first_col[members].min()
         regions[g] = top, left, last_band[members].max() - top, last_col[members].max() - left
     active = (scores > 0) | shared  # objects with pixels to keep or claims to make; the others need only a box
-    ranges = _column_ranges(first_col, cols, np.where(active, bands, 0), int(size[1]), _host_passes())
+    ranges = _column_ranges(first_col, cols, np.where(active, bands, 0), int(size[1]), host_passes())
     claim_offsets, prefix, suffix = _claims(regions, ay)
     capacity = 2 * bands.astype(np.int64) * cols + 2  # every pair one run, plus the first and last background runs
     offsets = np.concatenate(([0], np.cumsum(capacity)))
@@ -250,13 +240,9 @@ def _host_output(
     across = np.empty((len(ranges), -(-(h + 1) // 16) * 16 + 16), F32)
     passes = (ranges, across, run_offsets, run_count, run_end, box_parts, skipped)
     # the passes share the claims, each in its own columns
-    if len(ranges) > 1 and _NUMBA_THREADS.acquire(blocking=False):
-        try:
-            ok = _passes_at_once(fixed, passes)
-        finally:
-            _NUMBA_THREADS.release()
-    else:  # one pass, or another camera's output stage holds numba's threads: in this thread
-        ok = _passes_in_turn(fixed, passes)
+    with numba_threads() as held:
+        # one pass, or another camera's host kernel holds numba's threads: in this thread
+        ok = _passes_at_once(fixed, passes) if held and len(ranges) > 1 else _passes_in_turn(fixed, passes)
     if not ok:
         return None
     lengths, boxes = np.zeros(n, np.int64), np.zeros((n, 4), F32)
@@ -273,18 +259,6 @@ def _host_output(
 
 
 MIN_PARALLEL_PAIRS = 20_000  # less work than this (about 0.5 ms) runs in one pass: a second thread costs ~0.1 ms
-MAX_HOST_THREADS = 4
-# Passes per thread: after the network passes torch's OpenMP workers spin for a few milliseconds, so one of
-# numba's threads may share its core for a while; with smaller passes the other threads take more of them
-# (64 noise masks at 1920x1080: 16.8 ms with 8 passes on 2 threads, 17.9-19.1 with 2).
-PASSES_PER_THREAD = 4
-
-
-def _host_passes() -> int:
-    """Column passes the host path cuts a frame into: ``PASSES_PER_THREAD`` per thread it may use, torch's
-    intra-op threads (the engine's CPU budget) up to ``MAX_HOST_THREADS``; 1 where that is one thread."""
-    threads = max(1, min(torch.get_num_threads(), MAX_HOST_THREADS))
-    return 1 if threads == 1 else threads * PASSES_PER_THREAD
 
 
 def _claims(regions: np.ndarray, ay: UpsampleAxis) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -380,20 +354,13 @@ def _fma32_scalar(a, b, c):
     return rounded
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
-def _fma32_fused(a, b, c):
-    """float32 ``a * b + c`` as the compiler contracts it: one fused multiply-add where the CPU has the
-    instruction (``hardware_fma`` checks that it did), else two roundings."""
-    return a * b + c
-
-
 @lru_cache(maxsize=1)
 def hardware_fma() -> bool:
-    """Whether ``_fma32_fused`` rounds once, as ``fma32`` (checked once on values where one and two roundings
+    """Whether ``fused_multiply_add`` rounds once, as ``fma32`` (checked once on values where one and two roundings
     differ, and on random ones): then the kernel uses it instead of the exact emulation, which is slower."""
     rng = np.random.default_rng(0)
     a, b, c = (np.append(rng.standard_normal(4096), v).astype(F32) for v in (1 + 2.0**-12, 1 + 2.0**-12, -1.0))
-    fused = np.array([_fma32_fused(x, y, z) for x, y, z in zip(a, b, c)], F32)
+    fused = np.array([fused_multiply_add(x, y, z) for x, y, z in zip(a, b, c)], F32)
     return bool(np.array_equal(fused.view(np.int32), fma32(a, b, c).view(np.int32)))
 
 
@@ -456,7 +423,7 @@ def _across(logits, i, r, c0, c1, w0, w1, fused):
     own row twice)."""
     r = min(r, logits.shape[1] - 1)
     if fused:
-        return _fma32_fused(logits[i, r, c0], w0, np.float32(logits[i, r, c1] * w1))
+        return fused_multiply_add(logits[i, r, c0], w0, np.float32(logits[i, r, c1] * w1))
     return _fma32_scalar(logits[i, r, c0], w0, np.float32(logits[i, r, c1] * w1))
 
 
