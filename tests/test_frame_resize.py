@@ -26,8 +26,17 @@ def _bits(values: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "height, width, size",
-    [(720, 1280, 112), (96, 128, 56), (56, 40, 112), (123, 457, 112), (17, 1000, 64), (480, 640, 1008)],
-    ids=["720p", "small", "upscale", "odd", "one-block", "to-1008"],
+    [
+        (720, 1280, 112),
+        (96, 128, 56),
+        (56, 40, 112),
+        (123, 457, 112),
+        (17, 1000, 64),
+        (480, 640, 1008),
+        (112, 640, 112),
+        (1, 300, 112),
+    ],
+    ids=["720p", "small", "upscale", "odd", "one-block", "to-1008", "height-kept", "one-row"],
 )
 @pytest.mark.parametrize("passes", [1, 3])
 def test_the_values_are_torchs_bit_for_bit(monkeypatch, height, width, size, passes):
