@@ -126,8 +126,9 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     with numba_threads() as held:
         if held and passes > 1:
             _passes_at_once(image, axes, lanes, across, out)
-        else:
-            _passes_in_turn(image, axes, lanes, across, out)
+        else:  # one thread, or another camera's host kernel holds numba's threads: all in one pass, here
+            _across_pass(image, 0, 1, axes, lanes, across)
+            _down_pass(0, 1, axes, across, out)
     return out.reshape(size, size, 3)
 
 
@@ -188,14 +189,4 @@ def _passes_at_once(image, axes, lanes, across, out):
     for p in prange(passes):
         _across_pass(image, p, passes, axes, lanes, across)
     for p in prange(passes):
-        _down_pass(p, passes, axes, across, out)
-
-
-@njit(cache=True, nogil=True)
-def _passes_in_turn(image, axes, lanes, across, out):
-    """Both resize passes in this thread."""
-    passes = lanes[1].shape[0]
-    for p in range(passes):
-        _across_pass(image, p, passes, axes, lanes, across)
-    for p in range(passes):
         _down_pass(p, passes, axes, across, out)
