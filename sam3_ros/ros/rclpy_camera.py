@@ -15,8 +15,8 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -29,6 +29,9 @@ from .client import RECENT_RESULTS
 from .rclpy_node import EXECUTOR_THREADS, interface
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+# A service found by wait_for_service may not have matched its reply path yet (DDS discovery runs per endpoint):
+# a transition request unanswered this long is checked against the node's state and sent again if it was lost.
+RESEND_AFTER_S = 10.0
 
 
 class RclpyCamera:
@@ -71,21 +74,47 @@ class RclpyCamera:
     def activate(self, node: str, timeout: float = 600.0, alive: Callable[[], bool] = lambda: True) -> bool:
         """Configure and activate the lifecycle node ``node`` (e.g. ``/sam3_tracker``), as a lifecycle manager or
         ``ros2 launch`` does; False if it does not answer within ``timeout`` (or ``alive`` turns False: its
-        process ended) or refuses a transition."""
-        client = self.node.create_client(ChangeState, f"{node}/change_state")
+        process ended) or refuses a transition. A request whose reply does not come within ``RESEND_AFTER_S`` is
+        sent again unless the node's state shows that it was carried out."""
+        change = self.node.create_client(ChangeState, f"{node}/change_state")
+        get_state = self.node.create_client(GetState, f"{node}/get_state")
         deadline = time.monotonic() + timeout
-        while not client.wait_for_service(timeout_sec=1.0):
+        while not (change.wait_for_service(timeout_sec=1.0) and get_state.wait_for_service(timeout_sec=1.0)):
             if not alive() or time.monotonic() > deadline:
                 return False
-        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-            future = client.call_async(ChangeState.Request(transition=Transition(id=transition)))
-            while not future.done():
+        steps = (  # transition, the state it starts from, the state it ends in
+            (Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_UNCONFIGURED, State.PRIMARY_STATE_INACTIVE),
+            (Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_INACTIVE, State.PRIMARY_STATE_ACTIVE),
+        )
+        for transition, start, goal in steps:
+            request = ChangeState.Request(transition=Transition(id=transition))
+            future = change.call_async(request)
+            while True:
+                reply = self._answer(future, RESEND_AFTER_S, deadline, alive)
+                if reply is not None and reply.success:
+                    break
                 if not alive() or time.monotonic() > deadline:
                     return False
-                time.sleep(0.05)
-            if not future.result().success:
-                return False
+                state = self._answer(get_state.call_async(GetState.Request()), RESEND_AFTER_S, deadline, alive)
+                state = None if state is None else state.current_state.id
+                if state == goal:
+                    break  # carried out; only its reply was lost (or a request sent again found it done)
+                if reply is not None:
+                    return False  # refused
+                if state == start:
+                    future = change.call_async(request)  # the request was lost: again
+                # otherwise still in the transition (loading the model takes a while), or no answer: wait on
         return True
+
+    @staticmethod
+    def _answer(future: Any, wait: float, deadline: float, alive: Callable[[], bool]) -> Any:
+        """The service's reply, or None if it has not come within ``wait`` s (or the deadline, or ``alive``)."""
+        until = min(time.monotonic() + wait, deadline)
+        while not future.done():
+            if not alive() or time.monotonic() > until:
+                return None
+            time.sleep(0.05)
+        return future.result()
 
     def wait_for_node(self, cameras: Sequence[str] = (), timeout: float = 30.0, qos: str = "sensor_data") -> bool:
         """True once the node publishes instances and subscribes to every camera in ``cameras``."""

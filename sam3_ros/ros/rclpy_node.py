@@ -13,8 +13,13 @@ rosidl_runtime_py). ``make test-ros`` runs it under a real ROS 2 (tests/ros).
 from __future__ import annotations
 
 import array
+import faulthandler
 import importlib
+import logging
+import os
 import sys
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -31,6 +36,7 @@ from . import names
 from .decoding import decode_with_cv_bridge
 
 NODE_NAME = "sam3_tracker"
+SHUTDOWN_GRACE_S = 5.0  # after its context shuts down (SIGINT, SIGTERM), the process ends within this, stuck or not
 # Callbacks only store frames or wait on the workers: two threads let the cameras' group and the services' group
 # run side by side. A fixed count, because rclpy's default (the CPUs the process may use) is one thread under a
 # one-CPU affinity, where a service that waits would block the cameras; more threads only add GIL contention.
@@ -237,6 +243,7 @@ class PerceptionLifecycleNode(LifecycleNode):
 def main(ros_args: list[str] | None, defaults: Settings) -> int:
     """Run the lifecycle node until shutdown (``ros2 launch`` drives its transitions)."""
     rclpy.init(args=["tracker_node", "--ros-args", *ros_args] if ros_args else None)  # argv[0]: program name
+    _exit_if_shutdown_stalls(rclpy.get_default_context())
     node = PerceptionLifecycleNode(defaults)
     executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
@@ -255,3 +262,23 @@ def main(ros_args: list[str] | None, defaults: Settings) -> int:
         rclpy.try_shutdown()
         rclpy.get_default_context().destroy()  # leave the graph now: peers forget this node at once
     return 0
+
+
+def _exit_if_stalled_after(context: rclpy.Context) -> None:
+    while context.ok():
+        time.sleep(0.2)
+    time.sleep(SHUTDOWN_GRACE_S)  # the main thread normally exits the process long before this
+    logging.getLogger(__name__).error(
+        "the node did not stop within %.0f s of its shutdown; every thread's stack follows, then it exits",
+        SHUTDOWN_GRACE_S,
+    )
+    faulthandler.dump_traceback(all_threads=True)
+    logging.shutdown()
+    os._exit(1)
+
+
+def _exit_if_shutdown_stalls(context: rclpy.Context) -> None:
+    """End the process ``SHUTDOWN_GRACE_S`` after ``context`` shuts down if it is still running then (a thread
+    stuck in a callback or the middleware): a launch file or a robot's supervisor expects SIGINT and SIGTERM to
+    stop the node. The threads' stacks go to stderr first, to say where it was stuck."""
+    threading.Thread(target=_exit_if_stalled_after, args=(context,), name="shutdown watchdog", daemon=True).start()
