@@ -1,5 +1,5 @@
 """The frame's antialiased bilinear resize to the encoder's size on the host, exactly as torch's CPU kernel computes it
-in float32, several times faster.
+in float32, 1.6-3x faster (2-core Intel VM, 1280x720 and 1920x1080 frames to 112 px).
 
 transformers' SAM 3 image processor resizes with torchvision, which on a CPU where torch does not dispatch its AVX2
 kernels (an AVX512 machine, ARM) resizes the uint8 frame in float32: ``F.interpolate(..., antialias=True)``. That
