@@ -48,7 +48,7 @@ setup(
         "pillow>=10",
         "scipy>=1.10",
         "numba>=0.60",  # the published masks on the host (engine/mask_runs.py)
-        "tbb>=2021.6; platform_machine == 'x86_64'",  # numba's threads for them (else its own workqueue)
+        "tbb>=2021.6; platform_machine == 'x86_64'",  # numba's threads for the host kernels (else its workqueue)
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "psutil>=5.9",

@@ -117,16 +117,16 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     """The two passes of torch's resize of a C-contiguous (H, W, 3) uint8 frame: (size, size, 3) float32."""
     h, w = image.shape[:2]
     ax, ay = resize_axis(w, size), resize_axis(h, size)
-    blocks = -(-h // ROWS_PER_BLOCK)
-    passes = max(1, min(host_passes(), blocks))
     across = np.empty((h, size * 3), F32)  # the first pass: each source row resized along its columns
     out = np.empty((size, size * 3), F32)
-    lanes = (np.empty((passes, w, 3 * ROWS_PER_BLOCK), np.uint8), np.empty((passes, 3 * ROWS_PER_BLOCK), F32))
     axes = (ax.first, ax.size, ax.taps, ay.first, ay.size, ay.taps)
     with numba_threads() as held:
-        if held and passes > 1:
+        # one thread, or another camera's host kernel holds numba's threads: all in one pass, here
+        passes = max(1, min(host_passes(), -(-h // ROWS_PER_BLOCK))) if held else 1
+        lanes = (np.empty((passes, w, 3 * ROWS_PER_BLOCK), np.uint8), np.empty((passes, 3 * ROWS_PER_BLOCK), F32))
+        if passes > 1:
             _passes_at_once(image, axes, lanes, across, out)
-        else:  # one thread, or another camera's host kernel holds numba's threads: all in one pass, here
+        else:
             _across_pass(image, 0, 1, axes, lanes, across)
             _down_pass(0, 1, axes, across, out)
     return out.reshape(size, size, 3)
