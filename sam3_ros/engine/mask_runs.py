@@ -263,14 +263,14 @@ MIN_PARALLEL_PAIRS = 20_000  # less work than this (about 0.5 ms) runs in one pa
 
 def _claims(regions: np.ndarray, ay: UpsampleAxis) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per group (``regions``: first band, first column, bands, columns), what higher-ranked masks cover of each
-    (band, column) pair of its region, row-major: [start, prefix) and [suffix, end), at first nothing. Returns the
-    groups' offsets into the two flat arrays, and the arrays."""
+    (band, column) pair of its region, column by column (the order the passes visit them): [start, prefix) and
+    [suffix, end), at first nothing. Returns the groups' offsets into the two flat arrays, and the arrays."""
     claim_offsets = np.concatenate(([0], np.cumsum(regions[:, 2] * regions[:, 3])))
     prefix, suffix = np.empty(int(claim_offsets[-1]), np.int32), np.empty(int(claim_offsets[-1]), np.int32)
     for g, (top, _, rows, columns) in enumerate(regions):
         claims = slice(claim_offsets[g], claim_offsets[g + 1])
-        prefix[claims] = np.repeat(ay.start[top : top + rows], columns)
-        suffix[claims] = np.repeat(ay.end[top : top + rows], columns)
+        prefix[claims] = np.tile(ay.start[top : top + rows], columns)
+        suffix[claims] = np.tile(ay.end[top : top + rows], columns)
     return claim_offsets, prefix, suffix
 
 
@@ -452,9 +452,10 @@ def _run_at(logits, i, r, x, ys, xs, fused):
 
 
 @njit_no_refcount
-def _band_extent(logits, i, r, x0, nx, ys, xs, fused):
+def _band_extent(logits, i, r, x0, nx, ys, xs, fused, top):
     """(first row, one past the last row) set in band ``r`` over columns [x0, x0 + nx); (-1, -1) for none, (-2, -2)
-    where a pair's mask is not one run."""
+    where a pair's mask is not one run. For the box's ``top`` only the first row counts, else only the last: the
+    scan stops once that is the band's own first (last) row."""
     first, last = -1, -1
     for x in range(x0, x0 + nx):
         lo, hi = _run_at(logits, i, r, x, ys, xs, fused)
@@ -463,6 +464,8 @@ def _band_extent(logits, i, r, x0, nx, ys, xs, fused):
         if hi > lo:
             first = lo if first < 0 else min(first, lo)
             last = max(last, hi)
+            if (first == ys[0][r]) if top else (last == ys[1][r]):
+                break
     return first, last
 
 
@@ -485,13 +488,13 @@ def _own_box(logits, i, b0, nb, x0, nx, ys, xs, fused):
     its outermost set bands and columns only; left == -1 where a pair's mask is not one run."""
     top = bottom = -1
     for r in range(b0, b0 + nb):  # the first band with a set pixel holds the top row
-        top, _ = _band_extent(logits, i, r, x0, nx, ys, xs, fused)
+        top, _ = _band_extent(logits, i, r, x0, nx, ys, xs, fused, True)
         if top != -1:
             break
     if top == -1:
         return 0, 0, 0, 0
     for r in range(b0 + nb - 1, b0 - 1, -1):  # the last one, the bottom row
-        _, bottom = _band_extent(logits, i, r, x0, nx, ys, xs, fused)
+        _, bottom = _band_extent(logits, i, r, x0, nx, ys, xs, fused, False)
         if bottom != -1:
             break
     if top == -2 or bottom == -2:
@@ -554,7 +557,7 @@ def _column_runs(
     ``suffix``), the run appended to ``counts[run_offsets[i]:]`` as COCO counts (the first run's gap counted from
     the frame's first pixel; touching runs merged): ``run_count[i]`` counts, ``run_end[i]`` the flat column-major
     end of the last run. ``box_parts[i]``: top, bottom, left, right of its computed pairs; ``skipped[i]``: a pair
-    went uncomputed. The claims of group ``g`` are ``prefix`` and ``suffix`` from ``claim_offsets[g]``, row-major
+    went uncomputed. The claims of group ``g`` are ``prefix`` and ``suffix`` from ``claim_offsets[g]``, column by column
     over its region (``regions``: first band, first column, bands, columns); ``across`` is scratch for one column's
     across values. Passes over disjoint column ranges may run at once. False if a pair's mask is not one run."""
     n = logits.shape[0]
@@ -568,19 +571,31 @@ def _column_runs(
             x1 = x0
         top, bottom, left, right = height, 0, width, 0  # of the pairs computed
         skip = False  # a pair went uncomputed: the box comes from the outermost bands and columns
+        keep, claims = keeps[k], shared[k]
+        region_top, region_left, region_rows = regions[g, 0], regions[g, 1], regions[g, 2]
+        claims_at = claim_offsets[g] + b0 - region_top
+        source = logits[i]
+        last_row = source.shape[0] - 1
         for x in range(x0, x1):
             column = x * height
             c0, c1, w0, w1 = x_i0[x], x_i1[x], x_l0[x], x_l1[x]
-            for j in range(nb + 1):
-                across[j] = _across(logits, i, b0 + j, c0, c1, w0, w1, fused)
+            if fused:  # outside the loop: the compiler does not move it out by itself
+                for j in range(nb + 1):
+                    r = min(b0 + j, last_row)
+                    across[j] = fused_multiply_add(source[r, c0], w0, np.float32(source[r, c1] * w1))
+            else:
+                for j in range(nb + 1):
+                    r = min(b0 + j, last_row)
+                    across[j] = _fma32_scalar(source[r, c0], w0, np.float32(source[r, c1] * w1))
+            claims_column = claims_at + (x - region_left) * region_rows
             for j in range(nb):
                 r = b0 + j
                 t0, t1 = across[j], across[j + 1]
                 if t0 <= 0 and t1 <= 0:  # most pairs: no set pixel
                     continue
                 at = 0
-                if shared[k]:
-                    at = claim_offsets[g] + (r - regions[g, 0]) * regions[g, 3] + x - regions[g, 1]
+                if claims:
+                    at = claims_column + j
                     claimed_lo, claimed_hi = prefix[at], suffix[at]
                     if claimed_lo >= claimed_hi:  # the whole band is taken here: nothing to keep or claim
                         skip = True
@@ -603,7 +618,7 @@ def _column_runs(
                     continue
                 top, bottom = min(top, lo), max(bottom, hi)
                 left, right = min(left, x), x + 1
-                if shared[k]:
+                if claims:
                     start, end = band_start[r], band_end[r]
                     claimed_lo, claimed_hi = prefix[at], suffix[at]
                     if lo == start:
@@ -611,7 +626,7 @@ def _column_runs(
                     if hi == end:
                         suffix[at] = min(claimed_hi, lo)
                     lo, hi = max(lo, claimed_lo), min(hi, claimed_hi)
-                if not keeps[k] or hi <= lo:
+                if not keep or hi <= lo:
                     continue
                 if column + lo == done and written > 0:  # touches the previous run: one run
                     counts[base + written - 1] += hi - lo
