@@ -1,5 +1,5 @@
-"""The merge references (``reference.merge_plan``, ``reference.exclusive_masks``) against brute force and
-against transformers' own code."""
+"""The merge references (``torch_ops.merge_plan``, ``torch_ops.exclusive_masks``) and the host loops (``host_ops``)
+against brute force and against transformers' own code."""
 
 from collections import defaultdict
 from types import SimpleNamespace
@@ -9,9 +9,14 @@ import pytest
 import torch
 
 from sam3_ros.engine.transformers_loop import video_processor
-from sam3_ros.kernels.torch_ops import MergeConfig, exclusive_masks, mask_iou, merge_plan
+from sam3_ros.kernels import host_ops, torch_ops
+from sam3_ros.kernels.torch_ops import MergeConfig, exclusive_masks, mask_iou
 
 F32 = np.float32
+# every merge_plan test runs on the reference and on the host loop
+BOTH_MERGES = pytest.mark.parametrize(
+    "merge_plan", [torch_ops.merge_plan, host_ops.merge_plan], ids=["reference", "host"]
+)
 
 
 def _brute_merge(iou, scores, nonempty, keep_alive, next_id, cfg, det_prompt, trk_prompt):
@@ -77,11 +82,12 @@ CONFIGS = [
 ]
 
 
+@BOTH_MERGES
 @pytest.mark.parametrize(
     "n, m, prompts", [(0, 0, 1), (0, 4, 1), (5, 0, 1), (1, 1, 1), (12, 7, 1), (20, 3, 2), (30, 9, 3)]
 )
 @pytest.mark.parametrize("config", range(len(CONFIGS)))
-def test_merge_plan_matches_brute_force(n, m, prompts, config):
+def test_merge_plan_matches_brute_force(n, m, prompts, config, merge_plan):
     cfg = CONFIGS[config]
     for seed in range(3):
         iou, scores, nonempty, alive, next_id, det_prompt, trk_prompt = random_merge_case(
@@ -102,7 +108,8 @@ def test_merge_plan_matches_brute_force(n, m, prompts, config):
         assert plan.det_new_id.dtype == plan.keep_alive.dtype == plan.next_id.dtype == torch.int64
 
 
-def test_merge_plan_object_limit_keeps_best_scores_lower_index_on_ties():
+@BOTH_MERGES
+def test_merge_plan_object_limit_keeps_best_scores_lower_index_on_ties(merge_plan):
     scores = torch.tensor([0.8, 0.9, 0.8, 0.8, 0.95])
     iou = torch.zeros(5, 1)
     iou[4, 0] = 0.6  # detection 4 matches the one track: no spawn
@@ -114,7 +121,8 @@ def test_merge_plan_object_limit_keeps_best_scores_lower_index_on_ties():
     assert int(plan.next_id) == 12
 
 
-def test_merge_plan_without_prompts_equals_one_prompt():
+@BOTH_MERGES
+def test_merge_plan_without_prompts_equals_one_prompt(merge_plan):
     iou, scores, nonempty, alive, next_id, _, _ = random_merge_case(3, 10, 6)
     one = torch.zeros(10, dtype=torch.long), torch.zeros(6, dtype=torch.long)
     a = merge_plan(iou, scores, nonempty, alive, next_id)
@@ -122,7 +130,8 @@ def test_merge_plan_without_prompts_equals_one_prompt():
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-def test_merge_plan_bad_input():
+@BOTH_MERGES
+def test_merge_plan_bad_input(merge_plan):
     iou, scores, nonempty, alive, next_id, det_prompt, trk_prompt = random_merge_case(0, 4, 3)
     with pytest.raises(ValueError, match="det_scores must have shape"):
         merge_plan(iou, scores[:3], nonempty, alive, next_id)
@@ -143,8 +152,9 @@ def _blob_masks(g, count, size=32):
     return masks * 2 - 1  # logits: > 0 inside
 
 
+@BOTH_MERGES
 @pytest.mark.parametrize("seed", range(4))
-def test_merge_plan_matches_transformers_association(seed):
+def test_merge_plan_matches_transformers_association(seed, merge_plan):
     """Same decisions as Sam3VideoModel._associate_det_trk + the streaming keep-alive update, on real masks."""
     from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoModel
 
@@ -247,3 +257,14 @@ def test_exclusive_masks_matches_brute_force_and_transformers_postprocessing(see
     assert exclusive_masks(masks[:0], scores[:0], groups[:0]).shape == (0, 9, 11)
     with pytest.raises(ValueError, match="scores and groups"):
         exclusive_masks(masks, scores[:1], groups)
+
+
+@pytest.mark.parametrize("n, m, h, w", [(0, 3, 4, 4), (5, 0, 4, 4), (7, 9, 32, 32), (3, 4, 17, 5)])
+def test_host_mask_iou_equals_the_reference(n, m, h, w):
+    g = torch.Generator().manual_seed(n * m + h)
+    a, b = torch.rand(n, h, w, generator=g) > 0.6, torch.rand(m, h, w, generator=g) > 0.4
+    if n > 1 and m > 1:
+        a[0], b[0], b[1] = False, False, a[1]  # empty against empty: 0; identical: 1
+    assert torch.equal(host_ops.mask_iou(a, b), mask_iou(a, b))
+    transposed = a.transpose(1, 2)  # not contiguous
+    assert torch.equal(host_ops.mask_iou(transposed, transposed), mask_iou(transposed, transposed))

@@ -23,7 +23,15 @@ from .loading import LoadedModel, load_model
 from .mask_ops import fill_holes
 from .mask_runs import output_masks, prepare_output_masks
 from .memory_bank import MemoryBank
-from .merge import MergeThresholds, NO_OBJECT_LOGIT, NEVER_OCCLUDED, associate, occlusion_suppression, suppress_shrunk
+from .merge import (
+    NEVER_OCCLUDED,
+    NO_OBJECT_LOGIT,
+    MergeThresholds,
+    associate,
+    merge_on_host,
+    occlusion_suppression,
+    suppress_shrunk,
+)
 from .preprocess import frame_tensor, to_pixels
 from .streams import SideStream, StageTimer, read_to_host, upload
 from .tracker import BatchedTracker, keys_values_shape
@@ -60,6 +68,20 @@ class _Merged:
     expired_host: np.ndarray  # (n,) bool: expired or evicted
     evicted: np.ndarray  # indices of evicted objects
     new_dets: np.ndarray  # admitted detections that start objects, highest score first
+
+
+@dataclass
+class _Decided:
+    """The merge's decisions before ``tracking.max_objects`` is enforced: host arrays over the frame's detections
+    and tracked objects, and the two tensors the spawn reads on the device."""
+
+    is_new: np.ndarray  # (d,) bool: the detection may start an object
+    det_scores: np.ndarray  # (d,) float32
+    expired: np.ndarray  # (n,) bool
+    recondition_host: np.ndarray  # (n,) bool
+    track_scores: np.ndarray  # (n,) float32: the objects' scores after this frame
+    recondition_det: torch.Tensor  # (n,) int64: the detection each object is re-conditioned on, or -1
+    recondition: torch.Tensor  # (n,) bool
 
 
 @dataclass
@@ -319,19 +341,71 @@ class Engine:
         return _Tracked(live, slots, prop)
 
     def _merge(self, dets: dict[str, torch.Tensor], tracked: _Tracked, t: int) -> _Merged:
-        """Detections against tracks (on the device), then the one host read per frame: which detections start
-        objects, which objects expire (or are evicted at ``tracking.max_objects``), which are re-conditioned."""
+        """Detections against tracks, then the one host read per frame: which detections start objects, which
+        objects expire (or are evicted at ``tracking.max_objects``), which are re-conditioned."""
         n, slots = len(tracked.live), tracked.slots
         if n:
             tracked.logits = fill_holes(tracked.prop["low_res"], self.settings.tracking.hole_fill_area)[:, 0]
         else:
             tracked.logits = torch.zeros(0, self.low_res, self.low_res, device=self.device, dtype=self.dtype)
-        trk = tracked.logits
-        tracked.concept = concept = self._concept[slots]
-        assoc = associate(dets["masks"], dets["scores"], dets["valid"], dets["concept"], trk, concept, self.thresholds)
+        tracked.concept = self._concept[slots]
         every = self.settings.tracking.recondition_every
+        recondition_now = bool(n) and every > 0 and t % every == 0
+        decide = self._decide_on_host if self._merges_on_host(dets, tracked) else self._decide_on_device
+        decided = decide(dets, tracked, t, recondition_now)
+        new_dets, evicted = self._admit(
+            np.flatnonzero(decided.is_new), decided.det_scores, np.flatnonzero(~decided.expired), decided.track_scores
+        )
+        decided.expired[evicted] = True  # from here on an evicted object leaves like an expired one
+        return _Merged(
+            decided.recondition_det, decided.recondition, decided.recondition_host, decided.expired, evicted, new_dets
+        )
+
+    def _merges_on_host(self, dets: dict[str, torch.Tensor], tracked: _Tracked) -> bool:
+        """Whether the merge's decisions come from ``merge_on_host`` (float32 CPU tensors) rather than tensor ops."""
+        floats = [dets["masks"], dets["scores"], tracked.logits]
+        if tracked.live:
+            floats.append(tracked.prop["object_score_logits"])
+        return self.device.type == "cpu" and all(x.dtype == torch.float32 for x in floats)
+
+    def _decide_on_host(
+        self, dets: dict[str, torch.Tensor], tracked: _Tracked, t: int, recondition_now: bool
+    ) -> _Decided:
+        """The merge's decisions in one compiled pass (``merge.merge_on_host``)."""
+        scores = tracked.prop["object_score_logits"][:, 0] if tracked.live else torch.zeros(0)
+        decided = merge_on_host(
+            dets,
+            tracked.logits,
+            tracked.concept,
+            scores,
+            np.array(tracked.live, np.int64),
+            (self._last_occluded.numpy(), self._last_detected.numpy(), self._score.numpy()),
+            t,
+            recondition_now,
+            self.settings.tracking.keep_alive_frames,
+            self.thresholds,
+        )
+        if decided.suppress.any():
+            suppress = torch.from_numpy(decided.suppress)[:, None, None]
+            tracked.logits = torch.where(suppress, torch.full_like(tracked.logits, NO_OBJECT_LOGIT), tracked.logits)
+        return _Decided(
+            decided.is_new,
+            dets["scores"].numpy(),
+            decided.expired,
+            decided.recondition,
+            decided.score,
+            torch.from_numpy(decided.recondition_det),
+            torch.from_numpy(decided.recondition),
+        )
+
+    def _decide_on_device(
+        self, dets: dict[str, torch.Tensor], tracked: _Tracked, t: int, recondition_now: bool
+    ) -> _Decided:
+        """The merge's decisions with tensor operations on the device, and one read of them to the host."""
+        n, slots, trk, concept = len(tracked.live), tracked.slots, tracked.logits, tracked.concept
+        assoc = associate(dets["masks"], dets["scores"], dets["valid"], dets["concept"], trk, concept, self.thresholds)
         recondition = torch.zeros(n, dtype=torch.bool, device=self.device)
-        if n and every > 0 and t % every == 0:
+        if recondition_now:
             recondition = (assoc.recondition_det >= 0) & (
                 tracked.prop["object_score_logits"][:, 0] > self.thresholds.high_conf
             )
@@ -349,13 +423,15 @@ class Engine:
             [assoc.is_new.float(), dets["scores"].float(), expired.float(), recondition.float(), self._score[slots]]
         )
         flags = read_to_host(flags)
-        is_new, det_scores = flags[:d] > 0, flags[d : 2 * d]
-        expired_host, recondition_host = flags[2 * d : 2 * d + n] > 0, flags[2 * d + n : 2 * d + 2 * n] > 0
-        new_dets, evicted = self._admit(
-            np.flatnonzero(is_new), det_scores, np.flatnonzero(~expired_host), flags[2 * d + 2 * n :]
+        return _Decided(
+            flags[:d] > 0,
+            flags[d : 2 * d],
+            flags[2 * d : 2 * d + n] > 0,
+            flags[2 * d + n : 2 * d + 2 * n] > 0,
+            flags[2 * d + 2 * n :],
+            assoc.recondition_det,
+            recondition,
         )
-        expired_host[evicted] = True  # from here on an evicted object leaves like an expired one
-        return _Merged(assoc.recondition_det, recondition, recondition_host, expired_host, evicted, new_dets)
 
     def _remember_tracked(
         self, feats: list[torch.Tensor], tracked: _Tracked, merged: _Merged, t: int, clock: StageTimer
@@ -499,7 +575,9 @@ class Engine:
         pool = np.concatenate([track_scores[alive], det_scores[candidates]])
         kept = np.argsort(-pool, kind="stable")[:cap]  # stable: live objects come first in the pool
         admitted = candidates[kept[kept >= len(alive)] - len(alive)]
-        evicted = np.setdiff1d(alive, alive[kept[kept < len(alive)]])
+        stays = np.zeros(len(alive), np.bool_)
+        stays[kept[kept < len(alive)]] = True
+        evicted = alive[~stays]  # in frame order, as ``alive``
         self.counters.detections_over_limit += len(candidates) - len(admitted)
         return admitted, evicted
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from numba import njit
 
+from ..kernels.host_ops import merge_plan_arrays, merge_settings, pack_positive, packed_iou
 from ..kernels.ops import mask_iou, merge_plan
 from ..kernels.torch_ops import MergeConfig
 
@@ -40,6 +41,19 @@ class Association:
     recondition_det: torch.Tensor  # (N,) long: detection re-conditioning each track, -1 for none
 
 
+def merge_config(t: MergeThresholds) -> MergeConfig:
+    """The kernels' merge settings of the engine's association (score threshold 0: an invalid detection comes with
+    score -1; the other settings at their defaults)."""
+    return MergeConfig(
+        score_threshold=0.0,
+        assoc_iou=t.assoc_iou,
+        track_assoc_iou=t.track_assoc_iou,
+        new_object_score=t.new_object,
+        high_conf_score=t.high_conf,
+        high_iou=t.high_iou,
+    )
+
+
 def associate(
     det_masks: torch.Tensor,
     det_scores: torch.Tensor,
@@ -59,21 +73,13 @@ def associate(
     d, n = det_masks.shape[0], trk_masks.shape[0]
     device = det_masks.device
     ious = mask_iou(det_masks > 0, trk_masks > 0) if d and n else torch.zeros(d, n, device=device)
-    config = MergeConfig(
-        score_threshold=0.0,
-        assoc_iou=t.assoc_iou,
-        track_assoc_iou=t.track_assoc_iou,
-        new_object_score=t.new_object,
-        high_conf_score=t.high_conf,
-        high_iou=t.high_iou,
-    )
     plan = merge_plan(
         ious,
         torch.where(det_valid, det_scores.float(), -1.0),  # invalid: under the threshold
         torch.ones(n, dtype=torch.bool, device=device),
         torch.zeros(n, dtype=torch.long, device=device),
         torch.zeros(1, dtype=torch.long, device=device),
-        config,
+        merge_config(t),
         det_concept,
         trk_concept,
     )
@@ -108,6 +114,157 @@ def occlusion_suppression(
         suppress = (overlap & later & (last_occluded[None, :] > NEVER_OCCLUDED)).any(dim=1)
     occluded = ~binary.flatten(1).any(dim=1) | suppress
     return suppress, torch.where(occluded, torch.full_like(last_occluded, frame), last_occluded)
+
+
+@dataclass
+class Decisions:
+    """What ``merge_on_host`` decided for the frame's D detections and N tracked objects."""
+
+    is_new: np.ndarray  # (D,) bool: detection starts a new object (``Association.is_new``)
+    recondition: np.ndarray  # (N,) bool: object re-conditioned on ``recondition_det`` this frame
+    recondition_det: np.ndarray  # (N,) int64: the detection to re-condition each object on, -1 for none
+    suppress: np.ndarray  # (N,) bool: suppressed by a more recently occluded overlap (``occlusion_suppression``)
+    expired: np.ndarray  # (N,) bool: not confirmed for more than keep_alive_frames (click-created objects never)
+    score: np.ndarray  # (N,) float32: each object's score after this frame
+
+
+def merge_on_host(
+    dets: dict[str, torch.Tensor],
+    trk_logits: torch.Tensor,
+    trk_concept: torch.Tensor,
+    object_scores: torch.Tensor,
+    slots: np.ndarray,
+    state: tuple[np.ndarray, np.ndarray, np.ndarray],
+    frame: int,
+    recondition_now: bool,
+    keep_alive_frames: int,
+    t: MergeThresholds,
+) -> Decisions:
+    """The association (``associate``), re-conditioning, ``occlusion_suppression`` and the objects' bookkeeping of
+    the engine's merge in one compiled pass, for float32 CPU tensors: the same decisions as those tensor operations
+    (a few dozen per frame, which cost more than the work itself on the host). ``dets`` are the detector's outputs,
+    ``trk_logits`` (N, h, w) the tracked objects' hole-filled masks, ``object_scores`` (N,) their tracker score
+    logits, ``slots`` (N,) their slots; ``state`` (last occluded frame, last confirmed frame, score; arrays over
+    every slot) is updated at ``slots``."""
+    (d, h, w), n = dets["masks"].shape, trk_logits.shape[0]
+    decided = Decisions(
+        np.zeros(d, np.bool_),
+        np.zeros(n, np.bool_),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.bool_),
+        np.zeros(n, np.bool_),
+        np.zeros(n, np.float32),
+    )
+    thresholds, limits = merge_settings(merge_config(t))
+    _decide(
+        pack_positive(dets["masks"].reshape(d, h * w).numpy()),
+        dets["scores"].numpy(),
+        dets["valid"].numpy(),
+        dets["concept"].numpy(),
+        pack_positive(trk_logits.reshape(n, h * w).numpy()),
+        trk_concept.numpy(),
+        object_scores.numpy(),
+        slots,
+        *state,
+        frame,
+        recondition_now,
+        keep_alive_frames,
+        thresholds,
+        limits,
+        np.float32(t.occlusion_iou),
+        t.occlusion_iou > 0,
+        decided.is_new,
+        decided.recondition,
+        decided.recondition_det,
+        decided.suppress,
+        decided.expired,
+        decided.score,
+    )
+    return decided
+
+
+@njit(cache=True, nogil=True)
+def _decide(
+    det_bits,
+    det_scores,
+    det_valid,
+    det_concept,
+    trk_bits,
+    trk_concept,
+    object_scores,
+    slots,
+    last_occluded,
+    last_detected,
+    score,
+    frame,
+    recondition_now,
+    keep_alive_frames,
+    thresholds,
+    limits,
+    occlusion_iou,
+    occlusion_on,
+    is_new,
+    recondition,
+    recondition_det,
+    suppress,
+    expired,
+    scores_out,
+):
+    """``merge_on_host``'s loops: the tensor operations of ``associate``, ``occlusion_suppression`` and the merge
+    in ``Engine._merge``, in their order, on bit-packed masks (``pack_positive``)."""
+    d, n = det_bits.shape[0], trk_bits.shape[0]
+    new_object, high_conf = thresholds[3], thresholds[4]
+    ious = np.zeros((d, n), np.float32)
+    if d and n:
+        packed_iou(det_bits, trk_bits, ious)
+    plan_scores = np.where(det_valid, det_scores, np.float32(-1.0))  # invalid: under the threshold
+    det_track, det_new_id = np.empty(d, np.int64), np.empty(d, np.int64)
+    matched, unmatched, alive = np.empty(n, np.bool_), np.empty(n, np.bool_), np.empty(n, np.int64)
+    merge_plan_arrays(
+        ious,
+        plan_scores,
+        np.ones(n, np.bool_),
+        np.zeros(n, np.int64),
+        det_concept,
+        trk_concept,
+        thresholds,
+        limits,
+        0,
+        det_track,
+        det_new_id,
+        matched,
+        unmatched,
+        recondition_det,
+        alive,
+    )
+    for k in range(d):
+        is_new[k] = det_new_id[k] >= 0 and det_scores[k] >= new_object
+    # occlusion: of two overlapping objects of a concept the more recently occluded one (if the other ever was)
+    if n > 1 and occlusion_on:
+        overlap = np.empty((n, n), np.float32)
+        packed_iou(trk_bits, trk_bits, overlap)
+        for i in range(n):
+            for j in range(n):
+                later = last_occluded[slots[i]] > last_occluded[slots[j]] > NEVER_OCCLUDED
+                if i != j and overlap[i, j] >= occlusion_iou and trk_concept[i] == trk_concept[j] and later:
+                    suppress[i] = True
+    for j in range(n):
+        slot = slots[j]
+        empty = not trk_bits[j].any()
+        best, best_iou = 0, np.float32(0)  # the best detection of the object's concept, the first of equal IoUs
+        for k in range(d):
+            value = ious[k, j] if det_concept[k] == trk_concept[j] and det_valid[k] else np.float32(0)
+            if k == 0 or value > best_iou:
+                best, best_iou = k, value
+        recondition[j] = recondition_now and recondition_det[j] >= 0 and object_scores[j] > high_conf
+        if empty or suppress[j]:
+            last_occluded[slot] = frame
+        if not unmatched[j]:  # confirmed
+            last_detected[slot] = frame
+        if matched[j]:
+            score[slot] = det_scores[best]
+        scores_out[j] = score[slot]
+        expired[j] = frame - last_detected[slot] > keep_alive_frames and trk_concept[j] >= 0
 
 
 def suppress_shrunk(

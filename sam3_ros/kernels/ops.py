@@ -1,4 +1,5 @@
-"""The functions the engine calls: CUDA kernels for CUDA tensors when they compile, torch references otherwise.
+"""The functions the engine calls: CUDA kernels for CUDA tensors when they compile, compiled host loops
+(``host_ops``) for the merge's CPU tensors, torch references otherwise.
 
 Same signatures and results as ``sam3_ros.kernels.torch_ops`` (and ``sam3_ros.codec.rle.encode`` for
 ``rle_encode``). The first CUDA call compiles (or loads from the disk cache) the kernels; if that fails
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from sam3_ros.codec import rle
-from sam3_ros.kernels import torch_ops
+from sam3_ros.kernels import host_ops, torch_ops
 from sam3_ros.kernels.nvrtc import KernelsUnavailable
 from sam3_ros.kernels.torch_ops import MergeConfig, MergePlan
 
@@ -64,8 +65,10 @@ def _cuda(*tensors: torch.Tensor):
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of every mask in ``a`` (N, H, W) with every mask in ``b`` (M, H, W); (N, M) float32.
 
-    The kernel takes bool masks; other dtypes go to the reference.
+    The kernels take bool masks; other dtypes go to the reference.
     """
+    if a.dtype == b.dtype == torch.bool and a.device.type == b.device.type == "cpu":
+        return host_ops.mask_iou(a, b)
     ops = _cuda(a, b) if a.dtype == b.dtype == torch.bool else None
     return (ops or torch_ops).mask_iou(a, b)
 
@@ -91,8 +94,10 @@ def merge_plan(
     det_prompt: torch.Tensor | None = None,
     trk_prompt: torch.Tensor | None = None,
 ) -> MergePlan:
-    """Detection-track merge (see ``torch_ops.merge_plan``)."""
-    ops = _cuda(iou, det_scores, trk_nonempty, keep_alive, next_id) or torch_ops
+    """Detection-track merge (see ``torch_ops.merge_plan``); float32 IoUs and scores on the CPU go to the host loop."""
+    tensors = (iou, det_scores, trk_nonempty, keep_alive, next_id)
+    on_host = all(t.device.type == "cpu" for t in tensors) and iou.dtype == det_scores.dtype == torch.float32
+    ops = host_ops if on_host else (_cuda(*tensors) or torch_ops)
     return ops.merge_plan(iou, det_scores, trk_nonempty, keep_alive, next_id, config, det_prompt, trk_prompt)
 
 
