@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sam3_ros.engine import preprocess
+from sam3_ros.engine import frame_resize, preprocess
 from sam3_ros.engine.preprocess import to_pixels
 
 
@@ -49,3 +49,16 @@ def test_a_frame_of_the_model_size_is_only_normalized():
     image = _frame(56, 56)
     pixels = to_pixels(image, 56, torch.float32)
     assert torch.equal(pixels[0], (image.permute(2, 0, 1).float() - 127.5) / 127.5)
+
+
+def test_the_compiled_float_path_gives_the_values_of_its_tensor_steps(monkeypatch):
+    """On the CPU the float path's resize, rounding and normalization run as one compiled pass: the same values as
+    ``resize_uint8`` and the normalization as tensor operations."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    for height, width, size in ((720, 1280, 112), (97, 203, 56), (60, 40, 72)):
+        image = _frame(height, width)
+        steps = (preprocess.resize_uint8(image.permute(2, 0, 1)[None], size).float() - 127.5) / 127.5
+        pixels = to_pixels(image, size, torch.float32)
+        assert pixels.shape == steps.shape and torch.equal(pixels, steps), (height, width, size)
+        assert frame_resize.normalized_frame(image.numpy(), size) is not None  # the compiled pass ran
+        assert to_pixels(image, size, torch.bfloat16).dtype == torch.bfloat16

@@ -81,7 +81,7 @@ def resize_axis(in_size: int, out_size: int) -> ResizeAxis:
 
 def prepare_frame_resize() -> None:
     """Compile the resize's loops (or load them from numba's cache) now, not on a camera's first frame."""
-    resize_frame(np.zeros((2 * ROWS_PER_BLOCK, 24, 3), np.uint8), 8)
+    normalized_frame(np.zeros((2 * ROWS_PER_BLOCK, 24, 3), np.uint8), 8)
 
 
 def resize_frame(image: np.ndarray, size: int) -> np.ndarray | None:
@@ -92,6 +92,31 @@ def resize_frame(image: np.ndarray, size: int) -> np.ndarray | None:
     if not resize_matches_torch(h, w, size):
         return None
     return _resize(np.ascontiguousarray(image), size)
+
+
+def normalized_frame(image: np.ndarray, size: int) -> np.ndarray | None:
+    """(H, W, 3) uint8 -> (3, size, size) float32: ``resize_frame``'s values clamped to [0, 255], rounded to uint8
+    levels and normalized to [-1, 1] ((x - 127.5) / 127.5), as the image processor's float path does it with tensor
+    operations, bit for bit, in one pass; None where ``resize_frame`` is."""
+    values = resize_frame(image, size)
+    if values is None:
+        return None
+    pixels = np.empty((3, size, size), F32)
+    _normalize(values, pixels)
+    return pixels
+
+
+@njit(cache=True, nogil=True)
+def _normalize(values, pixels):
+    """``pixels[c, i, j]`` = (round(clamp(values[i, j, c], 0, 255)) - 127.5) / 127.5 in float32 (round: half to
+    even, as torch's)."""
+    size = values.shape[0]
+    low, high, half = F32(0), F32(255), F32(127.5)
+    for i in range(size):
+        for j in range(size):
+            for c in range(3):
+                v = min(max(values[i, j, c], low), high)
+                pixels[c, i, j] = (np.rint(v) - half) / half
 
 
 @lru_cache(maxsize=16)

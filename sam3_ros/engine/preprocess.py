@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .frame_resize import resize_frame
+from .frame_resize import normalized_frame, resize_frame
 from .types import Frame
 
 
@@ -54,8 +54,17 @@ def to_pixels(image: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tenso
     one step to [-1, 1] ((x - 127.5) / 127.5: mean 0.5 and std 0.5 fused with the 1/255 rescale)."""
     x = image.permute(2, 0, 1)[None]  # NCHW over the frame's channels-last memory: no copy
     if x.shape[-2:] != (size, size):
+        if x.device.type == "cpu" and _float_path(x):
+            pixels = normalized_frame(image.numpy(), size)  # the resize and the steps below in one compiled pass
+            if pixels is not None:
+                return torch.from_numpy(pixels)[None].to(dtype)
         x = resize_uint8(x, size)
     return ((x.float() - 127.5) / 127.5).to(dtype)
+
+
+def _float_path(x: torch.Tensor) -> bool:
+    """Whether torchvision resizes ``x`` in float32 (see ``resize_uint8``)."""
+    return x.device.type != "cpu" or "AVX2" not in torch.backends.cpu.get_cpu_capability()
 
 
 def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -65,7 +74,7 @@ def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
     kernels takes the float path too; the two paths differ by one level on about 1% of pixels, and following
     torchvision keeps the pixels those of transformers' image processor on the same machine. On the CPU the float
     path's values come from ``frame_resize`` (torch's own, 1.6-3x faster) where they match this torch build."""
-    if x.device.type == "cpu" and "AVX2" in torch.backends.cpu.get_cpu_capability():
+    if not _float_path(x):
         return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     values = resize_frame(x[0].permute(1, 2, 0).numpy(), size) if x.device.type == "cpu" else None
     if values is not None:
