@@ -30,6 +30,7 @@ from .merge import (
     associate,
     merge_on_host,
     occlusion_suppression,
+    prepare_merge_on_host,
     suppress_shrunk,
 )
 from .preprocess import frame_tensor, to_pixels
@@ -106,8 +107,10 @@ class _Output:
 
 def prepare_host_path() -> None:
     """Compile the CPU engine's loops (or load them from numba's cache) now, so that a camera's first frame does
-    not wait for them: the frame resize's, the output masks', the hole filling's and the per-concept non-overlap's."""
+    not wait for them: the frame resize's, the merge's, the output masks', the hole filling's and the per-concept
+    non-overlap's."""
     prepare_frame_resize()
+    prepare_merge_on_host()
     prepare_output_masks()
     fill_holes(torch.ones(1, 1, 4, 4), 1)
     suppress_shrunk(torch.ones(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), 1)

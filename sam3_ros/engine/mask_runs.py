@@ -152,9 +152,11 @@ def dense_output_masks(
 
 def prepare_output_masks() -> None:
     """Compile ``output_masks``' loops (or load them from numba's cache) and start numba's threading layer now, so
-    that a camera's first frame does not wait for them: two objects over enough columns for two passes."""
+    that a camera's first frame does not wait for them: two objects of one concept, the second's pairs all taken by
+    the first, over enough columns for two passes and over too few."""
     columns = MIN_PARALLEL_PAIRS // (2 * 16) + 1
-    output_masks(torch.ones(2, 16, 16), torch.ones(2), torch.zeros(2, dtype=torch.long), (640, columns))
+    for size in ((640, columns), (120, 160)):
+        output_masks(torch.ones(2, 16, 16), torch.ones(2), torch.zeros(2, dtype=torch.long), size)
 
 
 def output_masks(

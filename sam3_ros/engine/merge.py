@@ -183,6 +183,17 @@ def merge_on_host(
     return decided
 
 
+def prepare_merge_on_host() -> None:
+    """Compile ``merge_on_host``'s loops (or load them from numba's cache) now, not on a camera's first frame."""
+    masks = torch.ones(2, 4, 4)
+    dets = {"masks": masks, "scores": torch.ones(2), "valid": torch.ones(2, dtype=torch.bool)}
+    dets["concept"] = torch.zeros(2, dtype=torch.long)
+    state = (np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4, np.float32))
+    thresholds = MergeThresholds(0.5, 0.5, 0.5, 0.5, 0.5, 0.5)
+    merge_on_host(dets, masks, dets["concept"], torch.ones(2), np.arange(2), state, 1, True, 1, thresholds)
+    mask_iou(masks > 0, masks > 0)  # the kernels' host versions for CPU tensors
+
+
 @njit(cache=True, nogil=True)
 def _decide(
     det_bits,

@@ -68,11 +68,11 @@ def test_full_hd_stream_reaches_the_rclpy_node_with_the_fastdds_profile(tmp_path
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
     }
     params = tmp_path / "params.yaml"
-    # A history of 5, not the default 1: on two loaded cores a receive callback can run frame periods late, and
-    # with 1 the next frame would replace the untaken one in the reader, counted as lost in transport. That is the
-    # node's latest-wins under load, not the loss the profile is about (fragments of 6 MB samples). With 3, CI lost
-    # 11 of 150 and local runs 3 and 6 of 150 in 2 of 10 (the others none); with 1, CI lost 9 and a suite run 15.
-    params.write_text("/**:\n  ros__parameters:\n    output.diagnostics_period_s: 0.5\n    input.qos_depth: 5\n")
+    # A history of 10, not the default 1: on two loaded cores a receive callback can run frame periods late, and
+    # with a short history the next frames replace the untaken ones in the reader, counted as lost in transport.
+    # That is the node's latest-wins under load, not the loss the profile is about (fragments of 6 MB samples).
+    # With 1, CI lost 9 of 150; with 3, 11; with 5, 3 and 9 in 2 of 5 local runs; with 10, none in 5 of 5.
+    params.write_text("/**:\n  ros__parameters:\n    output.diagnostics_period_s: 0.5\n    input.qos_depth: 10\n")
     log_path = tmp_path / "launch.log"
     with open(log_path, "wb") as log:
         launch = subprocess.Popen(
