@@ -576,19 +576,11 @@ def _column_runs(
         keep, claims = keeps[k], shared[k]
         region_top, region_left, region_rows = regions[g, 0], regions[g, 1], regions[g, 2]
         claims_at = claim_offsets[g] + b0 - region_top
-        source = logits[i]
-        last_row = source.shape[0] - 1
         for x in range(x0, x1):
             column = x * height
             c0, c1, w0, w1 = x_i0[x], x_i1[x], x_l0[x], x_l1[x]
-            if fused:  # outside the loop: the compiler does not move it out by itself
-                for j in range(nb + 1):
-                    r = min(b0 + j, last_row)
-                    across[j] = fused_multiply_add(source[r, c0], w0, np.float32(source[r, c1] * w1))
-            else:
-                for j in range(nb + 1):
-                    r = min(b0 + j, last_row)
-                    across[j] = _fma32_scalar(source[r, c0], w0, np.float32(source[r, c1] * w1))
+            for j in range(nb + 1):
+                across[j] = _across(logits, i, b0 + j, c0, c1, w0, w1, fused)
             claims_column = claims_at + (x - region_left) * region_rows
             for j in range(nb):
                 r = b0 + j
